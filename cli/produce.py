@@ -1,0 +1,9 @@
+"""``kassa produce``: not built yet (see the open issues)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``produce`` subcommand (to be built)."""

@@ -1,0 +1,50 @@
+"""Business days: the one place where a calendar day becomes an interval of instants.
+
+A business day is the local calendar day in the configured time zone, so it is 23 or 25
+hours long on the days daylight saving time starts or ends.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from common.errors import KassaError
+
+
+class InvalidDay(KassaError):  # noqa: N818
+    """A day given by a user is not a ``YYYY-MM-DD`` date."""
+
+
+def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The instants ``[start, end)`` of ``day`` in ``zone``, as aware UTC datetimes."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+
+
+def business_day(instant: datetime, zone: ZoneInfo) -> date:
+    """The business day in ``zone`` that an aware ``instant`` falls on."""
+    if instant.tzinfo is None:
+        msg = f"naive datetime {instant.isoformat()} has no time zone; pass an aware datetime"
+        raise ValueError(msg)
+    return instant.astimezone(zone).date()
+
+
+def business_day_of_ms(timestamp_ms: int, zone: ZoneInfo) -> date:
+    """The business day in ``zone`` of a Kafka timestamp (milliseconds since the epoch)."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=zone).date()
+
+
+def parse_day(text: str) -> date:
+    """A ``YYYY-MM-DD`` day given on the command line, or :class:`InvalidDay` saying so."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"day {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-21"
+        raise InvalidDay(msg) from None
+
+
+def yesterday(now: datetime, zone: ZoneInfo) -> date:
+    """The business day before the one ``now`` falls on."""
+    return business_day(now, zone) - timedelta(days=1)

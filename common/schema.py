@@ -1,0 +1,203 @@
+"""The checkout message: one basket at one register, one Kafka record.
+
+This module is the only place that turns bytes into checkouts and back. On the wire a
+checkout is a JSON object (its JSON Schema is published as ``docs/checkout.schema.json``)::
+
+    {"schema_version": 1, "transaction_id": "s01-r02-000042", "store_id": "s01",
+     "register_id": "r02", "occurred_at": "2026-11-21T10:15:00+01:00", "kind": "sale",
+     "currency": "EUR", "lines": [{"sku": "4011", "name": "Bananas", "quantity": 3,
+     "unit_price": "0.25"}]}
+
+The Kafka record carries the store id as its key (so one store's checkouts stay in order on
+one partition) and ``occurred_at`` as its timestamp (so a business day can be located with
+``offsets_for_times``).
+
+Money is exact: ``unit_price`` is a decimal string with at most :data:`MONEY_DECIMALS`
+decimal places; sums are kept as integers of ``10**-MONEY_DECIMALS`` currency units
+(:func:`to_money_units`).
+
+Quantity signs follow the kind: a ``sale`` has only positive quantities, a ``return`` only
+negative ones, an ``adjustment`` (stock correction, bad debt) any non-zero ones. Net units are
+the plain sum of quantities over all kinds; units sold are the quantities of sales; units
+returned are the negated quantities of returns.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from common.errors import KassaError
+
+SCHEMA_VERSION: Final = 1
+MONEY_DECIMALS: Final = 4
+_MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_DECIMALS)
+_MAX_PRICE: Final = Decimal(10**12)
+
+Kind = Literal["sale", "return", "adjustment"]
+KINDS: Final[tuple[Kind, ...]] = ("sale", "return", "adjustment")
+
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Line(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """One line of a basket: ``quantity`` units of ``sku`` at ``unit_price`` each."""
+
+    sku: Sku
+    quantity: int
+    unit_price: Decimal
+    name: str | None = None
+
+
+class Checkout(msgspec.Struct, frozen=True):
+    """One checkout (basket) at one register; the unit of every Kafka message."""
+
+    transaction_id: Identifier
+    store_id: Identifier
+    register_id: Identifier
+    occurred_at: AwareDatetime
+    kind: Kind
+    currency: Currency
+    lines: tuple[Line, ...]
+    schema_version: int = SCHEMA_VERSION
+
+
+class Reason(enum.StrEnum):
+    """Why a message is not a valid checkout (the dead-letter reasons)."""
+
+    TOO_LARGE = "too_large"
+    MALFORMED_JSON = "malformed_json"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NO_LINES = "no_lines"
+    TOO_MANY_LINES = "too_many_lines"
+    ZERO_QUANTITY = "zero_quantity"
+    QUANTITY_LIMIT = "quantity_limit"
+    SIGN_MISMATCH = "sign_mismatch"
+    PRICE_PRECISION = "price_precision"
+    NEGATIVE_PRICE = "negative_price"
+
+
+class InvalidCheckout(KassaError):  # noqa: N818 - reads as "raise InvalidCheckout(...)"
+    """A message that is not a valid checkout; ``reason`` classifies it, the text explains."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes beyond which a checkout is refused as absurd (``KASSA_MAX_*`` settings)."""
+
+    max_lines: int = 2000
+    max_quantity: int = 100_000
+    max_message_bytes: int = 1_000_000
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_decoder = msgspec.json.Decoder(Checkout)
+
+
+def encode_checkout(checkout: Checkout) -> bytes:
+    """The JSON bytes of ``checkout`` (the Kafka record value)."""
+    return _encoder.encode(checkout)
+
+
+def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:  # noqa: B008
+    """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason."""
+    if len(data) > limits.max_message_bytes:
+        detail = (
+            f"message of {len(data)} bytes exceeds KASSA_MAX_MESSAGE_BYTES="
+            f"{limits.max_message_bytes}"
+        )
+        raise InvalidCheckout(Reason.TOO_LARGE, detail)
+    try:
+        checkout = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        reason = Reason.MISSING_FIELD if "missing required field" in str(exc) else None
+        raise InvalidCheckout(reason or Reason.INVALID_FIELD, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidCheckout(Reason.MALFORMED_JSON, str(exc)) from None
+    validate_checkout(checkout, limits)
+    return checkout
+
+
+def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:  # noqa: B008
+    """Check the rules a well-typed checkout must still follow (see the module docstring)."""
+    if checkout.schema_version != SCHEMA_VERSION:
+        detail = f"schema_version {checkout.schema_version}; this kassa reads {SCHEMA_VERSION}"
+        raise InvalidCheckout(Reason.UNSUPPORTED_VERSION, detail)
+    count = len(checkout.lines)
+    if count == 0:
+        raise InvalidCheckout(Reason.NO_LINES, "a checkout needs at least one line")
+    if count > limits.max_lines:
+        detail = f"{count} lines exceed KASSA_MAX_LINES={limits.max_lines}"
+        raise InvalidCheckout(Reason.TOO_MANY_LINES, detail)
+    kind = checkout.kind
+    max_quantity = limits.max_quantity
+    for index, line in enumerate(checkout.lines):
+        quantity = line.quantity
+        if quantity == 0:
+            raise InvalidCheckout(Reason.ZERO_QUANTITY, f"$.lines[{index}].quantity is 0")
+        if quantity > max_quantity or quantity < -max_quantity:
+            detail = (
+                f"$.lines[{index}].quantity {quantity} exceeds KASSA_MAX_QUANTITY={max_quantity}"
+            )
+            raise InvalidCheckout(Reason.QUANTITY_LIMIT, detail)
+        if (kind == "sale" and quantity < 0) or (kind == "return" and quantity > 0):
+            detail = f"$.lines[{index}].quantity {quantity} in a {kind!r} checkout"
+            raise InvalidCheckout(Reason.SIGN_MISMATCH, detail)
+        price = line.unit_price
+        if (
+            not price.is_finite()
+            or not -_MAX_PRICE < price < _MAX_PRICE
+            or price.quantize(_MONEY_QUANTUM) != price
+        ):
+            detail = (
+                f"$.lines[{index}].unit_price {price} is not a decimal below {_MAX_PRICE} "
+                f"with at most {MONEY_DECIMALS} decimal places"
+            )
+            raise InvalidCheckout(Reason.PRICE_PRECISION, detail)
+        if price < 0 and kind != "adjustment":
+            detail = f"$.lines[{index}].unit_price {price} is negative in a {kind!r} checkout"
+            raise InvalidCheckout(Reason.NEGATIVE_PRICE, detail)
+
+
+def message_key(checkout: Checkout) -> bytes:
+    """The Kafka record key: the store id."""
+    return checkout.store_id.encode()
+
+
+def record_timestamp_ms(checkout: Checkout) -> int:
+    """The Kafka record timestamp: ``occurred_at`` in milliseconds since the epoch."""
+    return round(checkout.occurred_at.timestamp() * 1000)
+
+
+def to_money_units(amount: Decimal) -> int:
+    """``amount`` as an integer count of ``10**-MONEY_DECIMALS`` currency units (exact)."""
+    units = amount.scaleb(MONEY_DECIMALS)
+    if units != units.to_integral_value():
+        msg = f"{amount} has more than {MONEY_DECIMALS} decimal places"
+        raise ValueError(msg)
+    return int(units)
+
+
+def from_money_units(units: int) -> Decimal:
+    """The decimal amount of ``units`` (inverse of :func:`to_money_units`)."""
+    return Decimal(units).scaleb(-MONEY_DECIMALS)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of the checkout message, as published in ``docs/``."""
+    return msgspec.json.schema(Checkout)

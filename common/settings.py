@@ -1,0 +1,121 @@
+"""kassa's settings: one frozen object, read from ``KASSA_*`` environment variables.
+
+Only the CLI builds a :class:`Settings` from the environment (:func:`load_settings`); every
+other module receives it as an argument.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import SettingsError
+from common.schema import Limits
+
+ENV_PREFIX = "KASSA_"
+
+
+class Settings(BaseSettings):
+    """Everything kassa can be configured with. Each field is the variable ``KASSA_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_file=None
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    topic: str = Field("sales", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="sales topic")
+    dlq_topic: str = Field("", description="dead-letter topic; empty means '<topic>.dlq'")
+    partitions: int = Field(3, ge=1, le=1000, description="partitions of the topics kassa creates")
+    consumer_group: str = Field("kassa-stream", min_length=1, description="stream job's group")
+
+    # Redis
+    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+    redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+    # Files
+    data_dir: Path = Field(Path("./data"), description="Parquet snapshots and manifests")
+    state_dir: Path = Field(Path("./.kassa"), description="local services' data and pid files")
+    cache_dir: Path = Field(Path("~/.cache/kassa"), description="downloaded Kafka jars")
+
+    # Business days
+    timezone: str = Field("UTC", description="IANA time zone in which business days are cut")
+
+    # Message limits (defaults accept every row of the UCI Online Retail dataset)
+    max_lines: int = Field(2000, ge=1, description="lines per checkout")
+    max_quantity: int = Field(100_000, ge=1, description="absolute quantity per line")
+    max_message_bytes: int = Field(1_000_000, ge=256, description="encoded checkout size")
+
+    # Local services started by `kassa services up`
+    kafka_version: str = Field("4.1.1", pattern=r"^4\.\d+\.\d+$")
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_heap: str = Field("1g", pattern=r"^\d+[kmgKMG]$")
+
+    # Daily job
+    daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
+    lateness_seconds: int = Field(3600, ge=0, description="how late an event may arrive")
+    retention_days: int = Field(35, ge=1, description="how long per-day Redis keys live")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown IANA time zone {value!r}; use a name such as 'Europe/London' or 'UTC'"
+            raise ValueError(msg) from None
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                msg = f"{server!r} is not host:port; write e.g. '127.0.0.1:9092'"
+                raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _expand_paths(self) -> Settings:
+        for name in ("data_dir", "state_dir", "cache_dir"):
+            object.__setattr__(self, name, getattr(self, name).expanduser())
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The business time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def limits(self) -> Limits:
+        """The message size limits every decoder applies."""
+        return Limits(self.max_lines, self.max_quantity, self.max_message_bytes)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where the stream job sends messages it cannot count."""
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and ``overrides``), or explain what is wrong.
+
+    Raises :class:`SettingsError` naming each offending ``KASSA_*`` variable, its value and
+    the fix.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            reason = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}={error.get('input')!r}: {reason}")
+        msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
+        raise SettingsError(msg) from None

@@ -1,0 +1,1 @@
+"""Where kassa keeps its results: Redis keys and stores, and the Parquet snapshot layout."""

@@ -1,0 +1,59 @@
+"""Every Redis key kassa reads or writes, built in this one module.
+
+Per-day figures live in a *namespace*: ``live`` (kept up to date by the stream job) or
+``daily`` (replaced by the daily job). For namespace ``ns`` and business day ``D``
+(``YYYY-MM-DD``); an optional store scope inserts ``:store:<store_id>`` after the day:
+
+================================  ======  ==================================================
+key                               type    meaning
+================================  ======  ==================================================
+kassa:{ns}:{D}:units              zset    sku -> net units; ``ZREVRANGE .. WITHSCORES`` = top-N
+kassa:{ns}:{D}:sold               hash    sku -> units sold (quantities of sales)
+kassa:{ns}:{D}:returned           hash    sku -> units returned (negated quantities of returns)
+kassa:{ns}:{D}:revenue            hash    sku -> revenue, integer 1/10,000 currency units
+kassa:{ns}:{D}:checkouts          hash    sku -> number of checkouts with the sku
+kassa:{ns}:{D}:totals             hash    units, units_sold, units_returned, revenue,
+                                          checkouts, lines for the whole day (or store)
+kassa:{ns}:{D}:stores             set     store ids seen that day
+kassa:names                       hash    sku -> latest display name
+================================  ======  ==================================================
+
+Per-day keys expire ``KASSA_RETENTION_DAYS`` after the end of their day.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Final, Literal
+
+PREFIX: Final = "kassa"
+Namespace = Literal["live", "daily"]
+Measure = Literal["units", "sold", "returned", "revenue", "checkouts", "totals"]
+MEASURES: Final[tuple[Measure, ...]] = (
+    "units",
+    "sold",
+    "returned",
+    "revenue",
+    "checkouts",
+    "totals",
+)
+
+NAMES: Final = f"{PREFIX}:names"
+
+
+def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> str:
+    """The common prefix of one day's keys, for the whole chain or one store."""
+    scope = f"{PREFIX}:{namespace}:{day.isoformat()}"
+    return scope if store_id is None else f"{scope}:store:{store_id}"
+
+
+def day_key(
+    namespace: Namespace, day: date, measure: Measure, store_id: str | None = None
+) -> str:
+    """The key of one measure of one day (see the module table)."""
+    return f"{day_scope(namespace, day, store_id)}:{measure}"
+
+
+def stores_key(namespace: Namespace, day: date) -> str:
+    """The set of store ids with checkouts on ``day``."""
+    return f"{day_scope(namespace, day)}:stores"
