@@ -8,6 +8,7 @@ as the parser's ``handler`` default.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,8 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        import json
-
         entry = {
             "time": self.formatTime(record),
             "level": record.levelname,

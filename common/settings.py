@@ -35,8 +35,12 @@ class Settings(BaseSettings):
     consumer_group: str = Field("kassa-stream", min_length=1, description="stream job's group")
 
     # Redis
-    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
-    redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server and database"
+    )
+    redis_appendfsync: Literal["always", "everysec", "no"] = Field(
+        "everysec", description="AOF fsync policy of the redis-server kassa starts"
+    )
 
     # Files
     data_dir: Path = Field(Path("./data"), description="Parquet snapshots and manifests")
@@ -52,9 +56,13 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1_000_000, ge=256, description="encoded checkout size")
 
     # Local services started by `kassa services up`
-    kafka_version: str = Field("4.1.1", pattern=r"^4\.\d+\.\d+$")
-    kafka_controller_port: int = Field(9093, ge=1, le=65535)
-    kafka_heap: str = Field("1g", pattern=r"^\d+[kmgKMG]$")
+    kafka_version: str = Field(
+        "4.1.1", pattern=r"^4\.\d+\.\d+$", description="Apache Kafka release fetched from Maven"
+    )
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the local broker"
+    )
+    kafka_heap: str = Field("1g", pattern=r"^\d+[kmgKMG]$", description="local broker's Java heap")
 
     # Daily job
     daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
@@ -119,3 +127,15 @@ def load_settings(**overrides: object) -> Settings:
             problems.append(f"{name}={error.get('input')!r}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every variable with its default and meaning."""
+    lines = ["# kassa settings: every KASSA_* variable with its default value.", ""]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        value = default.isoformat("minutes") if isinstance(default, time) else default
+        if field.description:
+            lines.append(f"# {field.description}")
+        lines.append(f"{ENV_PREFIX}{name.upper()}={value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,92 @@
+"""Background processes that kassa starts and later stops, tracked by pid files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.exceptions import ServiceError
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid recorded in ``pid_file`` if that process is still alive, else ``None``."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if is_alive(pid) else None
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def spawn(command: Sequence[str], log_file: Path, pid_file: Path) -> int:
+    """Start ``command`` detached in its own session, output to ``log_file``; return its pid.
+
+    The process outlives kassa (``kassa services up`` returns while it runs), so it is not
+    tied to a ``Popen`` object; its pid goes to ``pid_file``.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    pid = os.posix_spawn(
+        command[0],
+        list(command),
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    pid_file.write_text(f"{pid}\n")
+    return pid
+
+
+def exit_status(pid: int) -> int | None:
+    """The exit status of our child ``pid`` if it has ended, else ``None``."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None if is_alive(pid) else -1
+    return os.waitstatus_to_exitcode(status) if reaped else None
+
+
+def terminate(pid: int, timeout: float = 30.0) -> None:
+    """Stop ``pid`` (and its process group) with SIGTERM, then SIGKILL after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not is_alive(pid):
+                return
+            time.sleep(0.1)
+    msg = f"process {pid} did not exit after SIGKILL; look at it with 'ps -fp {pid}'"
+    raise ServiceError(msg)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,102 @@
+"""A real redis-server on 127.0.0.1 with append-only persistence."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from services.exceptions import ServiceError
+from services.kafka import require_tool
+from services.process import exit_status, read_pid, spawn, terminate
+
+logger = logging.getLogger(__name__)
+
+REDIS_INSTALL_HINT = "sudo apt-get install redis-server (Debian/Ubuntu; 'make' does it as root)"
+
+
+def redis_server_binary() -> str:
+    """The path of ``redis-server``, or :class:`MissingToolError` naming the install command."""
+    return require_tool("redis-server", REDIS_INSTALL_HINT)
+
+
+def redis_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object] | None:
+    """``INFO`` of the Redis server at ``host:port``, or ``None`` when nothing answers."""
+    client = redis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        return client.info()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """One local redis-server and the files it keeps under ``home``."""
+
+    host: str
+    port: int
+    home: Path
+    appendfsync: str = "everysec"
+    databases: int = 16
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "redis.pid"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid while the process kassa started is alive."""
+        return read_pid(self.pid_file)
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Start redis-server with AOF on, wait until it answers; return its pid."""
+        binary = redis_server_binary()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+            "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
+        pid = spawn(command, self.home / "redis.log", self.pid_file)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = exit_status(pid)
+            if status is not None:
+                msg = (
+                    f"redis-server exited with status {status} while starting; "
+                    f"see {self.home / 'redis.log'}"
+                )
+                raise ServiceError(msg)
+            if redis_info(self.host, self.port) is not None:
+                logger.info("Redis answers at %s:%d (pid %d)", self.host, self.port, pid)
+                return pid
+            time.sleep(0.05)
+        terminate(pid)
+        msg = f"redis-server did not answer at {self.host}:{self.port} within {timeout:.0f} s"
+        raise ServiceError(msg)
+
+    def stop(self) -> bool:
+        """Stop the server kassa started here; return whether one was running."""
+        pid = self.pid
+        if pid is None:
+            return False
+        terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True

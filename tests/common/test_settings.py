@@ -1,0 +1,75 @@
+"""Settings come from KASSA_* variables; a bad value is refused naming the variable and fix."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from common.errors import SettingsError
+from common.settings import Settings, env_example, load_settings
+from tests.helpers import repo_root
+
+
+def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"KASSA_{name.upper()}", raising=False)
+    settings = load_settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.topic == "sales"
+    assert settings.dead_letter_topic == "sales.dlq"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.data_dir == Path("data")
+    assert settings.timezone == "UTC"
+    assert settings.consumer_group == "kassa-stream"
+    assert settings.partitions == 3
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KASSA_TIMEZONE", "Europe/London")
+    monkeypatch.setenv("KASSA_PARTITIONS", "6")
+    settings = load_settings()
+    assert settings.zone.key == "Europe/London"
+    assert settings.partitions == 6
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "hint"),
+    [
+        ("KASSA_TIMEZONE", "Mars/Olympus", "Europe/London"),
+        ("KASSA_PARTITIONS", "zero", "integer"),
+        ("KASSA_PARTITIONS", "0", "greater than or equal to 1"),
+        ("KASSA_KAFKA_BOOTSTRAP", "localhost", "127.0.0.1:9092"),
+        ("KASSA_REDIS_URL", "http://x", "rediss?://"),
+    ],
+)
+def test_bad_value_names_variable_and_fix(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, hint: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert variable in str(raised.value)
+    assert value in str(raised.value)
+    assert hint in str(raised.value)
+
+
+def test_cli_refuses_bad_settings_at_start_up() -> None:
+    result = subprocess.run(
+        [str(repo_root() / ".venv/bin/kassa"), "services", "status"],
+        env={"KASSA_TIMEZONE": "Mars/Olympus", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "KASSA_TIMEZONE='Mars/Olympus'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    published = (repo_root() / ".env.example").read_text()
+    assert published == env_example(), "regenerate .env.example with 'make env-example'"
+    for name in Settings.model_fields:
+        assert f"\nKASSA_{name.upper()}=" in published
