@@ -1,0 +1,53 @@
+# kassa: `make demo` and `make test` are the two commands a new machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: bootstrap demo test bench lint check services-up services-down env-example clean
+
+## bootstrap: Python deps (pinned), Java/Maven/redis-server checks, Kafka jars
+bootstrap: $(STAMP)
+	@scripts/ensure-system-deps.sh
+	@$(BIN)/kassa services fetch >/dev/null
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kassa needs Python >= 3.11, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: start Kafka and Redis, run the end-to-end demo, print what it did
+demo: bootstrap
+	@scripts/demo.sh
+
+## test: the whole suite against real Kafka and Redis started by the tests themselves
+test: bootstrap
+	$(BIN)/pytest
+
+## bench: benchmarks against local services; writes BENCHMARKS.md
+bench: bootstrap
+	$(BIN)/kassa services up
+	$(BIN)/python -m bench --command "make bench" --output BENCHMARKS.md
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+check: lint test
+
+services-up: bootstrap
+	$(BIN)/kassa services up
+
+services-down: $(STAMP)
+	$(BIN)/kassa services down
+
+env-example: $(STAMP)
+	$(BIN)/python -c 'from common.settings import env_example; print(env_example(), end="")' > .env.example
+
+clean:
+	-$(BIN)/kassa services down
+	rm -rf $(VENV) .kassa data
