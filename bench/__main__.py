@@ -58,7 +58,7 @@ def main() -> int:
         try:
             module = importlib.import_module(f"bench.{name}")
             sections.append(module.run(settings).strip())
-        except Exception:  # noqa: BLE001 - a broken benchmark is reported, the others still run
+        except Exception:  # a broken benchmark is reported; the others still run
             failed = True
             sections.append(f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```")
         logger.info("bench.%s took %.0f s", name, time.perf_counter() - started)
