@@ -13,13 +13,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import daily, produce, services, stream, top
+from cli import daily, produce, services, stream, top, topics
 from common.errors import KassaError
 from common.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = (services, produce, stream, daily, top)
+COMMANDS = (services, topics, produce, stream, daily, top)
 
 
 def build_parser() -> argparse.ArgumentParser:
