@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     max_quantity: int = Field(100_000, ge=1, description="absolute quantity per line")
     max_message_bytes: int = Field(1_000_000, ge=256, description="encoded checkout size")
 
+    # Producers (`kassa produce`)
+    producer_linger_ms: int = Field(
+        20, ge=0, le=10_000, description="how long the producer waits to fill a batch"
+    )
+    producer_compression: Literal["none", "lz4", "zstd", "gzip", "snappy"] = Field(
+        "lz4", description="compression of produced batches"
+    )
+    delivery_timeout_ms: int = Field(
+        30_000,
+        ge=1_000,
+        le=3_600_000,
+        description="how long a checkout may wait for delivery before it counts as failed",
+    )
+
     # Local services started by `kassa services up`
     kafka_version: str = Field(
         "4.1.1", pattern=r"^4\.\d+\.\d+$", description="Apache Kafka release fetched from Maven"

@@ -1,0 +1,1 @@
+"""Sources of checkouts: the POS simulator, the dataset replay, and the one Kafka producer."""
