@@ -16,6 +16,8 @@ kassa:{ns}:{D}:totals             hash    units, units_sold, units_returned, rev
                                           checkouts, lines for the whole day (or store)
 kassa:{ns}:{D}:stores             set     store ids seen that day
 kassa:names                       hash    sku -> latest display name
+kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
+kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
 ================================  ======  ==================================================
 
 Per-day keys expire ``KASSA_RETENTION_DAYS`` after the end of their day.
@@ -57,3 +59,13 @@ def day_key(
 def stores_key(namespace: Namespace, day: date) -> str:
     """The set of store ids with checkouts on ``day``."""
     return f"{day_scope(namespace, day)}:stores"
+
+
+def applied_offsets_key(topic: str) -> str:
+    """The stream job's watermark: partition -> last offset of ``topic`` applied to Redis."""
+    return f"{PREFIX}:live:applied:{topic}"
+
+
+def dead_letters_key(topic: str) -> str:
+    """Counts of messages of ``topic`` the stream job dead-lettered, by reason."""
+    return f"{PREFIX}:live:dead_letters:{topic}"
