@@ -69,6 +69,23 @@ class Settings(BaseSettings):
         description="how long a checkout may wait for delivery before it counts as failed",
     )
 
+    # Stream job (`kassa stream`)
+    stream_guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once",
+        description="exactly-once skips Kafka offsets Redis already holds; at-least-once may "
+        "count a replayed batch twice after a crash",
+    )
+    stream_commit_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="seconds between Redis writes + offset commits of the stream job",
+    )
+    metrics_host: str = Field("0.0.0.0", min_length=1, description="stream job's HTTP bind address")
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
+    )
+
     # Local services started by `kassa services up`
     kafka_version: str = Field(
         "4.1.1", pattern=r"^4\.\d+\.\d+$", description="Apache Kafka release fetched from Maven"
