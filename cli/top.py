@@ -1,9 +1,79 @@
-"""``kassa top``: not built yet (see the open issues)."""
+"""``kassa top``: read a day's item ranking from Redis, as a table or as JSON."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
+
+import redis
+
+from common.days import business_day, parse_day
+from common.errors import KassaError
+from common.settings import Settings
+from storage.rankings import RankedItem, read_ranking
+
+SOURCES = ("live", "daily")
+
+
+class RedisUnavailableError(KassaError):
+    """Redis could not be reached or answered with an error."""
+
+    exit_code = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``top`` subcommand (to be built)."""
+    """Add ``top``."""
+    parser = subparsers.add_parser(
+        "top",
+        help="print a day's best-selling items (net units)",
+        description="Read a day's ranking from Redis: 'live' (kept by kassa stream) or "
+        "'daily' (written by kassa daily). Best first; ties by sku.",
+    )
+    parser.add_argument("--source", choices=SOURCES, default="live", help="which ranking")
+    parser.add_argument("--day", help="business day YYYY-MM-DD in KASSA_TIMEZONE (default: today)")
+    parser.add_argument("-n", type=int, default=10, help="how many items (default 10)")
+    parser.add_argument("--store", help="one store's ranking instead of the whole chain")
+    parser.add_argument("--json", action="store_true", help="print a JSON array")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ranking; an empty ranking prints ``[]`` (JSON) or a note, exit status 0."""
+    day = parse_day(args.day) if args.day else business_day(datetime.now(UTC), settings.zone)
+    if args.n < 1:
+        msg = f"-n {args.n} is not positive; ask for at least 1 item"
+        raise KassaError(msg)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        ranking = read_ranking(client, args.source, day, args.n, args.store)
+    except redis.RedisError as exc:
+        msg = f"cannot read Redis at KASSA_REDIS_URL={settings.redis_url!r} ({exc}); is it up?"
+        raise RedisUnavailableError(msg) from None
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps([item.as_json() for item in ranking], ensure_ascii=False))
+    else:
+        print(_table(ranking, args.source, day.isoformat(), args.store))
+    return 0
+
+
+def _table(ranking: list[RankedItem], source: str, day: str, store: str | None) -> str:
+    scope = f"store {store}" if store else "all stores"
+    if not ranking:
+        return f"no {source} ranking for {day} ({scope})"
+    rows = [("rank", "sku", "name", "units", "revenue")]
+    rows += [
+        (str(i.rank), i.sku, (i.name or "").strip(), str(i.units), str(i.revenue)) for i in ranking
+    ]
+    widths = [max(len(row[col]) for row in rows) for col in range(5)]
+    right = {0, 3, 4}
+    lines = [f"{source} ranking for {day} ({scope})"]
+    for row in rows:
+        cells = [
+            cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
+            for col, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

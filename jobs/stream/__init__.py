@@ -1,0 +1,1 @@
+"""The stream job: Kafka checkouts -> live per-day, per-item figures in Redis, exactly once."""

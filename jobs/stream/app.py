@@ -1,0 +1,118 @@
+"""The stream job as a Quix Streams application (``kassa stream``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from confluent_kafka import TopicPartition
+from quixstreams import Application
+
+from common.settings import Settings
+from jobs.stream.aggregate import Aggregator
+from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.metrics import MetricsServer, StreamMetrics
+from jobs.stream.sink import LiveSink
+from storage.live import LiveStore
+
+logger = logging.getLogger(__name__)
+
+COMMITTED_TIMEOUT_SECONDS = 30.0
+STATS_INTERVAL_MS = 5000
+
+
+class StreamApplication(Application):
+    """A Quix ``Application`` that also tells the sink about each partition assignment.
+
+    Quix has no public rebalance hook; this overrides its ``_on_assign`` callback and, after
+    Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`.
+    """
+
+    def __init__(self, sink: LiveSink, topic: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._live_sink = sink
+        self._sales_topic = topic
+
+    def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        super()._on_assign(consumer, topic_partitions)
+        mine = [tp for tp in topic_partitions if tp.topic == self._sales_topic]
+        if not mine:
+            return
+        committed = consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
+        self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
+
+
+@dataclass
+class StreamJob:
+    """A built stream job: the application and the parts tests and the CLI look at."""
+
+    app: StreamApplication
+    sink: LiveSink
+    metrics: StreamMetrics
+    redis_client: redis.Redis
+
+    def run(self, timeout: float = 0.0) -> None:
+        """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message."""
+        self.metrics.state = "running"
+        try:
+            self.app.run(timeout=timeout, collect=False)
+        finally:
+            self.metrics.state = "stopped"
+            self.redis_client.close()
+
+
+def build_stream_job(settings: Settings, metrics: StreamMetrics | None = None) -> StreamJob:
+    """Wire the Quix application, the live Redis store and the dead-letter producer."""
+    metrics = metrics or StreamMetrics()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
+    sink = LiveSink(
+        store,
+        aggregator=Aggregator(settings.zone),
+        dead_letters=DeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic),
+        metrics=metrics,
+        limits=settings.limits,
+        exactly_once=settings.stream_guarantee == "exactly-once",
+    )
+    app = StreamApplication(
+        sink,
+        settings.topic,
+        broker_address=settings.kafka_bootstrap,
+        consumer_group=settings.consumer_group,
+        auto_offset_reset="earliest",
+        auto_create_topics=False,
+        commit_interval=settings.stream_commit_interval,
+        processing_guarantee="at-least-once",
+        state_dir=settings.state_dir / "quix",
+        consumer_extra_config={
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": metrics.on_kafka_stats,
+        },
+    )
+    topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
+    app.dataframe(topic).sink(sink)
+    return StreamJob(app, sink, metrics, client)
+
+
+def run_stream(settings: Settings) -> None:
+    """Run the stream job as a service with its metrics endpoint, until SIGTERM."""
+    job = build_stream_job(settings)
+    server = None
+    if settings.metrics_port:
+        server = MetricsServer(job.metrics, settings.metrics_host, settings.metrics_port)
+        server.start()
+    logger.info(
+        "kassa stream: topic %s, group %s, %s, Redis %s",
+        settings.topic,
+        settings.consumer_group,
+        settings.stream_guarantee,
+        settings.redis_url,
+    )
+    try:
+        job.run()
+    finally:
+        if server is not None:
+            server.stop()
+    logger.info("kassa stream stopped cleanly")

@@ -1,0 +1,145 @@
+"""Prometheus metrics and the ``/healthz`` + ``/metrics`` HTTP endpoint of the stream job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+logger = logging.getLogger(__name__)
+
+
+class StreamMetrics:
+    """The stream job's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.messages = Counter(
+            "kassa_stream_messages", "Kafka messages consumed and accounted for", registry=registry
+        )
+        self.checkouts = Counter(
+            "kassa_stream_checkouts", "valid checkouts applied to Redis", registry=registry
+        )
+        self.lines = Counter(
+            "kassa_stream_lines", "lines of the checkouts applied to Redis", registry=registry
+        )
+        self.dead_letters = Counter(
+            "kassa_stream_dead_letters",
+            "messages sent to the dead-letter topic",
+            ["reason"],
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "kassa_stream_replayed_messages",
+            "messages skipped because Redis already held their offset",
+            registry=registry,
+        )
+        self.conflicts = Counter(
+            "kassa_stream_batch_conflicts",
+            "batches refused because another writer had applied part of them",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "kassa_stream_batch_seconds",
+            "time to apply one partition batch to Redis",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.batch_messages = Histogram(
+            "kassa_stream_batch_messages",
+            "offsets in one partition batch",
+            buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
+            registry=registry,
+        )
+        self.applied_offset = Gauge(
+            "kassa_stream_applied_offset",
+            "last offset applied to Redis, per partition",
+            ["partition"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "kassa_stream_consumer_lag",
+            "messages between the consumer's position and the end of the partition",
+            ["partition"],
+            registry=registry,
+        )
+        self.redis_behind = Gauge(
+            "kassa_stream_redis_behind",
+            "1 when Redis' watermark was found behind the committed offset (Redis lost data)",
+            ["partition"],
+            registry=registry,
+        )
+        self.state = "starting"
+        self.last_batch_at = 0.0
+
+    def on_kafka_stats(self, stats_json: str) -> None:
+        """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""
+        stats = json.loads(stats_json)
+        for topic in stats.get("topics", {}).values():
+            for partition, figures in topic.get("partitions", {}).items():
+                lag = figures.get("consumer_lag", -1)
+                if partition != "-1" and lag >= 0:
+                    self.consumer_lag.labels(partition).set(lag)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """HTTP status and body of ``/healthz``: 200 while the job runs."""
+        age = time.time() - self.last_batch_at if self.last_batch_at else None
+        body = {"state": self.state, "seconds_since_last_batch": age}
+        return (200 if self.state == "running" else 503), body
+
+
+class MetricsServer:
+    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON) from a daemon thread."""
+
+    def __init__(self, metrics: StreamMetrics, host: str, port: int) -> None:
+        handler = _handler_for(metrics)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="kassa-metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when 0 was asked for)."""
+        port: int = self._server.server_address[1]
+        return port
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+        logger.info("metrics on http://%s:%d/metrics", *self._server.server_address[:2])
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(metrics: StreamMetrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                status, body, kind = 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+            elif self.path == "/healthz":
+                status, payload = metrics.health()
+                body, kind = json.dumps(payload).encode(), "application/json"
+            else:
+                status, body, kind = 404, b"try /metrics or /healthz\n", "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("metrics request: " + format, *args)
+
+    return Handler

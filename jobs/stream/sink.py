@@ -1,0 +1,205 @@
+"""The Quix sink that turns each partition batch into one idempotent Redis write."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from quixstreams.sinks import BaseSink, SinkBackpressureError
+
+from common.schema import InvalidCheckout, Limits, Reason, decode_checkout
+from jobs.stream.aggregate import Aggregator
+from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.metrics import StreamMetrics
+from storage.live import ApplyStatus, LiveStore, PartitionDelta
+
+logger = logging.getLogger(__name__)
+
+CONFLICT_RETRY_SECONDS = 0.5
+
+
+class LiveSink(BaseSink):
+    """Decodes raw checkout bytes, aggregates them per partition, writes per batch.
+
+    ``add`` is the per-message path: skip offsets Redis already holds (exactly-once mode),
+    decode once, fold into the partition's :class:`PartitionDelta`, or dead-letter.
+    ``flush`` (called by Quix before it commits offsets) sends each partition's delta with
+    its last offset in one Lua call (:meth:`LiveStore.apply`).
+    """
+
+    def __init__(
+        self,
+        store: LiveStore,
+        *,
+        aggregator: Aggregator,
+        dead_letters: DeadLetters,
+        metrics: StreamMetrics,
+        limits: Limits,
+        exactly_once: bool = True,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._aggregator = aggregator
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._limits = limits
+        self._exactly_once = exactly_once
+        self._deltas: dict[int, PartitionDelta] = {}
+        self._watermarks: dict[int, int] = {}
+        self._skipped = 0
+
+    def __repr__(self) -> str:
+        return "<LiveSink>"
+
+    def on_assign(self, committed: dict[int, int]) -> None:
+        """Load the watermarks of newly assigned partitions and compare them with Kafka.
+
+        ``committed`` maps each partition to the group's committed offset (negative when the
+        group has none). A watermark below ``committed - 1`` means Redis lost writes that
+        Kafka considers done: logged as an error and shown by ``kassa_stream_redis_behind``.
+        """
+        watermarks = self._store.watermarks(committed)
+        for partition, watermark in watermarks.items():
+            self._watermarks[partition] = watermark
+            self._metrics.applied_offset.labels(str(partition)).set(watermark)
+            offset = committed[partition]
+            behind = offset >= 0 and watermark < offset - 1
+            self._metrics.redis_behind.labels(str(partition)).set(1 if behind else 0)
+            if behind:
+                logger.error(
+                    "REDIS IS BEHIND KAFKA on partition %d: Redis holds offsets up to %d but "
+                    "the consumer group committed %d, so the live counts of offsets %d..%d "
+                    "are missing (Redis lost data: restarted without its AOF, flushed?). "
+                    "Repair with the daily job or reset the group and clear the live keys.",
+                    partition,
+                    watermark,
+                    offset,
+                    watermark + 1,
+                    offset - 1,
+                )
+            elif watermark >= offset >= 0:
+                logger.info(
+                    "partition %d: Redis is ahead of the committed offset %d (watermark %d); "
+                    "offsets up to the watermark will be skipped",
+                    partition,
+                    offset,
+                    watermark,
+                )
+        logger.info("assigned partitions %s, watermarks %s", sorted(committed), watermarks)
+
+    def add(  # noqa: PLR0917 - the signature is Quix's
+        self,
+        value: Any,
+        key: Any,
+        timestamp: int,
+        headers: Any,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Fold one message into its partition's batch (the per-message path)."""
+        delta = self._deltas.get(partition)
+        if delta is None:
+            delta = self._deltas[partition] = PartitionDelta(partition)
+            if partition not in self._watermarks:
+                self._watermarks.update(self._store.watermarks([partition]))
+        if self._exactly_once and offset <= self._watermarks[partition]:
+            self._skipped += 1
+            return
+        if delta.first_offset < 0:
+            delta.first_offset = offset
+        delta.last_offset = offset
+        try:
+            checkout = decode_checkout(value if value is not None else b"", self._limits)
+        except InvalidCheckout as exc:
+            self._dead_letter(delta, value, key, exc, (topic, partition, offset))
+            return
+        except Exception as exc:  # a decoder bug must not stop the job either
+            logger.exception("unexpected error decoding %s[%d]@%d", topic, partition, offset)
+            error = InvalidCheckout(Reason.INVALID_FIELD, f"{type(exc).__name__}: {exc}")
+            self._dead_letter(delta, value, key, error, (topic, partition, offset))
+            return
+        self._aggregator.add(delta, checkout)
+
+    def _dead_letter(
+        self,
+        delta: PartitionDelta,
+        value: bytes | None,
+        key: bytes | None,
+        error: InvalidCheckout,
+        position: tuple[str, int, int],
+    ) -> None:
+        reason, detail = error.reason, error.detail
+        topic, partition, offset = position
+        self._dead_letters.send(
+            value,
+            key,
+            reason=reason.value,
+            detail=detail,
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+        delta.dead_letters[reason.value] = delta.dead_letters.get(reason.value, 0) + 1
+        logger.warning("dead-lettered %s[%d]@%d: %s: %s", topic, partition, offset, reason, detail)
+
+    def flush(self) -> None:
+        """Apply every partition batch to Redis (one Lua call each), then forget them.
+
+        Dead letters are delivered first, so a watermark never covers an undelivered one.
+        If another writer applied part of a batch, raise ``SinkBackpressureError``: Quix
+        then rewinds to the last commit and the replay skips what Redis holds.
+        """
+        deltas, self._deltas = self._deltas, {}
+        metrics = self._metrics
+        if self._skipped:
+            metrics.replayed.inc(self._skipped)
+            metrics.messages.inc(self._skipped)
+            self._skipped = 0
+        self._dead_letters.flush()
+        conflict = False
+        for partition, delta in deltas.items():
+            if delta.empty:
+                continue
+            started = time.perf_counter()
+            result = self._store.apply(delta, guarded=self._exactly_once)
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            self._watermarks[partition] = result.watermark
+            metrics.applied_offset.labels(str(partition)).set(result.watermark)
+            if result.status is ApplyStatus.CONFLICT:
+                conflict = True
+                metrics.conflicts.inc()
+                logger.warning(
+                    "partition %d: batch %d..%d overlaps watermark %d written by another "
+                    "replica; rewinding to the last commit",
+                    partition,
+                    delta.first_offset,
+                    delta.last_offset,
+                    result.watermark,
+                )
+                continue
+            if result.status is ApplyStatus.DUPLICATE:
+                logger.info(
+                    "partition %d: batch %d..%d was already applied (watermark %d)",
+                    partition,
+                    delta.first_offset,
+                    delta.last_offset,
+                    result.watermark,
+                )
+                continue
+            checkouts = delta.checkouts
+            metrics.messages.inc(delta.last_offset - delta.first_offset + 1)
+            metrics.batch_messages.observe(delta.last_offset - delta.first_offset + 1)
+            metrics.checkouts.inc(checkouts)
+            metrics.lines.inc(delta.lines)
+            for reason, count in delta.dead_letters.items():
+                metrics.dead_letters.labels(reason).inc(count)
+            metrics.last_batch_at = time.time()
+        if conflict:
+            raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
+
+    def on_paused(self) -> None:
+        """Quix rewinds after backpressure: drop the batches it will replay."""
+        self._deltas.clear()
+        self._skipped = 0

@@ -1,0 +1,243 @@
+"""The live Redis store: per-partition batches applied exactly once.
+
+The stream job aggregates each partition batch into a :class:`PartitionDelta` and hands it to
+:meth:`LiveStore.apply`, which sends the whole delta in ONE call of a Lua script. The script
+adds the delta to the ``live`` keys of :mod:`storage.keys` and records the batch's last
+offset as the partition's *watermark* in the same atomic step. With ``guarded=True`` it first
+compares the batch with the watermark: a batch whose first offset is at or below it was
+(partly) applied before, so nothing is written. A replay after a crash and a stale replica
+therefore change nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import msgspec
+import redis
+
+from common.days import day_bounds
+from storage import keys
+
+UNITS: Final = 0
+SOLD: Final = 1
+RETURNED: Final = 2
+REVENUE: Final = 3
+CHECKOUTS: Final = 4
+FIGURES: Final = 5
+"""Indexes into an item's figures list: ``[units, sold, returned, revenue, checkouts]``."""
+
+_HASH_MEASURES: Final[tuple[tuple[keys.Measure, int], ...]] = (
+    ("sold", SOLD),
+    ("returned", RETURNED),
+    ("revenue", REVENUE),
+    ("checkouts", CHECKOUTS),
+)
+
+_APPLY_SCRIPT: Final = """
+local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local first = tonumber(ARGV[2])
+local last = tonumber(ARGV[3])
+if ARGV[4] == '1' and stored >= first then
+  if stored >= last then return {0, stored} end
+  return {-1, stored}
+end
+local ops = cjson.decode(ARGV[5])
+for k = 2, #KEYS do
+  local key = KEYS[k]
+  local op = ops[k - 1]
+  local kind = op[1]
+  local pairs_ = op[3]
+  if kind == 'z' then
+    for j = 1, #pairs_, 2 do redis.call('ZINCRBY', key, pairs_[j + 1], pairs_[j]) end
+  elseif kind == 'h' then
+    for j = 1, #pairs_, 2 do redis.call('HINCRBY', key, pairs_[j], pairs_[j + 1]) end
+  elseif kind == 'n' then
+    for j = 1, #pairs_, 2 do redis.call('HSET', key, pairs_[j], pairs_[j + 1]) end
+  else
+    for j = 1, #pairs_ do redis.call('SADD', key, pairs_[j]) end
+  end
+  if op[2] ~= 0 then redis.call('EXPIREAT', key, op[2]) end
+end
+if last > stored then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return {1, last}
+"""
+
+
+@dataclass(slots=True)
+class PartitionDelta:
+    """What one batch of one partition adds to the live figures.
+
+    ``items`` maps ``(day, store_id, sku)`` to the figures list (see :data:`UNITS` ...);
+    ``stores`` maps ``(day, store_id)`` to ``[checkouts, lines]``. Offsets span the batch,
+    including dead-lettered messages; ``first_offset`` is -1 while the batch is empty.
+    """
+
+    partition: int
+    first_offset: int = -1
+    last_offset: int = -1
+    items: dict[tuple[date, str, str], list[int]] = field(default_factory=dict)
+    stores: dict[tuple[date, str], list[int]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True when the batch holds no offset at all."""
+        return self.first_offset < 0
+
+    @property
+    def checkouts(self) -> int:
+        """Valid checkouts in the batch."""
+        return sum(figures[0] for figures in self.stores.values())
+
+    @property
+    def lines(self) -> int:
+        """Lines of the valid checkouts in the batch."""
+        return sum(figures[1] for figures in self.stores.values())
+
+
+class ApplyStatus(enum.Enum):
+    """What :meth:`LiveStore.apply` did with a batch."""
+
+    APPLIED = 1
+    DUPLICATE = 0
+    """Every offset of the batch was applied before: nothing written."""
+    CONFLICT = -1
+    """Part of the batch was applied before (by another writer): nothing written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """The outcome of one batch and the partition's watermark afterwards."""
+
+    status: ApplyStatus
+    watermark: int
+
+
+class LiveStore:
+    """The ``live`` namespace of one sales topic in one Redis database."""
+
+    def __init__(
+        self, client: redis.Redis, topic: str, zone: ZoneInfo, retention_days: int
+    ) -> None:
+        self._client = client
+        self._topic = topic
+        self._zone = zone
+        self._retention = timedelta(days=retention_days)
+        self._applied_key = keys.applied_offsets_key(topic)
+        self._dead_letters_key = keys.dead_letters_key(topic)
+        self._script = client.register_script(_APPLY_SCRIPT)
+        self._expiry: dict[date, int] = {}
+
+    def watermarks(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The last applied offset of each partition; -1 where none was applied."""
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        values = self._client.hmget(self._applied_key, [str(p) for p in wanted])
+        return {p: -1 if v is None else int(v) for p, v in zip(wanted, values, strict=True)}
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Messages dead-lettered so far, by reason."""
+        raw: dict[Any, Any] = self._client.hgetall(self._dead_letters_key)
+        return {reason.decode(): int(count) for reason, count in raw.items()}
+
+    def apply(self, delta: PartitionDelta, guarded: bool = True) -> ApplyResult:
+        """Add ``delta`` and move the watermark to its last offset, in one Lua call.
+
+        With ``guarded`` the batch is skipped when the watermark is at or above its first
+        offset (:attr:`ApplyStatus.DUPLICATE` or :attr:`ApplyStatus.CONFLICT`).
+        """
+        if delta.empty:
+            msg = f"partition {delta.partition}: an empty batch has no offsets to apply"
+            raise ValueError(msg)
+        script_keys = [self._applied_key]
+        ops: list[tuple[str, int, list[str]]] = []
+        if delta.dead_letters:
+            script_keys.append(self._dead_letters_key)
+            ops.append(("h", 0, _flat((r, str(n)) for r, n in delta.dead_letters.items())))
+        if delta.names:
+            script_keys.append(keys.NAMES)
+            ops.append(("n", 0, _flat(delta.names.items())))
+        self._add_figures(delta, script_keys, ops)
+        args = [
+            delta.partition,
+            delta.first_offset,
+            delta.last_offset,
+            1 if guarded else 0,
+            _encode(ops),
+        ]
+        status, watermark = self._script(keys=script_keys, args=args)
+        return ApplyResult(ApplyStatus(int(status)), int(watermark))
+
+    def _expire_at(self, day: date) -> int:
+        expire_at = self._expiry.get(day)
+        if expire_at is None:
+            end = day_bounds(day, self._zone)[1]
+            expire_at = int((end + self._retention).timestamp())
+            self._expiry[day] = expire_at
+        return expire_at
+
+    def _add_figures(
+        self, delta: PartitionDelta, script_keys: list[str], ops: list[tuple[str, int, list[str]]]
+    ) -> None:
+        by_scope: dict[tuple[date, str | None], dict[str, list[int]]] = {}
+        for (day, store_id, sku), figures in delta.items.items():
+            by_scope.setdefault((day, store_id), {})[sku] = figures
+            chain = by_scope.setdefault((day, None), {})
+            total = chain.get(sku)
+            if total is None:
+                chain[sku] = list(figures)
+            else:
+                for index in range(FIGURES):
+                    total[index] += figures[index]
+        stores: dict[date, set[str]] = {}
+        checkouts: dict[tuple[date, str | None], list[int]] = {}
+        for (day, store_id), counts in delta.stores.items():
+            stores.setdefault(day, set()).add(store_id)
+            checkouts[(day, store_id)] = counts
+            chain_counts = checkouts.setdefault((day, None), [0, 0])
+            chain_counts[0] += counts[0]
+            chain_counts[1] += counts[1]
+        for (day, scope), items in by_scope.items():
+            expire_at = self._expire_at(day)
+            script_keys.append(keys.day_key("live", day, "units", scope))
+            ops.append(("z", expire_at, _flat((sku, str(f[UNITS])) for sku, f in items.items())))
+            for measure, index in _HASH_MEASURES:
+                pairs = _flat((sku, str(f[index])) for sku, f in items.items() if f[index])
+                if pairs:
+                    script_keys.append(keys.day_key("live", day, measure, scope))
+                    ops.append(("h", expire_at, pairs))
+            counts = checkouts.get((day, scope), [0, 0])
+            totals = {
+                "units": sum(f[UNITS] for f in items.values()),
+                "units_sold": sum(f[SOLD] for f in items.values()),
+                "units_returned": sum(f[RETURNED] for f in items.values()),
+                "revenue": sum(f[REVENUE] for f in items.values()),
+                "checkouts": counts[0],
+                "lines": counts[1],
+            }
+            script_keys.append(keys.day_key("live", day, "totals", scope))
+            ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals.items())))
+        for day, day_stores in stores.items():
+            script_keys.append(keys.stores_key("live", day))
+            ops.append(("s", self._expire_at(day), sorted(day_stores)))
+
+
+def _flat(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    return [part for pair in pairs for part in pair]
+
+
+def _encode(ops: list[tuple[str, int, list[str]]]) -> bytes:
+    return msgspec.json.encode(ops)
+
+
+def expiry_of(day: date, zone: ZoneInfo, retention_days: int) -> datetime:
+    """When the live keys of ``day`` expire: the end of the day plus the retention."""
+    return day_bounds(day, zone)[1] + timedelta(days=retention_days)
