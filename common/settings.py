@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         le=60,
         description="seconds between Redis writes + offset commits of the stream job",
     )
+    stream_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        le=1_800_000,
+        description="how long the group waits for a vanished stream replica before moving "
+        "its partitions",
+    )
     metrics_host: str = Field("0.0.0.0", min_length=1, description="stream job's HTTP bind address")
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
