@@ -87,6 +87,8 @@ def build_stream_job(settings: Settings, metrics: StreamMetrics | None = None) -
         processing_guarantee="at-least-once",
         state_dir=settings.state_dir / "quix",
         consumer_extra_config={
+            "session.timeout.ms": settings.stream_session_timeout_ms,
+            "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": metrics.on_kafka_stats,
         },

@@ -1,0 +1,124 @@
+"""Ground truth computed independently from what a test produced, and the live figures read
+back from Redis in the same shape."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from common.schema import Checkout, from_money_units
+from common.settings import Settings
+from storage import keys
+from tests.helpers import settings_env
+
+# (day, store or None, sku) -> (units, sold, returned, revenue, checkouts)
+Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
+
+
+def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
+    """Every live figure, computed the plain way with Decimal money."""
+    sums: dict[tuple[date, str | None, str], list[object]] = defaultdict(
+        lambda: [0, 0, 0, Decimal(0), 0]
+    )
+    for checkout in checkouts:
+        day = checkout.occurred_at.astimezone(zone).date()
+        for store in (checkout.store_id, None):
+            for sku in {line.sku for line in checkout.lines}:
+                sums[(day, store, sku)][4] += 1  # type: ignore[operator]
+            for line in checkout.lines:
+                row = sums[(day, store, line.sku)]
+                row[0] += line.quantity  # type: ignore[operator]
+                if checkout.kind == "sale":
+                    row[1] += line.quantity  # type: ignore[operator]
+                if checkout.kind == "return":
+                    row[2] -= line.quantity  # type: ignore[operator]
+                row[3] += line.quantity * line.unit_price  # type: ignore[operator]
+    return {key: tuple(row) for key, row in sums.items()}  # type: ignore[misc]
+
+
+def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:
+    """Every live figure of ``days`` as stored in Redis (missing hash fields count 0)."""
+    result: Figures = {}
+    for day in days:
+        stores = sorted(m.decode() for m in client.smembers(keys.stores_key("live", day)))
+        for store in [None, *stores]:
+            units = client.zrange(keys.day_key("live", day, "units", store), 0, -1, withscores=True)
+            hashes = {
+                measure: {
+                    k.decode(): int(v)
+                    for k, v in client.hgetall(keys.day_key("live", day, measure, store)).items()
+                }
+                for measure in ("sold", "returned", "revenue", "checkouts")
+            }
+            for raw_sku, score in units:
+                sku = raw_sku.decode()
+                result[(day, store, sku)] = (
+                    int(score),
+                    hashes["sold"].get(sku, 0),
+                    hashes["returned"].get(sku, 0),
+                    from_money_units(hashes["revenue"].get(sku, 0)),
+                    hashes["checkouts"].get(sku, 0),
+                )
+    return result
+
+
+def days_of(figures: Figures) -> set[date]:
+    """The days present in ``figures``."""
+    return {day for day, _, _ in figures}
+
+
+def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
+    """Partition -> offset after the last record of ``topic`` (the sales topic by default)."""
+    name = topic or settings.topic
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "probe"})
+    try:
+        metadata = consumer.list_topics(name, timeout=10).topics[name]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            for p in metadata.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.1 s; fail the test naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout:.0f} s waiting for {what}"
+            raise AssertionError(msg)
+        time.sleep(0.1)
+
+
+def caught_up(client: redis.Redis, settings: Settings) -> Callable[[], bool]:
+    """A condition: Redis' watermark reached the end of every non-empty partition."""
+    ends = end_offsets(settings)
+
+    def check() -> bool:
+        raw = client.hgetall(keys.applied_offsets_key(settings.topic))
+        marks = {int(k): int(v) for k, v in raw.items()}
+        return all(marks.get(p, -1) >= end - 1 for p, end in ends.items() if end > 0)
+
+    return check
+
+
+def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``kassa stream`` as a child process with exactly ``settings``, logging to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "stream"],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

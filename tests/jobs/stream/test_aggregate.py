@@ -1,0 +1,75 @@
+"""The per-message fold equals a plain reference computation (pure logic, no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.schema import Checkout, Line, from_money_units
+from jobs.stream.aggregate import Aggregator, DayCutter
+from storage.live import PartitionDelta
+from tests.jobs.stream.helpers import truth
+
+LONDON = ZoneInfo("Europe/London")
+# Around the 2026 DST changes in London, so 23- and 25-hour days are crossed.
+INSTANTS = st.one_of(
+    st.datetimes(datetime(2026, 3, 28), datetime(2026, 3, 30), timezones=st.just(UTC)),
+    st.datetimes(datetime(2026, 10, 24), datetime(2026, 10, 26), timezones=st.just(UTC)),
+)
+PRICES = st.decimals(Decimal("0"), Decimal("500"), places=4)
+
+
+@st.composite
+def checkouts(draw: st.DrawFn) -> Checkout:
+    kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
+    count = draw(st.integers(1, 6))
+    lines = []
+    for _ in range(count):
+        quantity = draw(st.integers(1, 50))
+        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
+            quantity = -quantity
+        lines.append(
+            Line(
+                draw(st.sampled_from(["a", "b", "c", "d"])),
+                quantity,
+                draw(PRICES),
+                draw(st.sampled_from([None, "A", "B"])),
+            )
+        )
+    instant = draw(INSTANTS)
+    return Checkout(
+        transaction_id="t",
+        store_id=draw(st.sampled_from(["s1", "s2"])),
+        register_id="r1",
+        occurred_at=instant.astimezone(draw(st.sampled_from([UTC, LONDON]))),
+        kind=kind,  # type: ignore[arg-type]
+        currency="GBP",
+        lines=tuple(lines),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(checkouts(), max_size=40))
+def test_fold_equals_reference(batch: list[Checkout]) -> None:
+    delta = PartitionDelta(0)
+    aggregator = Aggregator(LONDON)
+    for checkout in batch:
+        aggregator.add(delta, checkout)
+    folded = {
+        key: (f[0], f[1], f[2], from_money_units(f[3]), f[4]) for key, f in delta.items.items()
+    }
+    expected = {key: row for key, row in truth(batch, LONDON).items() if key[1] is not None}
+    assert folded == expected
+    assert delta.checkouts == len(batch)
+    assert delta.lines == sum(len(c.lines) for c in batch)
+
+
+@given(INSTANTS)
+def test_day_cutter_agrees_with_local_date(instant: datetime) -> None:
+    cutter = DayCutter(LONDON)
+    for probe in (instant, instant - timedelta(hours=23), instant + timedelta(hours=25), instant):
+        assert cutter.day_of(probe) == probe.astimezone(LONDON).date()

@@ -1,0 +1,121 @@
+"""The live store applies a partition batch once, atomically, with the keys' expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+import redis
+
+from common.schema import Checkout, Line
+from common.settings import Settings
+from jobs.stream.aggregate import Aggregator
+from storage import keys
+from storage.live import ApplyStatus, LiveStore, PartitionDelta, expiry_of
+from tests.jobs.stream.helpers import live_figures, truth
+
+DAY = date(2026, 11, 21)
+
+
+def _checkout(store: str, *lines: tuple[str, int, str], kind: str = "sale") -> Checkout:
+    return Checkout(
+        transaction_id="t",
+        store_id=store,
+        register_id="r",
+        occurred_at=datetime(2026, 11, 21, 10, tzinfo=UTC),
+        kind=kind,  # type: ignore[arg-type]
+        currency="EUR",
+        lines=tuple(Line(sku, q, Decimal(p), f"name {sku}") for sku, q, p in lines),
+    )
+
+
+BASKETS = [
+    _checkout("s1", ("apple", 3, "0.25"), ("pear", 1, "1.1999"), ("apple", 1, "0.25")),
+    _checkout("s2", ("apple", 2, "0.30")),
+    _checkout("s2", ("pear", -1, "1.1999"), kind="return"),
+]
+
+
+def _delta(first: int, last: int, baskets: list[Checkout] = BASKETS) -> PartitionDelta:
+    delta = PartitionDelta(0, first_offset=first, last_offset=last)
+    aggregator = Aggregator(UTC)  # type: ignore[arg-type]
+    for checkout in baskets:
+        aggregator.add(delta, checkout)
+    return delta
+
+
+@pytest.fixture
+def store(settings: Settings, redis_client: redis.Redis) -> LiveStore:
+    return LiveStore(redis_client, settings.topic, settings.zone, settings.retention_days)
+
+
+def test_a_batch_adds_every_figure_and_moves_the_watermark(
+    store: LiveStore, redis_client: redis.Redis, settings: Settings
+) -> None:
+    result = store.apply(_delta(0, 2))
+    assert result.status is ApplyStatus.APPLIED
+    assert store.watermarks([0, 1]) == {0: 2, 1: -1}
+    assert live_figures(redis_client, [DAY]) == truth(BASKETS, settings.zone)
+    totals = redis_client.hgetall(keys.day_key("live", DAY, "totals"))
+    assert totals == {
+        b"units": b"6",
+        b"units_sold": b"7",
+        b"units_returned": b"1",
+        b"revenue": b"16000",  # 4 * 0.25 + 1.1999 + 2 * 0.30 - 1.1999
+        b"checkouts": b"3",
+        b"lines": b"5",
+    }
+    assert redis_client.smembers(keys.stores_key("live", DAY)) == {b"s1", b"s2"}
+    assert redis_client.hget(keys.NAMES, "pear") == b"name pear"
+
+
+def test_a_replayed_batch_changes_nothing(store: LiveStore, redis_client: redis.Redis) -> None:
+    store.apply(_delta(10, 12))
+    before = live_figures(redis_client, [DAY])
+    assert store.apply(_delta(10, 12)).status is ApplyStatus.DUPLICATE
+    assert store.apply(_delta(5, 9)).status is ApplyStatus.DUPLICATE
+    assert live_figures(redis_client, [DAY]) == before
+    assert store.watermarks([0]) == {0: 12}
+
+
+def test_a_batch_overlapping_the_watermark_is_refused_whole(
+    store: LiveStore, redis_client: redis.Redis
+) -> None:
+    store.apply(_delta(10, 12))
+    before = live_figures(redis_client, [DAY])
+    result = store.apply(_delta(11, 20))
+    assert (result.status, result.watermark) == (ApplyStatus.CONFLICT, 12)
+    assert live_figures(redis_client, [DAY]) == before
+
+
+def test_unguarded_batches_count_again(store: LiveStore, redis_client: redis.Redis) -> None:
+    store.apply(_delta(0, 2), guarded=False)
+    store.apply(_delta(0, 2), guarded=False)
+    assert redis_client.zscore(keys.day_key("live", DAY, "units"), "apple") == 12
+    assert store.watermarks([0]) == {0: 2}
+
+
+def test_per_day_keys_expire_retention_after_the_day(
+    store: LiveStore, redis_client: redis.Redis, settings: Settings
+) -> None:
+    store.apply(_delta(0, 2))
+    expected = int(expiry_of(DAY, settings.zone, settings.retention_days).timestamp())
+    for measure in keys.MEASURES:
+        assert redis_client.expiretime(keys.day_key("live", DAY, measure)) == expected
+    assert redis_client.expiretime(keys.day_key("live", DAY, "units", "s1")) == expected
+    assert redis_client.expiretime(keys.stores_key("live", DAY)) == expected
+    assert redis_client.ttl(keys.applied_offsets_key(settings.topic)) == -1
+
+
+def test_dead_letter_counts_are_part_of_the_batch(store: LiveStore) -> None:
+    delta = _delta(0, 4)
+    delta.dead_letters = {"malformed_json": 2}
+    store.apply(delta)
+    store.apply(delta)  # replay
+    assert store.dead_letter_counts() == {"malformed_json": 2}
+
+
+def test_an_empty_batch_is_a_caller_error(store: LiveStore) -> None:
+    with pytest.raises(ValueError, match="empty batch"):
+        store.apply(PartitionDelta(3))
