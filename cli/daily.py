@@ -1,9 +1,133 @@
-"""``kassa daily``: not built yet (see the open issues)."""
+"""``kassa daily run|backfill|schedule``: finalize business days into Parquet and Redis.
+
+Exit status: 0 done; 2 bad input or settings; 3 a day is not complete yet (the message names
+the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from common.days import InvalidDay, parse_day, yesterday
+from common.settings import Settings
+from jobs.daily.job import DayResult, backfill, run_day
+from jobs.daily.scheduler import serve
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``daily`` subcommand (to be built)."""
+    """Add ``daily run``, ``daily backfill`` and ``daily schedule``."""
+    parser = subparsers.add_parser(
+        "daily",
+        help="finalize business days: Parquet tables, Redis daily rankings, manifests",
+        description="The daily job: read a business day's offset range from KASSA_TOPIC and "
+        "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
+        "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    run = actions.add_parser(
+        "run",
+        help="finalize one day (default: yesterday in KASSA_TIMEZONE)",
+        description="Finalize one business day. Re-running a day replaces its files and keys.",
+    )
+    run.add_argument("--day", type=_day, help="YYYY-MM-DD (default: yesterday)")
+    run.add_argument(
+        "--force", action="store_true", help="finalize even if partitions are behind (recorded)"
+    )
+    run.add_argument(
+        "--repair-live",
+        action="store_true",
+        help="overwrite the live figures of the day with the daily result when they drift",
+    )
+    run.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=run_command)
+
+    fill = actions.add_parser(
+        "backfill",
+        help="finalize every day of a range",
+        description="Finalize every day from --from to --to (inclusive), oldest first; stops "
+        "at the first incomplete day unless --force.",
+    )
+    fill.add_argument("--from", dest="first", type=_day, required=True, help="YYYY-MM-DD")
+    fill.add_argument("--to", dest="last", type=_day, required=True, help="YYYY-MM-DD")
+    fill.add_argument("--force", action="store_true", help="finalize incomplete days too")
+    fill.add_argument("--quiet", action="store_true", help="no progress bar")
+    fill.set_defaults(handler=backfill_command)
+
+    schedule = actions.add_parser(
+        "schedule",
+        help="run every day at KASSA_DAILY_AT, catching up missed days",
+        description="Catch up the days of the last KASSA_DAILY_CATCHUP_DAYS without a "
+        "manifest, then run every day at KASSA_DAILY_AT (KASSA_TIMEZONE) until interrupted.",
+    )
+    schedule.set_defaults(handler=schedule_command)
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Finalize one day and print its summary (or manifest)."""
+    day: date = args.day or yesterday(datetime.now(UTC), settings.zone)
+    result = run_day(
+        settings,
+        day,
+        force=args.force,
+        repair_live=args.repair_live,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(result.manifest, indent=2, sort_keys=True))
+    else:
+        print(_summary(result, settings))
+    return 0
+
+
+def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Finalize a range of days and print one summary line per day."""
+    if args.first > args.last:
+        msg = f"--from {args.first} is after --to {args.last}; pass the days in order"
+        raise InvalidDay(msg)
+    results = backfill(settings, args.first, args.last, force=args.force, progress=not args.quiet)
+    for result in results:
+        print(_summary(result, settings))
+    return 0
+
+
+def schedule_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scheduler until interrupted."""
+    serve(settings)
+    return 0
+
+
+def _summary(result: DayResult, settings: Settings) -> str:
+    manifest: dict[str, Any] = result.manifest
+    totals = manifest["totals"]
+    counts = manifest["counts"]
+    state = "complete" if manifest["complete"] else "FORCED (incomplete)"
+    text = (
+        f"{manifest['day']} {state}: {totals['checkouts']:,} checkouts, {totals['lines']:,} "
+        f"lines, {totals['units']:,} units, revenue {totals['revenue']}; "
+        f"{counts.get('invalid_total', 0):,} invalid, {counts.get('duplicates', 0):,} "
+        f"duplicates, {counts.get('outside_day', 0):,} outside the day; "
+        f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}"
+    )
+    reconciliation = manifest["reconciliation"]
+    if reconciliation["live_items"]:
+        text += (
+            f"\n  live vs daily: {reconciliation['drifted_items']} of "
+            f"{reconciliation['daily_items']} items drift"
+        )
+        if reconciliation["repaired_live"]:
+            text += " (live repaired)"
+        for drift in reconciliation["drifts"][:10]:
+            text += f"\n    {drift['sku']}: live - daily = {drift['difference']}"
+    return text
+
+
+def _day(text: str) -> date:
+    try:
+        return parse_day(text)
+    except InvalidDay as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

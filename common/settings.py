@@ -110,6 +110,17 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
+    daily_grace_seconds: int = Field(
+        300, ge=0, le=86_400, description="daily job reads from this long before the day starts"
+    )
+    daily_misfire_grace_seconds: int = Field(
+        6 * 3600,
+        ge=1,
+        description="how late the scheduled daily run may still start (e.g. after a reboot)",
+    )
+    daily_catchup_days: int = Field(
+        7, ge=0, le=366, description="days back 'kassa daily schedule' checks for missed runs"
+    )
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):

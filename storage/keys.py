@@ -16,6 +16,8 @@ kassa:{ns}:{D}:totals             hash    units, units_sold, units_returned, rev
                                           checkouts, lines for the whole day (or store)
 kassa:{ns}:{D}:stores             set     store ids seen that day
 kassa:names                       hash    sku -> latest display name
+kassa:daily:{D}:manifest          hash    the daily job's manifest summary of day D
+kassa:tmp:{token}:{key}           any     a key being built, renamed over {key} when done
 kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
 kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
 ================================  ======  ==================================================
@@ -49,9 +51,7 @@ def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> s
     return scope if store_id is None else f"{scope}:store:{store_id}"
 
 
-def day_key(
-    namespace: Namespace, day: date, measure: Measure, store_id: str | None = None
-) -> str:
+def day_key(namespace: Namespace, day: date, measure: Measure, store_id: str | None = None) -> str:
     """The key of one measure of one day (see the module table)."""
     return f"{day_scope(namespace, day, store_id)}:{measure}"
 
@@ -69,3 +69,13 @@ def applied_offsets_key(topic: str) -> str:
 def dead_letters_key(topic: str) -> str:
     """Counts of messages of ``topic`` the stream job dead-lettered, by reason."""
     return f"{PREFIX}:live:dead_letters:{topic}"
+
+
+def manifest_key(day: date) -> str:
+    """The summary of the daily job's manifest of ``day`` (a hash), next to its rankings."""
+    return f"{day_scope('daily', day)}:manifest"
+
+
+def temporary_key(key: str, token: str) -> str:
+    """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
+    return f"{PREFIX}:tmp:{token}:{key}"

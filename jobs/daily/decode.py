@@ -1,0 +1,239 @@
+"""Checkout messages into Polars line columns, without a Python object per message.
+
+The fast path parses a batch of values with ``pyarrow.json`` (multi-threaded C++, releases
+the GIL) and screens the columns for messages that :func:`common.schema.decode_checkout`
+certainly accepts. The screen is deliberately conservative: any message it is not sure about
+(a parse error in its block, an unusual timestamp or decimal spelling, a limit exceeded, a
+newline inside the value, ...) is handed to ``decode_checkout`` itself, which decides and
+gives the reason. ``common.schema`` therefore stays the one authority on what a valid
+checkout is; ``tests/jobs/daily/test_decode.py`` checks that the screen never accepts what
+``decode_checkout`` refuses and that both paths produce the same columns.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
+
+from common.schema import (
+    KINDS,
+    MONEY_DECIMALS,
+    SCHEMA_VERSION,
+    Checkout,
+    InvalidCheckout,
+    Limits,
+    decode_checkout,
+)
+
+PRICE = pl.Decimal(38, MONEY_DECIMALS)
+LINE_SCHEMA: Final = pl.Schema(
+    {
+        "message": pl.Int64,
+        "transaction_id": pl.String,
+        "store_id": pl.String,
+        "register_id": pl.String,
+        "occurred_at": pl.Datetime("us", "UTC"),
+        "kind": pl.String,
+        "currency": pl.String,
+        "sku": pl.String,
+        "name": pl.String,
+        "quantity": pl.Int64,
+        "unit_price": PRICE,
+    }
+)
+"""The columns of a decoded batch: one row per line, ``message`` = index in the batch."""
+
+_ARROW_SCHEMA: Final = pa.schema(
+    [
+        ("transaction_id", pa.string()),
+        ("store_id", pa.string()),
+        ("register_id", pa.string()),
+        ("occurred_at", pa.string()),
+        ("kind", pa.string()),
+        ("currency", pa.string()),
+        (
+            "lines",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("sku", pa.string()),
+                        ("quantity", pa.int64()),
+                        ("unit_price", pa.string()),
+                        ("name", pa.string()),
+                    ]
+                )
+            ),
+        ),
+        ("schema_version", pa.int64()),
+    ]
+)
+_PARSE_OPTIONS: Final = pj.ParseOptions(
+    explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
+)
+_TIMESTAMP: Final = (
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-](0\d|1\d|2[0-3]):[0-5]\d)$"
+)
+_PRICE: Final = r"^-?\d{1,12}(\.\d{1,4})?$"
+_CURRENCY: Final = r"^[A-Z]{3}$"
+_SMALLEST_BLOCK: Final = 16
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+@dataclass
+class Decoded:
+    """The valid lines of a batch and the invalid messages counted by reason."""
+
+    lines: pl.DataFrame
+    invalid: Counter[str] = field(default_factory=Counter)
+    fast: int = 0
+    slow: int = 0
+
+
+def decode_batch(values: list[bytes | None], limits: Limits) -> Decoded:
+    """Decode a batch of record values into line columns (:data:`LINE_SCHEMA`), in order."""
+    candidates: list[int] = []
+    suspects: list[int] = []
+    for index, value in enumerate(values):
+        if value is None or len(value) > limits.max_message_bytes or b"\n" in value:
+            suspects.append(index)
+        else:
+            candidates.append(index)
+    frames: list[pl.DataFrame] = []
+    _parse_block(values, candidates, limits, frames, suspects)
+    fast_messages = len(values) - len(suspects)
+    decoded = Decoded(lines=pl.DataFrame(schema=LINE_SCHEMA), fast=fast_messages)
+    if suspects:
+        suspects.sort()
+        frames.append(_decode_slowly(values, suspects, limits, decoded.invalid))
+        decoded.slow = len(suspects)
+    frames = [frame for frame in frames if frame.height]
+    if not frames:
+        return decoded
+    lines = pl.concat(frames, how="vertical")
+    if len(frames) > 1:
+        lines = lines.sort("message", maintain_order=True)
+    decoded.lines = lines
+    return decoded
+
+
+def _parse_block(
+    values: list[bytes | None],
+    indices: list[int],
+    limits: Limits,
+    frames: list[pl.DataFrame],
+    suspects: list[int],
+) -> None:
+    if not indices:
+        return
+    payload = b"\n".join(values[index] or b"" for index in indices)
+    try:
+        table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
+    except pa.ArrowInvalid:
+        table = None
+    if table is None or table.num_rows != len(indices):
+        if len(indices) <= _SMALLEST_BLOCK:
+            suspects.extend(indices)
+            return
+        middle = len(indices) // 2
+        _parse_block(values, indices[:middle], limits, frames, suspects)
+        _parse_block(values, indices[middle:], limits, frames, suspects)
+        return
+    accepted, rejected = _screen(table, indices, limits)
+    frames.append(accepted)
+    suspects.extend(rejected)
+
+
+def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.DataFrame, list[int]]:
+    """The lines of the messages certainly valid, and the indices of the others."""
+    messages = pl.from_arrow(table)
+    assert isinstance(messages, pl.DataFrame)
+    messages = messages.with_columns(
+        message=pl.Series(indices, dtype=pl.Int64),
+        occurred_at=pl.when(pl.col("occurred_at").str.contains(_TIMESTAMP)).then(
+            pl.col("occurred_at").str.to_datetime(
+                "%+", time_unit="us", time_zone="UTC", strict=False
+            )
+        ),
+    )
+    identifiers = [
+        pl.col(name).str.len_chars().is_between(1, 128)
+        for name in ("transaction_id", "store_id", "register_id")
+    ]
+    message_ok = pl.all_horizontal(
+        *identifiers,
+        pl.col("occurred_at").is_not_null(),
+        pl.col("kind").is_in(list(KINDS)),
+        pl.col("currency").str.contains(_CURRENCY),
+        pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
+        pl.col("lines").list.len().is_between(1, limits.max_lines),
+    ).fill_null(value=False)
+    lines = (
+        messages.with_columns(message_ok=message_ok)
+        .explode("lines")
+        .unnest("lines")
+        .rename({"unit_price": "unit_price_text"})
+        .with_columns(unit_price=pl.col("unit_price_text").str.to_decimal(scale=MONEY_DECIMALS))
+    )
+    quantity = pl.col("quantity")
+    kind = pl.col("kind")
+    line_ok = pl.all_horizontal(
+        pl.col("sku").str.len_chars().is_between(1, 64),
+        quantity != 0,
+        quantity.abs() <= limits.max_quantity,
+        ~((kind == "sale") & (quantity < 0)),
+        ~((kind == "return") & (quantity > 0)),
+        pl.col("unit_price_text").str.contains(_PRICE),
+        pl.col("unit_price").is_not_null(),
+        ~((pl.col("unit_price") < 0) & (kind != "adjustment")),
+    ).fill_null(value=False)
+    lines = lines.with_columns(
+        ok=(line_ok & pl.col("message_ok")).all().over("message"),
+    )
+    rejected = lines.filter(~pl.col("ok")).get_column("message").unique().to_list()
+    accepted = lines.filter(pl.col("ok")).select(LINE_SCHEMA.names())
+    return accepted.cast(dict(LINE_SCHEMA)), rejected
+
+
+def _decode_slowly(
+    values: list[bytes | None], indices: list[int], limits: Limits, invalid: Counter[str]
+) -> pl.DataFrame:
+    columns: dict[str, list[object]] = {name: [] for name in LINE_SCHEMA.names()}
+    for index in indices:
+        try:
+            checkout = decode_checkout(values[index] or b"", limits)
+        except InvalidCheckout as exc:
+            invalid[exc.reason.value] += 1
+            continue
+        _append(columns, index, checkout)
+    occurred = pl.Series(columns.pop("occurred_at"), dtype=pl.Int64)
+    frame = pl.DataFrame(
+        {name: pl.Series(name, data, dtype=LINE_SCHEMA[name]) for name, data in columns.items()}
+    )
+    frame = frame.with_columns(
+        occurred_at=occurred.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    )
+    return frame.select(LINE_SCHEMA.names())
+
+
+def _append(columns: dict[str, list[object]], index: int, checkout: Checkout) -> None:
+    micros = (checkout.occurred_at - _EPOCH) // _MICROSECOND
+    for line in checkout.lines:
+        columns["message"].append(index)
+        columns["transaction_id"].append(checkout.transaction_id)
+        columns["store_id"].append(checkout.store_id)
+        columns["register_id"].append(checkout.register_id)
+        columns["occurred_at"].append(micros)
+        columns["kind"].append(checkout.kind)
+        columns["currency"].append(checkout.currency)
+        columns["sku"].append(line.sku)
+        columns["name"].append(line.name)
+        columns["quantity"].append(line.quantity)
+        columns["unit_price"].append(line.unit_price)

@@ -1,0 +1,35 @@
+"""Errors of the daily job; ``exit_code`` is the status ``kassa daily`` exits with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from common.errors import KassaError
+
+
+class DailyError(KassaError):
+    """Base class of the daily job's errors."""
+
+    exit_code = 2
+
+
+class IncompleteDay(DailyError):  # noqa: N818 - reads as "raise IncompleteDay(...)"
+    """Some partitions have no record past the day's end plus the lateness margin yet."""
+
+    exit_code = 3
+
+    def __init__(self, day: date, topic: str, behind: Sequence[tuple[int, str]]) -> None:
+        listed = "; ".join(f"partition {partition}: {why}" for partition, why in behind)
+        super().__init__(
+            f"day {day} is not complete in topic {topic!r}: {len(behind)} partition(s) "
+            f"behind ({listed}); wait for newer records, or pass --force to finalize anyway"
+        )
+        self.day = day
+        self.partitions = [partition for partition, _ in behind]
+
+
+class ReadError(DailyError):
+    """The day's offset range could not be read from Kafka."""
+
+    exit_code = 4

@@ -1,0 +1,226 @@
+"""The ``daily`` Redis namespace: a day's rankings replaced atomically, and reconciliation.
+
+:func:`replace_day` builds every key of a day under temporary names (:func:`keys.temporary_key`)
+and then, in one ``MULTI``/``EXEC`` transaction, renames them over the real keys and deletes
+the real keys the new result no longer has. A reader sees the old day or the new day, never a
+mix; a crash before the transaction leaves the old day untouched (the temporary keys expire
+within an hour). The layout is the one of :mod:`storage.keys`, so the same function repairs
+the ``live`` namespace from the daily result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+import polars as pl
+import redis
+
+from common.schema import to_money_units
+from storage import keys
+
+TEMPORARY_TTL_SECONDS: Final = 3600
+ITEM_MEASURES: Final[tuple[keys.Measure, ...]] = (
+    "units",
+    "sold",
+    "returned",
+    "revenue",
+    "checkouts",
+)
+TOTAL_FIELDS: Final = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
+
+Figures = tuple[int, int, int, int, int]
+"""An item's ``(units, sold, returned, revenue in 1/10,000 units, checkouts)``."""
+
+
+def item_figures(frame: pl.DataFrame) -> dict[str, Figures]:
+    """``sku -> Figures`` of a ``daily_item_sales``-shaped frame (revenue made integer)."""
+    result: dict[str, Figures] = {}
+    columns = ["sku", "units", "units_sold", "units_returned", "revenue", "checkouts"]
+    for sku, units, sold, returned, revenue, checkouts in frame.select(columns).iter_rows():
+        result[sku] = (units, sold, returned, to_money_units(revenue), checkouts)
+    return result
+
+
+def totals_of(row: Mapping[str, object]) -> dict[str, int]:
+    """The ``totals`` hash of a scope from a row with the :data:`TOTAL_FIELDS`."""
+    totals: dict[str, int] = {}
+    for name in TOTAL_FIELDS:
+        value = row[name]
+        if isinstance(value, Decimal):
+            totals[name] = to_money_units(value)
+        else:
+            assert isinstance(value, int)
+            totals[name] = value
+    return totals
+
+
+@dataclass
+class DaySnapshot:
+    """Everything one namespace holds for one day."""
+
+    items: dict[str, Figures]
+    totals: dict[str, int]
+    store_items: dict[str, dict[str, Figures]] = field(default_factory=dict)
+    store_totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def replace_day(
+    client: redis.Redis,
+    namespace: keys.Namespace,
+    day: date,
+    snapshot: DaySnapshot,
+    expire_at: int,
+    summary: Mapping[str, str | int] | None = None,
+) -> None:
+    """Replace every key of ``day`` in ``namespace`` with ``snapshot`` atomically.
+
+    ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily namespace
+    only) is stored as the day's manifest hash.
+    """
+    token = uuid.uuid4().hex
+    renames: list[tuple[str, str]] = []
+    deletes: list[str] = []
+    build = client.pipeline(transaction=False)
+    scopes: list[tuple[str | None, dict[str, Figures], dict[str, int]]] = [
+        (None, snapshot.items, snapshot.totals)
+    ]
+    for store_id in sorted(snapshot.store_items):
+        scopes.append(
+            (store_id, snapshot.store_items[store_id], snapshot.store_totals.get(store_id, {}))
+        )
+    for store_id, items, totals in scopes:
+        for index, measure in enumerate(ITEM_MEASURES):
+            final = keys.day_key(namespace, day, measure, store_id)
+            values = {sku: figures[index] for sku, figures in items.items()}
+            if measure != "units":
+                values = {sku: value for sku, value in values.items() if value}
+            if not values:
+                deletes.append(final)
+                continue
+            temporary = keys.temporary_key(final, token)
+            if measure == "units":
+                build.zadd(temporary, values)  # type: ignore[arg-type]
+            else:
+                build.hset(temporary, mapping=values)  # type: ignore[arg-type]
+            build.expire(temporary, TEMPORARY_TTL_SECONDS)
+            renames.append((temporary, final))
+        final = keys.day_key(namespace, day, "totals", store_id)
+        if totals:
+            temporary = keys.temporary_key(final, token)
+            build.hset(temporary, mapping=totals)  # type: ignore[arg-type]
+            build.expire(temporary, TEMPORARY_TTL_SECONDS)
+            renames.append((temporary, final))
+        else:
+            deletes.append(final)
+    stores = keys.stores_key(namespace, day)
+    if snapshot.store_items:
+        temporary = keys.temporary_key(stores, token)
+        build.sadd(temporary, *sorted(snapshot.store_items))
+        build.expire(temporary, TEMPORARY_TTL_SECONDS)
+        renames.append((temporary, stores))
+    else:
+        deletes.append(stores)
+    if summary is not None:
+        final = keys.manifest_key(day)
+        temporary = keys.temporary_key(final, token)
+        build.hset(temporary, mapping=dict(summary))  # type: ignore[arg-type]
+        build.expire(temporary, TEMPORARY_TTL_SECONDS)
+        renames.append((temporary, final))
+    try:
+        build.execute()
+        old_stores = {member.decode() for member in client.smembers(stores)}  # type: ignore[union-attr]
+        for store_id in sorted(old_stores - set(snapshot.store_items)):
+            deletes.extend(keys.day_key(namespace, day, m, store_id) for m in keys.MEASURES)
+        swap = client.pipeline(transaction=True)
+        for temporary, final in renames:
+            swap.rename(temporary, final)
+            swap.expireat(final, expire_at)
+        if deletes:
+            swap.delete(*deletes)
+        swap.execute()
+    except BaseException:
+        client.delete(*(temporary for temporary, _ in renames))
+        raise
+
+
+def read_day(
+    client: redis.Redis, namespace: keys.Namespace, day: date, store_id: str | None = None
+) -> dict[str, Figures]:
+    """``sku -> Figures`` as ``namespace`` holds them for ``day`` (missing values are 0)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.zrange(keys.day_key(namespace, day, "units", store_id), 0, -1, withscores=True)
+    for measure in ITEM_MEASURES[1:]:
+        pipe.hgetall(keys.day_key(namespace, day, measure, store_id))
+    units, *hashes = pipe.execute()
+    skus: set[str] = {member.decode() for member, _ in units}
+    decoded = [{k.decode(): int(v) for k, v in mapping.items()} for mapping in hashes]
+    for mapping in decoded:
+        skus.update(mapping)
+    unit_of = {member.decode(): int(score) for member, score in units}
+    result: dict[str, Figures] = {}
+    for sku in skus:
+        sold, returned, revenue, checkouts = (mapping.get(sku, 0) for mapping in decoded)
+        result[sku] = (unit_of.get(sku, 0), sold, returned, revenue, checkouts)
+    return result
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One item whose live figures differ from the daily result."""
+
+    sku: str
+    live: Figures
+    daily: Figures
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready: the figures and their differences (live minus daily)."""
+        names = ("units", "sold", "returned", "revenue", "checkouts")
+        return {
+            "sku": self.sku,
+            "live": dict(zip(names, self.live, strict=True)),
+            "daily": dict(zip(names, self.daily, strict=True)),
+            "difference": {
+                name: live - daily
+                for name, live, daily in zip(names, self.live, self.daily, strict=True)
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Live versus daily for one day."""
+
+    day: date
+    live_items: int
+    daily_items: int
+    drifts: tuple[Drift, ...]
+
+    @property
+    def live_present(self) -> bool:
+        """Whether the live namespace holds anything for the day."""
+        return self.live_items > 0
+
+
+def reconcile(client: redis.Redis, day: date, daily: Mapping[str, Figures]) -> Reconciliation:
+    """Compare the live figures of ``day`` with the daily result, item by item."""
+    live = read_day(client, "live", day)
+    drifts = [
+        Drift(sku, live.get(sku, (0, 0, 0, 0, 0)), daily.get(sku, (0, 0, 0, 0, 0)))
+        for sku in sorted(set(live) | set(daily))
+        if live.get(sku, (0, 0, 0, 0, 0)) != daily.get(sku, (0, 0, 0, 0, 0))
+    ]
+    return Reconciliation(day, len(live), len(daily), tuple(drifts))
+
+
+def set_missing_names(client: redis.Redis, names: Iterable[tuple[str, str | None]]) -> None:
+    """Record a display name for each item that has none yet in :data:`keys.NAMES`."""
+    pipe = client.pipeline(transaction=False)
+    for sku, name in names:
+        if name is not None:
+            pipe.hsetnx(keys.NAMES, sku, name)
+    pipe.execute()

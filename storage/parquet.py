@@ -1,0 +1,212 @@
+"""Every Parquet path kassa writes, and the atomic way it writes them.
+
+Layout under ``KASSA_DATA_DIR`` (hive-partitioned by business day; folder names are part of
+the public interface)::
+
+    daily_item_sales/date=YYYY-MM-DD/part-0.parquet
+    daily_store_item_sales/date=YYYY-MM-DD/part-0.parquet
+    hourly_sales/date=YYYY-MM-DD/part-0.parquet
+    sales_lines/date=YYYY-MM-DD/part-0.parquet
+    _manifests/date=YYYY-MM-DD/manifest.json
+
+Each day of each table is exactly one file with a fixed name, so a re-run replaces it. A file
+is written under a hidden temporary name in the same folder, fsynced, renamed over the final
+name and the folder fsynced: a reader sees the old file or the new one, never a partial file.
+Readers skip the hidden temporary files (names start with ``.``) and ``_manifests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+Table = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales", "sales_lines"]
+TABLES: Final[tuple[Table, ...]] = (
+    "daily_item_sales",
+    "daily_store_item_sales",
+    "hourly_sales",
+    "sales_lines",
+)
+MANIFESTS: Final = "_manifests"
+PART_NAME: Final = "part-0.parquet"
+MANIFEST_NAME: Final = "manifest.json"
+COMPRESSION: Final = "zstd"
+COMPRESSION_LEVEL: Final = 9
+
+
+def day_folder(day: date) -> str:
+    """The hive folder name of ``day``: ``date=YYYY-MM-DD``."""
+    return f"date={day.isoformat()}"
+
+
+def table_dir(data_dir: Path, table: Table) -> Path:
+    """The folder of one table (all days)."""
+    return data_dir / table
+
+
+def table_path(data_dir: Path, table: Table, day: date) -> Path:
+    """The one Parquet file of ``table`` for ``day``."""
+    return table_dir(data_dir, table) / day_folder(day) / PART_NAME
+
+
+def manifest_path(data_dir: Path, day: date) -> Path:
+    """The manifest of ``day`` (written last: its presence means the day is finished)."""
+    return data_dir / MANIFESTS / day_folder(day) / MANIFEST_NAME
+
+
+def lock_path(data_dir: Path, day: date) -> Path:
+    """The lock file that serializes runs of one day."""
+    return data_dir / MANIFESTS / day_folder(day) / ".lock"
+
+
+def _temporary_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(temporary: Path, final: Path) -> None:
+    """fsync ``temporary``, rename it over ``final`` and fsync the folder."""
+    with temporary.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    temporary.replace(final)
+    _fsync_dir(final.parent)
+
+
+@contextmanager
+def parquet_writer(final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A zstd Parquet writer on a temporary file that replaces ``final`` on success.
+
+    On an exception the temporary file is removed and ``final`` is left untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_path(final)
+    writer = pq.ParquetWriter(
+        temporary,
+        schema,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        write_statistics=True,
+    )
+    try:
+        yield writer
+        writer.close()
+        commit(temporary, final)
+    except BaseException:
+        writer.close()
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_table(final: Path, table: pa.Table) -> int:
+    """Write ``table`` atomically to ``final``; return the file's size in bytes."""
+    with parquet_writer(final, table.schema) as writer:
+        writer.write_table(table)
+    return final.stat().st_size
+
+
+def write_manifest(data_dir: Path, day: date, manifest: dict[str, Any]) -> Path:
+    """Write the manifest of ``day`` atomically (pretty JSON, sorted keys)."""
+    final = manifest_path(data_dir, day)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_path(final)
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    commit(temporary, final)
+    return final
+
+
+def read_manifest(data_dir: Path, day: date) -> dict[str, Any] | None:
+    """The manifest of ``day``, or ``None`` if the day was never finished."""
+    path = manifest_path(data_dir, day)
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return manifest
+
+
+def manifest_days(data_dir: Path) -> list[date]:
+    """Every day with a manifest, in order."""
+    root = data_dir / MANIFESTS
+    if not root.is_dir():
+        return []
+    days = []
+    for folder in root.glob("date=*"):
+        if (folder / MANIFEST_NAME).is_file():
+            days.append(date.fromisoformat(folder.name.removeprefix("date=")))
+    return sorted(days)
+
+
+class StagedFiles:
+    """Files written under temporary names and renamed into place together by :meth:`commit`.
+
+    Used as a context manager: leaving it without :meth:`commit` (an exception, a crash)
+    removes the temporary files and leaves the previous files untouched.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+        self._open: list[Path] = []
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+    @contextmanager
+    def writer(self, final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A zstd Parquet writer on a temporary file staged to replace ``final``."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_path(final)
+        self._open.append(temporary)
+        writer = pq.ParquetWriter(
+            temporary,
+            schema,
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
+            write_statistics=True,
+        )
+        try:
+            yield writer
+        finally:
+            writer.close()
+        self._staged.append((temporary, final))
+
+    def table(self, final: Path, table: pa.Table) -> None:
+        """Stage ``table`` to replace ``final``."""
+        with self.writer(final, table.schema) as writer:
+            writer.write_table(table)
+
+    def sizes(self) -> dict[Path, int]:
+        """The size in bytes of each staged file, by final path."""
+        return {final: temporary.stat().st_size for temporary, final in self._staged}
+
+    def commit(self) -> None:
+        """fsync and rename every staged file over its final path."""
+        for temporary, final in self._staged:
+            commit(temporary, final)
+        self._open = [path for path in self._open if path.exists()]
+        self._staged = []
+
+    def discard(self) -> None:
+        """Remove every temporary file not committed."""
+        for temporary in self._open:
+            temporary.unlink(missing_ok=True)
+        self._open = []
+        self._staged = []
