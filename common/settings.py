@@ -106,10 +106,6 @@ class Settings(BaseSettings):
     daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
     lateness_seconds: int = Field(3600, ge=0, description="how late an event may arrive")
     retention_days: int = Field(35, ge=1, description="how long per-day Redis keys live")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
     daily_grace_seconds: int = Field(
         300, ge=0, le=86_400, description="daily job reads from this long before the day starts"
     )
@@ -121,6 +117,10 @@ class Settings(BaseSettings):
     daily_catchup_days: int = Field(
         7, ge=0, le=366, description="days back 'kassa daily schedule' checks for missed runs"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
