@@ -194,11 +194,12 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col("unit_price").is_not_null(),
         ~((pl.col("unit_price") < 0) & (kind != "adjustment")),
     ).fill_null(value=False)
-    lines = lines.with_columns(
-        ok=(line_ok & pl.col("message_ok")).all().over("message"),
-    )
-    rejected = lines.filter(~pl.col("ok")).get_column("message").unique().to_list()
-    accepted = lines.filter(pl.col("ok")).select(LINE_SCHEMA.names())
+    bad_lines = lines.filter(~line_ok).get_column("message")
+    bad_messages = messages.filter(~message_ok).get_column("message")
+    rejected = pl.concat([bad_lines, bad_messages]).unique().to_list()
+    accepted = lines.filter(
+        pl.col("message_ok") & ~pl.col("message").is_in(rejected)
+    ).select(LINE_SCHEMA.names())
     return accepted.cast(dict(LINE_SCHEMA)), rejected
 
 

@@ -1,0 +1,156 @@
+"""Producing test input for the daily job and computing its expected output independently."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from confluent_kafka import Producer
+
+from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
+from common.settings import Settings
+
+DATASET = Path("/work/shared/data/online_retail.parquet")
+LONDON = ZoneInfo("Europe/London")
+
+Expected = dict[str, tuple[int, int, int, Decimal, int]]
+"""sku -> (units, units_sold, units_returned, revenue, checkouts)."""
+
+
+def checkout(
+    transaction_id: str,
+    occurred_at: datetime,
+    lines: Iterable[tuple[str, int, str]],
+    *,
+    store_id: str = "s01",
+    kind: str = "sale",
+) -> Checkout:
+    """A checkout with ``(sku, quantity, unit_price)`` lines."""
+    return Checkout(
+        transaction_id=transaction_id,
+        store_id=store_id,
+        register_id="r1",
+        occurred_at=occurred_at,
+        kind=kind,  # type: ignore[arg-type]
+        currency="EUR",
+        lines=tuple(Line(sku, qty, Decimal(price), f"item {sku}") for sku, qty, price in lines),
+    )
+
+
+def produce(
+    settings: Settings, checkouts: Iterable[Checkout], partition: int | None = None
+) -> None:
+    """Send ``checkouts`` with ``occurred_at`` as record timestamp (to ``partition`` if given)."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+    for item in checkouts:
+        kwargs = {} if partition is None else {"partition": partition}
+        producer.produce(
+            settings.topic,
+            encode_checkout(item),
+            key=item.store_id.encode(),
+            timestamp=record_timestamp_ms(item),
+            **kwargs,
+        )
+    assert producer.flush(30) == 0
+
+
+def produce_raw(settings: Settings, values: Iterable[bytes], timestamp: datetime) -> None:
+    """Send raw values (e.g. invalid messages) to partition 0."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for value in values:
+        producer.produce(
+            settings.topic, value, partition=0, timestamp=int(timestamp.timestamp() * 1000)
+        )
+    assert producer.flush(30) == 0
+
+
+def seal(settings: Settings, after: datetime, partitions: Iterable[int] = (0, 1, 2)) -> None:
+    """One record at ``after`` in each partition, so earlier days count as complete."""
+    for partition in partitions:
+        sentinel = checkout(f"seal-{partition}-{after.isoformat()}", after, [("seal", 1, "1")])
+        produce(settings, [sentinel], partition)
+
+
+def dataset_expected(day: date) -> Expected:
+    """Per-item figures of ``day`` computed straight from the dataset file (London days).
+
+    Kinds as documented for the replay: ``C`` invoices are returns; other invoices with a
+    negative quantity or price are adjustments; the rest are sales. Revenue is the exact
+    decimal sum of quantity times the shortest decimal of each float price.
+    """
+    frame = pl.read_parquet(DATASET).filter(pl.col("InvoiceDate").dt.date() == day)
+    negative = frame.group_by("InvoiceNo").agg(
+        negative=((pl.col("Quantity") < 0) | (pl.col("UnitPrice") < 0)).any()
+    )
+    frame = frame.join(negative, on="InvoiceNo")
+    sums: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), set()])
+    for invoice, sku, quantity, price, negative_invoice in frame.select(
+        "InvoiceNo", "StockCode", "Quantity", "UnitPrice", "negative"
+    ).iter_rows():
+        row = sums[sku]
+        row[0] += quantity  # type: ignore[operator]
+        if invoice.startswith("C"):
+            row[2] -= quantity  # type: ignore[operator]
+        elif not negative_invoice:
+            row[1] += quantity  # type: ignore[operator]
+        row[3] += quantity * Decimal(repr(price))  # type: ignore[operator]
+        row[4].add(invoice)  # type: ignore[attr-defined]
+    return {
+        sku: (row[0], row[1], row[2], row[3], len(row[4]))  # type: ignore[misc,arg-type]
+        for sku, row in sums.items()
+    }
+
+
+def expected_of(checkouts: Iterable[Checkout], day: date, zone: ZoneInfo) -> Expected:
+    """Per-item figures of ``day`` computed the plain way from checkouts (no duplicates)."""
+    sums: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), 0])
+    for item in checkouts:
+        if item.occurred_at.astimezone(zone).date() != day:
+            continue
+        for sku in {line.sku for line in item.lines}:
+            sums[sku][4] += 1  # type: ignore[operator]
+        for line in item.lines:
+            row = sums[line.sku]
+            row[0] += line.quantity  # type: ignore[operator]
+            if item.kind == "sale":
+                row[1] += line.quantity  # type: ignore[operator]
+            if item.kind == "return":
+                row[2] -= line.quantity  # type: ignore[operator]
+            row[3] += line.quantity * line.unit_price  # type: ignore[operator]
+    return {sku: tuple(row) for sku, row in sums.items()}  # type: ignore[misc]
+
+
+def parquet_figures(path: Path) -> Expected:
+    """The figures of a ``daily_item_sales`` file, in the :data:`Expected` shape."""
+    frame = pl.read_parquet(path)
+    assert frame.schema["revenue"] == pl.Decimal(38, 4)
+    return {
+        sku: (units, sold, returned, revenue, checkouts)
+        for sku, units, sold, returned, revenue, checkouts in frame.select(
+            "sku", "units", "units_sold", "units_returned", "revenue", "checkouts"
+        ).iter_rows()
+    }
+
+
+def utc(*args: int) -> datetime:
+    """An aware UTC datetime."""
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def data_files(data_dir: Path) -> dict[str, bytes]:
+    """Every file under ``data_dir`` except manifests and locks, by relative path."""
+    return {
+        str(path.relative_to(data_dir)): path.read_bytes()
+        for path in sorted(data_dir.rglob("*"))
+        if path.is_file() and "_manifests" not in path.parts
+    }
+
+
+def a_day_later(instant: datetime) -> datetime:
+    """``instant`` plus 24 hours."""
+    return instant + timedelta(days=1)

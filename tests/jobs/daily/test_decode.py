@@ -1,0 +1,176 @@
+"""The columnar decoder agrees with ``common.schema.decode_checkout`` on every message."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.schema import (
+    Checkout,
+    InvalidCheckout,
+    Limits,
+    Line,
+    decode_checkout,
+    encode_checkout,
+)
+from jobs.daily.decode import decode_batch
+
+LIMITS = Limits(max_lines=6, max_quantity=1000, max_message_bytes=4000)
+
+identifiers = st.text(st.characters(codec="utf-8", exclude_characters="\n"), min_size=1, max_size=8)
+zones = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))])
+
+
+@st.composite
+def checkouts(draw: st.DrawFn) -> Checkout:
+    kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        quantity = draw(st.integers(1, 1000))
+        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
+            quantity = -quantity
+        price = draw(st.decimals(min_value=0, max_value=5000, places=draw(st.integers(0, 4))))
+        if kind == "adjustment" and draw(st.booleans()):
+            price = -price
+        name = draw(st.none() | identifiers)
+        lines.append(Line(draw(identifiers), quantity, price, name))
+    micros = draw(st.integers(0, 10**6 - 1)) if draw(st.booleans()) else 0
+    occurred = datetime(2026, 11, 20, 12, tzinfo=UTC) + timedelta(
+        seconds=draw(st.integers(-86_400, 86_400)), microseconds=micros
+    )
+    return Checkout(
+        transaction_id=draw(identifiers),
+        store_id=draw(identifiers),
+        register_id=draw(identifiers),
+        occurred_at=occurred.astimezone(draw(zones)),
+        kind=kind,  # type: ignore[arg-type]
+        currency=draw(st.sampled_from(["EUR", "GBP"])),
+        lines=tuple(lines),
+    )
+
+
+MUTATIONS: list[tuple[tuple[str, ...], Any]] = [
+    (("transaction_id",), None),
+    (("transaction_id",), ""),
+    (("store_id",), 7),
+    (("occurred_at",), "2026-11-20T10:00:00"),
+    (("occurred_at",), "2026-11-20 10:00:00+00:00"),
+    (("occurred_at",), "2026-02-30T10:00:00Z"),
+    (("occurred_at",), "2026-11-20T10:00:00.123456789+01:00"),
+    (("kind",), "refund"),
+    (("currency",), "eur"),
+    (("schema_version",), 2),
+    (("lines",), []),
+    (("lines",), None),
+    (("lines", 0, "quantity"), 0),
+    (("lines", 0, "quantity"), 10**6),
+    (("lines", 0, "quantity"), -1),
+    (("lines", 0, "quantity"), 1.0),
+    (("lines", 0, "quantity"), "3"),
+    (("lines", 0, "unit_price"), "1.23456"),
+    (("lines", 0, "unit_price"), "1.50000"),
+    (("lines", 0, "unit_price"), "1e2"),
+    (("lines", 0, "unit_price"), 2.5),
+    (("lines", 0, "unit_price"), "-1"),
+    (("lines", 0, "unit_price"), "NaN"),
+    (("lines", 0, "sku"), ""),
+    (("lines", 0, "sku"), "x" * 65),
+    (("lines", 0, "extra"), {"nested": [1]}),
+    (("extra",), "ignored"),
+]
+
+
+def _mutate(value: bytes, mutation: int | None, form: int) -> bytes:
+    if mutation is None:
+        return value
+    if mutation >= len(MUTATIONS):
+        forms = [value[: len(value) // 2], b"[1, 2]", b"", value + b"\n" + value, b" \n" + value, b"x" * 4001]
+        return forms[form % len(forms)]
+    path, replacement = MUTATIONS[mutation]
+    document = json.loads(value)
+    target = document
+    for part in path[:-1]:
+        target = target[part]
+    if form % 5 == 0 and path[-1] in target:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = replacement
+    return json.dumps(document).encode()
+
+
+def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]:
+    rows: list[dict[str, Any]] = []
+    invalid: Counter[str] = Counter()
+    for index, value in enumerate(values):
+        try:
+            item = decode_checkout(value, LIMITS)
+        except InvalidCheckout as exc:
+            invalid[exc.reason.value] += 1
+            continue
+        for line in item.lines:
+            rows.append(
+                {
+                    "message": index,
+                    "transaction_id": item.transaction_id,
+                    "store_id": item.store_id,
+                    "register_id": item.register_id,
+                    "occurred_at": item.occurred_at,
+                    "kind": item.kind,
+                    "currency": item.currency,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                }
+            )
+    return rows, invalid
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            checkouts(),
+            st.none() | st.integers(0, len(MUTATIONS)),
+            st.integers(0, 100),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_columns_and_reasons_equal_decode_checkout(
+    cases: list[tuple[Checkout, int | None, int]],
+) -> None:
+    values = [_mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
+
+    decoded = decode_batch(list(values), LIMITS)
+
+    rows, invalid = _reference(values)
+    assert decoded.invalid == invalid
+    assert decoded.lines.to_dicts() == rows
+
+
+def test_clean_batches_take_the_fast_path() -> None:
+    item = Checkout(
+        transaction_id="t1",
+        store_id="s1",
+        register_id="r1",
+        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+        kind="sale",
+        currency="EUR",
+        lines=(Line("a", 2, Decimal("1.25"), "A"),),
+    )
+    values: list[bytes | None] = [encode_checkout(item)] * 100 + [b"{broken"]
+
+    decoded = decode_batch(values, LIMITS)
+
+    assert decoded.fast + decoded.slow == 101
+    assert decoded.slow <= 16
+    assert decoded.invalid == {"malformed_json": 1}
+    assert decoded.lines.height == 100
