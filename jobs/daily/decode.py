@@ -197,9 +197,9 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
     bad_lines = lines.filter(~line_ok).get_column("message")
     bad_messages = messages.filter(~message_ok).get_column("message")
     rejected = pl.concat([bad_lines, bad_messages]).unique().to_list()
-    accepted = lines.filter(
-        pl.col("message_ok") & ~pl.col("message").is_in(rejected)
-    ).select(LINE_SCHEMA.names())
+    accepted = lines.filter(pl.col("message_ok") & ~pl.col("message").is_in(rejected)).select(
+        LINE_SCHEMA.names()
+    )
     return accepted.cast(dict(LINE_SCHEMA)), rejected
 
 

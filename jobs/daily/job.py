@@ -261,7 +261,18 @@ def _read_day(
     partials = Partials(settings.zone)
     dedup = Deduplicator()
     invalid: Counter[str] = Counter()
-    counts: dict[str, Any] = Counter()
+    counts: dict[str, Any] = dict.fromkeys(
+        (
+            "records",
+            "decoded_fast",
+            "decoded_slow",
+            "outside_day",
+            "duplicates",
+            "checkouts",
+            "lines",
+        ),
+        0,
+    )
     schema = pl.DataFrame(schema=SALES_LINES_SCHEMA).to_arrow().schema
     final = parquet.table_path(settings.data_dir, "sales_lines", plan.day)
     task = bar.add_task(f"read {plan.day}", total=plan.records)
@@ -285,7 +296,7 @@ def _read_day(
     bar.remove_task(task)
     counts["invalid"] = dict(sorted(invalid.items()))
     counts["invalid_total"] = sum(invalid.values())
-    return partials, dict(counts)
+    return partials, counts
 
 
 def _snapshot(

@@ -116,5 +116,9 @@ def serve(settings: Settings) -> None:
     _scheduled_run(settings)
     scheduler = build_scheduler(settings)
     trigger = DailyTrigger(settings.daily_at, settings.zone)
-    logger.info("daily job scheduled %s; next run %s", trigger, trigger.get_next_fire_time(None, datetime.now(UTC)))
+    logger.info(
+        "daily job scheduled %s; next run %s",
+        trigger,
+        trigger.get_next_fire_time(None, datetime.now(UTC)),
+    )
     scheduler.start()

@@ -24,7 +24,9 @@ from jobs.daily.decode import decode_batch
 LIMITS = Limits(max_lines=6, max_quantity=1000, max_message_bytes=4000)
 
 identifiers = st.text(st.characters(codec="utf-8", exclude_characters="\n"), min_size=1, max_size=8)
-zones = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))])
+zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]
+)
 
 
 @st.composite
@@ -90,7 +92,14 @@ def _mutate(value: bytes, mutation: int | None, form: int) -> bytes:
     if mutation is None:
         return value
     if mutation >= len(MUTATIONS):
-        forms = [value[: len(value) // 2], b"[1, 2]", b"", value + b"\n" + value, b" \n" + value, b"x" * 4001]
+        forms = [
+            value[: len(value) // 2],
+            b"[1, 2]",
+            b"",
+            value + b"\n" + value,
+            b" \n" + value,
+            b"x" * 4001,
+        ]
         return forms[form % len(forms)]
     path, replacement = MUTATIONS[mutation]
     document = json.loads(value)

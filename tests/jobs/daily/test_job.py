@@ -61,7 +61,9 @@ def test_dataset_day_equals_an_independent_computation(
     settings: Settings, redis_client: redis.Redis, day: date, hours: int
 ) -> None:
     london = _london(settings)
-    report = publish(london, replay_checkouts(DATASET, day - timedelta(days=1), day + timedelta(days=1)))
+    report = publish(
+        london, replay_checkouts(DATASET, day - timedelta(days=1), day + timedelta(days=1))
+    )
     assert report.failed == 0
     seal(london, utc(2011, 11, 5, 12))
 
@@ -88,7 +90,9 @@ def test_dataset_day_equals_an_independent_computation(
     lines = pl.read_parquet(parquet.table_path(london.data_dir, "sales_lines", day))
     assert lines.height == manifest["counts"]["lines"]
     assert lines["quantity"].sum() == manifest["totals"]["units"]
-    store_items = pl.read_parquet(parquet.table_path(london.data_dir, "daily_store_item_sales", day))
+    store_items = pl.read_parquet(
+        parquet.table_path(london.data_dir, "daily_store_item_sales", day)
+    )
     assert store_items["units"].sum() == manifest["totals"]["units"]
     hourly = pl.read_parquet(parquet.table_path(london.data_dir, "hourly_sales", day))
     assert hourly["revenue"].sum() == Decimal(manifest["totals"]["revenue"])
@@ -99,7 +103,12 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
 ) -> None:
     day = date(2026, 11, 20)
     sales = [
-        checkout(f"t{n}", utc(2026, 11, 20, 8) + timedelta(minutes=7 * n), [(f"sku{n % 5}", 1 + n % 3, "2.50"), ("milk", 2, "0.99")], store_id=f"s{n % 4}")
+        checkout(
+            f"t{n}",
+            utc(2026, 11, 20, 8) + timedelta(minutes=7 * n),
+            [(f"sku{n % 5}", 1 + n % 3, "2.50"), ("milk", 2, "0.99")],
+            store_id=f"s{n % 4}",
+        )
         for n in range(120)
     ]
     produce(settings, sales)
@@ -165,7 +174,11 @@ def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settin
 def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> None:
     day = date(2026, 11, 20)
     for partition in range(3):
-        produce(settings, [checkout(f"p{partition}", utc(2026, 11, 20, 9), [("tea", 1, "3")])], partition)
+        produce(
+            settings,
+            [checkout(f"p{partition}", utc(2026, 11, 20, 9), [("tea", 1, "3")])],
+            partition,
+        )
     seal(settings, utc(2026, 11, 21, 3), partitions=[1])
 
     with pytest.raises(IncompleteDay) as refused:
@@ -217,7 +230,9 @@ def test_dst_days_are_cut_at_local_midnight(settings: Settings, day: date, hours
     items = pl.read_parquet(parquet.table_path(london.data_dir, "daily_item_sales", day))
     assert sorted(items["sku"]) == sorted(name for name, (_, inside) in instants.items() if inside)
     hourly = pl.read_parquet(parquet.table_path(london.data_dir, "hourly_sales", day))
-    distinct_instants = {when.astimezone(LONDON).timestamp() for name, (when, inside) in instants.items() if inside}
+    distinct_instants = {
+        when.astimezone(LONDON).timestamp() for name, (when, inside) in instants.items() if inside
+    }
     assert hourly["lines"].sum() == len(instants) - 2
     assert hourly.height == len({int(t // 3600) for t in distinct_instants})
 

@@ -1,0 +1,112 @@
+"""Chunked aggregation equals a straightforward reference computation."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobs.daily.aggregate import Deduplicator, Partials, in_day
+from jobs.daily.decode import LINE_SCHEMA
+
+ZONE = ZoneInfo("Europe/London")
+START = datetime(2026, 10, 25, tzinfo=ZONE).astimezone(UTC)
+END = datetime(2026, 10, 26, tzinfo=ZONE).astimezone(UTC)
+
+line = st.tuples(
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.integers(-50, 50).filter(bool),
+    st.decimals(min_value=-100, max_value=100, places=4),
+    st.none() | st.sampled_from(["Apple", "Bread", "Cheese"]),
+)
+message = st.tuples(
+    st.sampled_from(["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]),
+    st.sampled_from(["s1", "s2"]),
+    st.integers(-2 * 3600, 27 * 3600),
+    st.sampled_from(["sale", "return", "adjustment"]),
+    st.lists(line, min_size=1, max_size=4),
+)
+
+
+def _frame(
+    messages: list[tuple[str, str, int, str, list[tuple[str, int, Decimal, str | None]]]],
+) -> pl.DataFrame:
+    rows = []
+    for index, (tid, store, seconds, kind, lines) in enumerate(messages):
+        for sku, quantity, price, name in lines:
+            rows.append(
+                {
+                    "message": index,
+                    "transaction_id": tid,
+                    "store_id": store,
+                    "register_id": "r",
+                    "occurred_at": START + timedelta(seconds=seconds),
+                    "kind": kind,
+                    "currency": "EUR",
+                    "sku": sku,
+                    "name": name,
+                    "quantity": quantity,
+                    "unit_price": price,
+                }
+            )
+    return pl.DataFrame(rows, schema=LINE_SCHEMA)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(message, max_size=30), st.integers(1, 6))
+def test_chunked_aggregation_equals_reference(
+    messages: list[tuple[str, str, int, str, list[tuple[str, int, Decimal, str | None]]]],
+    chunk: int,
+) -> None:
+    partials = Partials(ZONE)
+    dedup = Deduplicator()
+    for first in range(0, len(messages), chunk):
+        lines = _frame(messages[first : first + chunk])
+        if lines.is_empty():
+            continue
+        lines, _ = in_day(lines, START, END)
+        lines, _ = dedup.first_occurrences(lines)
+        partials.add(lines)
+
+    seen: set[str] = set()
+    expected: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), set(), None])
+    hours: dict[datetime, int] = defaultdict(int)
+    for tid, _store, seconds, kind, lines in messages:
+        instant = START + timedelta(seconds=seconds)
+        if not START <= instant < END or tid in seen:
+            continue
+        seen.add(tid)
+        for sku, quantity, price, name in lines:
+            row = expected[sku]
+            row[0] += quantity  # type: ignore[operator]
+            row[1] += quantity if kind == "sale" else 0  # type: ignore[operator]
+            row[2] -= quantity if kind == "return" else 0  # type: ignore[operator]
+            row[3] += quantity * price  # type: ignore[operator]
+            row[4].add(tid)  # type: ignore[union-attr]
+            if name is not None and (row[5] is None or (instant, name) >= row[5]):  # type: ignore[operator]
+                row[5] = (instant, name)
+            local = instant.astimezone(ZONE)
+            hours[local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)] += 1
+
+    result = {
+        sku: (name, units, sold, returned, revenue, checkouts)
+        for sku, name, units, sold, returned, revenue, checkouts in partials.item_sales().iter_rows()
+    }
+    assert result == {
+        sku: (row[5][1] if row[5] else None, row[0], row[1], row[2], row[3], len(row[4]))  # type: ignore[index,arg-type]
+        for sku, row in expected.items()
+    }
+    hourly = partials.hourly_sales()
+    assert dict(
+        zip(
+            hourly["hour"].dt.convert_time_zone("UTC").to_list(),
+            hourly["lines"].to_list(),
+            strict=True,
+        )
+    ) == dict(hours)
+    assert hourly.schema["hour"] == pl.Datetime("us", "Europe/London")

@@ -1,0 +1,94 @@
+"""Daily rankings in Redis: atomic replacement, reconciliation with the live keys, repair."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+import redis
+
+from common.settings import Settings
+from storage import keys
+from storage.daily import DaySnapshot, read_day, reconcile, replace_day
+
+DAY = date(2026, 11, 20)
+
+
+def _snapshot(stores: dict[str, dict[str, tuple[int, int, int, int, int]]]) -> DaySnapshot:
+    items: dict[str, tuple[int, int, int, int, int]] = {}
+    for figures in stores.values():
+        for sku, row in figures.items():
+            old = items.get(sku, (0, 0, 0, 0, 0))
+            items[sku] = tuple(a + b for a, b in zip(old, row, strict=True))  # type: ignore[assignment]
+    totals = {"units": sum(r[0] for r in items.values()), "checkouts": 1, "lines": 1}
+    return DaySnapshot(items, totals, stores, {store: dict(totals) for store in stores})
+
+
+def test_replace_day_swaps_every_key_and_drops_stale_stores(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    expire_at = int(time.time()) + 3600
+    replace_day(
+        redis_client,
+        "daily",
+        DAY,
+        _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}, "s2": {"b": (1, 2, 1, 10, 1)}}),
+        expire_at,
+        {"run_id": "one"},
+    )
+    replace_day(
+        redis_client,
+        "daily",
+        DAY,
+        _snapshot({"s1": {"a": (7, 7, 0, 140, 3)}}),
+        expire_at,
+        {"run_id": "two"},
+    )
+
+    assert read_day(redis_client, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
+    assert redis_client.smembers(keys.stores_key("daily", DAY)) == {b"s1"}
+    assert redis_client.exists(keys.day_key("daily", DAY, "units", "s2")) == 0
+    assert redis_client.exists(keys.day_key("daily", DAY, "returned")) == 0
+    assert redis_client.hget(keys.manifest_key(DAY), "run_id") == b"two"
+    assert list(redis_client.scan_iter("kassa:tmp:*")) == []
+    assert 0 < redis_client.ttl(keys.day_key("daily", DAY, "units")) <= 3600
+
+
+def test_a_failure_before_the_swap_leaves_the_old_day(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    expire_at = int(time.time()) + 3600
+    replace_day(redis_client, "daily", DAY, _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}), expire_at)
+    broken = _snapshot({"s1": {"a": (9, 9, 0, 100, 2)}})
+    # The stores key of the wrong type makes the step between building and swapping fail.
+    redis_client.set(keys.stores_key("daily", DAY), "a string, not a set")
+
+    with pytest.raises(redis.ResponseError):
+        replace_day(redis_client, "daily", DAY, broken, expire_at)
+
+    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert list(redis_client.scan_iter("kassa:tmp:*")) == []
+
+
+def test_reconcile_reports_drift_and_repair_makes_live_equal(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    daily = {"a": (5, 5, 0, 100, 2), "b": (1, 1, 0, 10, 1)}
+    redis_client.zadd(keys.day_key("live", DAY, "units"), {"a": 4, "c": 2})
+    redis_client.hset(keys.day_key("live", DAY, "sold"), mapping={"a": 4, "c": 2})
+
+    report = reconcile(redis_client, DAY, daily)
+
+    assert report.live_present
+    assert [drift.sku for drift in report.drifts] == ["a", "b", "c"]
+    assert report.drifts[0].as_dict()["difference"] == {
+        "units": -1,
+        "sold": -1,
+        "returned": 0,
+        "revenue": -100,
+        "checkouts": -2,
+    }
+
+    replace_day(redis_client, "live", DAY, DaySnapshot(daily, {"units": 6}), int(time.time()) + 60)
+    assert reconcile(redis_client, DAY, daily).drifts == ()
