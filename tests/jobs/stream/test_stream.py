@@ -1,0 +1,337 @@
+"""The stream job against real Kafka and Redis: exact counts, replays, crashes, bad messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import threading
+import time
+import urllib.request
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cli.main import main as kassa
+from common.schema import Checkout, Reason, encode_checkout, message_key
+from common.settings import Settings
+from jobs.stream import dead_letters
+from jobs.stream.app import build_stream_job
+from producers.publish import publish
+from producers.replay import checkouts as replay
+from producers.synthetic import generate
+from storage import keys
+from tests.helpers import free_port, settings_env
+from tests.jobs.stream.helpers import (
+    caught_up,
+    days_of,
+    live_figures,
+    start_stream,
+    truth,
+    wait_until,
+)
+
+DATASET = Path("/work/shared/data/online_retail.parquet")
+LONDON = ZoneInfo("Europe/London")
+
+
+def _run_once(settings: Settings, idle: float = 3.0) -> None:
+    """Run the job in this process until it has been idle for ``idle`` seconds."""
+    build_stream_job(settings.model_copy(update={"metrics_port": 0})).run(timeout=idle)
+
+
+def _publish(settings: Settings, checkouts: list[Checkout], rate: float | None = None) -> None:
+    report = publish(settings, checkouts, rate=rate)
+    assert report.delivered == len(checkouts), report.summary()
+
+
+def test_dataset_days_and_synthetic_traffic_equal_ground_truth(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # Keys of days older than the retention expire at once: keep 2010's days for the check.
+    settings = settings.model_copy(update={"timezone": "Europe/London", "retention_days": 36500})
+    real = list(replay(DATASET, date(2010, 12, 1), date(2010, 12, 2)))
+    # Synthetic traffic across the night the clocks go back (a 25-hour day).
+    synthetic = list(generate(7, datetime(2026, 10, 24, 21, tzinfo=LONDON), 4000))
+    _publish(settings, real + synthetic)
+    _run_once(settings)
+
+    expected = truth(real + synthetic, LONDON)
+    assert len(days_of(expected)) >= 3
+    assert live_figures(redis_client, days_of(expected)) == expected
+    totals = redis_client.hgetall(keys.day_key("live", date(2010, 12, 1), "totals"))
+    assert int(totals[b"checkouts"]) == sum(
+        1 for c in real if c.occurred_at.astimezone(LONDON).date() == date(2010, 12, 1)
+    )
+
+
+def _produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for key, value in records:
+        producer.produce(settings.topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def _valid(count: int, seed: int) -> list[Checkout]:
+    return list(generate(seed, datetime(2026, 11, 21, 9, tzinfo=LONDON), count))
+
+
+BAD: list[tuple[bytes | None, Reason]] = [
+    (b'{"schema_version": 1, "transaction_id": "x"', Reason.MALFORMED_JSON),
+    (b"\xff\xfe not json", Reason.MALFORMED_JSON),
+    (None, Reason.MALFORMED_JSON),
+    (b'{"transaction_id": "x", "store_id": "s1"}', Reason.MISSING_FIELD),
+    (
+        b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": '
+        b'[{"sku": "a", "quantity": "three", "unit_price": "1.00"}]}',
+        Reason.INVALID_FIELD,
+    ),
+    (
+        b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": '
+        b'[{"sku": "a", "quantity": 0, "unit_price": "1.00"}]}',
+        Reason.ZERO_QUANTITY,
+    ),
+    (
+        b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": ['
+        + b",".join([b'{"sku": "a", "quantity": 1, "unit_price": "1.00"}'] * 30)
+        + b"]}",
+        Reason.TOO_MANY_LINES,
+    ),
+    (b"[" * 3000 + b"]" * 3000, Reason.TOO_LARGE),
+]
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_valid_ones_count(
+    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.model_copy(update={"max_lines": 20, "max_message_bytes": 4096})
+    good = [c for c in _valid(600, 3) if len(encode_checkout(c)) <= 4096 and len(c.lines) <= 20]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (message_key(c), encode_checkout(c)) for c in good
+    ]
+    for index, (value, _) in enumerate(BAD):
+        records.insert(index * 50 + 7, (b"s001", value))
+    _produce_raw(settings, records)
+    job = build_stream_job(settings.model_copy(update={"metrics_port": 0}))
+    with caplog.at_level(logging.WARNING):
+        job.run(timeout=3.0)
+
+    expected = truth(good, settings.zone)
+    assert live_figures(redis_client, days_of(expected)) == expected
+    expected_reasons: dict[str, int] = {}
+    for _, reason in BAD:
+        expected_reasons[reason.value] = expected_reasons.get(reason.value, 0) + 1
+    counts = redis_client.hgetall(keys.dead_letters_key(settings.topic))
+    assert {k.decode(): int(v) for k, v in counts.items()} == expected_reasons
+    for reason, count in expected_reasons.items():
+        assert job.metrics.dead_letters.labels(reason)._value.get() == count
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "dlq-reader",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.subscribe([settings.dead_letter_topic])
+    found: list[tuple[bytes | None, str]] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(eof) < settings.partitions and time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is None:
+            continue
+        if message.error():
+            eof.add(message.partition())
+            continue
+        headers = dict(message.headers() or [])
+        source = TopicPartition(
+            headers[dead_letters.TOPIC_HEADER].decode(),
+            int(headers[dead_letters.PARTITION_HEADER]),
+            int(headers[dead_letters.OFFSET_HEADER]),
+        )
+        original = _read_at(settings, source)
+        assert original == message.value()
+        found.append((message.value(), headers[dead_letters.REASON_HEADER].decode()))
+    consumer.close()
+    assert sorted(found, key=repr) == sorted(
+        [(value, reason.value) for value, reason in BAD], key=repr
+    )
+    assert "dead-lettered" in caplog.text
+
+
+def _read_at(settings: Settings, source: TopicPartition) -> bytes | None:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "peek"})
+    consumer.assign([source])
+    message = consumer.poll(10)
+    consumer.close()
+    assert message is not None and not message.error()
+    value: bytes | None = message.value()
+    return value
+
+
+def _reset_group(settings: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    partitions = [TopicPartition(settings.topic, p, 0) for p in range(settings.partitions)]
+    futures = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(settings.consumer_group, partitions)]
+    )
+    for future in futures.values():
+        future.result(30)
+
+
+def test_rerun_from_the_beginning_changes_nothing(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = _valid(3000, 11)
+    _publish(settings, checkouts)
+    _run_once(settings)
+    days = days_of(truth(checkouts, settings.zone))
+    first = live_figures(redis_client, days)
+    assert first == truth(checkouts, settings.zone)
+
+    _reset_group(settings)
+    job = build_stream_job(settings.model_copy(update={"metrics_port": 0}))
+    job.run(timeout=3.0)
+    assert live_figures(redis_client, days) == first
+    assert job.metrics.replayed._value.get() == len(checkouts)
+
+
+def test_redis_behind_kafka_is_reported_loudly(
+    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    _publish(settings, _valid(500, 5))
+    _run_once(settings)
+    redis_client.delete(keys.applied_offsets_key(settings.topic))  # as if Redis lost data
+    job = build_stream_job(settings.model_copy(update={"metrics_port": 0}))
+    with caplog.at_level(logging.ERROR):
+        job.run(timeout=1.0)
+    assert "REDIS IS BEHIND KAFKA" in caplog.text
+    behind = [job.metrics.redis_behind.labels(str(p))._value.get() for p in range(3)]
+    assert sum(behind) >= 1
+
+
+def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "metrics_port": 0,
+            "stream_commit_interval": 0.2,
+            "stream_session_timeout_ms": 6000,
+        }
+    )
+    checkouts = _valid(40_000, 23)
+    load = threading.Thread(target=_publish, args=(settings, checkouts, 2500.0))
+    load.start()
+    rng = random.Random(4)
+    log = tmp_path / "stream.log"
+    applied = keys.applied_offsets_key(settings.topic)
+    try:
+        for _ in range(5):
+            before = _watermark_sum(redis_client, applied)
+            child = start_stream(settings, log)
+            wait_until(
+                lambda: _watermark_sum(redis_client, applied) > before,  # noqa: B023
+                60,
+                "the restarted stream job to apply a batch",
+            )
+            time.sleep(rng.uniform(0.0, 1.5))
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+    finally:
+        load.join()
+    child = start_stream(settings, log)
+    try:
+        wait_until(caught_up(redis_client, settings), 90, "the job to catch up")
+    finally:
+        child.terminate()
+        assert child.wait(30) == 0, log.read_text()[-3000:]
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(redis_client, days_of(expected)) == expected
+
+
+def _watermark_sum(client: redis.Redis, key: str) -> int:
+    return sum(int(v) for v in client.hvals(key))
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    first = settings.model_copy(update={"metrics_port": port, "stream_commit_interval": 0.2})
+    second = first.model_copy(update={"metrics_port": 0})
+    checkouts = _valid(30_000, 31)
+    load = threading.Thread(target=_publish, args=(first, checkouts, 2500.0))
+    load.start()
+    replica_a = start_stream(first, tmp_path / "a.log")
+    try:
+        wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "health")
+        time.sleep(2)
+        replica_b = start_stream(second, tmp_path / "b.log")
+        wait_until(
+            lambda: "assigned partitions" in (tmp_path / "b.log").read_text(),
+            60,
+            "the second replica to get partitions",
+        )
+        time.sleep(2)
+        replica_b.send_signal(signal.SIGTERM)
+        assert replica_b.wait(30) == 0, (tmp_path / "b.log").read_text()[-3000:]
+        load.join()
+        wait_until(caught_up(redis_client, first), 90, "the first replica to catch up")
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        assert b"kassa_stream_checkouts_total" in body
+        assert b"kassa_stream_applied_offset" in body
+        health = json.loads(_get(f"http://127.0.0.1:{port}/healthz")[1])
+        assert health["state"] == "running"
+    finally:
+        load.join()
+        replica_a.send_signal(signal.SIGTERM)
+        assert replica_a.wait(30) == 0, (tmp_path / "a.log").read_text()[-3000:]
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(redis_client, days_of(expected)) == expected
+
+
+def test_kassa_top_prints_the_live_ranking_as_json(
+    settings: Settings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checkouts = _valid(1000, 2)
+    _publish(settings, checkouts)
+    _run_once(settings)
+    day = checkouts[0].occurred_at.astimezone(settings.zone).date()
+    expected = truth(checkouts, settings.zone)
+    chain = sorted(
+        ((-row[0], sku, row) for (d, store, sku), row in expected.items() if d == day and not store)
+    )[:5]
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    assert kassa(["top", "--source", "live", "--day", day.isoformat(), "-n", "5", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [(i["rank"], i["sku"], i["units"], i["revenue"]) for i in printed] == [
+        (rank, sku, row[0], str(row[3].quantize(Decimal("0.0001"))))
+        for rank, (_, sku, row) in enumerate(chain, start=1)
+    ]
+    assert all(isinstance(i["name"], str) for i in printed)
