@@ -1,9 +1,183 @@
-"""``kassa produce``: not built yet (see the open issues)."""
+"""``kassa produce synthetic|replay``: send checkouts to the sales topic.
+
+Both create the topics first, log a progress line every second on stderr, print a delivery
+summary at the end, and exit 1 when any checkout was not delivered (0 otherwise, also after
+SIGINT/SIGTERM once everything accepted was flushed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from common.days import InvalidDay, parse_day
+from common.schema import Checkout
+from common.settings import Settings
+from common.topics import ensure_topics
+from producers import replay, synthetic
+from producers.exceptions import DeliveryError
+from producers.pacing import at_speed, not_ahead_of_clock
+from producers.publish import PublishReport, publish
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``produce`` subcommand (to be built)."""
+    """Add ``produce synthetic`` and ``produce replay``."""
+    parser = subparsers.add_parser(
+        "produce",
+        help="send checkouts to Kafka (simulated or replayed)",
+        description="Send checkouts to KASSA_TOPIC, one Kafka record per checkout.",
+    )
+    sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+
+    sim = sources.add_parser(
+        "synthetic",
+        help="a simulated supermarket chain",
+        description="Simulated checkouts of a supermarket chain. The simulated clock follows "
+        "opening hours and a daily traffic curve; checkouts dated more than 50 min after the "
+        "wall clock are held back (the broker refuses them), so use an earlier --start for "
+        "volume.",
+    )
+    pace = sim.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive_float, help="checkouts per second (default 100)")
+    pace.add_argument("--max", action="store_true", help="as fast as possible")
+    sim.add_argument("--count", type=_positive_int, help="stop after this many checkouts")
+    sim.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same checkouts (default 1)")
+    sim.add_argument(
+        "--start",
+        type=_aware_datetime,
+        help="simulated clock start, ISO-8601 (default: 24 h ago in KASSA_TIMEZONE); without an "
+        "offset it is read in KASSA_TIMEZONE, whose wall clock the stores keep",
+    )
+    sim.add_argument(
+        "--stores", type=_positive_int, default=20, help="stores in the chain (default 20)"
+    )
+    sim.add_argument("--quiet", action="store_true", help="no progress line")
+    sim.set_defaults(handler=run_synthetic)
+
+    rep = sources.add_parser(
+        "replay",
+        help="the UCI Online Retail dataset, one checkout per invoice",
+        description="Replay the UCI Online Retail dataset (Europe/London wall clock), one "
+        "checkout per invoice, and print what was sent per day.",
+    )
+    rep.add_argument("--from", dest="first", type=_day, help="first dataset day (inclusive)")
+    rep.add_argument("--to", dest="last", type=_day, help="last dataset day (inclusive)")
+    rep.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        help="1 = real time, N = N times faster, 'max' = no pacing (default max)",
+    )
+    rep.add_argument(
+        "--shift-to",
+        type=_day,
+        help="move the --from day (or the dataset's first day) to this day, keeping times",
+    )
+    rep.add_argument(
+        "--dataset",
+        type=Path,
+        help="the Online Retail Parquet file (default KASSA_REPLAY_DATASET)",
+    )
+    rep.add_argument("--quiet", action="store_true", help="no progress line")
+    rep.set_defaults(handler=run_replay)
+
+
+def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish simulated checkouts until --count, --duration or a signal."""
+    start = args.start or (datetime.now(settings.zone) - timedelta(days=1)).replace(
+        second=0, microsecond=0
+    )
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=settings.zone)
+    rate = None if args.max else (args.rate or 100.0)
+    stop = threading.Event()
+    checkouts: Iterator[Checkout] = synthetic.generate(
+        args.seed, start, args.count, store_count=args.stores
+    )
+    checkouts = not_ahead_of_clock(checkouts, stop)
+    ensure_topics(settings)
+    report = publish(
+        settings,
+        checkouts,
+        rate=rate,
+        duration=args.duration,
+        progress=not args.quiet,
+        stop=stop,
+    )
+    return _finish(report)
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish the dataset's invoices, then print the per-day table."""
+    dataset = args.dataset or settings.replay_dataset
+    first: date | None = args.first
+    last: date | None = args.last
+    totals = replay.ReplayTotals()
+    stop = threading.Event()
+    checkouts: Iterator[Checkout] = replay.checkouts(dataset, first, last, args.shift_to)
+    if args.speed is not None:
+        checkouts = at_speed(checkouts, args.speed, stop)
+    checkouts = not_ahead_of_clock(checkouts, stop)
+    ensure_topics(settings)
+    report = publish(settings, totals.count(checkouts), progress=not args.quiet, stop=stop)
+    print(totals.table())
+    return _finish(report)
+
+
+def _finish(report: PublishReport) -> int:
+    if report.failed:
+        raise DeliveryError(report.summary())
+    print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        msg = f"{text!r} is not a positive whole number"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        msg = f"{text!r} is not a positive number"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        msg = f"speed {text!r} is neither a positive number nor 'max'; e.g. 1, 60 or max"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _day(text: str) -> date:
+    try:
+        return parse_day(text)
+    except InvalidDay as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r} is not an ISO-8601 time; write e.g. 2026-11-21T08:00:00+01:00"
+        raise argparse.ArgumentTypeError(msg) from None

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         le=3_600_000,
         description="how long a checkout may wait for delivery before it counts as failed",
     )
+    replay_dataset: Path = Field(
+        Path("../shared/data/online_retail.parquet"),
+        description="the UCI Online Retail Parquet file `kassa produce replay` reads",
+    )
 
     # Stream job (`kassa stream`)
     stream_guarantee: Literal["exactly-once", "at-least-once"] = Field(
@@ -140,7 +144,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
-        for name in ("data_dir", "state_dir", "cache_dir"):
+        for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
             object.__setattr__(self, name, getattr(self, name).expanduser())
         return self
 
