@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from common.days import business_day, parse_day
+from common.days import business_day, parse_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
 from storage.rankings import RankedItem, read_ranking
@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "'daily' (written by kassa daily). Best first; ties by sku.",
     )
     parser.add_argument("--source", choices=SOURCES, default="live", help="which ranking")
-    parser.add_argument("--day", help="business day YYYY-MM-DD in KASSA_TIMEZONE (default: today)")
+    parser.add_argument(
+        "--day",
+        help="business day YYYY-MM-DD in KASSA_TIMEZONE (default: today for live, "
+        "yesterday for daily)",
+    )
     parser.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     parser.add_argument("--store", help="one store's ranking instead of the whole chain")
     parser.add_argument("--json", action="store_true", help="print a JSON array")
@@ -40,7 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the ranking; an empty ranking prints ``[]`` (JSON) or a note, exit status 0."""
-    day = parse_day(args.day) if args.day else business_day(datetime.now(UTC), settings.zone)
+    now = datetime.now(UTC)
+    if args.day:
+        day = parse_day(args.day)
+    elif args.source == "daily":
+        day = yesterday(now, settings.zone)
+    else:
+        day = business_day(now, settings.zone)
     if args.n < 1:
         msg = f"-n {args.n} is not positive; ask for at least 1 item"
         raise KassaError(msg)

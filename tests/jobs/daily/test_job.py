@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -122,6 +123,23 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
     assert _redis_state(redis_client, "daily") == state
     assert sorted(files) == [
         f"{table}/date=2026-11-20/part-0.parquet" for table in sorted(parquet.TABLES)
+    ]
+
+    items = pl.read_parquet(parquet.table_path(settings.data_dir, "daily_item_sales", day))
+    top = subprocess.run(
+        [sys.executable, "-m", "cli.main", "top", "--source", "daily", "--day", "2026-11-20"]
+        + ["-n", "3", "--json"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(top.stdout) == [
+        {"rank": rank, "sku": sku, "name": name, "units": units, "revenue": str(revenue)}
+        for rank, (sku, name, units, revenue) in enumerate(
+            items.select("sku", "name", "units", "revenue").head(3).iter_rows(), start=1
+        )
     ]
 
     errors: list[BaseException] = []
