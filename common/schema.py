@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -37,6 +37,7 @@ from common.errors import KassaError
 SCHEMA_VERSION: Final = 1
 MONEY_DECIMALS: Final = 4
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_DECIMALS)
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _MAX_PRICE: Final = Decimal(10**12)
 
 Kind = Literal["sale", "return", "adjustment"]
@@ -114,7 +115,7 @@ def encode_checkout(checkout: Checkout) -> bytes:
     return _encoder.encode(checkout)
 
 
-def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:  # noqa: B008
+def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
     """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason."""
     if len(data) > limits.max_message_bytes:
         detail = (
@@ -133,7 +134,7 @@ def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:  # noqa
     return checkout
 
 
-def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:  # noqa: B008
+def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:
     """Check the rules a well-typed checkout must still follow (see the module docstring)."""
     if checkout.schema_version != SCHEMA_VERSION:
         detail = f"schema_version {checkout.schema_version}; this kassa reads {SCHEMA_VERSION}"
@@ -186,7 +187,7 @@ def record_timestamp_ms(checkout: Checkout) -> int:
 
 def to_money_units(amount: Decimal) -> int:
     """``amount`` as an integer count of ``10**-MONEY_DECIMALS`` currency units (exact)."""
-    units = amount.scaleb(MONEY_DECIMALS)
+    units = amount.scaleb(MONEY_DECIMALS, _EXACT)
     if units != units.to_integral_value():
         msg = f"{amount} has more than {MONEY_DECIMALS} decimal places"
         raise ValueError(msg)
@@ -195,7 +196,7 @@ def to_money_units(amount: Decimal) -> int:
 
 def from_money_units(units: int) -> Decimal:
     """The decimal amount of ``units`` (inverse of :func:`to_money_units`)."""
-    return Decimal(units).scaleb(-MONEY_DECIMALS)
+    return Decimal(units).scaleb(-MONEY_DECIMALS, _EXACT)
 
 
 def json_schema() -> dict[str, object]:

@@ -1,0 +1,224 @@
+"""The checkout message contract: round trips, and every invalid message with its reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.schema import (
+    KINDS,
+    MONEY_DECIMALS,
+    SCHEMA_VERSION,
+    Checkout,
+    InvalidCheckout,
+    Limits,
+    Line,
+    Reason,
+    decode_checkout,
+    encode_checkout,
+    from_money_units,
+    json_schema,
+    message_key,
+    record_timestamp_ms,
+    to_money_units,
+)
+from tests.helpers import repo_root
+
+LIMITS = Limits()
+identifiers = st.text(min_size=1, max_size=40)
+prices = st.decimals(
+    min_value=Decimal(0), max_value=Decimal(10**9), places=MONEY_DECIMALS, allow_nan=False
+)
+offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+instants = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=offsets
+)
+quantities = st.integers(min_value=1, max_value=LIMITS.max_quantity)
+
+
+@st.composite
+def checkouts(draw: st.DrawFn) -> Checkout:
+    kind = draw(st.sampled_from(KINDS))
+    count = draw(st.integers(min_value=1, max_value=8))
+    lines = []
+    for _ in range(count):
+        quantity = draw(quantities)
+        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
+            quantity = -quantity
+        price = draw(prices)
+        if kind == "adjustment" and draw(st.booleans()):
+            price = -price
+        name = draw(st.none() | st.text(max_size=60))
+        lines.append(Line(draw(identifiers), quantity, price, name))
+    return Checkout(
+        transaction_id=draw(identifiers),
+        store_id=draw(identifiers),
+        register_id=draw(identifiers),
+        occurred_at=draw(instants),
+        kind=kind,
+        currency=draw(st.from_regex(r"\A[A-Z]{3}\Z")),
+        lines=tuple(lines),
+    )
+
+
+@given(checkouts())
+@settings(max_examples=300)
+def test_a_checkout_survives_encode_and_decode(checkout: Checkout) -> None:
+    decoded = decode_checkout(encode_checkout(checkout), LIMITS)
+
+    assert decoded == checkout
+    assert decoded.occurred_at.utcoffset() == checkout.occurred_at.utcoffset()
+    assert [line.unit_price for line in decoded.lines] == [
+        line.unit_price for line in checkout.lines
+    ]
+
+
+@given(checkouts())
+def test_the_record_timestamp_is_occurred_at_and_the_key_the_store(checkout: Checkout) -> None:
+    expected = (checkout.occurred_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        milliseconds=1
+    )
+    # occurred_at may carry microseconds; the record keeps milliseconds (rounded)
+    assert abs(record_timestamp_ms(checkout) - expected) <= 1
+    assert message_key(checkout) == checkout.store_id.encode()
+
+
+@given(st.decimals(places=MONEY_DECIMALS, allow_nan=False, allow_infinity=False))
+def test_money_units_are_exact(amount: Decimal) -> None:
+    assert from_money_units(to_money_units(amount)) == amount
+
+
+def test_money_with_too_many_places_is_refused() -> None:
+    with pytest.raises(ValueError, match="more than 4 decimal places"):
+        to_money_units(Decimal("0.00001"))
+
+
+def _valid() -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "transaction_id": "t-1",
+        "store_id": "s01",
+        "register_id": "r01",
+        "occurred_at": "2026-11-21T10:15:00+01:00",
+        "kind": "sale",
+        "currency": "EUR",
+        "lines": [{"sku": "4011", "name": "Bananas", "quantity": 3, "unit_price": "0.25"}],
+    }
+
+
+def _with(path: str, value: Any) -> bytes:
+    message = _valid()
+    target: Any = message
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[int(last) if last.isdigit() else last] = value
+    return json.dumps(message).encode()
+
+
+_DELETE = object()
+_LINE = {"sku": "1", "quantity": 1, "unit_price": "1.00"}
+
+INVALID = [
+    pytest.param(b"{not json", Reason.MALFORMED_JSON, id="malformed"),
+    pytest.param(b"", Reason.MALFORMED_JSON, id="empty"),
+    pytest.param(b"[]", Reason.INVALID_FIELD, id="not-an-object"),
+    pytest.param(_with("store_id", _DELETE), Reason.MISSING_FIELD, id="missing-store"),
+    pytest.param(_with("lines.0.quantity", _DELETE), Reason.MISSING_FIELD, id="missing-qty"),
+    pytest.param(_with("lines.0.quantity", "3"), Reason.INVALID_FIELD, id="quantity-string"),
+    pytest.param(_with("lines.0.quantity", 1.5), Reason.INVALID_FIELD, id="quantity-fraction"),
+    pytest.param(_with("kind", "refund"), Reason.INVALID_FIELD, id="unknown-kind"),
+    pytest.param(_with("currency", "eur"), Reason.INVALID_FIELD, id="currency-case"),
+    pytest.param(_with("store_id", ""), Reason.INVALID_FIELD, id="empty-store"),
+    pytest.param(
+        _with("occurred_at", "2026-11-21T10:15:00"), Reason.INVALID_FIELD, id="naive-time"
+    ),
+    pytest.param(_with("occurred_at", "yesterday"), Reason.INVALID_FIELD, id="bad-time"),
+    pytest.param(_with("lines.0.unit_price", "abc"), Reason.INVALID_FIELD, id="price-text"),
+    pytest.param(_with("schema_version", 2), Reason.UNSUPPORTED_VERSION, id="version"),
+    pytest.param(_with("lines", []), Reason.NO_LINES, id="no-lines"),
+    pytest.param(_with("lines", [_LINE] * 2001), Reason.TOO_MANY_LINES, id="too-many-lines"),
+    pytest.param(_with("lines.0.quantity", 0), Reason.ZERO_QUANTITY, id="zero-quantity"),
+    pytest.param(_with("lines.0.quantity", 100_001), Reason.QUANTITY_LIMIT, id="huge-quantity"),
+    pytest.param(
+        _with("lines.0.quantity", -100_001), Reason.QUANTITY_LIMIT, id="huge-negative-quantity"
+    ),
+    pytest.param(_with("lines.0.quantity", -1), Reason.SIGN_MISMATCH, id="negative-sale"),
+    pytest.param(
+        _with("kind", "return"), Reason.SIGN_MISMATCH, id="positive-return"
+    ),  # the template's quantity is +3
+    pytest.param(_with("lines.0.unit_price", "0.00001"), Reason.PRICE_PRECISION, id="five-places"),
+    pytest.param(_with("lines.0.unit_price", "NaN"), Reason.PRICE_PRECISION, id="nan-price"),
+    pytest.param(
+        _with("lines.0.unit_price", "Infinity"), Reason.PRICE_PRECISION, id="infinite-price"
+    ),
+    pytest.param(_with("lines.0.unit_price", "1e12"), Reason.PRICE_PRECISION, id="absurd-price"),
+    pytest.param(_with("lines.0.unit_price", "-1.00"), Reason.NEGATIVE_PRICE, id="negative-price"),
+]
+
+
+def test_the_template_of_the_invalid_cases_is_valid() -> None:
+    checkout = decode_checkout(json.dumps(_valid()).encode(), LIMITS)
+
+    assert checkout.lines == (Line("4011", 3, Decimal("0.25"), "Bananas"),)
+    assert checkout.occurred_at == datetime(2026, 11, 21, 9, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("data", "reason"), INVALID)
+def test_an_invalid_message_is_rejected_with_its_reason(data: bytes, reason: Reason) -> None:
+    with pytest.raises(InvalidCheckout) as caught:
+        decode_checkout(data, LIMITS)
+
+    assert caught.value.reason is reason
+    assert caught.value.detail
+
+
+def test_a_message_over_the_byte_limit_is_too_large() -> None:
+    data = json.dumps(_valid()).encode()
+
+    with pytest.raises(InvalidCheckout) as caught:
+        decode_checkout(data, Limits(max_message_bytes=len(data) - 1))
+
+    assert caught.value.reason is Reason.TOO_LARGE
+    assert "KASSA_MAX_MESSAGE_BYTES" in caught.value.detail
+
+
+def test_limits_are_configurable() -> None:
+    data = _with("lines", [_LINE] * 3)
+
+    assert len(decode_checkout(data, Limits(max_lines=3)).lines) == 3
+    with pytest.raises(InvalidCheckout, match="KASSA_MAX_LINES=2"):
+        decode_checkout(data, Limits(max_lines=2))
+
+
+def test_an_adjustment_may_carry_any_sign() -> None:
+    message = _valid()
+    message["kind"] = "adjustment"
+    message["lines"] = [
+        {"sku": "B", "quantity": 1, "unit_price": "-11062.06"},
+        {"sku": "22", "quantity": -5, "unit_price": "0.85"},
+    ]
+
+    checkout = decode_checkout(json.dumps(message).encode(), LIMITS)
+
+    assert [line.quantity for line in checkout.lines] == [1, -5]
+
+
+def test_the_published_json_schema_is_the_generated_one() -> None:
+    published = Path(repo_root(), "docs", "checkout.schema.json")
+
+    assert json.loads(published.read_text()) == json_schema(), (
+        "docs/checkout.schema.json is stale; regenerate it with the command in docs/producers.md"
+    )
