@@ -49,20 +49,26 @@ class Deduplicator:
 
     def first_occurrences(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """``lines`` without checkouts seen before; and the number of checkouts dropped."""
-        messages = lines.select("message", "transaction_id").unique("message", keep="first")
-        messages = messages.sort("message")
+        messages = lines.select("message", "transaction_id").unique(
+            "message", keep="first", maintain_order=True
+        )
+        first = messages.filter(pl.col("transaction_id").is_first_distinct())
+        ids = first.get_column("transaction_id").to_list()
         seen = self._seen
-        keep: list[int] = []
-        dropped = 0
-        for message, transaction_id in messages.iter_rows():
-            if transaction_id in seen:
-                dropped += 1
-            else:
+        if seen.isdisjoint(ids):
+            seen.update(ids)
+            dropped = messages.height - first.height
+            if dropped == 0:
+                return lines, 0
+            keep = first.get_column("message")
+            return lines.filter(pl.col("message").is_in(keep.implode())), dropped
+        kept: list[int] = []
+        for message, transaction_id in first.iter_rows():
+            if transaction_id not in seen:
                 seen.add(transaction_id)
-                keep.append(message)
-        if dropped == 0:
-            return lines, 0
-        return lines.filter(pl.col("message").is_in(keep)), dropped
+                kept.append(message)
+        dropped = messages.height - len(kept)
+        return lines.filter(pl.col("message").is_in(kept)), dropped
 
 
 def in_day(lines: pl.DataFrame, start: datetime, end: datetime) -> tuple[pl.DataFrame, int]:
@@ -80,14 +86,32 @@ def sales_lines(lines: pl.DataFrame) -> pl.DataFrame:
     return lines.select(SALES_LINES_SCHEMA.names()).cast(dict(SALES_LINES_SCHEMA))
 
 
+def _whole_hour_offsets(lines: pl.DataFrame, zone: ZoneInfo) -> bool:
+    """Whether local hours start on UTC hours over the chunk's time span."""
+    instants = lines.get_column("occurred_at")
+    for instant in (instants.min(), instants.max()):
+        assert isinstance(instant, datetime)
+        offset = instant.astimezone(zone).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+    return True
+
+
 def _measures(lines: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
     quantity = pl.col("quantity")
-    local = pl.col("occurred_at").dt.convert_time_zone(zone.key)
-    into_hour = pl.duration(
-        minutes=local.dt.minute(), seconds=local.dt.second(), time_unit="us"
-    ) + pl.duration(microseconds=local.dt.microsecond(), time_unit="us")
+    occurred = pl.col("occurred_at")
+    if _whole_hour_offsets(lines, zone):
+        hour = occurred.dt.truncate("1h")
+    else:
+        local = occurred.dt.convert_time_zone(zone.key)
+        hour = occurred - pl.duration(
+            minutes=local.dt.minute(),
+            seconds=local.dt.second(),
+            microseconds=local.dt.microsecond(),
+            time_unit="us",
+        )
     return lines.select(
-        "transaction_id",
+        "message",
         "store_id",
         "sku",
         "name",
@@ -95,8 +119,8 @@ def _measures(lines: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
         units=quantity,
         units_sold=pl.when(pl.col("kind") == "sale").then(quantity).otherwise(0),
         units_returned=pl.when(pl.col("kind") == "return").then(-quantity).otherwise(0),
-        revenue=(pl.col("unit_price").cast(REVENUE) * quantity).cast(REVENUE),
-        hour=pl.col("occurred_at") - into_hour,
+        revenue=pl.col("unit_price").cast(REVENUE) * quantity,
+        hour=hour,
     )
 
 
@@ -109,81 +133,6 @@ def _sums() -> list[pl.Expr]:
     ]
 
 
-def _named(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Partial sums by ``keys`` with the latest name and its time."""
-    named = frame.filter(pl.col("name").is_not_null())
-    names = named.group_by(keys).agg(
-        name=pl.col("name").sort_by(["occurred_at", "name"]).last(),
-        name_at=pl.col("occurred_at").max(),
-    )
-    sums = frame.group_by(keys).agg(*_sums(), checkouts=pl.col("transaction_id").n_unique())
-    return sums.join(names, on=keys, how="left")
-
-
-@dataclass
-class Partials:
-    """Partial aggregates of the chunks seen so far."""
-
-    zone: ZoneInfo
-    items: list[pl.DataFrame] = field(default_factory=list)
-    store_items: list[pl.DataFrame] = field(default_factory=list)
-    hours: list[pl.DataFrame] = field(default_factory=list)
-    stores: list[pl.DataFrame] = field(default_factory=list)
-
-    def add(self, lines: pl.DataFrame) -> None:
-        """Fold one chunk of in-day, deduplicated lines into the partials."""
-        if lines.is_empty():
-            return
-        measures = _measures(lines, self.zone)
-        self.items.append(_named(measures, ["sku"]))
-        self.store_items.append(_named(measures, ["store_id", "sku"]))
-        self.hours.append(
-            measures.group_by("hour").agg(
-                *_sums(),
-                checkouts=pl.col("transaction_id").n_unique(),
-                lines=pl.len().cast(pl.Int64),
-            )
-        )
-        self.stores.append(
-            measures.group_by("store_id").agg(
-                *_sums(),
-                checkouts=pl.col("transaction_id").n_unique(),
-                lines=pl.len().cast(pl.Int64),
-            )
-        )
-        if len(self.items) >= _COMPACT_EVERY:
-            self.items = [_combine_named(self.items, ["sku"])]
-            self.store_items = [_combine_named(self.store_items, ["store_id", "sku"])]
-            self.hours = [_combine_hours(self.hours)]
-            self.stores = [_combine_counts(self.stores, "store_id", pl.String)]
-
-    def item_sales(self) -> pl.DataFrame:
-        """``daily_item_sales``: one row per item, by net units descending then sku."""
-        frame = _combine_named(self.items, ["sku"])
-        return _finish(frame, ["sku"]).sort(["units", "sku"], descending=[True, False])
-
-    def store_item_sales(self) -> pl.DataFrame:
-        """``daily_store_item_sales``: one row per store and item."""
-        frame = _combine_named(self.store_items, ["store_id", "sku"])
-        return _finish(frame, ["store_id", "sku"]).sort(
-            ["store_id", "units", "sku"], descending=[False, True, False]
-        )
-
-    def store_totals(self) -> pl.DataFrame:
-        """Per store: the figures plus checkouts and lines of the whole day, by store id."""
-        return _combine_counts(self.stores, "store_id", pl.String).sort("store_id")
-
-    def hourly_sales(self) -> pl.DataFrame:
-        """``hourly_sales``: one row per local hour with sales, ``hour`` in the business zone."""
-        frame = _combine_hours(self.hours).sort("hour")
-        return frame.select(
-            pl.col("hour").dt.convert_time_zone(self.zone.key),
-            *FIGURES[:-1],
-            "checkouts",
-            "lines",
-        ).cast(_HOUR_TYPES)
-
-
 _FIGURE_TYPES: Final = {
     "units": pl.Int64,
     "units_sold": pl.Int64,
@@ -191,43 +140,115 @@ _FIGURE_TYPES: Final = {
     "revenue": REVENUE,
     "checkouts": pl.Int64,
 }
-_HOUR_TYPES: Final = {**_FIGURE_TYPES, "lines": pl.Int64}
+_COUNT_TYPES: Final = {**_FIGURE_TYPES, "lines": pl.Int64}
+_NAME_KEYS: Final = ["sku", "name"]
 
 
-def _empty_named(keys: list[str]) -> pl.DataFrame:
-    schema: dict[str, pl.DataType | type[pl.DataType]] = dict.fromkeys(keys, pl.String)
-    schema.update(_FIGURE_TYPES)
-    schema.update({"name": pl.String, "name_at": pl.Datetime("us", "UTC")})
-    return pl.DataFrame(schema=schema)
+@dataclass
+class Partials:
+    """Partial aggregates of the chunks seen so far (see the module docstring)."""
+
+    zone: ZoneInfo
+    items: list[pl.DataFrame] = field(default_factory=list)
+    store_items: list[pl.DataFrame] = field(default_factory=list)
+    hours: list[pl.DataFrame] = field(default_factory=list)
+    stores: list[pl.DataFrame] = field(default_factory=list)
+    names: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, lines: pl.DataFrame) -> None:
+        """Fold one chunk of in-day, deduplicated lines into the partials.
+
+        Within a chunk, ``message`` must identify the checkout (one message per checkout).
+        """
+        if lines.is_empty():
+            return
+        measures = _measures(lines, self.zone)
+        checkouts = pl.col("message").n_unique().cast(pl.Int64)
+        count = pl.len().cast(pl.Int64)
+        self.items.append(measures.group_by("sku").agg(*_sums(), checkouts=checkouts))
+        self.store_items.append(
+            measures.group_by("store_id", "sku").agg(*_sums(), checkouts=checkouts)
+        )
+        self.hours.append(measures.group_by("hour").agg(*_sums(), checkouts=checkouts, lines=count))
+        self.stores.append(
+            measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
+        )
+        self.names.append(
+            measures.filter(pl.col("name").is_not_null())
+            .group_by(_NAME_KEYS)
+            .agg(name_at=pl.col("occurred_at").max())
+        )
+        if len(self.items) >= _COMPACT_EVERY:
+            self.items = [_combine(self.items, ["sku"], _FIGURE_TYPES)]
+            self.store_items = [_combine(self.store_items, ["store_id", "sku"], _FIGURE_TYPES)]
+            self.hours = [_combine(self.hours, ["hour"], _COUNT_TYPES)]
+            self.stores = [_combine(self.stores, ["store_id"], _COUNT_TYPES)]
+            self.names = [self._name_times()]
+
+    def _name_times(self) -> pl.DataFrame:
+        if not self.names:
+            return pl.DataFrame(
+                schema={"sku": pl.String, "name": pl.String, "name_at": pl.Datetime("us", "UTC")}
+            )
+        return pl.concat(self.names).group_by(_NAME_KEYS).agg(pl.col("name_at").max())
+
+    def _latest_names(self) -> pl.DataFrame:
+        return (
+            self._name_times()
+            .sort(["sku", "name_at", "name"])
+            .group_by("sku", maintain_order=True)
+            .agg(pl.col("name").last())
+        )
+
+    def item_sales(self) -> pl.DataFrame:
+        """``daily_item_sales``: one row per item, by net units descending then sku."""
+        frame = _combine(self.items, ["sku"], _FIGURE_TYPES)
+        named = frame.join(self._latest_names(), on="sku", how="left")
+        return named.select("sku", "name", *FIGURES).sort(
+            ["units", "sku"], descending=[True, False]
+        )
+
+    def store_item_sales(self) -> pl.DataFrame:
+        """``daily_store_item_sales``: one row per store and item (the item's latest name)."""
+        frame = _combine(self.store_items, ["store_id", "sku"], _FIGURE_TYPES)
+        named = frame.join(self._latest_names(), on="sku", how="left")
+        return named.select("store_id", "sku", "name", *FIGURES).sort(
+            ["store_id", "units", "sku"], descending=[False, True, False]
+        )
+
+    def store_totals(self) -> pl.DataFrame:
+        """Per store: the figures plus checkouts and lines of the whole day, by store id."""
+        return _combine(self.stores, ["store_id"], _COUNT_TYPES).sort("store_id")
+
+    def hourly_sales(self) -> pl.DataFrame:
+        """``hourly_sales``: one row per local hour with sales, ``hour`` in the business zone."""
+        frame = _combine(self.hours, ["hour"], _COUNT_TYPES).sort("hour")
+        return frame.select(pl.col("hour").dt.convert_time_zone(self.zone.key), *FIGURES, "lines")
 
 
-def _combine_named(partials: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
-    if not partials:
-        return _empty_named(keys)
-    frame = pl.concat([part.cast(_FIGURE_TYPES) for part in partials], how="vertical")
-    if len(partials) == 1:
-        return frame
-    named = frame.filter(pl.col("name").is_not_null())
-    names = named.group_by(keys).agg(
-        name=pl.col("name").sort_by(["name_at", "name"]).last(),
-        name_at=pl.col("name_at").max(),
-    )
-    sums = frame.group_by(keys).agg(*_sums(), pl.col("checkouts").sum())
-    return sums.join(names, on=keys, how="left")
-
-
-def _combine_counts(
-    partials: list[pl.DataFrame], key: str, key_type: pl.DataType | type[pl.DataType]
+def _combine(
+    partials: list[pl.DataFrame],
+    keys: list[str],
+    types: dict[str, pl.DataType | type[pl.DataType]],
 ) -> pl.DataFrame:
+    """The sums of ``partials`` by ``keys`` (a single partial is returned as it is)."""
     if not partials:
-        return pl.DataFrame(schema={key: key_type, **_HOUR_TYPES})
-    frame = pl.concat([part.cast(_HOUR_TYPES) for part in partials], how="vertical")
-    return frame.group_by(key).agg(*_sums(), pl.col("checkouts").sum(), pl.col("lines").sum())
-
-
-def _combine_hours(partials: list[pl.DataFrame]) -> pl.DataFrame:
-    return _combine_counts(partials, "hour", pl.Datetime("us", "UTC"))
-
-
-def _finish(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    return frame.select(*keys, "name", *FIGURES).cast(_FIGURE_TYPES)
+        key_types: dict[str, pl.DataType | type[pl.DataType]] = {
+            key: pl.Datetime("us", "UTC") if key == "hour" else pl.String for key in keys
+        }
+        return pl.DataFrame(schema={**key_types, **types})
+    if len(partials) == 1:
+        return partials[0].cast(types)  # type: ignore[arg-type]
+    frame = pl.concat([part.cast(types) for part in partials])  # type: ignore[arg-type]
+    return (
+        frame.group_by(keys)
+        .agg(
+            *_sums(),
+            *(
+                pl.col(name).sum()
+                for name in types
+                if name not in _FIGURE_TYPES or name == "checkouts"
+            ),
+        )
+        .cast(types)
+    )  # type: ignore[arg-type]

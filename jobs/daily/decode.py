@@ -133,7 +133,7 @@ def _parse_block(
 ) -> None:
     if not indices:
         return
-    payload = b"\n".join(values[index] or b"" for index in indices)
+    payload = b"\n".join([values[index] or b"" for index in indices])
     try:
         table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
     except pa.ArrowInvalid:

@@ -1,47 +1,43 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
-A run reads the day's offset range (:mod:`jobs.daily.reader`), decodes and aggregates it chunk
-by chunk (:mod:`jobs.daily.decode`, :mod:`jobs.daily.aggregate`), stages the four tables,
-renames them into place, replaces the day's Redis rankings atomically
-(:mod:`storage.daily`), reconciles them with the live counts and writes the manifest last: a
-day with a manifest is finished. Runs of the same day are serialized by a file lock.
+A run reads the day's offset range (:mod:`jobs.daily.reader`) and decodes it
+(:mod:`jobs.daily.decode`) on a background thread, while the calling thread cuts each chunk to
+the day, drops duplicate checkouts and folds it into partial aggregates
+(:mod:`jobs.daily.aggregate`); a third thread compresses ``sales_lines``. pyarrow, Polars and
+librdkafka release the GIL, so the stages overlap on both cores, and at most a few chunks are
+in memory at once. Then the four tables are renamed into place, the day's Redis rankings are
+replaced atomically (:mod:`storage.daily`) and reconciled with the live counts, and the
+manifest is written last: a day with a manifest is finished. Runs of the same day are
+serialized by a file lock.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import polars as pl
 import redis
+from confluent_kafka import Consumer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from common.schema import SCHEMA_VERSION, from_money_units
 from common.settings import Settings
-from jobs.daily.aggregate import (
-    SALES_LINES_SCHEMA,
-    Deduplicator,
-    Partials,
-    in_day,
-    sales_lines,
-)
-from jobs.daily.decode import decode_batch
+from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
+from jobs.daily.decode import Decoded, decode_batch
 from jobs.daily.exceptions import IncompleteDay
 from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
 from storage import parquet
@@ -57,9 +53,21 @@ from storage.daily import (
 
 logger = logging.getLogger(__name__)
 
-CHUNK_MESSAGES: Final = 100_000
+CHUNK_MESSAGES: Final = 50_000
+PREFETCH_CHUNKS: Final = 2
 MANIFEST_VERSION: Final = 1
 DRIFTS_IN_MANIFEST: Final = 100
+COUNTS: Final = (
+    "records",
+    "decoded_fast",
+    "decoded_slow",
+    "outside_day",
+    "duplicates",
+    "checkouts",
+    "lines",
+)
+
+T = TypeVar("T")
 
 
 def code_version() -> str:
@@ -76,7 +84,7 @@ class DayResult:
 
     day: date
     manifest: dict[str, Any]
-    reconciliation: Reconciliation | None
+    reconciliation: Reconciliation
 
 
 @contextmanager
@@ -119,12 +127,11 @@ def run_day(
     """Finalize ``day``: Parquet tables, Redis daily rankings, reconciliation, manifest.
 
     Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, unless
-    ``force``; ``repair_live`` overwrites the live figures with the daily ones.
+    ``force``; ``repair_live`` overwrites the live figures with the daily ones on drift.
     """
     with day_lock(settings, day), progress_bar(progress) as bar:
-        return _run_locked(
-            settings, day, force, repair_live, bar, chunk_messages, now or datetime.now(UTC)
-        )
+        run = _DayRun(settings, day, force, repair_live, bar, chunk_messages)
+        return run.execute(now or datetime.now(UTC))
 
 
 def backfill(
@@ -137,8 +144,7 @@ def backfill(
 ) -> list[DayResult]:
     """Run every day from ``first`` to ``last`` (inclusive), in order.
 
-    Stops at the first day that is incomplete (unless ``force``): later days cannot be
-    complete either.
+    Stops at the first incomplete day (unless ``force``): later days cannot be complete.
     """
     if first > last:
         msg = f"--from {first} is after --to {last}; pass the days in order"
@@ -150,138 +156,133 @@ def backfill(
         for day in days:
             bar.update(task, description=f"backfill {day}")
             with day_lock(settings, day):
-                result = _run_locked(
-                    settings, day, force, False, bar, CHUNK_MESSAGES, datetime.now(UTC)
-                )
-            results.append(result)
+                run = _DayRun(settings, day, force, False, bar, CHUNK_MESSAGES)
+                results.append(run.execute(datetime.now(UTC)))
             bar.advance(task)
     return results
 
 
-def _run_locked(
-    settings: Settings,
-    day: date,
-    force: bool,
-    repair_live: bool,
-    bar: Progress,
-    chunk_messages: int,
-    now: datetime,
-) -> DayResult:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    run_id = uuid.uuid4().hex
-    consumer = open_consumer(settings)
+def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Iterator[T]:
+    """The items of ``items``, computed ahead on a thread (at most ``depth`` waiting)."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            handoff.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="kassa-daily-decode", daemon=True)
+    thread.start()
     try:
-        plan = plan_day(consumer, settings, day)
-        timings["plan"] = time.perf_counter() - started
-        if not plan.complete and not force:
-            raise IncompleteDay(day, plan.topic, plan.behind)
-        if not plan.complete:
-            logger.warning("finalizing incomplete day %s because of --force: %s", day, plan.behind)
-        with parquet.StagedFiles() as staged:
-            tick = time.perf_counter()
-            partials, counts = _read_day(consumer, settings, plan, staged, bar, chunk_messages)
-            timings["read_decode_aggregate"] = time.perf_counter() - tick
-            tick = time.perf_counter()
-            items = partials.item_sales()
-            store_items = partials.store_item_sales()
-            store_totals = partials.store_totals()
-            hours = partials.hourly_sales()
-            data_dir = settings.data_dir
-            staged.table(parquet.table_path(data_dir, "daily_item_sales", day), items.to_arrow())
-            staged.table(
-                parquet.table_path(data_dir, "daily_store_item_sales", day),
-                store_items.to_arrow(),
-            )
-            staged.table(parquet.table_path(data_dir, "hourly_sales", day), hours.to_arrow())
-            sizes = staged.sizes()
-            staged.commit()
-            timings["write"] = time.perf_counter() - tick
+        while True:
+            kind, value = handoff.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
     finally:
-        consumer.close()
-    tick = time.perf_counter()
-    snapshot = _snapshot(items, store_items, store_totals)
-    totals = snapshot.totals
-    summary: dict[str, str | int] = {
-        "run_id": run_id,
-        "complete": int(plan.complete),
-        "forced": int(force and not plan.complete),
-        "checkouts": totals.get("checkouts", 0),
-        "lines": totals.get("lines", 0),
-        "revenue": totals.get("revenue", 0),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "code_version": code_version(),
-    }
-    expire_at = int((max(plan.end, now) + timedelta(days=settings.retention_days)).timestamp())
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        replace_day(client, "daily", day, snapshot, expire_at, summary)
-        set_missing_names(client, items.select("sku", "name").iter_rows())
-        reconciliation = reconcile(client, day, snapshot.items)
-        repaired = False
-        if repair_live and reconciliation.drifts:
-            replace_day(client, "live", day, snapshot, expire_at)
-            repaired = True
-    finally:
-        client.close()
-    timings["redis"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-    manifest = _manifest(
-        settings, plan, force, run_id, counts, totals, sizes, timings, now, reconciliation, repaired
-    )
-    manifest["tables"]["daily_item_sales"]["rows"] = items.height
-    manifest["tables"]["daily_store_item_sales"]["rows"] = store_items.height
-    manifest["tables"]["hourly_sales"]["rows"] = hours.height
-    manifest["tables"]["sales_lines"]["rows"] = counts["lines"]
-    lines_bytes = manifest["tables"]["sales_lines"]["bytes"]
-    manifest["sales_lines_bytes_per_line"] = (
-        round(lines_bytes / counts["lines"], 2) if counts["lines"] else None
-    )
-    parquet.write_manifest(settings.data_dir, day, manifest)
-    logger.info(
-        "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
-        day,
-        counts["checkouts"],
-        counts["lines"],
-        items.height,
-        timings["total"],
-        "complete" if plan.complete else "FORCED",
-    )
-    return DayResult(day, manifest, reconciliation)
+        stop.set()
+        thread.join()
 
 
-def _read_day(
-    consumer: Any,
-    settings: Settings,
-    plan: DayRange,
-    staged: parquet.StagedFiles,
-    bar: Progress,
-    chunk_messages: int,
-) -> tuple[Partials, dict[str, Any]]:
-    partials = Partials(settings.zone)
-    dedup = Deduplicator()
-    invalid: Counter[str] = Counter()
-    counts: dict[str, Any] = dict.fromkeys(
-        (
-            "records",
-            "decoded_fast",
-            "decoded_slow",
-            "outside_day",
-            "duplicates",
-            "checkouts",
-            "lines",
-        ),
-        0,
-    )
-    schema = pl.DataFrame(schema=SALES_LINES_SCHEMA).to_arrow().schema
-    final = parquet.table_path(settings.data_dir, "sales_lines", plan.day)
-    task = bar.add_task(f"read {plan.day}", total=plan.records)
-    with staged.writer(final, schema) as writer:
+@dataclass
+class _DayRun:
+    settings: Settings
+    day: date
+    force: bool
+    repair_live: bool
+    bar: Progress
+    chunk_messages: int
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+
+    def execute(self, now: datetime) -> DayResult:
+        started = time.perf_counter()
+        consumer = open_consumer(self.settings)
+        try:
+            plan = plan_day(consumer, self.settings, self.day)
+            self.timings["plan"] = time.perf_counter() - started
+            if not plan.complete and not self.force:
+                raise IncompleteDay(self.day, plan.topic, plan.behind)
+            if not plan.complete:
+                logger.warning("finalizing incomplete day %s (--force): %s", self.day, plan.behind)
+            with parquet.StagedFiles() as staged:
+                tick = time.perf_counter()
+                partials = self._read(consumer, plan, staged)
+                self.timings["read_decode_aggregate"] = time.perf_counter() - tick
+                tick = time.perf_counter()
+                tables = {
+                    "daily_item_sales": partials.item_sales(),
+                    "daily_store_item_sales": partials.store_item_sales(),
+                    "hourly_sales": partials.hourly_sales(),
+                }
+                for name, frame in tables.items():
+                    path = parquet.table_path(self.settings.data_dir, name, self.day)  # type: ignore[arg-type]
+                    staged.table(path, frame.to_arrow())
+                sizes = staged.sizes()
+                staged.commit()
+                self.timings["write"] = time.perf_counter() - tick
+        finally:
+            consumer.close()
+        tick = time.perf_counter()
+        snapshot = _snapshot(tables, partials.store_totals())
+        reconciliation, repaired = self._redis(plan, snapshot, tables["daily_item_sales"], now)
+        self.timings["redis"] = time.perf_counter() - tick
+        self.timings["total"] = time.perf_counter() - started
+        rows = {name: frame.height for name, frame in tables.items()}
+        rows["sales_lines"] = self.counts["lines"]
+        manifest = self._manifest(plan, snapshot.totals, sizes, rows, now)
+        manifest["reconciliation"] = {
+            "live_items": reconciliation.live_items,
+            "daily_items": reconciliation.daily_items,
+            "drifted_items": len(reconciliation.drifts),
+            "drifts": [d.as_dict() for d in reconciliation.drifts[:DRIFTS_IN_MANIFEST]],
+            "repaired_live": repaired,
+        }
+        parquet.write_manifest(self.settings.data_dir, self.day, manifest)
+        logger.info(
+            "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
+            self.day,
+            self.counts["checkouts"],
+            self.counts["lines"],
+            rows["daily_item_sales"],
+            self.timings["total"],
+            "complete" if plan.complete else "FORCED",
+        )
+        return DayResult(self.day, manifest, reconciliation)
+
+    def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
+        limits = self.settings.limits
         for part in plan.partitions:
-            for values in read_partition(consumer, plan.topic, part, chunk_messages):
-                decoded = decode_batch(values, settings.limits)
+            for values in read_partition(consumer, plan.topic, part, self.chunk_messages):
+                yield len(values), decode_batch(values, limits)
+
+    def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
+        partials = Partials(self.settings.zone)
+        dedup = Deduplicator()
+        invalid: Counter[str] = Counter()
+        counts = self.counts
+        schema = pl.DataFrame(schema=SALES_LINES_SCHEMA).to_arrow().schema
+        final = parquet.table_path(self.settings.data_dir, "sales_lines", plan.day)
+        task = self.bar.add_task(f"read {plan.day}", total=plan.records)
+        with staged.writer(final, schema) as writer, ThreadPoolExecutor(1) as compressor:
+            written: Future[None] | None = None
+            for records, decoded in in_background(self._decoded(consumer, plan)):
                 invalid.update(decoded.invalid)
-                counts["records"] += len(values)
+                counts["records"] += records
                 counts["decoded_fast"] += decoded.fast
                 counts["decoded_slow"] += decoded.slow
                 lines, outside = in_day(decoded.lines, plan.start, plan.end)
@@ -290,103 +291,121 @@ def _read_day(
                 counts["duplicates"] += duplicates
                 counts["checkouts"] += lines.get_column("message").n_unique()
                 counts["lines"] += lines.height
+                if written is not None:
+                    written.result()
+                written = compressor.submit(writer.write_table, sales_lines(lines).to_arrow())
                 partials.add(lines)
-                writer.write_table(sales_lines(lines).to_arrow())
-                bar.advance(task, len(values))
-    bar.remove_task(task)
-    counts["invalid"] = dict(sorted(invalid.items()))
-    counts["invalid_total"] = sum(invalid.values())
-    return partials, counts
+                self.bar.advance(task, records)
+            if written is not None:
+                written.result()
+        self.bar.remove_task(task)
+        counts["invalid"] = dict(sorted(invalid.items()))
+        counts["invalid_total"] = sum(invalid.values())
+        return partials
+
+    def _redis(
+        self, plan: DayRange, snapshot: DaySnapshot, items: pl.DataFrame, now: datetime
+    ) -> tuple[Reconciliation, bool]:
+        totals = snapshot.totals
+        summary: dict[str, str | int] = {
+            "run_id": self.run_id,
+            "complete": int(plan.complete),
+            "forced": int(self.force and not plan.complete),
+            "checkouts": totals.get("checkouts", 0),
+            "lines": totals.get("lines", 0),
+            "revenue": totals.get("revenue", 0),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "code_version": code_version(),
+        }
+        retention = timedelta(days=self.settings.retention_days)
+        expire_at = int((max(plan.end, now) + retention).timestamp())
+        client = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            replace_day(client, "daily", self.day, snapshot, expire_at, summary)
+            set_missing_names(client, items.select("sku", "name").iter_rows())
+            reconciliation = reconcile(client, self.day, snapshot.items)
+            repaired = bool(self.repair_live and reconciliation.drifts)
+            if repaired:
+                replace_day(client, "live", self.day, snapshot, expire_at)
+        finally:
+            client.close()
+        return reconciliation, repaired
+
+    def _manifest(
+        self,
+        plan: DayRange,
+        totals: dict[str, int],
+        sizes: dict[Any, int],
+        rows: dict[str, int],
+        now: datetime,
+    ) -> dict[str, Any]:
+        data_dir = self.settings.data_dir
+        tables: dict[str, dict[str, Any]] = {}
+        for table in parquet.TABLES:
+            path = parquet.table_path(data_dir, table, plan.day)
+            tables[table] = {
+                "path": str(path.relative_to(data_dir)),
+                "bytes": sizes.get(path, path.stat().st_size),
+                "rows": rows[table],
+            }
+        lines = self.counts["lines"]
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "day": plan.day.isoformat(),
+            "timezone": self.settings.timezone,
+            "start": plan.start.isoformat(),
+            "end": plan.end.isoformat(),
+            "hours": (plan.end - plan.start) / timedelta(hours=1),
+            "topic": plan.topic,
+            "grace_seconds": plan.grace.total_seconds(),
+            "lateness_seconds": plan.lateness.total_seconds(),
+            "complete": plan.complete,
+            "forced": self.force and not plan.complete,
+            "behind": [{"partition": p, "reason": why} for p, why in plan.behind],
+            "partitions": [
+                {
+                    "partition": part.partition,
+                    "start_offset": part.start,
+                    "end_offset": part.end,
+                    "records": part.records,
+                    "low_watermark": part.low,
+                    "high_watermark": part.high,
+                    "complete": part.complete,
+                }
+                for part in plan.partitions
+            ],
+            "counts": self.counts,
+            "totals": {
+                "checkouts": totals.get("checkouts", 0),
+                "lines": totals.get("lines", 0),
+                "units": totals.get("units", 0),
+                "units_sold": totals.get("units_sold", 0),
+                "units_returned": totals.get("units_returned", 0),
+                "revenue": str(from_money_units(totals.get("revenue", 0))),
+            },
+            "tables": tables,
+            "sales_lines_bytes_per_line": (
+                round(tables["sales_lines"]["bytes"] / lines, 2) if lines else None
+            ),
+            "code_version": code_version(),
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "run_at": now.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "timings_seconds": {name: round(value, 3) for name, value in self.timings.items()},
+        }
 
 
-def _snapshot(
-    items: pl.DataFrame, store_items: pl.DataFrame, store_totals: pl.DataFrame
-) -> DaySnapshot:
-    by_store: dict[str, dict[str, Any]] = {}
-    for store_id, frame in store_items.partition_by("store_id", as_dict=True).items():
-        by_store[str(store_id[0])] = item_figures(frame)
+def _snapshot(tables: dict[str, pl.DataFrame], store_totals: pl.DataFrame) -> DaySnapshot:
+    by_store: dict[str, Any] = {}
+    store_items = tables["daily_store_item_sales"]
+    for key, frame in store_items.partition_by("store_id", as_dict=True).items():
+        by_store[str(key[0])] = item_figures(frame)
     totals_by_store = {
         row["store_id"]: totals_of(row) for row in store_totals.iter_rows(named=True)
     }
-    chain = dict.fromkeys(
-        ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines"), 0
-    )
+    chain: dict[str, int] = {}
     for totals in totals_by_store.values():
         for name, value in totals.items():
-            chain[name] += value
-    if not totals_by_store:
-        chain = {}
-    return DaySnapshot(item_figures(items), chain, by_store, totals_by_store)
-
-
-def _manifest(
-    settings: Settings,
-    plan: DayRange,
-    force: bool,
-    run_id: str,
-    counts: dict[str, Any],
-    totals: dict[str, int],
-    sizes: dict[Any, int],
-    timings: dict[str, float],
-    now: datetime,
-    reconciliation: Reconciliation,
-    repaired: bool,
-) -> dict[str, Any]:
-    data_dir = settings.data_dir
-    tables: dict[str, dict[str, Any]] = {}
-    for table in parquet.TABLES:
-        path = parquet.table_path(data_dir, table, plan.day)
-        tables[table] = {
-            "path": str(path.relative_to(data_dir)),
-            "bytes": sizes.get(path, path.stat().st_size),
-        }
-    revenue = totals.get("revenue", 0)
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "day": plan.day.isoformat(),
-        "timezone": settings.timezone,
-        "start": plan.start.isoformat(),
-        "end": plan.end.isoformat(),
-        "hours": (plan.end - plan.start) / timedelta(hours=1),
-        "topic": plan.topic,
-        "grace_seconds": plan.grace.total_seconds(),
-        "lateness_seconds": plan.lateness.total_seconds(),
-        "complete": plan.complete,
-        "forced": force and not plan.complete,
-        "behind": [{"partition": p, "reason": why} for p, why in plan.behind],
-        "partitions": [
-            {
-                "partition": part.partition,
-                "start_offset": part.start,
-                "end_offset": part.end,
-                "records": part.records,
-                "low_watermark": part.low,
-                "high_watermark": part.high,
-                "complete": part.complete,
-            }
-            for part in plan.partitions
-        ],
-        "counts": counts,
-        "totals": {
-            "checkouts": totals.get("checkouts", 0),
-            "lines": totals.get("lines", 0),
-            "units": totals.get("units", 0),
-            "units_sold": totals.get("units_sold", 0),
-            "units_returned": totals.get("units_returned", 0),
-            "revenue": str(from_money_units(revenue)),
-        },
-        "tables": tables,
-        "reconciliation": {
-            "live_items": reconciliation.live_items,
-            "daily_items": reconciliation.daily_items,
-            "drifted_items": len(reconciliation.drifts),
-            "drifts": [d.as_dict() for d in reconciliation.drifts[:DRIFTS_IN_MANIFEST]],
-            "repaired_live": repaired,
-        },
-        "code_version": code_version(),
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "run_at": now.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "timings_seconds": {name: round(value, 3) for name, value in timings.items()},
-    }
+            chain[name] = chain.get(name, 0) + value
+    return DaySnapshot(item_figures(tables["daily_item_sales"]), chain, by_store, totals_by_store)
