@@ -1,0 +1,164 @@
+"""The Kafka producer: every checkout delivered or counted as failed, and said so."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from common.schema import decode_checkout, record_timestamp_ms
+from common.settings import Settings
+from common.topics import ensure_topics
+from producers.publish import publish
+from producers.synthetic import generate
+from services.kafka import KafkaServer
+from tests.helpers import settings_env
+from tests.producers.records import read_all
+
+PAST = datetime(2026, 11, 2, 6, 0, tzinfo=UTC) - timedelta(days=30)
+
+
+def _kassa(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *args]
+
+
+def test_every_checkout_arrives_once_keyed_by_store_at_its_time(settings: Settings) -> None:
+    sent = list(generate(4, PAST, 5000))
+
+    report = publish(settings, sent)
+
+    assert (report.sent, report.delivered, report.failed, report.failures) == (5000, 5000, 0, {})
+    records = read_all(settings)
+    received = {}
+    for record in records:
+        value = record.value()
+        assert value is not None
+        checkout = decode_checkout(value)
+        assert record.key() == checkout.store_id.encode()
+        assert record.timestamp()[1] == record_timestamp_ms(checkout)
+        received[checkout.transaction_id] = checkout
+    assert len(records) == 5000
+    assert received == {checkout.transaction_id: checkout for checkout in sent}
+    stores_per_partition: dict[int, set[bytes | None]] = {}
+    for record in records:
+        stores_per_partition.setdefault(record.partition(), set()).add(record.key())
+    keys = [key for keys in stores_per_partition.values() for key in keys]
+    assert len(keys) == len(set(keys)), "a store's checkouts are spread over partitions"
+
+
+def test_rate_caps_the_throughput(settings: Settings) -> None:
+    started = time.monotonic()
+
+    report = publish(settings, generate(1, PAST, 300), rate=500)
+
+    assert time.monotonic() - started >= 0.55
+    assert report.delivered == 300
+
+
+def test_duration_ends_an_endless_stream(settings: Settings) -> None:
+    report = publish(settings, generate(1, PAST), duration=0.5)
+
+    assert report.sent > 0
+    assert report.elapsed < 10
+    assert report.delivered == report.sent
+    assert len(read_all(settings)) == report.sent
+
+
+def test_stop_ends_the_stream_and_flushes_what_was_accepted(settings: Settings) -> None:
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    try:
+        report = publish(settings, generate(1, PAST), rate=2000, stop=stop)
+    finally:
+        timer.cancel()
+
+    assert 0 < report.sent < 20_000
+    assert report.delivered == report.sent
+    assert len(read_all(settings)) == report.sent
+
+
+def test_sigint_stops_the_cli_which_flushes_and_exits_0(settings: Settings) -> None:
+    with subprocess.Popen(
+        _kassa("produce", "synthetic", "--rate", "2000", "--start", PAST.isoformat()),
+        env=settings_env(settings),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "producers.publish: sent" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert "stopped by SIGINT" in stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("sent "))
+    sent = int(summary.split()[1].replace(",", ""))
+    assert f"{sent:,} delivered, 0 failed" in summary
+    assert len(read_all(settings)) == sent
+
+
+def test_a_broker_that_goes_away_fails_the_run_loudly(
+    settings: Settings, private_kafka: KafkaServer
+) -> None:
+    private = settings.model_copy(
+        update={"kafka_bootstrap": private_kafka.bootstrap, "delivery_timeout_ms": 2000}
+    )
+    ensure_topics(private)
+    with subprocess.Popen(
+        _kassa(
+            "produce", "synthetic", "--rate", "1000", "--duration", "6",
+            "--start", PAST.isoformat(),
+        ),
+        env=settings_env(private),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:  # fmt: skip
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "producers.publish: sent" in line:
+                break
+        private_kafka.stop()
+        _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 1, stderr
+    error = stderr[stderr.index("kassa: error:") :]
+    failed = int(error.split(" failed")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert failed > 0
+    assert "Message timed out" in error or "not delivered" in error
+
+
+def test_delivery_failures_are_counted_in_the_report(settings: Settings) -> None:
+    nowhere = settings.model_copy(
+        update={"kafka_bootstrap": "127.0.0.1:1", "delivery_timeout_ms": 1000}
+    )
+
+    report = publish(nowhere, itertools.islice(generate(1, PAST), 50))
+
+    assert (report.sent, report.delivered, report.failed) == (50, 0, 50)
+    assert list(report.failures.values()) == [50]
+    assert "_MSG_TIMED_OUT" in next(iter(report.failures))
+    assert "50 failed" in report.summary()
+
+
+def test_a_future_timestamp_refused_by_the_broker_is_explained(settings: Settings) -> None:
+    future = datetime.now(UTC) + timedelta(days=3)
+
+    report = publish(settings, generate(1, future, 20))
+
+    assert report.failed == 20
+    assert "--start" in report.summary()
+
+
+def test_the_sigterm_handler_is_restored_after_publish(settings: Settings) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    publish(settings, generate(1, PAST, 10))
+
+    assert signal.getsignal(signal.SIGTERM) is before
