@@ -30,10 +30,16 @@ class StreamApplication(Application):
     Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`.
     """
 
-    def __init__(self, sink: LiveSink, topic: str, **kwargs: Any) -> None:
+    def __init__(self, sink: LiveSink, metrics: StreamMetrics, topic: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._live_sink = sink
+        self._metrics = metrics
         self._sales_topic = topic
+
+    def _on_sigterm(self, *args: Any) -> None:
+        logger.info("SIGTERM: writing the last batches, committing and stopping")
+        self._metrics.state = "stopping"
+        super()._on_sigterm(*args)  # type: ignore[no-untyped-call]  # Quix is untyped
 
     def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
         super()._on_assign(consumer, topic_partitions)
@@ -78,6 +84,7 @@ def build_stream_job(settings: Settings, metrics: StreamMetrics | None = None) -
     )
     app = StreamApplication(
         sink,
+        metrics,
         settings.topic,
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
