@@ -47,6 +47,7 @@ class PublishReport:
     failures: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
     stopped_by: str | None = None
+    hints: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -63,13 +64,26 @@ class PublishReport:
             text += f"; stopped by {self.stopped_by}"
         for reason, count in sorted(self.failures.items(), key=lambda item: -item[1]):
             text += f"\n  {count:,} x {reason}"
-        if any(name in reason for reason in self.failures for name in _TIMESTAMP_REASONS):
-            text += (
-                "\n  the broker refuses record timestamps too far from its clock "
-                "(Kafka 4 default: more than 1 h ahead, log.message.timestamp.after.max.ms); "
-                "use an earlier --start or --shift-to"
-            )
+        for hint in self.hints:
+            text += f"\n  {hint}"
         return text
+
+
+def _hints(failures: Counter[str], settings: Settings) -> list[str]:
+    hints = []
+    if any(name in reason for reason in failures for name in _TIMESTAMP_REASONS):
+        hints.append(
+            "the broker refuses record timestamps too far from its clock (Kafka 4 default: "
+            "more than 1 h ahead, log.message.timestamp.after.max.ms); use an earlier --start "
+            "or --shift-to"
+        )
+    if any("_MSG_TIMED_OUT" in reason for reason in failures):
+        hints.append(
+            f"no acknowledgement from KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} within "
+            f"KASSA_DELIVERY_TIMEOUT_MS={settings.delivery_timeout_ms}: is the broker up "
+            "('kassa services status') and the topic there ('kassa topics create')?"
+        )
+    return hints
 
 
 class _Deliveries:
@@ -112,6 +126,7 @@ def producer_config(settings: Settings, deliveries: _Deliveries) -> dict[str, An
         "delivery.report.only.error": True,
         "on_delivery": deliveries.on_delivery,
         "error_cb": deliveries.on_error,
+        "log_level": 3,
     }
 
 
@@ -188,6 +203,7 @@ def publish(
         failures[NOT_FLUSHED] += unflushed
     report.failures = dict(failures)
     report.failed = sum(failures.values())
+    report.hints = _hints(failures, settings)
     report.delivered = report.sent - report.failed
     report.stopped_by = stopper.signal
     if deliveries.fatal is not None:
