@@ -86,7 +86,7 @@ def _hints(failures: Counter[str], settings: Settings) -> list[str]:
     return hints
 
 
-class _Deliveries:
+class Deliveries:
     """The delivery-report and error callbacks librdkafka calls from ``poll``/``flush``."""
 
     def __init__(self) -> None:
@@ -109,7 +109,7 @@ class _Deliveries:
             logger.warning("producer: %s", error.str())
 
 
-def producer_config(settings: Settings, deliveries: _Deliveries) -> dict[str, Any]:
+def producer_config(settings: Settings, deliveries: Deliveries) -> dict[str, Any]:
     """The librdkafka configuration of kassa's producer."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
@@ -179,7 +179,7 @@ def publish(
         msg = f"rate {rate} is not positive; pass a rate in checkouts per second, e.g. 1000"
         raise ValueError(msg)
     stopper = _Stop(stop)
-    deliveries = _Deliveries()
+    deliveries = Deliveries()
     producer = Producer(producer_config(settings, deliveries))
     report = PublishReport(topic=settings.topic)
     with _signals_stop(stopper):
@@ -217,7 +217,7 @@ def _produce_all(
     checkouts: Iterable[Checkout],
     *,
     stopper: _Stop,
-    deliveries: _Deliveries,
+    deliveries: Deliveries,
     started: float,
     rate: float | None,
     duration: float | None,
@@ -276,7 +276,7 @@ def _sleep_until(due: float, stopper: _Stop) -> None:
         time.sleep(min(ahead, 0.1))
 
 
-def _log_progress(sent: int, queued: int, deliveries: _Deliveries, elapsed: float) -> None:
+def _log_progress(sent: int, queued: int, deliveries: Deliveries, elapsed: float) -> None:
     failed = sum(deliveries.failures.values())
     logger.info(
         "sent %d (%.0f/s), in flight %d, failed %d",
@@ -287,7 +287,7 @@ def _log_progress(sent: int, queued: int, deliveries: _Deliveries, elapsed: floa
     )
 
 
-def _flush(producer: Producer, settings: Settings, stopper: _Stop, deliveries: _Deliveries) -> None:
+def _flush(producer: Producer, settings: Settings, stopper: _Stop, deliveries: Deliveries) -> None:
     deadline = time.monotonic() + settings.delivery_timeout_ms / 1000 + _FLUSH_MARGIN_SECONDS
     while len(producer) and not stopper.abandon and deliveries.fatal is None:
         if time.monotonic() >= deadline:
