@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from common.days import day_bounds
 from common.schema import Checkout
@@ -142,9 +144,9 @@ def run(settings: Settings, checkouts: int = CHECKOUTS, repetitions: int = REPET
     timings = manifest["timings_seconds"]
     return f"""## Daily job (`bench.daily`)
 
-One UTC business day of {records:,} synthetic checkouts ({lines:,} lines, {payload_bytes / records:,.0f}
-bytes per message, {bench.partitions} partitions) produced before timing; medians of
-{repetitions} repetitions.
+One UTC business day of {records:,} synthetic checkouts ({lines:,} lines,
+{payload_bytes / records:,.0f} bytes per message, {bench.partitions} partitions) produced
+before timing; medians of {repetitions} repetitions.
 
 | measurement | seconds | checkouts/s | lines/s |
 |---|---:|---:|---:|
@@ -162,13 +164,11 @@ bytes per message, {bench.partitions} partitions) produced before timing; median
 
 
 def _delete_topic(settings: Settings) -> None:
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     for future in admin.delete_topics([settings.topic, settings.dead_letter_topic]).values():
         try:
             future.result(30)
-        except Exception:  # noqa: BLE001 - cleanup is best effort
+        except KafkaException:
             logger.warning("could not delete topic %s", settings.topic)
 
 

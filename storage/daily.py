@@ -69,11 +69,68 @@ class DaySnapshot:
     store_totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+class _Build:
+    """Keys written under temporary names, to be renamed or deleted in one transaction."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.token = uuid.uuid4().hex
+        self.pipe = client.pipeline(transaction=False)
+        self.renames: list[tuple[str, str]] = []
+        self.deletes: list[str] = []
+
+    def _temporary(self, final: str) -> str:
+        temporary = keys.temporary_key(final, self.token)
+        self.renames.append((temporary, final))
+        return temporary
+
+    def zset(self, final: str, values: Mapping[str, int]) -> None:
+        if not values:
+            self.deletes.append(final)
+            return
+        temporary = self._temporary(final)
+        self.pipe.zadd(temporary, dict(values))
+        self.pipe.expire(temporary, TEMPORARY_TTL_SECONDS)
+
+    def hash(self, final: str, values: Mapping[str, int | str]) -> None:
+        if not values:
+            self.deletes.append(final)
+            return
+        temporary = self._temporary(final)
+        self.pipe.hset(temporary, mapping=dict(values))  # type: ignore[arg-type]
+        self.pipe.expire(temporary, TEMPORARY_TTL_SECONDS)
+
+    def set(self, final: str, members: list[str]) -> None:
+        if not members:
+            self.deletes.append(final)
+            return
+        temporary = self._temporary(final)
+        self.pipe.sadd(temporary, *members)
+        self.pipe.expire(temporary, TEMPORARY_TTL_SECONDS)
+
+
+def _build_scope(
+    build: _Build,
+    namespace: keys.Namespace,
+    day: date,
+    scope: tuple[str | None, Mapping[str, Figures], Mapping[str, int]],
+) -> None:
+    store_id, items, totals = scope
+    for index, measure in enumerate(ITEM_MEASURES):
+        final = keys.day_key(namespace, day, measure, store_id)
+        if measure == "units":
+            build.zset(final, {sku: figures[index] for sku, figures in items.items()})
+        else:
+            values = {sku: figures[index] for sku, figures in items.items() if figures[index]}
+            build.hash(final, values)
+    build.hash(keys.day_key(namespace, day, "totals", store_id), totals)
+
+
 def replace_day(
     client: redis.Redis,
     namespace: keys.Namespace,
     day: date,
     snapshot: DaySnapshot,
+    *,
     expire_at: int,
     summary: Mapping[str, str | int] | None = None,
 ) -> None:
@@ -82,69 +139,31 @@ def replace_day(
     ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily namespace
     only) is stored as the day's manifest hash.
     """
-    token = uuid.uuid4().hex
-    renames: list[tuple[str, str]] = []
-    deletes: list[str] = []
-    build = client.pipeline(transaction=False)
-    scopes: list[tuple[str | None, dict[str, Figures], dict[str, int]]] = [
-        (None, snapshot.items, snapshot.totals)
-    ]
+    build = _Build(client)
+    _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
     for store_id in sorted(snapshot.store_items):
-        scopes.append(
-            (store_id, snapshot.store_items[store_id], snapshot.store_totals.get(store_id, {}))
-        )
-    for store_id, items, totals in scopes:
-        for index, measure in enumerate(ITEM_MEASURES):
-            final = keys.day_key(namespace, day, measure, store_id)
-            values = {sku: figures[index] for sku, figures in items.items()}
-            if measure != "units":
-                values = {sku: value for sku, value in values.items() if value}
-            if not values:
-                deletes.append(final)
-                continue
-            temporary = keys.temporary_key(final, token)
-            if measure == "units":
-                build.zadd(temporary, values)  # type: ignore[arg-type]
-            else:
-                build.hset(temporary, mapping=values)  # type: ignore[arg-type]
-            build.expire(temporary, TEMPORARY_TTL_SECONDS)
-            renames.append((temporary, final))
-        final = keys.day_key(namespace, day, "totals", store_id)
-        if totals:
-            temporary = keys.temporary_key(final, token)
-            build.hset(temporary, mapping=totals)  # type: ignore[arg-type]
-            build.expire(temporary, TEMPORARY_TTL_SECONDS)
-            renames.append((temporary, final))
-        else:
-            deletes.append(final)
+        totals = snapshot.store_totals.get(store_id, {})
+        _build_scope(build, namespace, day, (store_id, snapshot.store_items[store_id], totals))
     stores = keys.stores_key(namespace, day)
-    if snapshot.store_items:
-        temporary = keys.temporary_key(stores, token)
-        build.sadd(temporary, *sorted(snapshot.store_items))
-        build.expire(temporary, TEMPORARY_TTL_SECONDS)
-        renames.append((temporary, stores))
-    else:
-        deletes.append(stores)
+    build.set(stores, sorted(snapshot.store_items))
     if summary is not None:
-        final = keys.manifest_key(day)
-        temporary = keys.temporary_key(final, token)
-        build.hset(temporary, mapping=dict(summary))  # type: ignore[arg-type]
-        build.expire(temporary, TEMPORARY_TTL_SECONDS)
-        renames.append((temporary, final))
+        build.hash(keys.manifest_key(day), summary)
     try:
-        build.execute()
-        old_stores = {member.decode() for member in client.smembers(stores)}  # type: ignore[union-attr]
-        for store_id in sorted(old_stores - set(snapshot.store_items)):
-            deletes.extend(keys.day_key(namespace, day, m, store_id) for m in keys.MEASURES)
+        build.pipe.execute()
+        old_stores: set[bytes] = client.smembers(stores)  # type: ignore[assignment]
+        for raw in sorted(old_stores - {store.encode() for store in snapshot.store_items}):
+            store_id = raw.decode()
+            build.deletes.extend(keys.day_key(namespace, day, m, store_id) for m in keys.MEASURES)
         swap = client.pipeline(transaction=True)
-        for temporary, final in renames:
+        for temporary, final in build.renames:
             swap.rename(temporary, final)
             swap.expireat(final, expire_at)
-        if deletes:
-            swap.delete(*deletes)
+        if build.deletes:
+            swap.delete(*build.deletes)
         swap.execute()
     except BaseException:
-        client.delete(*(temporary for temporary, _ in renames))
+        if build.renames:
+            client.delete(*(temporary for temporary, _ in build.renames))
         raise
 
 

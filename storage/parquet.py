@@ -40,7 +40,7 @@ MANIFESTS: Final = "_manifests"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
 COMPRESSION: Final = "zstd"
-COMPRESSION_LEVEL: Final = 6
+COMPRESSION_LEVEL: Final = 3
 
 
 def day_folder(day: date) -> str:

@@ -30,12 +30,12 @@ _COMPACT_EVERY: Final = 16
 SALES_LINES_SCHEMA: Final = pl.Schema(
     {
         "occurred_at": pl.Datetime("us", "UTC"),
-        "transaction_id": pl.String,
-        "store_id": pl.String,
-        "register_id": pl.String,
-        "kind": pl.String,
-        "sku": pl.String,
-        "quantity": pl.Int32,
+        "transaction_id": pl.String(),
+        "store_id": pl.String(),
+        "register_id": pl.String(),
+        "kind": pl.String(),
+        "sku": pl.String(),
+        "quantity": pl.Int32(),
         "unit_price": LINE_PRICE,
     }
 )
@@ -83,7 +83,7 @@ def in_day(lines: pl.DataFrame, start: datetime, end: datetime) -> tuple[pl.Data
 
 def sales_lines(lines: pl.DataFrame) -> pl.DataFrame:
     """The ``sales_lines`` rows of decoded lines, in arrival order."""
-    return lines.select(SALES_LINES_SCHEMA.names()).cast(dict(SALES_LINES_SCHEMA))
+    return lines.select(SALES_LINES_SCHEMA.names()).cast(SALES_LINES_SCHEMA)
 
 
 def _whole_hour_offsets(lines: pl.DataFrame, zone: ZoneInfo) -> bool:
@@ -133,14 +133,16 @@ def _sums() -> list[pl.Expr]:
     ]
 
 
-_FIGURE_TYPES: Final = {
-    "units": pl.Int64,
-    "units_sold": pl.Int64,
-    "units_returned": pl.Int64,
-    "revenue": REVENUE,
-    "checkouts": pl.Int64,
-}
-_COUNT_TYPES: Final = {**_FIGURE_TYPES, "lines": pl.Int64}
+_FIGURE_TYPES: Final = pl.Schema(
+    {
+        "units": pl.Int64(),
+        "units_sold": pl.Int64(),
+        "units_returned": pl.Int64(),
+        "revenue": REVENUE,
+        "checkouts": pl.Int64(),
+    }
+)
+_COUNT_TYPES: Final = pl.Schema({**_FIGURE_TYPES, "lines": pl.Int64()})
 _NAME_KEYS: Final = ["sku", "name"]
 
 
@@ -226,29 +228,15 @@ class Partials:
         return frame.select(pl.col("hour").dt.convert_time_zone(self.zone.key), *FIGURES, "lines")
 
 
-def _combine(
-    partials: list[pl.DataFrame],
-    keys: list[str],
-    types: dict[str, pl.DataType | type[pl.DataType]],
-) -> pl.DataFrame:
+def _combine(partials: list[pl.DataFrame], keys: list[str], types: pl.Schema) -> pl.DataFrame:
     """The sums of ``partials`` by ``keys`` (a single partial is returned as it is)."""
     if not partials:
-        key_types: dict[str, pl.DataType | type[pl.DataType]] = {
-            key: pl.Datetime("us", "UTC") if key == "hour" else pl.String for key in keys
-        }
-        return pl.DataFrame(schema={**key_types, **types})
-    if len(partials) == 1:
-        return partials[0].cast(types)  # type: ignore[arg-type]
-    frame = pl.concat([part.cast(types) for part in partials])  # type: ignore[arg-type]
-    return (
-        frame.group_by(keys)
-        .agg(
-            *_sums(),
-            *(
-                pl.col(name).sum()
-                for name in types
-                if name not in _FIGURE_TYPES or name == "checkouts"
-            ),
+        key_types = pl.Schema(
+            {key: pl.Datetime("us", "UTC") if key == "hour" else pl.String() for key in keys}
         )
-        .cast(types)
-    )  # type: ignore[arg-type]
+        return pl.DataFrame(schema=pl.Schema({**key_types, **types}))
+    if len(partials) == 1:
+        return partials[0].cast(types)
+    frame = pl.concat([part.cast(types) for part in partials])
+    counts = [pl.col(name).sum() for name in types if name in {"checkouts", "lines"}]
+    return frame.group_by(keys).agg(*_sums(), *counts).cast(types)

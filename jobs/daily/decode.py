@@ -35,16 +35,16 @@ from common.schema import (
 PRICE = pl.Decimal(38, MONEY_DECIMALS)
 LINE_SCHEMA: Final = pl.Schema(
     {
-        "message": pl.Int64,
-        "transaction_id": pl.String,
-        "store_id": pl.String,
-        "register_id": pl.String,
+        "message": pl.Int64(),
+        "transaction_id": pl.String(),
+        "store_id": pl.String(),
+        "register_id": pl.String(),
         "occurred_at": pl.Datetime("us", "UTC"),
-        "kind": pl.String,
-        "currency": pl.String,
-        "sku": pl.String,
-        "name": pl.String,
-        "quantity": pl.Int64,
+        "kind": pl.String(),
+        "currency": pl.String(),
+        "sku": pl.String(),
+        "name": pl.String(),
+        "quantity": pl.Int64(),
         "unit_price": PRICE,
     }
 )
@@ -200,7 +200,7 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
     accepted = lines.filter(pl.col("message_ok") & ~pl.col("message").is_in(rejected)).select(
         LINE_SCHEMA.names()
     )
-    return accepted.cast(dict(LINE_SCHEMA)), rejected
+    return accepted.cast(LINE_SCHEMA), rejected
 
 
 def _decode_slowly(

@@ -179,7 +179,7 @@ def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Iterator[
                 if stop.is_set():
                     return
             handoff.put(("done", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+        except BaseException as exc:  # handed to the consuming thread
             handoff.put(("error", exc))
 
     thread = threading.Thread(target=work, name="kassa-daily-decode", daemon=True)
@@ -321,12 +321,12 @@ class _DayRun:
         expire_at = int((max(plan.end, now) + retention).timestamp())
         client = redis.Redis.from_url(self.settings.redis_url)
         try:
-            replace_day(client, "daily", self.day, snapshot, expire_at, summary)
+            replace_day(client, "daily", self.day, snapshot, expire_at=expire_at, summary=summary)
             set_missing_names(client, items.select("sku", "name").iter_rows())
             reconciliation = reconcile(client, self.day, snapshot.items)
             repaired = bool(self.repair_live and reconciliation.drifts)
             if repaired:
-                replace_day(client, "live", self.day, snapshot, expire_at)
+                replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
         finally:
             client.close()
         return reconciliation, repaired

@@ -81,7 +81,7 @@ def catch_up(settings: Settings, now: datetime | None = None) -> list[DayResult]
         try:
             results.append(run_day(settings, day))
         except IncompleteDay as exc:
-            logger.error("%s; will try again at the next run", exc)
+            logger.warning("%s; will try again at the next run", exc)
             break
     return results
 

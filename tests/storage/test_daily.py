@@ -34,16 +34,16 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         "daily",
         DAY,
         _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}, "s2": {"b": (1, 2, 1, 10, 1)}}),
-        expire_at,
-        {"run_id": "one"},
+        expire_at=expire_at,
+        summary={"run_id": "one"},
     )
     replace_day(
         redis_client,
         "daily",
         DAY,
         _snapshot({"s1": {"a": (7, 7, 0, 140, 3)}}),
-        expire_at,
-        {"run_id": "two"},
+        expire_at=expire_at,
+        summary={"run_id": "two"},
     )
 
     assert read_day(redis_client, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
@@ -59,13 +59,15 @@ def test_a_failure_before_the_swap_leaves_the_old_day(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     expire_at = int(time.time()) + 3600
-    replace_day(redis_client, "daily", DAY, _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}), expire_at)
+    replace_day(
+        redis_client, "daily", DAY, _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}), expire_at=expire_at
+    )
     broken = _snapshot({"s1": {"a": (9, 9, 0, 100, 2)}})
     # The stores key of the wrong type makes the step between building and swapping fail.
     redis_client.set(keys.stores_key("daily", DAY), "a string, not a set")
 
     with pytest.raises(redis.ResponseError):
-        replace_day(redis_client, "daily", DAY, broken, expire_at)
+        replace_day(redis_client, "daily", DAY, broken, expire_at=expire_at)
 
     assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
@@ -90,5 +92,7 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
         "checkouts": -2,
     }
 
-    replace_day(redis_client, "live", DAY, DaySnapshot(daily, {"units": 6}), int(time.time()) + 60)
+    replace_day(
+        redis_client, "live", DAY, DaySnapshot(daily, {"units": 6}), expire_at=int(time.time()) + 60
+    )
     assert reconcile(redis_client, DAY, daily).drifts == ()

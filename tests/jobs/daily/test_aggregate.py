@@ -93,9 +93,10 @@ def test_chunked_aggregation_equals_reference(
             local = instant.astimezone(ZONE)
             hours[local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)] += 1
 
+    items = partials.item_sales().iter_rows()
     result = {
         sku: (name, units, sold, returned, revenue, checkouts)
-        for sku, name, units, sold, returned, revenue, checkouts in partials.item_sales().iter_rows()
+        for sku, name, units, sold, returned, revenue, checkouts in items
     }
     assert result == {
         sku: (row[5][1] if row[5] else None, row[0], row[1], row[2], row[3], len(row[4]))  # type: ignore[index,arg-type]

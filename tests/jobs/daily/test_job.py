@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import redis
 
-from common.schema import to_money_units
+from common.schema import encode_checkout, to_money_units
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay
 from jobs.daily.job import run_day
@@ -35,6 +35,8 @@ from tests.jobs.daily.support import (
     seal,
     utc,
 )
+
+KASSA = (sys.executable, "-m", "cli.main")
 
 
 def _london(settings: Settings) -> Settings:
@@ -127,8 +129,7 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
 
     items = pl.read_parquet(parquet.table_path(settings.data_dir, "daily_item_sales", day))
     top = subprocess.run(
-        [sys.executable, "-m", "cli.main", "top", "--source", "daily", "--day", "2026-11-20"]
-        + ["-n", "3", "--json"],
+        [*KASSA, "top", "--source", "daily", "--day", "2026-11-20", "-n", "3", "--json"],
         env=settings_env(settings),
         capture_output=True,
         text=True,
@@ -174,8 +175,6 @@ def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settin
     produce(settings, good + retry + neighbours, partition=0)
     produce_raw(settings, [b"{not json", b'{"transaction_id": "x"}'], utc(2026, 11, 20, 12))
     negative = checkout("neg", utc(2026, 11, 20, 12), [("apple", -1, "0.30")])
-    from common.schema import encode_checkout
-
     produce_raw(settings, [encode_checkout(negative)], utc(2026, 11, 20, 12))
     seal(settings, utc(2026, 11, 22))
 
@@ -207,7 +206,7 @@ def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> 
     assert parquet.read_manifest(settings.data_dir, day) is None
 
     cli = subprocess.run(
-        [sys.executable, "-m", "cli.main", "daily", "run", "--day", "2026-11-20", "--quiet"],
+        [*KASSA, "daily", "run", "--day", "2026-11-20", "--quiet"],
         env=settings_env(settings),
         capture_output=True,
         text=True,
