@@ -101,14 +101,22 @@ def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     )
     checkouts = not_ahead_of_clock(checkouts, stop)
     ensure_topics(settings)
-    report = publish(
-        settings,
-        checkouts,
-        rate=rate,
-        duration=args.duration,
-        progress=not args.quiet,
-        stop=stop,
-    )
+    # the timer also ends a wait for the clock, which publish() cannot see
+    timer = threading.Timer(args.duration, stop.set) if args.duration else None
+    if timer is not None:
+        timer.start()
+    try:
+        report = publish(
+            settings,
+            checkouts,
+            rate=rate,
+            duration=args.duration,
+            progress=not args.quiet,
+            stop=stop,
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
     return _finish(report)
 
 

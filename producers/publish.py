@@ -184,18 +184,23 @@ def publish(
     report = PublishReport(topic=settings.topic)
     with _signals_stop(stopper):
         started = time.monotonic()
-        report.sent = _produce_all(
-            producer,
-            settings.topic,
-            checkouts,
-            stopper=stopper,
-            deliveries=deliveries,
-            started=started,
-            rate=rate,
-            duration=duration,
-            progress=progress,
-        )
-        _flush(producer, settings, stopper, deliveries)
+        try:
+            _produce_all(
+                producer,
+                report,
+                checkouts,
+                stopper=stopper,
+                deliveries=deliveries,
+                started=started,
+                rate=rate,
+                duration=duration,
+                progress=progress,
+            )
+        except BaseException:
+            logger.warning("checkouts stopped coming after %d; flushing those first", report.sent)
+            raise
+        finally:
+            _flush(producer, settings, stopper, deliveries)
         report.elapsed = time.monotonic() - started
     failures = deliveries.failures
     unflushed = len(producer)
@@ -213,7 +218,7 @@ def publish(
 
 def _produce_all(
     producer: Producer,
-    topic: str,
+    report: PublishReport,
     checkouts: Iterable[Checkout],
     *,
     stopper: _Stop,
@@ -222,9 +227,10 @@ def _produce_all(
     rate: float | None,
     duration: float | None,
     progress: bool,
-) -> int:
+) -> None:
     produce = producer.produce
     poll = producer.poll
+    topic = report.topic
     encode = encode_checkout
     key_of = message_key
     timestamp_of = record_timestamp_ms
@@ -234,38 +240,40 @@ def _produce_all(
     sent = 0
     next_check = step
     if stopper.event.is_set():
-        return 0
-    for checkout in checkouts:
-        value = encode(checkout)
-        key = key_of(checkout)
-        timestamp = timestamp_of(checkout)
-        while True:
-            try:
-                produce(topic, value, key, timestamp=timestamp)
-                break
-            except BufferError:
-                poll(0.05)
-        sent += 1
-        if sent < next_check:
-            continue
-        next_check += step
-        poll(0)
-        now = time.monotonic()
-        if rate is not None:
-            _sleep_until(started + sent / rate, stopper)
+        return
+    try:
+        for checkout in checkouts:
+            value = encode(checkout)
+            key = key_of(checkout)
+            timestamp = timestamp_of(checkout)
+            while True:
+                try:
+                    produce(topic, value, key, timestamp=timestamp)
+                    break
+                except BufferError:
+                    poll(0.05)
+            sent += 1
+            if sent < next_check:
+                continue
+            next_check += step
+            poll(0)
             now = time.monotonic()
-        if progress and now >= next_progress:
-            next_progress = now + PROGRESS_SECONDS
-            _log_progress(sent, len(producer), deliveries, now - started)
-        if (
-            stopper.event.is_set()
-            or deliveries.fatal is not None
-            or (deadline is not None and now >= deadline)
-        ):
-            break
+            if rate is not None:
+                _sleep_until(started + sent / rate, stopper)
+                now = time.monotonic()
+            if progress and now >= next_progress:
+                next_progress = now + PROGRESS_SECONDS
+                _log_progress(sent, len(producer), deliveries, now - started)
+            if (
+                stopper.event.is_set()
+                or deliveries.fatal is not None
+                or (deadline is not None and now >= deadline)
+            ):
+                break
+    finally:
+        report.sent = sent
     if progress:
         _log_progress(sent, len(producer), deliveries, time.monotonic() - started)
-    return sent
 
 
 def _sleep_until(due: float, stopper: _Stop) -> None:

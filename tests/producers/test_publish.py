@@ -8,9 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from common.schema import decode_checkout, record_timestamp_ms
+import pytest
+
+from common.schema import Checkout, decode_checkout, record_timestamp_ms
 from common.settings import Settings
 from common.topics import ensure_topics
 from producers.publish import publish
@@ -162,3 +165,36 @@ def test_the_sigterm_handler_is_restored_after_publish(settings: Settings) -> No
     publish(settings, generate(1, PAST, 10))
 
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_checkouts_accepted_before_the_source_fails_are_still_delivered(
+    settings: Settings,
+) -> None:
+    def failing() -> Iterator[Checkout]:
+        yield from generate(1, PAST, 100)
+        msg = "the source broke"
+        raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        publish(settings, failing())
+
+    assert len(read_all(settings)) == 100
+
+
+def test_a_held_clock_still_ends_at_the_duration(settings: Settings) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    started = time.monotonic()
+
+    result = subprocess.run(
+        _kassa("produce", "synthetic", "--max", "--duration", "2", "--start", tomorrow),
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    assert "holding checkouts" in result.stderr
+    assert "sent 0 checkouts" in result.stderr
