@@ -226,8 +226,13 @@ class Reconciliation:
 
 
 def reconcile(client: redis.Redis, day: date, daily: Mapping[str, Figures]) -> Reconciliation:
-    """Compare the live figures of ``day`` with the daily result, item by item."""
+    """Compare the live figures of ``day`` with the daily result, item by item.
+
+    A day the live namespace holds nothing for (no stream job ran) has no drifts.
+    """
     live = read_day(client, "live", day)
+    if not live:
+        return Reconciliation(day, 0, len(daily), ())
     drifts = [
         Drift(sku, live.get(sku, (0, 0, 0, 0, 0)), daily.get(sku, (0, 0, 0, 0, 0)))
         for sku in sorted(set(live) | set(daily))

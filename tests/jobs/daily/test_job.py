@@ -280,3 +280,24 @@ def test_a_crash_before_the_rename_leaves_the_previous_snapshot(
     assert parquet.read_manifest(settings.data_dir, day) == first
     monkeypatch.undo()
     assert run_day(settings, day).manifest["totals"]["units"] == 5
+
+
+def test_reconciliation_reports_live_drift_and_repairs_it(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    day = date(2026, 11, 20)
+    produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("soap", 2, "1.10"), ("tea", 1, "3")])])
+    seal(settings, utc(2026, 11, 22))
+    redis_client.zadd(keys.day_key("live", day, "units"), {"soap": 1, "tea": 1})
+    redis_client.hset(keys.day_key("live", day, "revenue"), mapping={"soap": 11000, "tea": 30000})
+
+    drifting = run_day(settings, day).manifest["reconciliation"]
+    assert drifting["drifted_items"] == 2
+    assert drifting["drifts"][0]["sku"] == "soap"
+    assert drifting["drifts"][0]["difference"]["units"] == -1
+    assert drifting["repaired_live"] is False
+
+    repaired = run_day(settings, day, repair_live=True).manifest["reconciliation"]
+    assert repaired["repaired_live"] is True
+    assert run_day(settings, day).manifest["reconciliation"]["drifted_items"] == 0
+    assert redis_client.zscore(keys.day_key("live", day, "units"), "soap") == 2
