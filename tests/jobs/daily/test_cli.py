@@ -1,0 +1,56 @@
+"""``kassa daily`` as a user runs it: exit statuses, summaries, and the documented readers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polars as pl
+import pyarrow.dataset as ds
+
+from common.settings import Settings
+from tests.helpers import settings_env
+from tests.jobs.daily.support import checkout, produce, seal, utc
+
+KASSA = (sys.executable, "-m", "cli.main")
+
+
+def _kassa(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KASSA, *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_backfill_prints_a_line_per_day_and_the_documented_readers_work(
+    settings: Settings,
+) -> None:
+    produce(settings, [checkout("a", utc(2026, 11, 19, 9), [("soap", 2, "1.10")])])
+    produce(settings, [checkout("b", utc(2026, 11, 20, 9), [("tea", 3, "2.00")])])
+    seal(settings, utc(2026, 11, 22))
+
+    done = _kassa(settings, "daily", "backfill", "--from", "2026-11-19", "--to", "2026-11-20")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("2026-11-19 complete: 1 checkouts, 1 lines, 2 units")
+    assert lines[1].startswith("2026-11-20 complete: 1 checkouts, 1 lines, 3 units")
+
+    data = settings.data_dir
+    items = pl.scan_parquet(f"{data}/daily_item_sales/**/*.parquet", hive_partitioning=True)
+    day = items.filter(pl.col("date") == pl.date(2026, 11, 20)).collect()
+    assert day.select("sku", "units").rows() == [("tea", 3)]
+    dataset = ds.dataset(data / "daily_item_sales", format="parquet", partitioning="hive")
+    table = dataset.to_table(filter=ds.field("date") == "2026-11-19")
+    assert table.column("sku").to_pylist() == ["soap"]
+
+
+def test_bad_input_exits_2(settings: Settings) -> None:
+    assert _kassa(settings, "daily", "run", "--day", "2026-13-01").returncode == 2
+    backwards = _kassa(settings, "daily", "backfill", "--from", "2026-11-20", "--to", "2026-11-19")
+    assert backwards.returncode == 2
+    assert "--from 2026-11-20 is after --to 2026-11-19" in backwards.stderr
