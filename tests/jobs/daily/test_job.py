@@ -301,3 +301,32 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     assert repaired["repaired_live"] is True
     assert run_day(settings, day).manifest["reconciliation"]["drifted_items"] == 0
     assert redis_client.zscore(keys.day_key("live", day, "units"), "soap") == 2
+
+
+def test_small_chunks_give_the_same_day_as_one_chunk(settings: Settings) -> None:
+    day = date(2026, 11, 20)
+    sales = [
+        checkout(
+            f"t{n}",
+            utc(2026, 11, 20, 6) + timedelta(minutes=3 * n),
+            [(f"sku{n % 7}", 1 + n % 4, "1.25"), (f"sku{n % 3}", -1, "1.25")],
+            store_id=f"s{n % 5}",
+            kind="adjustment",
+        )
+        for n in range(150)
+    ]
+    produce(settings, sales + sales[::4])
+    seal(settings, utc(2026, 11, 22))
+    whole = settings.model_copy(update={"data_dir": settings.data_dir / "whole"})
+
+    small = run_day(settings, day, chunk_messages=7).manifest
+    large = run_day(whole, day).manifest
+
+    assert small["counts"]["duplicates"] == large["counts"]["duplicates"] == len(sales[::4])
+    for table in ("daily_item_sales", "daily_store_item_sales", "hourly_sales"):
+        assert pl.read_parquet(parquet.table_path(settings.data_dir, table, day)).equals(
+            pl.read_parquet(parquet.table_path(whole.data_dir, table, day))
+        )
+    assert parquet_figures(
+        parquet.table_path(settings.data_dir, "daily_item_sales", day)
+    ) == expected_of(sales, day, settings.zone)
