@@ -133,7 +133,9 @@ def test_a_broker_that_goes_away_fails_the_run_loudly(
     assert process.returncode == 1, stderr
     error = stderr[stderr.index("kassa: error:") :]
     failed = int(error.split(" failed")[0].rsplit(" ", 1)[1].replace(",", ""))
+    delivered = int(error.split(" delivered")[0].rsplit(" ", 1)[1].replace(",", ""))
     assert failed > 0
+    assert delivered > 0, "the broker was stopped before anything was delivered"
     assert "Message timed out" in error or "not delivered" in error
 
 
