@@ -128,9 +128,9 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     totals = replay.ReplayTotals()
     stop = threading.Event()
     checkouts: Iterator[Checkout] = replay.checkouts(dataset, first, last, args.shift_to)
+    checkouts = not_ahead_of_clock(checkouts, stop)
     if args.speed is not None:
         checkouts = at_speed(checkouts, args.speed, stop)
-    checkouts = not_ahead_of_clock(checkouts, stop)
     ensure_topics(settings)
     report = publish(settings, totals.count(checkouts), progress=not args.quiet, stop=stop)
     print(totals.table())

@@ -38,18 +38,20 @@ def at_speed(
 ) -> Iterator[Checkout]:
     """Yield each checkout when its ``occurred_at`` comes, ``speed`` times faster than real time.
 
-    The first checkout goes at once; the gap to each later one is its distance in event time
-    divided by ``speed``. Ends early when ``stop`` is set.
+    The first checkout goes as soon as ``checkouts`` gives it; each later one goes when the
+    time since then reaches its distance in event time divided by ``speed``. Ends early when
+    ``stop`` is set.
     """
     if speed <= 0:
         msg = f"speed {speed} is not positive; pass e.g. 1 (real time), 60, or 'max'"
         raise ValueError(msg)
     first_event: float | None = None
-    started = time.monotonic()
+    started = 0.0
     for checkout in checkouts:
         event = checkout.occurred_at.timestamp()
         if first_event is None:
             first_event = event
+            started = time.monotonic()
         ahead = started + (event - first_event) / speed - time.monotonic()
         if ahead > 0 and not _wait(ahead, stop):
             return
