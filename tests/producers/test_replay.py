@@ -54,6 +54,8 @@ def test_every_row_of_the_dataset_becomes_a_line_of_a_valid_checkout() -> None:
     assert len(replayed) == rows["InvoiceNo"].n_unique() == 25_900
     assert sum(len(c.lines) for c in replayed) == rows.height == 541_909
     assert sum(line.quantity for c in replayed for line in c.lines) == 5_176_450
+    revenue = sum(line.quantity * line.unit_price for c in replayed for line in c.lines)
+    assert revenue == Decimal("9747747.934")  # the dataset README's reference total
     for checkout in replayed:
         assert decode_checkout(encode_checkout(checkout)) == checkout
     times = [c.occurred_at for c in replayed]
