@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
@@ -95,10 +95,12 @@ class Deliveries:
         self._logged: dict[str, float] = {}
 
     def on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        """Count a failed delivery under its reason (successes are not reported)."""
         if error is not None:
             self.failures[f"{error.name()}: {error.str()}"] += 1
 
     def on_error(self, error: KafkaError) -> None:
+        """Log a client-level error (at most every 10 s per kind); remember a fatal one."""
         if error.fatal():
             self.fatal = error
             logger.error("fatal producer error, stopping: %s", error.str())
@@ -252,6 +254,10 @@ def _produce_all(
                     break
                 except BufferError:
                     poll(0.05)
+                except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
+                    error = exc.args[0]
+                    deliveries.failures[f"{error.name()}: {error.str()}"] += 1
+                    break
             sent += 1
             if sent < next_check:
                 continue

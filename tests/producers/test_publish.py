@@ -200,3 +200,21 @@ def test_a_held_clock_still_ends_at_the_duration(settings: Settings) -> None:
     assert time.monotonic() - started < 30
     assert "holding checkouts" in result.stderr
     assert "sent 0 checkouts" in result.stderr
+
+
+def test_a_checkout_the_client_refuses_is_counted_not_raised(settings: Settings) -> None:
+    huge = next(generate(1, PAST, 1))
+    huge = Checkout(
+        transaction_id="huge",
+        store_id=huge.store_id,
+        register_id=huge.register_id,
+        occurred_at=huge.occurred_at,
+        kind="sale",
+        currency="EUR",
+        lines=huge.lines * 20_000,  # far beyond librdkafka's message.max.bytes (1 MB)
+    )
+
+    report = publish(settings, [*generate(1, PAST, 10), huge])
+
+    assert (report.sent, report.delivered, report.failed) == (11, 10, 1)
+    assert "MSG_SIZE_TOO_LARGE" in next(iter(report.failures))
