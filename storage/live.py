@@ -73,7 +73,7 @@ return {1, last}
 class PartitionDelta:
     """What one batch of one partition adds to the live figures.
 
-    ``items`` maps ``(day, store_id, sku)`` to the figures list (see :data:`UNITS` ...);
+    ``items`` maps ``(day, store_id)`` to ``{sku: figures}`` (see :data:`UNITS` ...);
     ``stores`` maps ``(day, store_id)`` to ``[checkouts, lines]``. Offsets span the batch,
     including dead-lettered messages; ``first_offset`` is -1 while the batch is empty.
     """
@@ -81,7 +81,7 @@ class PartitionDelta:
     partition: int
     first_offset: int = -1
     last_offset: int = -1
-    items: dict[tuple[date, str, str], list[int]] = field(default_factory=dict)
+    items: dict[tuple[date, str], dict[str, list[int]]] = field(default_factory=dict)
     stores: dict[tuple[date, str], list[int]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
@@ -188,15 +188,16 @@ class LiveStore:
         self, delta: PartitionDelta, script_keys: list[str], ops: list[tuple[str, int, list[str]]]
     ) -> None:
         by_scope: dict[tuple[date, str | None], dict[str, list[int]]] = {}
-        for (day, store_id, sku), figures in delta.items.items():
-            by_scope.setdefault((day, store_id), {})[sku] = figures
+        for (day, store_id), store_items in delta.items.items():
+            by_scope[(day, store_id)] = store_items
             chain = by_scope.setdefault((day, None), {})
-            total = chain.get(sku)
-            if total is None:
-                chain[sku] = list(figures)
-            else:
-                for index in range(FIGURES):
-                    total[index] += figures[index]
+            for sku, figures in store_items.items():
+                total = chain.get(sku)
+                if total is None:
+                    chain[sku] = list(figures)
+                else:
+                    for index in range(FIGURES):
+                        total[index] += figures[index]
         stores: dict[date, set[str]] = {}
         checkouts: dict[tuple[date, str | None], list[int]] = {}
         for (day, store_id), counts in delta.stores.items():

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from common.days import business_day, day_bounds
 from common.schema import Checkout, to_money_units
-from storage.live import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, PartitionDelta
+from storage.live import PartitionDelta
 
 
 class DayCutter:
@@ -40,38 +40,37 @@ class Aggregator:
 
     def add(self, delta: PartitionDelta, checkout: Checkout) -> None:
         """Fold ``checkout`` into ``delta``."""
-        day = self._days.day_of(checkout.occurred_at)
-        store_id = checkout.store_id
+        scope = (self._days.day_of(checkout.occurred_at), checkout.store_id)
+        items = delta.items.get(scope)
+        if items is None:
+            items = delta.items[scope] = {}
         kind = checkout.kind
-        items = delta.items
-        names = delta.names
         prices = self._prices
         seen: set[str] = set()
+        # Literal indexes: UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS (globals cost ~1 us/msg).
         for line in checkout.lines:
             sku = line.sku
             quantity = line.quantity
             price = prices.get(line.unit_price)
             if price is None:
                 price = prices[line.unit_price] = to_money_units(line.unit_price)
-            key = (day, store_id, sku)
-            figures = items.get(key)
+            figures = items.get(sku)
             if figures is None:
-                figures = items[key] = [0, 0, 0, 0, 0]
-            figures[UNITS] += quantity
+                figures = items[sku] = [0, 0, 0, 0, 0]
+                if line.name is not None:
+                    delta.names[sku] = line.name
+            figures[0] += quantity
             if kind == "sale":
-                figures[SOLD] += quantity
+                figures[1] += quantity
             elif kind == "return":
-                figures[RETURNED] -= quantity
-            figures[REVENUE] += quantity * price
+                figures[2] -= quantity
+            figures[3] += quantity * price
             if sku not in seen:
                 seen.add(sku)
-                figures[CHECKOUTS] += 1
-            if line.name is not None:
-                names[sku] = line.name
-        store_key = (day, store_id)
-        counts = delta.stores.get(store_key)
+                figures[4] += 1
+        counts = delta.stores.get(scope)
         if counts is None:
-            delta.stores[store_key] = [1, len(checkout.lines)]
+            delta.stores[scope] = [1, len(checkout.lines)]
         else:
             counts[0] += 1
             counts[1] += len(checkout.lines)

@@ -60,7 +60,9 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
     for checkout in batch:
         aggregator.add(delta, checkout)
     folded = {
-        key: (f[0], f[1], f[2], from_money_units(f[3]), f[4]) for key, f in delta.items.items()
+        (day, store, sku): (f[0], f[1], f[2], from_money_units(f[3]), f[4])
+        for (day, store), items in delta.items.items()
+        for sku, f in items.items()
     }
     expected = {key: row for key, row in truth(batch, LONDON).items() if key[1] is not None}
     assert folded == expected
