@@ -134,6 +134,12 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
     report = publish(settings, totals.count(checkouts), progress=not args.quiet, stop=stop)
     print(totals.table())
+    if not totals.days and report.stopped_by is None:
+        print(
+            f"kassa: no invoices in {dataset} from {first or 'the start'} to {last or 'the end'}"
+            " (the Online Retail file covers 2010-12-01 to 2011-12-09, without Saturdays)",
+            file=sys.stderr,
+        )
     return _finish(report)
 
 
