@@ -86,6 +86,17 @@ def sales_lines(lines: pl.DataFrame) -> pl.DataFrame:
     return lines.select(SALES_LINES_SCHEMA.names()).cast(SALES_LINES_SCHEMA)
 
 
+def _detached(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its own copy of every string.
+
+    Polars strings are views that may point into the chunk's decoded buffers; a partial that
+    kept such views would keep every chunk's buffers alive for the whole day.
+    """
+    detached = pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    assert isinstance(detached, pl.DataFrame)
+    return detached
+
+
 def _whole_hour_offsets(lines: pl.DataFrame, zone: ZoneInfo) -> bool:
     """Whether local hours start on UTC hours over the chunk's time span."""
     instants = lines.get_column("occurred_at")
@@ -167,19 +178,19 @@ class Partials:
         measures = _measures(lines, self.zone)
         checkouts = pl.col("message").n_unique().cast(pl.Int64)
         count = pl.len().cast(pl.Int64)
-        self.items.append(measures.group_by("sku").agg(*_sums(), checkouts=checkouts))
-        self.store_items.append(
-            measures.group_by("store_id", "sku").agg(*_sums(), checkouts=checkouts)
-        )
+        items = measures.group_by("sku").agg(*_sums(), checkouts=checkouts)
+        self.items.append(_detached(items))
+        store_items = measures.group_by("store_id", "sku").agg(*_sums(), checkouts=checkouts)
+        self.store_items.append(_detached(store_items))
         self.hours.append(measures.group_by("hour").agg(*_sums(), checkouts=checkouts, lines=count))
-        self.stores.append(
-            measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
-        )
-        self.names.append(
+        stores = measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
+        self.stores.append(_detached(stores))
+        names = (
             measures.filter(pl.col("name").is_not_null())
             .group_by(_NAME_KEYS)
             .agg(name_at=pl.col("occurred_at").max())
         )
+        self.names.append(_detached(names))
         if len(self.items) >= _COMPACT_EVERY:
             self.items = [_combine(self.items, ["sku"], _FIGURE_TYPES)]
             self.store_items = [_combine(self.store_items, ["store_id", "sku"], _FIGURE_TYPES)]

@@ -88,8 +88,8 @@ def open_consumer(settings: Settings) -> Consumer:
         "max.partition.fetch.bytes": 32 * 1024 * 1024,
         "fetch.min.bytes": 1024 * 1024,
         "fetch.wait.max.ms": 50,
-        "queued.max.messages.kbytes": 256 * 1024,
-        "queued.min.messages": 200_000,
+        "queued.max.messages.kbytes": 64 * 1024,
+        "queued.min.messages": 100_000,
     }
     return Consumer(config)
 
