@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
-from common.topics import ensure_topics
+from common.topics import admin_client, ensure_topics
 from producers.publish import Deliveries, producer_config, publish
 from producers.synthetic import generate
 
@@ -48,6 +48,13 @@ def _topic(settings: Settings, name: str) -> Settings:
     variant = settings.model_copy(update={"topic": f"bench_producer_{name}_{uuid.uuid4().hex[:8]}"})
     ensure_topics(variant)
     return variant
+
+
+def _drop(settings: Settings) -> None:
+    topics = [settings.topic, settings.dead_letter_topic]
+    admin = admin_client(settings)
+    for future in admin.delete_topics(topics, operation_timeout=30).values():
+        future.result()
 
 
 def _kassa(settings: Settings) -> tuple[int, float]:
@@ -157,7 +164,11 @@ def run(settings: Settings) -> str:
         count = 0
         for _ in range(REPETITIONS):
             target = _topic(settings, measure.__name__.strip("_")) if kafka else settings
-            count, elapsed = measure(target)
+            try:
+                count, elapsed = measure(target)
+            finally:
+                if kafka:
+                    _drop(target)
             rates.append(count / elapsed)
         medians[name] = statistics.median(rates)
         spread = f"{min(rates):,.0f} - {max(rates):,.0f}"
