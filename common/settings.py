@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "count a replayed batch twice after a crash",
     )
     stream_commit_interval: float = Field(
-        0.5,
+        0.25,
         gt=0,
         le=60,
         description="seconds between Redis writes + offset commits of the stream job",
