@@ -12,7 +12,9 @@ Item popularity is Zipf-like, basket sizes are log-normal (median about 5 lines)
 100 checkouts is a return of one or two items and about 1 in 2,000 a stock adjustment.
 
 For speed, distributions are sampled once into lookup tables and every possible line
-(SKU x quantity) is built once; a checkout costs a handful of table look-ups.
+(SKU x quantity) is built once. The lines of a sale are a window, at a random offset, of a
+pre-drawn stream of 131,072 independent line draws, so a checkout costs a handful of table
+look-ups and one tuple slice.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ RETURN_RATE: Final = 0.01
 ADJUSTMENT_RATE: Final = 0.0005
 QUANTITIES: Final = (1, 2, 3, 4, 6, 12)
 _QUANTITY_WEIGHTS: Final = (80.0, 12.0, 4.0, 2.0, 1.5, 0.5)
+MAX_BASKET: Final = 60
 _TABLE_BITS: Final = 16
+_STREAM_BITS: Final = 17
 _HOUR_MS: Final = 3_600_000
 
 # opening hours per weekday (Monday = 0): (open hour, close hour), local time
@@ -153,8 +157,10 @@ def stores(count: int = 20) -> tuple[Store, ...]:
     )
 
 
-def _table(rng: random.Random, population: range, weights: list[float]) -> list[int]:
-    return rng.choices(population, weights, k=1 << _TABLE_BITS)
+def _table(
+    rng: random.Random, population: range, weights: list[float], bits: int = 16
+) -> list[int]:
+    return rng.choices(population, weights, k=1 << bits)
 
 
 class _Clock:
@@ -226,8 +232,19 @@ def generate(
     sku_table = _table(rng, range(len(products)), popularity)
     quantity_table = _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS))
     size_table = [
-        min(60, max(1, round(rng.lognormvariate(1.6, 0.75)))) for _ in range(1 << _TABLE_BITS)
+        min(MAX_BASKET, max(1, round(rng.lognormvariate(1.6, 0.75))))
+        for _ in range(1 << _TABLE_BITS)
     ]
+    # a basket is a window of this stream of independent line draws: one slice per basket
+    draws = [
+        sales[sku * n_quantities + quantity]
+        for sku, quantity in zip(
+            _table(rng, range(len(products)), popularity, _STREAM_BITS),
+            _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS), _STREAM_BITS),
+            strict=True,
+        )
+    ]
+    stream = tuple(draws + draws[:MAX_BASKET])
     clock = _Clock(start, len(registers) / SECONDS_PER_CHECKOUT_AT_PEAK)
     prefix = f"syn{seed}-{start.astimezone(UTC):%Y%m%dT%H%M%S}-"
     bits = rng.getrandbits
@@ -249,10 +266,8 @@ def generate(
             )
         else:
             kind = "sale"
-            lines = tuple(
-                sales[sku_table[bits(16)] * n_quantities + quantity_table[bits(16)]]
-                for _ in range(size_table[bits(16)])
-            )
+            offset = bits(_STREAM_BITS)
+            lines = stream[offset : offset + size_table[bits(_TABLE_BITS)]]
         yield Checkout(
             transaction_id=f"{prefix}{produced}",
             store_id=store_id,
