@@ -67,6 +67,7 @@ class StreamJob:
             self.app.run(timeout=timeout, collect=False)
         finally:
             self.metrics.state = "stopped"
+            self.sink.close()
             self.redis_client.close()
 
 

@@ -76,6 +76,13 @@ class DeadLetters:
             )
             raise DeadLetterError(msg)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (best effort) and release the producer's connections."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            logger.warning("%d dead letter(s) still queued at shutdown", remaining)
+        del self._producer
+
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failures.append(str(error))

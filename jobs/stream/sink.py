@@ -199,6 +199,10 @@ class LiveSink(BaseSink):
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
+    def close(self) -> None:
+        """Release the dead-letter producer (after the application stopped)."""
+        self._dead_letters.close()
+
     def on_paused(self) -> None:
         """Quix rewinds after backpressure: drop the batches it will replay."""
         self._deltas.clear()
