@@ -160,12 +160,15 @@ def read_partition(
     topic: str,
     part: PartitionRange,
     chunk_messages: int,
-    stall_seconds: float = STALL_SECONDS,
+    stall_seconds: float | None = None,
 ) -> Iterator[list[bytes | None]]:
     """The values of ``part``'s range, in offset order, in chunks of ``chunk_messages``.
 
-    Chunk boundaries depend only on the range, never on fetch timing.
+    Chunk boundaries depend only on the range, never on fetch timing. Raises
+    :class:`ReadError` when no record arrives for ``stall_seconds`` (default
+    :data:`STALL_SECONDS`), e.g. because the broker went away.
     """
+    stall = STALL_SECONDS if stall_seconds is None else stall_seconds
     if part.records <= 0:
         return
     consumer.assign([TopicPartition(topic, part.partition, part.start)])
@@ -183,10 +186,10 @@ def read_partition(
                 while len(pending) >= chunk_messages:
                     yield pending[:chunk_messages]
                     pending = pending[chunk_messages:]
-            elif time.monotonic() - last_progress > stall_seconds:
+            elif time.monotonic() - last_progress > stall:
                 msg = (
                     f"no progress reading partition {part.partition} of {topic!r} at offset "
-                    f"{position} (range ends at {part.end}) for {stall_seconds:.0f} s; "
+                    f"{position} (range ends at {part.end}) for {stall:.0f} s; "
                     "is the broker up?"
                 )
                 raise ReadError(msg)
