@@ -2,9 +2,9 @@
 
 APScheduler 3.x runs :func:`catch_up` at ``KASSA_DAILY_AT`` local time every day with
 ``coalesce`` (missed fire times collapse into one run), ``max_instances=1`` and a misfire
-grace time; :func:`catch_up` also runs once at start. It finalizes every day of the last
-``KASSA_DAILY_CATCHUP_DAYS`` that has no manifest yet, oldest first, so each missed day is
-run exactly once and a finished day is never run again.
+grace time; :func:`catch_up` also runs once at start. It finalizes yesterday and each of the
+``KASSA_DAILY_CATCHUP_DAYS`` days before it that has no manifest yet, oldest first, so each
+missed day is run exactly once and a finished day is never run again.
 
 APScheduler's ``CronTrigger`` fires twice on the day daylight saving time ends when the run
 time falls in the repeated hour (and can then repeat the second time). :class:`DailyTrigger`
@@ -67,7 +67,8 @@ class DailyTrigger(BaseTrigger):  # type: ignore[misc]
 
 
 def missed_days(settings: Settings, now: datetime) -> list[date]:
-    """Days of the catch-up window (ending yesterday) without a manifest, oldest first."""
+    """Yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it, if they have no
+    manifest, oldest first."""
     last = yesterday(now, settings.zone)
     finished = set(parquet.manifest_days(settings.data_dir))
     window = [last - timedelta(days=n) for n in range(settings.daily_catchup_days, -1, -1)]
