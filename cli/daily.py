@@ -1,7 +1,8 @@
 """``kassa daily run|backfill|schedule``: finalize business days into Parquet and Redis.
 
 Exit status: 0 done; 2 bad input or settings; 3 a day is not complete yet (the message names
-the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be read.
+the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be
+read; 5 Redis could not be written (the day stays unfinished).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="finalize business days: Parquet tables, Redis daily rankings, manifests",
         description="The daily job: read a business day's offset range from KASSA_TOPIC and "
         "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
-        "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable.",
+        "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
+        "unwritable.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -33,3 +33,9 @@ class ReadError(DailyError):
     """The day's offset range could not be read from Kafka."""
 
     exit_code = 4
+
+
+class RedisWriteError(DailyError):
+    """The day's Parquet files are written but Redis could not be updated."""
+
+    exit_code = 5

@@ -38,7 +38,7 @@ from common.schema import SCHEMA_VERSION, from_money_units
 from common.settings import Settings
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
 from jobs.daily.decode import Decoded, decode_batch
-from jobs.daily.exceptions import IncompleteDay
+from jobs.daily.exceptions import IncompleteDay, RedisWriteError
 from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
 from storage import parquet
 from storage.daily import (
@@ -327,6 +327,13 @@ class _DayRun:
             repaired = bool(self.repair_live and reconciliation.drifts)
             if repaired:
                 replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
+        except redis.RedisError as exc:
+            msg = (
+                f"cannot write the rankings of {self.day} to Redis at KASSA_REDIS_URL="
+                f"{self.settings.redis_url!r} ({exc}); the Parquet files are written but the "
+                "day is not finished (no manifest): start Redis and run the day again"
+            )
+            raise RedisWriteError(msg) from None
         finally:
             client.close()
         return reconciliation, repaired

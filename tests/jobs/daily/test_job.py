@@ -16,12 +16,12 @@ import redis
 
 from common.schema import encode_checkout, to_money_units
 from common.settings import Settings
-from jobs.daily.exceptions import IncompleteDay
+from jobs.daily.exceptions import IncompleteDay, RedisWriteError
 from jobs.daily.job import run_day
 from producers.publish import publish
 from producers.replay import checkouts as replay_checkouts
 from storage import keys, parquet
-from tests.helpers import settings_env
+from tests.helpers import free_port, settings_env
 from tests.jobs.daily.support import (
     DATASET,
     LONDON,
@@ -330,3 +330,17 @@ def test_small_chunks_give_the_same_day_as_one_chunk(settings: Settings) -> None
     assert parquet_figures(
         parquet.table_path(settings.data_dir, "daily_item_sales", day)
     ) == expected_of(sales, day, settings.zone)
+
+
+def test_redis_down_leaves_the_day_unfinished_with_status_5(settings: Settings) -> None:
+    day = date(2026, 11, 20)
+    produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("bread", 1, "2")])])
+    seal(settings, utc(2026, 11, 22))
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/1"})
+
+    with pytest.raises(RedisWriteError, match="run the day again") as failed:
+        run_day(down, day)
+
+    assert failed.value.exit_code == 5
+    assert parquet.table_path(settings.data_dir, "daily_item_sales", day).exists()
+    assert parquet.read_manifest(settings.data_dir, day) is None
