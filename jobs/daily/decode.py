@@ -78,9 +78,10 @@ _PARSE_OPTIONS: Final = pj.ParseOptions(
     explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
 _TIMESTAMP: Final = (
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-](0\d|1\d|2[0-3]):[0-5]\d)$"
+    r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_PRICE: Final = r"^-?\d{1,12}(\.\d{1,4})?$"
+_PRICE: Final = r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"
 _CURRENCY: Final = r"^[A-Z]{3}$"
 _SMALLEST_BLOCK: Final = 16
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
