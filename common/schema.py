@@ -128,7 +128,7 @@ def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
     except msgspec.ValidationError as exc:
         reason = Reason.MISSING_FIELD if "missing required field" in str(exc) else None
         raise InvalidCheckout(reason or Reason.INVALID_FIELD, str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidCheckout(Reason.MALFORMED_JSON, str(exc)) from None
     validate_checkout(checkout, limits)
     return checkout
