@@ -137,6 +137,7 @@ def _parse_block(
     payload = b"\n".join([values[index] or b"" for index in indices])
     try:
         table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
+        table.validate(full=True)  # pyarrow.json does not check that strings are UTF-8
     except pa.ArrowInvalid:
         table = None
     if table is None or table.num_rows != len(indices):

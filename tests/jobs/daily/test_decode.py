@@ -105,6 +105,10 @@ def _mutate(value: bytes, mutation: int | None, form: int) -> bytes:
             value + b"\n" + value,
             b" \n" + value,
             b"x" * 4001,
+            value.replace(b'"currency":"', b'"currency":"\xff', 1),
+            b"\xef\xbb\xbf" + value,
+            b"null",
+            value.replace(b'"kind":', b'"kind":"sale","kind":', 1),
         ]
         return forms[form % len(forms)]
     path, replacement = MUTATIONS[mutation]
