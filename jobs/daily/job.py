@@ -264,11 +264,14 @@ class _DayRun:
         )
         return DayResult(self.day, manifest, reconciliation)
 
+    def _chunks(self, consumer: Consumer, plan: DayRange) -> Iterator[list[bytes | None]]:
+        for part in plan.partitions:
+            yield from read_partition(consumer, plan.topic, part, self.chunk_messages)
+
     def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
         limits = self.settings.limits
-        for part in plan.partitions:
-            for values in read_partition(consumer, plan.topic, part, self.chunk_messages):
-                yield len(values), decode_batch(values, limits)
+        for values in in_background(self._chunks(consumer, plan), depth=1):
+            yield len(values), decode_batch(values, limits)
 
     def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
         partials = Partials(self.settings.zone)
