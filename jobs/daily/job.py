@@ -1,9 +1,9 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
-A run reads the day's offset range (:mod:`jobs.daily.reader`) and decodes it
-(:mod:`jobs.daily.decode`) on a background thread, while the calling thread cuts each chunk to
-the day, drops duplicate checkouts and folds it into partial aggregates
-(:mod:`jobs.daily.aggregate`); a third thread compresses ``sales_lines``. pyarrow, Polars and
+A run reads the day's offset range (:mod:`jobs.daily.reader`) on one thread and decodes it
+(:mod:`jobs.daily.decode`) on another, while the calling thread cuts each chunk to the day,
+drops duplicate checkouts and folds it into partial aggregates (:mod:`jobs.daily.aggregate`);
+a fourth thread compresses ``sales_lines``. pyarrow, Polars and
 librdkafka release the GIL, so the stages overlap on both cores, and at most a few chunks are
 in memory at once. Then the four tables are renamed into place, the day's Redis rankings are
 replaced atomically (:mod:`storage.daily`) and reconciled with the live counts, and the
