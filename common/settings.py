@@ -119,7 +119,10 @@ class Settings(BaseSettings):
         description="how late the scheduled daily run may still start (e.g. after a reboot)",
     )
     daily_catchup_days: int = Field(
-        7, ge=0, le=366, description="days back 'kassa daily schedule' checks for missed runs"
+        7,
+        ge=0,
+        le=366,
+        description="days before yesterday that 'kassa daily schedule' checks for missed runs",
     )
 
     @field_validator("timezone")
