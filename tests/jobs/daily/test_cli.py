@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import polars as pl
 import pyarrow.dataset as ds
 
 from common.settings import Settings
+from storage import parquet
 from tests.helpers import settings_env
 from tests.jobs.daily.support import checkout, produce, seal, utc
 
@@ -54,3 +56,31 @@ def test_bad_input_exits_2(settings: Settings) -> None:
     backwards = _kassa(settings, "daily", "backfill", "--from", "2026-11-20", "--to", "2026-11-19")
     assert backwards.returncode == 2
     assert "--from 2026-11-20 is after --to 2026-11-19" in backwards.stderr
+
+
+def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) -> None:
+    window = settings.model_copy(update={"daily_catchup_days": 1})
+    child = subprocess.Popen(
+        [*KASSA, "daily", "schedule"],
+        env=settings_env(window),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stderr is not None
+        lines = []
+        for line in child.stderr:
+            lines.append(line)
+            if "daily job scheduled" in line:
+                break
+        log = "".join(lines)
+        assert "daily run finished 2 day(s)" in log, log
+        assert "next run" in log
+        child.send_signal(signal.SIGINT)
+        assert child.wait(30) == 130
+    finally:
+        child.kill()
+        child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+    assert len(parquet.manifest_days(window.data_dir)) == 2
