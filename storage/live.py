@@ -3,10 +3,9 @@
 The stream job aggregates each partition batch into a :class:`PartitionDelta` and hands it to
 :meth:`LiveStore.apply`, which sends the whole delta in ONE call of a Lua script. The script
 adds the delta to the ``live`` keys of :mod:`storage.keys` and records the batch's last
-offset as the partition's *watermark* in the same atomic step. With ``guarded=True`` it first
-compares the batch with the watermark: a batch whose first offset is at or below it was
-(partly) applied before, so nothing is written. A replay after a crash and a stale replica
-therefore change nothing.
+offset as the partition's *watermark* in the same atomic step, but only if the watermark is
+the one the writer expects (compare-and-set). A replay after a crash, a stale replica or a
+batch that follows a refused one therefore changes nothing.
 """
 
 from __future__ import annotations
@@ -41,13 +40,12 @@ _HASH_MEASURES: Final[tuple[tuple[keys.Measure, int], ...]] = (
 
 _APPLY_SCRIPT: Final = """
 local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local first = tonumber(ARGV[2])
-local last = tonumber(ARGV[3])
-if ARGV[4] == '1' and stored >= first then
+local last = tonumber(ARGV[2])
+if ARGV[3] ~= '' then
   if stored >= last then return {0, stored} end
-  return {-1, stored}
+  if stored ~= tonumber(ARGV[3]) then return {-1, stored} end
 end
-local ops = cjson.decode(ARGV[5])
+local ops = cjson.decode(ARGV[4])
 for k = 2, #KEYS do
   local key = KEYS[k]
   local op = ops[k - 1]
@@ -64,7 +62,7 @@ for k = 2, #KEYS do
   end
   if op[2] ~= 0 then redis.call('EXPIREAT', key, op[2]) end
 end
-if last > stored then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+if last > stored then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return {1, last}
 """
 
@@ -148,11 +146,14 @@ class LiveStore:
         raw: dict[Any, Any] = self._client.hgetall(self._dead_letters_key)
         return {reason.decode(): int(count) for reason, count in raw.items()}
 
-    def apply(self, delta: PartitionDelta, guarded: bool = True) -> ApplyResult:
+    def apply(self, delta: PartitionDelta, expected: int | None) -> ApplyResult:
         """Add ``delta`` and move the watermark to its last offset, in one Lua call.
 
-        With ``guarded`` the batch is skipped when the watermark is at or above its first
-        offset (:attr:`ApplyStatus.DUPLICATE` or :attr:`ApplyStatus.CONFLICT`).
+        ``expected`` is the watermark the caller believes Redis holds (-1: none). The batch is
+        written only if Redis holds exactly that: a watermark at or past the batch's last
+        offset gives :attr:`ApplyStatus.DUPLICATE`, any other difference
+        :attr:`ApplyStatus.CONFLICT` (another writer was there). ``None`` writes
+        unconditionally (at-least-once).
         """
         if delta.empty:
             msg = f"partition {delta.partition}: an empty batch has no offsets to apply"
@@ -168,9 +169,8 @@ class LiveStore:
         self._add_figures(delta, script_keys, ops)
         args = [
             delta.partition,
-            delta.first_offset,
             delta.last_offset,
-            1 if guarded else 0,
+            "" if expected is None else expected,
             _encode(ops),
         ]
         status, watermark = self._script(keys=script_keys, args=args)

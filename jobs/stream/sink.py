@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from quixstreams.sinks import BaseSink, SinkBackpressureError
@@ -12,11 +13,13 @@ from common.schema import InvalidCheckout, Limits, Reason, decode_checkout
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
 from jobs.stream.metrics import StreamMetrics
-from storage.live import ApplyStatus, LiveStore, PartitionDelta
+from storage.live import ApplyResult, ApplyStatus, LiveStore, PartitionDelta
 
 logger = logging.getLogger(__name__)
 
 CONFLICT_RETRY_SECONDS = 0.5
+SPILL_OFFSETS = 20_000
+"""A partition batch this long is written at once (bounds memory and the Lua call's length)."""
 
 
 class LiveSink(BaseSink):
@@ -24,8 +27,11 @@ class LiveSink(BaseSink):
 
     ``add`` is the per-message path: skip offsets Redis already holds (exactly-once mode),
     decode once, fold into the partition's :class:`PartitionDelta`, or dead-letter.
-    ``flush`` (called by Quix before it commits offsets) sends each partition's delta with
-    its last offset in one Lua call (:meth:`LiveStore.apply`).
+    A batch is written by a writer thread (one Lua call, :meth:`LiveStore.apply`, with the
+    watermark the sink expects) when it spans :data:`SPILL_OFFSETS` offsets, so Redis works
+    while the next batch is decoded; ``flush`` (called by Quix before it commits offsets)
+    writes the rest and waits for every write. Writes of a partition stay in order, and one
+    refused write makes every later one of the checkpoint refused too (compare-and-set).
     """
 
     def __init__(
@@ -37,6 +43,7 @@ class LiveSink(BaseSink):
         metrics: StreamMetrics,
         limits: Limits,
         exactly_once: bool = True,
+        spill_offsets: int = SPILL_OFFSETS,
     ) -> None:
         super().__init__()
         self._store = store
@@ -45,9 +52,12 @@ class LiveSink(BaseSink):
         self._metrics = metrics
         self._limits = limits
         self._exactly_once = exactly_once
+        self._spill_offsets = spill_offsets
         self._deltas: dict[int, PartitionDelta] = {}
         self._watermarks: dict[int, int] = {}
         self._skipped = 0
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="kassa-redis-writer")
+        self._pending: list[tuple[PartitionDelta, Future[ApplyResult]]] = []
 
     def __repr__(self) -> str:
         return "<LiveSink>"
@@ -121,6 +131,8 @@ class LiveSink(BaseSink):
             self._dead_letter(delta, value, key, error, (topic, partition, offset))
             return
         self._aggregator.add(delta, checkout)
+        if offset - delta.first_offset >= self._spill_offsets:
+            self._submit(partition)
 
     def _dead_letter(
         self,
@@ -144,42 +156,61 @@ class LiveSink(BaseSink):
         delta.dead_letters[reason.value] = delta.dead_letters.get(reason.value, 0) + 1
         logger.warning("dead-lettered %s[%d]@%d: %s: %s", topic, partition, offset, reason, detail)
 
-    def flush(self) -> None:
-        """Apply every partition batch to Redis (one Lua call each), then forget them.
+    def _submit(self, partition: int) -> None:
+        """Hand a partition's batch to the writer thread, in order, with the expected watermark.
 
         Dead letters are delivered first, so a watermark never covers an undelivered one.
-        If another writer applied part of a batch, raise ``SinkBackpressureError``: Quix
-        then rewinds to the last commit and the replay skips what Redis holds.
         """
-        deltas, self._deltas = self._deltas, {}
+        delta = self._deltas.pop(partition)
+        if delta.empty:
+            return
+        self._dead_letters.flush()
+        expected = self._watermarks[partition] if self._exactly_once else None
+        self._watermarks[partition] = delta.last_offset
+        self._pending.append((delta, self._writer.submit(self._apply, delta, expected)))
+
+    def _apply(self, delta: PartitionDelta, expected: int | None) -> ApplyResult:
+        started = time.perf_counter()
+        result = self._store.apply(delta, expected)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        return result
+
+    def flush(self) -> None:
+        """Write every partition's batch and wait for all writes of this checkpoint.
+
+        Quix commits offsets after this returns, so every write of the checkpoint is in
+        Redis by then. If a write was refused because another replica got there first, raise
+        ``SinkBackpressureError``: Quix rewinds to the last commit and the replay skips what
+        Redis holds.
+        """
+        for partition in list(self._deltas):
+            self._submit(partition)
+        pending, self._pending = self._pending, []
+        wait([future for _, future in pending])
         metrics = self._metrics
         if self._skipped:
             metrics.replayed.inc(self._skipped)
             metrics.messages.inc(self._skipped)
             self._skipped = 0
-        self._dead_letters.flush()
         conflict = False
-        for partition, delta in deltas.items():
-            if delta.empty:
-                continue
-            started = time.perf_counter()
-            result = self._store.apply(delta, guarded=self._exactly_once)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            self._watermarks[partition] = result.watermark
-            metrics.applied_offset.labels(str(partition)).set(result.watermark)
+        for delta, future in pending:
+            result = future.result()
+            partition = delta.partition
+            if result.status is not ApplyStatus.APPLIED:
+                self._watermarks[partition] = result.watermark
+            metrics.applied_offset.labels(str(partition)).set(self._watermarks[partition])
             if result.status is ApplyStatus.CONFLICT:
                 conflict = True
                 metrics.conflicts.inc()
                 logger.warning(
-                    "partition %d: batch %d..%d overlaps watermark %d written by another "
-                    "replica; rewinding to the last commit",
+                    "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
+                    "another replica; rewinding to the last commit",
                     partition,
                     delta.first_offset,
                     delta.last_offset,
                     result.watermark,
                 )
-                continue
-            if result.status is ApplyStatus.DUPLICATE:
+            elif result.status is ApplyStatus.DUPLICATE:
                 logger.info(
                     "partition %d: batch %d..%d was already applied (watermark %d)",
                     partition,
@@ -187,20 +218,21 @@ class LiveSink(BaseSink):
                     delta.last_offset,
                     result.watermark,
                 )
-                continue
-            checkouts = delta.checkouts
-            metrics.messages.inc(delta.last_offset - delta.first_offset + 1)
-            metrics.batch_messages.observe(delta.last_offset - delta.first_offset + 1)
-            metrics.checkouts.inc(checkouts)
-            metrics.lines.inc(delta.lines)
-            for reason, count in delta.dead_letters.items():
-                metrics.dead_letters.labels(reason).inc(count)
-            metrics.last_batch_at = time.time()
+            else:
+                offsets = delta.last_offset - delta.first_offset + 1
+                metrics.messages.inc(offsets)
+                metrics.batch_messages.observe(offsets)
+                metrics.checkouts.inc(delta.checkouts)
+                metrics.lines.inc(delta.lines)
+                for reason, count in delta.dead_letters.items():
+                    metrics.dead_letters.labels(reason).inc(count)
+                metrics.last_batch_at = time.time()
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
     def close(self) -> None:
-        """Release the dead-letter producer (after the application stopped)."""
+        """Stop the writer thread and release the dead-letter producer (after the app)."""
+        self._writer.shutdown(wait=True)
         self._dead_letters.close()
 
     def on_paused(self) -> None:

@@ -53,7 +53,7 @@ def store(settings: Settings, redis_client: redis.Redis) -> LiveStore:
 def test_a_batch_adds_every_figure_and_moves_the_watermark(
     store: LiveStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    result = store.apply(_delta(0, 2))
+    result = store.apply(_delta(0, 2), expected=-1)
     assert result.status is ApplyStatus.APPLIED
     assert store.watermarks([0, 1]) == {0: 2, 1: -1}
     assert live_figures(redis_client, [DAY]) == truth(BASKETS, settings.zone)
@@ -71,27 +71,29 @@ def test_a_batch_adds_every_figure_and_moves_the_watermark(
 
 
 def test_a_replayed_batch_changes_nothing(store: LiveStore, redis_client: redis.Redis) -> None:
-    store.apply(_delta(10, 12))
+    store.apply(_delta(10, 12), expected=-1)
     before = live_figures(redis_client, [DAY])
-    assert store.apply(_delta(10, 12)).status is ApplyStatus.DUPLICATE
-    assert store.apply(_delta(5, 9)).status is ApplyStatus.DUPLICATE
+    assert store.apply(_delta(10, 12), expected=-1).status is ApplyStatus.DUPLICATE
+    assert store.apply(_delta(5, 9), expected=4).status is ApplyStatus.DUPLICATE
     assert live_figures(redis_client, [DAY]) == before
     assert store.watermarks([0]) == {0: 12}
 
 
-def test_a_batch_overlapping_the_watermark_is_refused_whole(
+def test_a_batch_expecting_another_watermark_is_refused_whole(
     store: LiveStore, redis_client: redis.Redis
 ) -> None:
-    store.apply(_delta(10, 12))
+    store.apply(_delta(10, 12), expected=-1)
     before = live_figures(redis_client, [DAY])
-    result = store.apply(_delta(11, 20))
-    assert (result.status, result.watermark) == (ApplyStatus.CONFLICT, 12)
+    for first, expected in ((11, 10), (13, 9), (21, 20)):
+        result = store.apply(_delta(first, first + 9), expected=expected)
+        assert (result.status, result.watermark) == (ApplyStatus.CONFLICT, 12)
     assert live_figures(redis_client, [DAY]) == before
+    assert store.apply(_delta(13, 20), expected=12).status is ApplyStatus.APPLIED
 
 
 def test_unguarded_batches_count_again(store: LiveStore, redis_client: redis.Redis) -> None:
-    store.apply(_delta(0, 2), guarded=False)
-    store.apply(_delta(0, 2), guarded=False)
+    store.apply(_delta(0, 2), expected=None)
+    store.apply(_delta(0, 2), expected=None)
     assert redis_client.zscore(keys.day_key("live", DAY, "units"), "apple") == 12
     assert store.watermarks([0]) == {0: 2}
 
@@ -99,7 +101,7 @@ def test_unguarded_batches_count_again(store: LiveStore, redis_client: redis.Red
 def test_per_day_keys_expire_retention_after_the_day(
     store: LiveStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    store.apply(_delta(0, 2))
+    store.apply(_delta(0, 2), expected=-1)
     expected = int(expiry_of(DAY, settings.zone, settings.retention_days).timestamp())
     for measure in keys.MEASURES:
         assert redis_client.expiretime(keys.day_key("live", DAY, measure)) == expected
@@ -111,11 +113,11 @@ def test_per_day_keys_expire_retention_after_the_day(
 def test_dead_letter_counts_are_part_of_the_batch(store: LiveStore) -> None:
     delta = _delta(0, 4)
     delta.dead_letters = {"malformed_json": 2}
-    store.apply(delta)
-    store.apply(delta)  # replay
+    store.apply(delta, expected=-1)
+    store.apply(delta, expected=-1)  # replay
     assert store.dead_letter_counts() == {"malformed_json": 2}
 
 
 def test_an_empty_batch_is_a_caller_error(store: LiveStore) -> None:
     with pytest.raises(ValueError, match="empty batch"):
-        store.apply(PartitionDelta(3))
+        store.apply(PartitionDelta(3), expected=-1)
