@@ -29,11 +29,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,6 +60,8 @@ FRESHNESS_SECONDS = 15
 SEED = 4
 BENCH_DAY = date(2001, 1, 1)
 REDIS_DB = 15
+IDLE_SECONDS = 3.0
+"""A run ends after this long without a message (not part of the timed span)."""
 
 
 def _redis_url(settings: Settings) -> str:
@@ -66,7 +70,10 @@ def _redis_url(settings: Settings) -> str:
 
 def _variant(settings: Settings, **update: Any) -> Settings:
     group = f"bench_stream_{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(update={"consumer_group": group, "metrics_port": 0, **update})
+    state = Path(tempfile.gettempdir()) / "kassa-bench-stream"
+    return settings.model_copy(
+        update={"consumer_group": group, "metrics_port": 0, "state_dir": state, **update}
+    )
 
 
 def _clear(client: redis.Redis, topic: str, day: date = BENCH_DAY) -> None:
@@ -109,7 +116,7 @@ def _kassa(settings: Settings, guarantee: str, **update: Any) -> tuple[int, floa
     _clear(client, variant.topic)
     clock = _Clock()
     job = build_stream_job(variant, on_message_processed=clock)
-    job.run(timeout=1.0)
+    job.run(timeout=IDLE_SECONDS)
     # The run ends when the last batch is in Redis (last_batch_at is wall-clock time).
     wall_now, perf_now = time.time(), time.perf_counter()
     end = max(clock.last, perf_now - (wall_now - job.metrics.last_batch_at))
@@ -144,7 +151,7 @@ def _passthrough(settings: Settings) -> tuple[int, float]:
     )
     topic = app.topic(variant.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic)
-    app.run(timeout=1.0, collect=False)
+    app.run(timeout=IDLE_SECONDS, collect=False)
     return clock.count, clock.last - clock.first
 
 
@@ -341,6 +348,9 @@ def run(settings: Settings) -> str:
         count = 0
         for _ in range(REPETITIONS):
             count, elapsed = measure(source)
+            if not count or elapsed <= 0:
+                msg = f"{name}: consumed {count} messages in {elapsed:.3f} s; is the broker up?"
+                raise RuntimeError(msg)
             rates.append(count / elapsed)
         medians[name] = statistics.median(rates)
         spread = f"{min(rates):,.0f} - {max(rates):,.0f}"
