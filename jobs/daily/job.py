@@ -20,9 +20,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -162,27 +162,39 @@ def backfill(
     return results
 
 
-def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Iterator[T]:
-    """The items of ``items``, computed ahead on a thread (at most ``depth`` waiting)."""
+def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Generator[T, None, None]:
+    """The items of ``items``, computed ahead on a thread (at most ``depth`` waiting).
+
+    Closing the returned generator (or leaving a ``with closing(...)`` block) stops the
+    thread, closes ``items`` on that thread and waits for it, so whatever ``items`` uses
+    (a Kafka consumer) is free again afterwards.
+    """
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
+
+    def offer(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
 
     def work() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(("item", item)):
                     return
-            handoff.put(("done", None))
+            offer(("done", None))
         except BaseException as exc:  # handed to the consuming thread
-            handoff.put(("error", exc))
+            offer(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
 
-    thread = threading.Thread(target=work, name="kassa-daily-decode", daemon=True)
+    thread = threading.Thread(target=work, name="kassa-daily-worker", daemon=True)
     thread.start()
     try:
         while True:
@@ -270,8 +282,9 @@ class _DayRun:
 
     def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
         limits = self.settings.limits
-        for values in in_background(self._chunks(consumer, plan), depth=1):
-            yield len(values), decode_batch(values, limits)
+        with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
+            for values in chunks:
+                yield len(values), decode_batch(values, limits)
 
     def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
         partials = Partials(self.settings.zone)
@@ -281,9 +294,14 @@ class _DayRun:
         schema = pl.DataFrame(schema=SALES_LINES_SCHEMA).to_arrow().schema
         final = parquet.table_path(self.settings.data_dir, "sales_lines", plan.day)
         task = self.bar.add_task(f"read {plan.day}", total=plan.records)
-        with staged.writer(final, schema) as writer, ThreadPoolExecutor(1) as compressor:
+        batches = closing(in_background(self._decoded(consumer, plan)))
+        with (
+            staged.writer(final, schema) as writer,
+            ThreadPoolExecutor(1) as compressor,
+            batches as decoded_batches,
+        ):
             written: Future[None] | None = None
-            for records, decoded in in_background(self._decoded(consumer, plan)):
+            for records, decoded in decoded_batches:
                 invalid.update(decoded.invalid)
                 counts["records"] += records
                 counts["decoded_fast"] += decoded.fast
