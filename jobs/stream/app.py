@@ -103,6 +103,7 @@ def build_stream_job(
         commit_interval=settings.stream_commit_interval,
         processing_guarantee="at-least-once",
         on_message_processed=on_message_processed,
+        loglevel=None,  # Quix logs through the handlers the CLI configured (e.g. --log-json)
         state_dir=settings.state_dir / "quix",
         consumer_extra_config={
             "session.timeout.ms": settings.stream_session_timeout_ms,
