@@ -25,12 +25,12 @@ import msgspec
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from common.columns import decode_batch
 from common.days import day_bounds
 from common.schema import Checkout
 from common.settings import Settings, load_settings
 from common.topics import ensure_topics
 from jobs.daily.aggregate import Deduplicator, Partials, in_day
-from jobs.daily.decode import decode_batch
 from jobs.daily.job import CHUNK_MESSAGES, in_background, run_day
 from jobs.daily.reader import open_consumer, plan_day, read_partition
 from producers.publish import publish

@@ -1,7 +1,7 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
 A run reads the day's offset range (:mod:`jobs.daily.reader`) on one thread and decodes it
-(:mod:`jobs.daily.decode`) on another, while the calling thread cuts each chunk to the day,
+(:mod:`common.columns`) on another, while the calling thread cuts each chunk to the day,
 drops duplicate checkouts and folds it into partial aggregates (:mod:`jobs.daily.aggregate`);
 a fourth thread compresses ``sales_lines``. pyarrow, Polars and
 librdkafka release the GIL, so the stages overlap on both cores, and at most a few chunks are
@@ -34,10 +34,10 @@ from confluent_kafka import Consumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from common.columns import Decoded, decode_batch
 from common.schema import SCHEMA_VERSION, from_money_units
 from common.settings import Settings
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.decode import Decoded, decode_batch
 from jobs.daily.exceptions import IncompleteDay, RedisWriteError
 from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
 from storage import parquet

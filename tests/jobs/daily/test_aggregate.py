@@ -11,8 +11,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.columns import LINE_SCHEMA
 from jobs.daily.aggregate import Deduplicator, Partials, in_day
-from jobs.daily.decode import LINE_SCHEMA
 
 ZONE = ZoneInfo("Europe/London")
 START = datetime(2026, 10, 25, tzinfo=ZONE).astimezone(UTC)

@@ -6,7 +6,7 @@ certainly accepts. The screen is deliberately conservative: any message it is no
 (a parse error in its block, an unusual timestamp or decimal spelling, a limit exceeded, a
 newline inside the value, ...) is handed to ``decode_checkout`` itself, which decides and
 gives the reason. ``common.schema`` therefore stays the one authority on what a valid
-checkout is; ``tests/jobs/daily/test_decode.py`` checks that the screen never accepts what
+checkout is; ``tests/common/test_columns.py`` checks that the screen never accepts what
 ``decode_checkout`` refuses and that both paths produce the same columns.
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.columns import decode_batch
 from common.schema import (
     Checkout,
     InvalidCheckout,
@@ -19,7 +20,6 @@ from common.schema import (
     decode_checkout,
     encode_checkout,
 )
-from jobs.daily.decode import decode_batch
 
 LIMITS = Limits(max_lines=6, max_quantity=1000, max_message_bytes=4000)
 
