@@ -11,9 +11,11 @@ import redis
 from confluent_kafka import TopicPartition
 from quixstreams import Application
 
+from common.errors import KassaError
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.exceptions import RedisUnavailableError
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
 from storage.live import LiveStore
@@ -61,14 +63,38 @@ class StreamJob:
     redis_client: redis.Redis
 
     def run(self, timeout: float = 0.0) -> None:
-        """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message."""
+        """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message.
+
+        Raises a :class:`~jobs.stream.exceptions.StreamError` naming the fix when Redis or the
+        dead-letter topic fails (also when Quix wrapped it in one of its own errors).
+        """
+        try:
+            self.redis_client.ping()
+        except redis.RedisError as exc:
+            msg = f"cannot reach Redis ({exc}); start it or fix KASSA_REDIS_URL"
+            raise RedisUnavailableError(msg) from exc
         self.metrics.state = "running"
         try:
             self.app.run(timeout=timeout, collect=False)
+        except Exception as exc:
+            cause = _kassa_cause(exc)
+            if cause is None or cause is exc:
+                raise
+            raise cause from exc
         finally:
             self.metrics.state = "stopped"
             self.sink.close()
             self.redis_client.close()
+
+
+def _kassa_cause(exc: BaseException) -> KassaError | None:
+    """The first :class:`KassaError` in ``exc``'s chain of causes, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KassaError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def build_stream_job(

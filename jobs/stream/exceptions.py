@@ -13,3 +13,7 @@ class StreamError(KassaError):
 
 class DeadLetterError(StreamError):
     """Dead-lettered messages could not be delivered to the dead-letter topic."""
+
+
+class RedisUnavailableError(StreamError):
+    """Redis could not be read or written."""

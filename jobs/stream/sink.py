@@ -7,11 +7,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+import redis
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
 from common.schema import InvalidCheckout, Limits, Reason, decode_checkout
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.exceptions import RedisUnavailableError
 from jobs.stream.metrics import StreamMetrics
 from storage.live import ApplyResult, ApplyStatus, LiveStore, PartitionDelta
 
@@ -69,7 +71,11 @@ class LiveSink(BaseSink):
         group has none). A watermark below ``committed - 1`` means Redis lost writes that
         Kafka considers done: logged as an error and shown by ``kassa_stream_redis_behind``.
         """
-        watermarks = self._store.watermarks(committed)
+        try:
+            watermarks = self._store.watermarks(committed)
+        except redis.RedisError as exc:
+            msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
+            raise RedisUnavailableError(msg) from exc
         for partition, watermark in watermarks.items():
             self._watermarks[partition] = watermark
             self._metrics.applied_offset.labels(str(partition)).set(watermark)
@@ -194,7 +200,15 @@ class LiveSink(BaseSink):
             self._skipped = 0
         conflict = False
         for delta, future in pending:
-            result = future.result()
+            try:
+                result = future.result()
+            except redis.RedisError as exc:
+                msg = (
+                    f"cannot write partition {delta.partition}'s batch to Redis ({exc}); "
+                    "check that the server of KASSA_REDIS_URL is up. Restarting kassa stream "
+                    "is safe: it resumes from the last commit"
+                )
+                raise RedisUnavailableError(msg) from exc
             partition = delta.partition
             if result.status is not ApplyStatus.APPLIED:
                 self._watermarks[partition] = result.watermark

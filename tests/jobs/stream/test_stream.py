@@ -25,6 +25,7 @@ from common.schema import Checkout, Reason, encode_checkout, message_key
 from common.settings import Settings
 from jobs.stream import dead_letters
 from jobs.stream.app import build_stream_job
+from jobs.stream.exceptions import StreamError
 from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
@@ -332,7 +333,8 @@ def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         assert b"kassa_stream_checkouts_total" in body
-        assert b"kassa_stream_applied_offset" in body
+        assert b"kassa_stream_applied_offset{" in body
+        assert b"kassa_stream_consumer_lag{" in body  # librdkafka statistics, every 5 s
         health = json.loads(_get(f"http://127.0.0.1:{port}/healthz")[1])
         assert health["state"] == "running"
     finally:
@@ -366,3 +368,10 @@ def test_kassa_top_prints_the_live_ranking_as_json(
         for rank, (_, sku, row) in enumerate(chain, start=1)
     ]
     assert all(isinstance(i["name"], str) for i in printed)
+
+
+def test_an_unreachable_redis_stops_the_job_with_a_clear_error(settings: Settings) -> None:
+    _publish(settings, _valid(50, 1))
+    broken = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with pytest.raises(StreamError, match="KASSA_REDIS_URL"):
+        _run_once(broken, idle=10.0)
