@@ -29,7 +29,8 @@ RETURNED: Final = 2
 REVENUE: Final = 3
 CHECKOUTS: Final = 4
 FIGURES: Final = 5
-"""Indexes into an item's figures list: ``[units, sold, returned, revenue, checkouts]``."""
+"""Indexes into an item's figures list: ``[units, sold, returned, revenue, checkouts]``
+(the stream job's aggregator keeps one more slot of its own bookkeeping after them)."""
 
 _HASH_MEASURES: Final[tuple[tuple[keys.Measure, int], ...]] = (
     ("sold", SOLD),
