@@ -12,7 +12,8 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
-from common.days import InvalidDay, parse_day, yesterday
+from cli import arguments
+from common.days import InvalidDay, yesterday
 from common.settings import Settings
 from jobs.daily.job import DayResult, backfill, run_day
 from jobs.daily.scheduler import serve
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="finalize one day (default: yesterday in KASSA_TIMEZONE)",
         description="Finalize one business day. Re-running a day replaces its files and keys.",
     )
-    run.add_argument("--day", type=_day, help="YYYY-MM-DD (default: yesterday)")
+    run.add_argument("--day", type=arguments.day, help="YYYY-MM-DD (default: yesterday)")
     run.add_argument(
         "--force", action="store_true", help="finalize even if partitions are behind (recorded)"
     )
@@ -54,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Finalize every day from --from to --to (inclusive), oldest first; stops "
         "at the first incomplete day unless --force.",
     )
-    fill.add_argument("--from", dest="first", type=_day, required=True, help="YYYY-MM-DD")
-    fill.add_argument("--to", dest="last", type=_day, required=True, help="YYYY-MM-DD")
+    fill.add_argument("--from", dest="first", type=arguments.day, required=True, help="YYYY-MM-DD")
+    fill.add_argument("--to", dest="last", type=arguments.day, required=True, help="YYYY-MM-DD")
     fill.add_argument("--force", action="store_true", help="finalize incomplete days too")
     fill.add_argument("--quiet", action="store_true", help="no progress bar")
     fill.set_defaults(handler=backfill_command)
@@ -126,10 +127,3 @@ def _summary(result: DayResult, settings: Settings) -> str:
         for drift in reconciliation["drifts"][:10]:
             text += f"\n    {drift['sku']}: live - daily = {drift['difference']}"
     return text
-
-
-def _day(text: str) -> date:
-    try:
-        return parse_day(text)
-    except InvalidDay as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from common.days import InvalidDay, parse_day
+from cli import arguments
 from common.schema import Checkout
 from common.settings import Settings
 from common.topics import ensure_topics
@@ -42,10 +42,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "volume.",
     )
     pace = sim.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive_float, help="checkouts per second (default 100)")
+    pace.add_argument(
+        "--rate", type=arguments.positive_float, help="checkouts per second (default 100)"
+    )
     pace.add_argument("--max", action="store_true", help="as fast as possible")
-    sim.add_argument("--count", type=_positive_int, help="stop after this many checkouts")
-    sim.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    sim.add_argument("--count", type=arguments.positive_int, help="stop after this many checkouts")
+    sim.add_argument(
+        "--duration", type=arguments.positive_float, help="stop after this many seconds"
+    )
     sim.add_argument("--seed", type=int, default=1, help="same seed, same checkouts (default 1)")
     sim.add_argument(
         "--start",
@@ -54,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "offset it is read in KASSA_TIMEZONE, whose wall clock the stores keep",
     )
     sim.add_argument(
-        "--stores", type=_positive_int, default=20, help="stores in the chain (default 20)"
+        "--stores", type=arguments.positive_int, default=20, help="stores in the chain (default 20)"
     )
     sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(handler=run_synthetic)
@@ -65,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Replay the UCI Online Retail dataset (Europe/London wall clock), one "
         "checkout per invoice, and print what was sent per day.",
     )
-    rep.add_argument("--from", dest="first", type=_day, help="first dataset day (inclusive)")
-    rep.add_argument("--to", dest="last", type=_day, help="last dataset day (inclusive)")
+    rep.add_argument(
+        "--from", dest="first", type=arguments.day, help="first dataset day (inclusive)"
+    )
+    rep.add_argument("--to", dest="last", type=arguments.day, help="last dataset day (inclusive)")
     rep.add_argument(
         "--speed",
         type=_speed,
@@ -75,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     rep.add_argument(
         "--shift-to",
-        type=_day,
+        type=arguments.day,
         help="move the --from day (or the dataset's first day) to this day, keeping times",
     )
     rep.add_argument(
@@ -150,43 +156,14 @@ def _finish(report: PublishReport) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        msg = f"{text!r} is not a positive whole number"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        msg = f"{text!r} is not a positive number"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _speed(text: str) -> float | None:
     if text == "max":
         return None
     try:
-        return _positive_float(text)
+        return arguments.positive_float(text)
     except argparse.ArgumentTypeError:
         msg = f"speed {text!r} is neither a positive number nor 'max'; e.g. 1, 60 or max"
         raise argparse.ArgumentTypeError(msg) from None
-
-
-def _day(text: str) -> date:
-    try:
-        return parse_day(text)
-    except InvalidDay as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _aware_datetime(text: str) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cli import arguments
 from common.settings import Settings
 from common.topics import ensure_topics
 
@@ -18,6 +19,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "then writes what it has and commits. Metrics and health on "
         "http://KASSA_METRICS_HOST:KASSA_METRICS_PORT/metrics and /healthz.",
     )
+    parser.add_argument(
+        "--idle-timeout",
+        type=arguments.non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop cleanly once no message arrived for SECONDS (catch up a backlog, then "
+        "exit); default 0 = run until SIGTERM",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -26,5 +35,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from jobs.stream.app import run_stream  # noqa: PLC0415 - Quix is slow to import
 
     ensure_topics(settings)
-    run_stream(settings)
+    run_stream(settings, idle_timeout=args.idle_timeout)
     return 0

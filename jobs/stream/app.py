@@ -143,8 +143,8 @@ def build_stream_job(
     return StreamJob(app, sink, metrics, client)
 
 
-def run_stream(settings: Settings) -> None:
-    """Run the stream job as a service with its metrics endpoint, until SIGTERM."""
+def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
+    """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle)."""
     job = build_stream_job(settings)
     server = None
     if settings.metrics_port:
@@ -158,7 +158,7 @@ def run_stream(settings: Settings) -> None:
         settings.redis_url,
     )
     try:
-        job.run()
+        job.run(timeout=idle_timeout)
     finally:
         if server is not None:
             server.stop()
