@@ -17,6 +17,9 @@ from services.process import exit_status, read_pid, spawn, terminate
 
 logger = logging.getLogger(__name__)
 
+# Hashes longer than this become real hash tables: the stream job's HINCRBYs on per-store
+# hashes then cost O(1) instead of a listpack scan (measured ~18 -> ~7 us per checkout).
+HASH_MAX_LISTPACK_ENTRIES = 64
 REDIS_INSTALL_HINT = "sudo apt-get install redis-server (Debian/Ubuntu; 'make' does it as root)"
 
 
@@ -73,6 +76,7 @@ class RedisServer:
             binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
             "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
+            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
         ]  # fmt: skip
         pid = spawn(command, self.home / "redis.log", self.pid_file)
         deadline = time.monotonic() + timeout
