@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from cli import daily, produce, services, stream, top, topics
@@ -60,8 +61,23 @@ def configure_logging(verbose: bool, as_json: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
+def _silence_import_warnings() -> None:
+    """Hide a deprecation warning printed at import time about code kassa never calls.
+
+    confluent-kafka's schema registry client (imported by Quix Streams) imports authlib's
+    deprecated httpx integration, and authlib forces its own warnings to "always" on import,
+    so the filter must come after authlib's.
+    """
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning  # noqa: PLC0415
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``kassa`` subcommand and return its exit status."""
+    _silence_import_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.log_json)
