@@ -1,12 +1,14 @@
 """Checkout messages into Polars line columns, without a Python object per message.
 
-The fast path parses a batch of values with ``pyarrow.json`` (multi-threaded C++, releases
-the GIL) and screens the columns for messages that :func:`common.schema.decode_checkout`
-certainly accepts. The screen is deliberately conservative: any message it is not sure about
-(a parse error in its block, an unusual timestamp or decimal spelling, a limit exceeded, a
-newline inside the value, ...) is handed to ``decode_checkout`` itself, which decides and
-gives the reason. ``common.schema`` therefore stays the one authority on what a valid
-checkout is; ``tests/common/test_columns.py`` checks that the screen never accepts what
+The fast path parses a batch of values with ``pyarrow.json`` (C++, releases the GIL; one
+thread per batch, which costs less CPU than its own thread pool while the daily job keeps the
+other core busy with fetching and aggregation) and screens the columns for messages that
+:func:`common.schema.decode_checkout` certainly accepts. The screen is deliberately
+conservative: any message it is not sure about (a parse error in its block, an unusual
+timestamp or decimal spelling, a limit exceeded, a newline inside the value, ...) is handed
+to ``decode_checkout`` itself, which decides and gives the reason. ``common.schema``
+therefore stays the one authority on what a valid checkout is;
+``tests/common/test_columns.py`` checks that the screen never accepts what
 ``decode_checkout`` refuses and that both paths produce the same columns.
 """
 
@@ -16,7 +18,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
 import polars as pl
 import pyarrow as pa
@@ -77,6 +79,7 @@ _ARROW_SCHEMA: Final = pa.schema(
 _PARSE_OPTIONS: Final = pj.ParseOptions(
     explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
+_READ_OPTIONS: Final = pj.ReadOptions(use_threads=False)
 _TIMESTAMP: Final = (
     r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
@@ -100,15 +103,9 @@ class Decoded:
 
 def decode_batch(values: list[bytes | None], limits: Limits) -> Decoded:
     """Decode a batch of record values into line columns (:data:`LINE_SCHEMA`), in order."""
-    candidates: list[int] = []
-    suspects: list[int] = []
-    for index, value in enumerate(values):
-        if value is None or len(value) > limits.max_message_bytes or b"\n" in value:
-            suspects.append(index)
-        else:
-            candidates.append(index)
+    candidates, suspects, payload = _candidates(values, limits)
     frames: list[pl.DataFrame] = []
-    _parse_block(values, candidates, limits, frames, suspects)
+    _parse_block(values, candidates, limits, frames, suspects, payload=payload)
     fast_messages = len(values) - len(suspects)
     decoded = Decoded(lines=pl.DataFrame(schema=LINE_SCHEMA), fast=fast_messages)
     if suspects:
@@ -125,18 +122,48 @@ def decode_batch(values: list[bytes | None], limits: Limits) -> Decoded:
     return decoded
 
 
+def _candidates(
+    values: list[bytes | None], limits: Limits
+) -> tuple[list[int], list[int], bytes | None]:
+    """The indices for the fast path, the suspects, and the fast path's payload if built.
+
+    A value is a suspect when it is ``None``, too large or contains a newline (it would not
+    be one line of the payload). The common batch has none: that is checked with a few
+    C-level passes over the whole batch instead of a Python loop per message.
+    """
+    if None not in values:
+        present = cast("list[bytes]", values)
+        payload = b"\n".join(present)
+        largest = max(map(len, present), default=0)
+        if payload.count(b"\n") == len(present) - 1 and largest <= limits.max_message_bytes:
+            return list(range(len(present))), [], payload
+    candidates: list[int] = []
+    suspects: list[int] = []
+    for index, value in enumerate(values):
+        if value is None or len(value) > limits.max_message_bytes or b"\n" in value:
+            suspects.append(index)
+        else:
+            candidates.append(index)
+    return candidates, suspects, None
+
+
 def _parse_block(
     values: list[bytes | None],
     indices: list[int],
     limits: Limits,
     frames: list[pl.DataFrame],
     suspects: list[int],
+    *,
+    payload: bytes | None = None,
 ) -> None:
     if not indices:
         return
-    payload = b"\n".join([values[index] or b"" for index in indices])
+    if payload is None:
+        payload = b"\n".join([values[index] or b"" for index in indices])
     try:
-        table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
+        table = pj.read_json(
+            io.BytesIO(payload), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+        )
         table.validate(full=True)  # pyarrow.json does not check that strings are UTF-8
     except pa.ArrowInvalid:
         table = None
@@ -177,9 +204,9 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
+    messages = messages.with_columns(message_ok=message_ok)
     lines = (
-        messages.with_columns(message_ok=message_ok)
-        .explode("lines")
+        messages.explode("lines")
         .unnest("lines")
         .rename({"unit_price": "unit_price_text"})
         .with_columns(unit_price=pl.col("unit_price_text").str.to_decimal(scale=MONEY_DECIMALS))
@@ -197,7 +224,7 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         ~((pl.col("unit_price") < 0) & (kind != "adjustment")),
     ).fill_null(value=False)
     bad_lines = lines.filter(~line_ok).get_column("message")
-    bad_messages = messages.filter(~message_ok).get_column("message")
+    bad_messages = messages.filter(~pl.col("message_ok")).get_column("message")
     rejected = pl.concat([bad_lines, bad_messages]).unique().to_list()
     accepted = lines.filter(pl.col("message_ok") & ~pl.col("message").is_in(rejected)).select(
         LINE_SCHEMA.names()
