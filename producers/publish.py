@@ -205,8 +205,10 @@ def publish(
             _flush(producer, settings, stopper, deliveries)
         report.elapsed = time.monotonic() - started
     failures = deliveries.failures
-    unflushed = len(producer)
-    if unflushed:
+    # len(producer) also counts queued client events, not only records: never report more
+    # records stuck than there are records without a reported outcome.
+    unflushed = min(len(producer), report.sent - sum(failures.values()))
+    if unflushed > 0:
         failures[NOT_FLUSHED] += unflushed
     report.failures = dict(failures)
     report.failed = sum(failures.values())
