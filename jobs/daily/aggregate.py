@@ -49,8 +49,8 @@ class Deduplicator:
 
     def first_occurrences(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """``lines`` without checkouts seen before; and the number of checkouts dropped."""
-        messages = lines.select("message", "transaction_id").unique(
-            "message", keep="first", maintain_order=True
+        messages = lines.select("message", "transaction_id").filter(
+            pl.col("message").is_first_distinct()
         )
         first = messages.filter(pl.col("transaction_id").is_first_distinct())
         ids = first.get_column("transaction_id").to_list()
@@ -187,7 +187,8 @@ class Partials:
         stores = measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
         self.stores.append(_detached(stores))
         names = (
-            measures.filter(pl.col("name").is_not_null())
+            measures.select(*_NAME_KEYS, "occurred_at")
+            .filter(pl.col("name").is_not_null())
             .group_by(_NAME_KEYS)
             .agg(name_at=pl.col("occurred_at").max())
         )

@@ -29,6 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, TypeVar
 
 import polars as pl
+import pyarrow.parquet as pq
 import redis
 from confluent_kafka import Consumer
 from rich.console import Console
@@ -209,6 +210,11 @@ def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Generator
         thread.join()
 
 
+def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:
+    """Append a chunk's ``sales_lines`` rows (converted on the compressing thread)."""
+    writer.write_table(sales_lines(lines).to_arrow())
+
+
 @dataclass
 class _DayRun:
     settings: Settings
@@ -314,7 +320,7 @@ class _DayRun:
                 counts["lines"] += lines.height
                 if written is not None:
                     written.result()
-                written = compressor.submit(writer.write_table, sales_lines(lines).to_arrow())
+                written = compressor.submit(_write_sales_lines, writer, lines)
                 partials.add(lines)
                 self.bar.advance(task, records)
             if written is not None:
