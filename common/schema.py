@@ -134,8 +134,43 @@ def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
     return checkout
 
 
+_KNOWN_PRICES_LIMIT: Final = 100_000
+_valid_prices: set[Decimal] = set()
+"""Non-negative unit prices already found valid: the fast path of :func:`validate_checkout`."""
+
+
 def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:
     """Check the rules a well-typed checkout must still follow (see the module docstring)."""
+    lines = checkout.lines
+    if checkout.schema_version == SCHEMA_VERSION and 0 < len(lines) <= limits.max_lines:
+        # Fast path for the common case, a few operations per line; anything it does not
+        # accept gets the detailed checks below, which name the reason.
+        kind = checkout.kind
+        most = limits.max_quantity
+        prices = _valid_prices
+        try:
+            if kind == "sale":
+                for line in lines:
+                    if not 0 < line.quantity <= most or line.unit_price not in prices:
+                        break
+                else:
+                    return
+            elif kind == "return":
+                for line in lines:
+                    if not -most <= line.quantity < 0 or line.unit_price not in prices:
+                        break
+                else:
+                    return
+        except TypeError:  # a signalling NaN has no hash
+            pass
+    _validate_in_detail(checkout, limits)
+    if checkout.kind != "adjustment":
+        if len(_valid_prices) > _KNOWN_PRICES_LIMIT:
+            _valid_prices.clear()
+        _valid_prices.update(line.unit_price for line in checkout.lines)
+
+
+def _validate_in_detail(checkout: Checkout, limits: Limits) -> None:
     if checkout.schema_version != SCHEMA_VERSION:
         detail = f"schema_version {checkout.schema_version}; this kassa reads {SCHEMA_VERSION}"
         raise InvalidCheckout(Reason.UNSUPPORTED_VERSION, detail)

@@ -28,6 +28,7 @@ from common.schema import (
     message_key,
     record_timestamp_ms,
     to_money_units,
+    validate_checkout,
 )
 from tests.helpers import repo_root
 
@@ -201,6 +202,72 @@ def test_limits_are_configurable() -> None:
     assert len(decode_checkout(data, Limits(max_lines=3)).lines) == 3
     with pytest.raises(InvalidCheckout, match="KASSA_MAX_LINES=2"):
         decode_checkout(data, Limits(max_lines=2))
+
+
+_ODD_PRICES = ("2.5", "0", "-0", "-1.00", "1.00001", "1e12", "NaN", "sNaN", "Infinity", "9.9999")
+
+
+@st.composite
+def odd_checkouts(draw: st.DrawFn) -> Checkout:
+    lines = [
+        Line(
+            "sku",
+            draw(st.integers(min_value=-12, max_value=12)),
+            Decimal(draw(st.sampled_from(_ODD_PRICES))),
+        )
+        for _ in range(draw(st.integers(min_value=0, max_value=4)))
+    ]
+    return Checkout(
+        transaction_id="t",
+        store_id="s",
+        register_id="r",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        kind=draw(st.sampled_from(KINDS)),
+        currency="EUR",
+        lines=tuple(lines),
+        schema_version=draw(st.sampled_from([SCHEMA_VERSION, SCHEMA_VERSION, 2])),
+    )
+
+
+def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # noqa: PLR0911
+    """The rules of the module docstring, restated plainly (first broken rule wins)."""
+    if checkout.schema_version != SCHEMA_VERSION:
+        return Reason.UNSUPPORTED_VERSION
+    if not checkout.lines:
+        return Reason.NO_LINES
+    if len(checkout.lines) > limits.max_lines:
+        return Reason.TOO_MANY_LINES
+    for line in checkout.lines:
+        quantity, price = line.quantity, line.unit_price
+        if quantity == 0:
+            return Reason.ZERO_QUANTITY
+        if abs(quantity) > limits.max_quantity:
+            return Reason.QUANTITY_LIMIT
+        if (checkout.kind, quantity > 0) in {("sale", False), ("return", True)}:
+            return Reason.SIGN_MISMATCH
+        if not (price.is_finite() and abs(price) < 10**12 and price == round(price, 4)):
+            return Reason.PRICE_PRECISION
+        if price < 0 and checkout.kind != "adjustment":
+            return Reason.NEGATIVE_PRICE
+    return None
+
+
+def _reason(checkout: Checkout, limits: Limits) -> Reason | None:
+    try:
+        validate_checkout(checkout, limits)
+    except InvalidCheckout as exc:
+        return exc.reason
+    return None
+
+
+@given(st.lists(st.tuples(odd_checkouts(), st.sampled_from([LIMITS, Limits(3, 10)])), max_size=8))
+def test_validation_follows_the_rules_whatever_was_validated_before(
+    cases: list[tuple[Checkout, Limits]],
+) -> None:
+    expected = [_expected_reason(checkout, limits) for checkout, limits in cases]
+
+    assert [_reason(checkout, limits) for checkout, limits in cases] == expected
+    assert [_reason(checkout, limits) for checkout, limits in cases] == expected
 
 
 def test_an_adjustment_may_carry_any_sign() -> None:
