@@ -11,7 +11,6 @@ import logging
 import re
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from services.exceptions import MissingToolError, ServiceError
-from services.process import exit_status, read_pid, spawn, terminate
+from services.process import await_ready, read_pid, spawn, stop_recorded
 
 logger = logging.getLogger(__name__)
 _probe_logger = logging.getLogger(f"{__name__}.probe")
@@ -222,30 +221,11 @@ class KafkaServer:
                 msg = f"kafka-storage format failed in {self.data_dir}: {output}"
                 raise ServiceError(msg)
         pid = spawn(self._java(SERVER_CLASS, str(config)), self.home / "stdout.log", self.pid_file)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = exit_status(pid)
-            if status is not None:
-                msg = (
-                    f"Kafka exited with status {status} while starting; "
-                    f"see {self.log_file} and {self.home / 'stdout.log'}"
-                )
-                raise ServiceError(msg)
-            if kafka_answers(self.bootstrap, timeout=1.0):
-                logger.info("Kafka answers at %s (pid %d)", self.bootstrap, pid)
-                return pid
-            time.sleep(0.2)
-        terminate(pid)
-        msg = (
-            f"Kafka did not answer at {self.bootstrap} within {timeout:.0f} s; see {self.log_file}"
-        )
-        raise ServiceError(msg)
+        ready = lambda: kafka_answers(self.bootstrap, timeout=1.0)  # noqa: E731
+        await_ready(pid, ready, f"Kafka at {self.bootstrap}", self.log_file, timeout)
+        logger.info("Kafka answers at %s (pid %d)", self.bootstrap, pid)
+        return pid
 
     def stop(self) -> bool:
         """Stop the broker kassa started here; return whether one was running."""
-        pid = self.pid
-        if pid is None:
-            return False
-        terminate(pid, timeout=60.0)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self.pid_file, timeout=60.0)

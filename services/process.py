@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.exceptions import ServiceError
@@ -90,3 +90,31 @@ def terminate(pid: int, timeout: float = 30.0) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def await_ready(
+    pid: int, ready: Callable[[], bool], what: str, log_file: Path, timeout: float
+) -> None:
+    """Wait until ``ready()`` while ``pid`` runs; stop it and raise if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = exit_status(pid)
+        if status is not None:
+            msg = f"{what} exited with status {status} while starting; see {log_file}"
+            raise ServiceError(msg)
+        if ready():
+            return
+        time.sleep(0.1)
+    terminate(pid)
+    msg = f"{what} did not answer within {timeout:.0f} s; see {log_file}"
+    raise ServiceError(msg)
+
+
+def stop_recorded(pid_file: Path, timeout: float = 30.0) -> bool:
+    """Stop the live process recorded in ``pid_file``; return whether there was one."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return False
+    terminate(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return True

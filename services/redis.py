@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.exceptions import ServiceError
 from services.kafka import require_tool
-from services.process import exit_status, read_pid, spawn, terminate
+from services.process import await_ready, read_pid, spawn, stop_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -78,29 +76,14 @@ class RedisServer:
             "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
             "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
         ]  # fmt: skip
-        pid = spawn(command, self.home / "redis.log", self.pid_file)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = exit_status(pid)
-            if status is not None:
-                msg = (
-                    f"redis-server exited with status {status} while starting; "
-                    f"see {self.home / 'redis.log'}"
-                )
-                raise ServiceError(msg)
-            if redis_info(self.host, self.port) is not None:
-                logger.info("Redis answers at %s:%d (pid %d)", self.host, self.port, pid)
-                return pid
-            time.sleep(0.05)
-        terminate(pid)
-        msg = f"redis-server did not answer at {self.host}:{self.port} within {timeout:.0f} s"
-        raise ServiceError(msg)
+        log_file = self.home / "redis.log"
+        pid = spawn(command, log_file, self.pid_file)
+        address = f"redis-server at {self.host}:{self.port}"
+        ready = lambda: redis_info(self.host, self.port) is not None  # noqa: E731
+        await_ready(pid, ready, address, log_file, timeout)
+        logger.info("Redis answers at %s:%d (pid %d)", self.host, self.port, pid)
+        return pid
 
     def stop(self) -> bool:
         """Stop the server kassa started here; return whether one was running."""
-        pid = self.pid
-        if pid is None:
-            return False
-        terminate(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self.pid_file)
