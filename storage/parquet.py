@@ -88,6 +88,16 @@ def commit(temporary: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def _open_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        write_statistics=True,
+    )
+
+
 @contextmanager
 def parquet_writer(final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
     """A zstd Parquet writer on a temporary file that replaces ``final`` on success.
@@ -96,13 +106,7 @@ def parquet_writer(final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_path(final)
-    writer = pq.ParquetWriter(
-        temporary,
-        schema,
-        compression=COMPRESSION,
-        compression_level=COMPRESSION_LEVEL,
-        write_statistics=True,
-    )
+    writer = _open_writer(temporary, schema)
     try:
         yield writer
         writer.close()
@@ -175,13 +179,7 @@ class StagedFiles:
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = _temporary_path(final)
         self._open.append(temporary)
-        writer = pq.ParquetWriter(
-            temporary,
-            schema,
-            compression=COMPRESSION,
-            compression_level=COMPRESSION_LEVEL,
-            write_statistics=True,
-        )
+        writer = _open_writer(temporary, schema)
         try:
             yield writer
         finally:
