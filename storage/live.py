@@ -32,13 +32,6 @@ FIGURES: Final = 5
 """Indexes into an item's figures list: ``[units, sold, returned, revenue, checkouts]``
 (the stream job's aggregator keeps one more slot of its own bookkeeping after them)."""
 
-_HASH_MEASURES: Final[tuple[tuple[keys.Measure, int], ...]] = (
-    ("sold", SOLD),
-    ("returned", RETURNED),
-    ("revenue", REVENUE),
-    ("checkouts", CHECKOUTS),
-)
-
 _APPLY_SCRIPT: Final = """
 local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local last = tonumber(ARGV[2])
@@ -188,48 +181,98 @@ class LiveStore:
     def _add_figures(
         self, delta: PartitionDelta, script_keys: list[str], ops: list[tuple[str, int, list[str]]]
     ) -> None:
-        by_scope: dict[tuple[date, str | None], dict[str, list[int]]] = {}
-        for (day, store_id), store_items in delta.items.items():
-            by_scope[(day, store_id)] = store_items
-            chain = by_scope.setdefault((day, None), {})
-            for sku, figures in store_items.items():
+        day_items: dict[date, dict[str, list[int]]] = {}
+        day_counts: dict[date, list[int]] = {}
+        day_stores: dict[date, list[str]] = {}
+        for (day, store_id), items in delta.items.items():
+            counts = delta.stores.get((day, store_id), [0, 0])
+            self._add_scope(day, store_id, items, counts, script_keys, ops)
+            chain = day_items.get(day)
+            if chain is None:
+                day_items[day] = {sku: f[:FIGURES] for sku, f in items.items()}
+                day_counts[day] = counts[:2]
+                day_stores[day] = [store_id]
+                continue
+            for sku, figures in items.items():
                 total = chain.get(sku)
                 if total is None:
-                    chain[sku] = list(figures)
+                    chain[sku] = figures[:FIGURES]
                 else:
-                    for index in range(FIGURES):
-                        total[index] += figures[index]
-        stores: dict[date, set[str]] = {}
-        checkouts: dict[tuple[date, str | None], list[int]] = {}
-        for (day, store_id), counts in delta.stores.items():
-            stores.setdefault(day, set()).add(store_id)
-            checkouts[(day, store_id)] = counts
-            chain_counts = checkouts.setdefault((day, None), [0, 0])
+                    total[0] += figures[0]
+                    total[1] += figures[1]
+                    total[2] += figures[2]
+                    total[3] += figures[3]
+                    total[4] += figures[4]
+            chain_counts = day_counts[day]
             chain_counts[0] += counts[0]
             chain_counts[1] += counts[1]
-        for (day, scope), items in by_scope.items():
-            expire_at = self._expire_at(day)
-            script_keys.append(keys.day_key("live", day, "units", scope))
-            ops.append(("z", expire_at, _flat((sku, str(f[UNITS])) for sku, f in items.items())))
-            for measure, index in _HASH_MEASURES:
-                pairs = _flat((sku, str(f[index])) for sku, f in items.items() if f[index])
-                if pairs:
-                    script_keys.append(keys.day_key("live", day, measure, scope))
-                    ops.append(("h", expire_at, pairs))
-            counts = checkouts.get((day, scope), [0, 0])
-            totals = {
-                "units": sum(f[UNITS] for f in items.values()),
-                "units_sold": sum(f[SOLD] for f in items.values()),
-                "units_returned": sum(f[RETURNED] for f in items.values()),
-                "revenue": sum(f[REVENUE] for f in items.values()),
-                "checkouts": counts[0],
-                "lines": counts[1],
-            }
-            script_keys.append(keys.day_key("live", day, "totals", scope))
-            ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals.items())))
-        for day, day_stores in stores.items():
+            day_stores[day].append(store_id)
+        for day, items in day_items.items():
+            self._add_scope(day, None, items, day_counts[day], script_keys, ops)
+        for day, stores in day_stores.items():
             script_keys.append(keys.stores_key("live", day))
-            ops.append(("s", self._expire_at(day), sorted(day_stores)))
+            ops.append(("s", self._expire_at(day), sorted(set(stores))))
+
+    def _add_scope(  # noqa: PLR0917 - private, called twice
+        self,
+        day: date,
+        scope: str | None,
+        items: dict[str, list[int]],
+        counts: list[int],
+        script_keys: list[str],
+        ops: list[tuple[str, int, list[str]]],
+    ) -> None:
+        """One pass over a scope's items builds all its operations (the writer's hot loop)."""
+        units: list[str] = []
+        sold: list[str] = []
+        returned: list[str] = []
+        revenue: list[str] = []
+        checkouts: list[str] = []
+        total_units = total_sold = total_returned = total_revenue = 0
+        for sku, figures in items.items():
+            net, plus, minus, money, baskets = (
+                figures[0],
+                figures[1],
+                figures[2],
+                figures[3],
+                figures[4],
+            )
+            units += (sku, str(net))
+            total_units += net
+            if plus:
+                sold += (sku, str(plus))
+                total_sold += plus
+            if minus:
+                returned += (sku, str(minus))
+                total_returned += minus
+            if money:
+                revenue += (sku, str(money))
+                total_revenue += money
+            if baskets:
+                checkouts += (sku, str(baskets))
+        expire_at = self._expire_at(day)
+        script_keys.append(keys.day_key("live", day, "units", scope))
+        ops.append(("z", expire_at, units))
+        hashes: tuple[tuple[keys.Measure, list[str]], ...] = (
+            ("sold", sold),
+            ("returned", returned),
+            ("revenue", revenue),
+            ("checkouts", checkouts),
+        )
+        for measure, pairs in hashes:
+            if pairs:
+                script_keys.append(keys.day_key("live", day, measure, scope))
+                ops.append(("h", expire_at, pairs))
+        totals = (
+            ("units", total_units),
+            ("units_sold", total_sold),
+            ("units_returned", total_returned),
+            ("revenue", total_revenue),
+            ("checkouts", counts[0]),
+            ("lines", counts[1]),
+        )
+        script_keys.append(keys.day_key("live", day, "totals", scope))
+        ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals)))
 
 
 def _flat(pairs: Iterable[tuple[str, str]]) -> list[str]:
