@@ -1,14 +1,12 @@
 """Checkout messages into Polars line columns, without a Python object per message.
 
-The fast path parses a batch of values with ``pyarrow.json`` (C++, releases the GIL; one
-thread per batch, which costs less CPU than its own thread pool while the daily job keeps the
-other core busy with fetching and aggregation) and screens the columns for messages that
-:func:`common.schema.decode_checkout` certainly accepts. The screen is deliberately
-conservative: any message it is not sure about (a parse error in its block, an unusual
-timestamp or decimal spelling, a limit exceeded, a newline inside the value, ...) is handed
-to ``decode_checkout`` itself, which decides and gives the reason. ``common.schema``
-therefore stays the one authority on what a valid checkout is;
-``tests/common/test_columns.py`` checks that the screen never accepts what
+The fast path parses a batch of values with ``pyarrow.json`` (multi-threaded C++, releases
+the GIL) and screens the columns for messages that :func:`common.schema.decode_checkout`
+certainly accepts. The screen is deliberately conservative: any message it is not sure about
+(a parse error in its block, an unusual timestamp or decimal spelling, a limit exceeded, a
+newline inside the value, ...) is handed to ``decode_checkout`` itself, which decides and
+gives the reason. ``common.schema`` therefore stays the one authority on what a valid
+checkout is; ``tests/common/test_columns.py`` checks that the screen never accepts what
 ``decode_checkout`` refuses and that both paths produce the same columns.
 """
 
@@ -79,7 +77,6 @@ _ARROW_SCHEMA: Final = pa.schema(
 _PARSE_OPTIONS: Final = pj.ParseOptions(
     explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
-_READ_OPTIONS: Final = pj.ReadOptions(use_threads=False)
 _TIMESTAMP: Final = (
     r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
@@ -161,9 +158,7 @@ def _parse_block(
     if payload is None:
         payload = b"\n".join([values[index] or b"" for index in indices])
     try:
-        table = pj.read_json(
-            io.BytesIO(payload), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
-        )
+        table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
         table.validate(full=True)  # pyarrow.json does not check that strings are UTF-8
     except pa.ArrowInvalid:
         table = None
