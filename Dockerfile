@@ -15,6 +15,7 @@ RUN pip install -c constraints.txt . && useradd --create-home kassa && mkdir /da
     && chown kassa /data
 
 USER kassa
-ENV KASSA_DATA_DIR=/data
+ENV KASSA_DATA_DIR=/data \
+    MALLOC_ARENA_MAX=2
 ENTRYPOINT ["kassa"]
 CMD ["--help"]

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo test bench lint check services-up services-down env-example clean
+.PHONY: bootstrap demo test bench lint services-up services-down env-example clean
 
 ## bootstrap: Python deps (pinned), Java/Maven/redis-server checks, Kafka jars
 bootstrap: $(STAMP)
@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: bootstrap
 	@scripts/demo.sh
 
-## test: the whole suite against real Kafka and Redis started by the tests themselves
-test: bootstrap
+## test: lint, then the whole suite against real Kafka and Redis started by the tests themselves
+test: bootstrap lint
 	$(BIN)/pytest
 
 ## bench: benchmarks against local services; writes BENCHMARKS.md
@@ -32,12 +32,11 @@ bench: bootstrap
 	$(BIN)/kassa services up
 	$(BIN)/python -m bench --command "make bench" --output BENCHMARKS.md
 
+## lint: formatting, lint rules and strict typing
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-
-check: lint test
 
 services-up: bootstrap
 	$(BIN)/kassa services up
