@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import redis
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
 from quixstreams import Application
 
 from common.schema import decode_checkout, encode_checkout, message_key, record_timestamp_ms
@@ -87,6 +88,12 @@ def _clear(client: redis.Redis, topic: str, day: date = BENCH_DAY) -> None:
 def _produce_input(settings: Settings) -> Settings:
     topic = settings.model_copy(update={"topic": f"bench_stream_{uuid.uuid4().hex[:8]}"})
     ensure_topics(topic)
+    # The records are stamped in 2001: with the broker's default time retention the log
+    # cleaner would delete them minutes after they were produced, in the middle of the run.
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    keep = ConfigResource("topic", topic.topic, set_config={"retention.ms": "-1"})
+    for future in admin.alter_configs([keep]).values():
+        future.result()
     start = datetime(2001, 1, 1, 8, tzinfo=UTC)
     report = publish(topic, generate(SEED, start, MESSAGES))
     if report.failed:
