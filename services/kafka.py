@@ -20,7 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from services.exceptions import MissingToolError, ServiceError
-from services.process import await_ready, read_pid, spawn, stop_recorded
+from services.process import RecordedServer, await_ready, spawn
 
 logger = logging.getLogger(__name__)
 _probe_logger = logging.getLogger(f"{__name__}.probe")
@@ -127,8 +127,11 @@ def metadata_version(libs: Path, bootstrap: str) -> str:
 
 
 @dataclass(frozen=True)
-class KafkaServer:
+class KafkaServer(RecordedServer):
     """One local Kafka broker+controller and the files it keeps under ``home``."""
+
+    PID_NAME = "kafka.pid"
+    STOP_TIMEOUT = 60.0
 
     host: str
     port: int
@@ -143,21 +146,8 @@ class KafkaServer:
         return f"{self.host}:{self.port}"
 
     @property
-    def pid_file(self) -> Path:
-        return self.home / "kafka.pid"
-
-    @property
     def log_file(self) -> Path:
         return self.home / "server.log"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def pid(self) -> int | None:
-        """The broker's pid while the process kassa started is alive."""
-        return read_pid(self.pid_file)
 
     def _config(self) -> Path:
         config = self.home / "server.properties"
@@ -225,7 +215,3 @@ class KafkaServer:
         await_ready(pid, ready, f"Kafka at {self.bootstrap}", self.log_file, timeout)
         logger.info("Kafka answers at %s (pid %d)", self.bootstrap, pid)
         return pid
-
-    def stop(self) -> bool:
-        """Stop the broker kassa started here; return whether one was running."""
-        return stop_recorded(self.pid_file, timeout=60.0)

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from services.exceptions import ServiceError
 
@@ -118,3 +119,28 @@ def stop_recorded(pid_file: Path, timeout: float = 30.0) -> bool:
     terminate(pid, timeout)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+class RecordedServer:
+    """A server kassa starts and tracks by ``<home>/<PID_NAME>``, its data in ``<home>/data``."""
+
+    home: Path
+    PID_NAME: ClassVar[str]
+    STOP_TIMEOUT: ClassVar[float] = 30.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / self.PID_NAME
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process kassa started while it is alive."""
+        return read_pid(self.pid_file)
+
+    def stop(self) -> bool:
+        """Stop the server kassa started here; return whether one was running."""
+        return stop_recorded(self.pid_file, self.STOP_TIMEOUT)

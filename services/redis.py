@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from services.kafka import require_tool
-from services.process import await_ready, read_pid, spawn, stop_recorded
+from services.process import RecordedServer, await_ready, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -44,27 +44,16 @@ def redis_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object] 
 
 
 @dataclass(frozen=True)
-class RedisServer:
+class RedisServer(RecordedServer):
     """One local redis-server and the files it keeps under ``home``."""
+
+    PID_NAME = "redis.pid"
 
     host: str
     port: int
     home: Path
     appendfsync: str = "everysec"
     databases: int = 16
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "redis.pid"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def pid(self) -> int | None:
-        """The server's pid while the process kassa started is alive."""
-        return read_pid(self.pid_file)
 
     def start(self, timeout: float = 30.0) -> int:
         """Start redis-server with AOF on, wait until it answers; return its pid."""
@@ -83,7 +72,3 @@ class RedisServer:
         await_ready(pid, ready, address, log_file, timeout)
         logger.info("Redis answers at %s:%d (pid %d)", self.host, self.port, pid)
         return pid
-
-    def stop(self) -> bool:
-        """Stop the server kassa started here; return whether one was running."""
-        return stop_recorded(self.pid_file)
