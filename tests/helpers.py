@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from common.schema import Checkout
 from common.settings import ENV_PREFIX, Settings
+
+Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
+"""(day, store or None for the chain, sku) -> (net units, sold, returned, revenue, checkouts)"""
 
 
 def free_port() -> int:
@@ -28,3 +37,28 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def repo_root() -> Path:
     """The repository's top folder."""
     return Path(__file__).resolve().parent.parent
+
+
+DATASET = repo_root().parent / "shared" / "data" / "online_retail.parquet"
+"""The UCI Online Retail dataset, in the read-only shared/ folder beside the repository."""
+
+
+def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
+    """Every live figure, computed the plain way with Decimal money."""
+    sums: dict[tuple[date, str | None, str], list[object]] = defaultdict(
+        lambda: [0, 0, 0, Decimal(0), 0]
+    )
+    for checkout in checkouts:
+        day = checkout.occurred_at.astimezone(zone).date()
+        for store in (checkout.store_id, None):
+            for sku in {line.sku for line in checkout.lines}:
+                sums[(day, store, sku)][4] += 1  # type: ignore[operator]
+            for line in checkout.lines:
+                row = sums[(day, store, line.sku)]
+                row[0] += line.quantity  # type: ignore[operator]
+                if checkout.kind == "sale":
+                    row[1] += line.quantity  # type: ignore[operator]
+                if checkout.kind == "return":
+                    row[2] -= line.quantity  # type: ignore[operator]
+                row[3] += line.quantity * line.unit_price  # type: ignore[operator]
+    return {key: tuple(row) for key, row in sums.items()}  # type: ignore[misc]

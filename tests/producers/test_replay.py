@@ -17,10 +17,9 @@ from common.schema import decode_checkout, encode_checkout, record_timestamp_ms
 from common.settings import Settings
 from producers.exceptions import DatasetError, DatasetNotFoundError
 from producers.replay import ReplayTotals, checkouts, price_of, store_id_of
-from tests.helpers import settings_env
+from tests.helpers import DATASET, settings_env
 from tests.producers.records import read_all
 
-DATASET = Path("/work/shared/data/online_retail.parquet")
 LONDON = ZoneInfo("Europe/London")
 # Friday, Sunday 27 March 2011 (UK clocks go forward; there is no Saturday in the data), Monday
 FIRST, LAST = date(2011, 3, 25), date(2011, 3, 28)

@@ -13,7 +13,8 @@ from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from storage import keys
 from storage.live import ApplyStatus, LiveStore, PartitionDelta, expiry_of
-from tests.jobs.stream.helpers import live_figures, truth
+from tests.helpers import truth
+from tests.jobs.stream.helpers import live_figures
 
 DAY = date(2026, 11, 21)
 

@@ -14,8 +14,8 @@ from confluent_kafka import Producer
 
 from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
 from common.settings import Settings
+from tests.helpers import DATASET, truth
 
-DATASET = Path("/work/shared/data/online_retail.parquet")
 LONDON = ZoneInfo("Europe/London")
 
 Expected = dict[str, tuple[int, int, int, Decimal, int]]
@@ -108,21 +108,10 @@ def dataset_expected(day: date) -> Expected:
 
 def expected_of(checkouts: Iterable[Checkout], day: date, zone: ZoneInfo) -> Expected:
     """Per-item figures of ``day`` computed the plain way from checkouts (no duplicates)."""
-    sums: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), 0])
-    for item in checkouts:
-        if item.occurred_at.astimezone(zone).date() != day:
-            continue
-        for sku in {line.sku for line in item.lines}:
-            sums[sku][4] += 1  # type: ignore[operator]
-        for line in item.lines:
-            row = sums[line.sku]
-            row[0] += line.quantity  # type: ignore[operator]
-            if item.kind == "sale":
-                row[1] += line.quantity  # type: ignore[operator]
-            if item.kind == "return":
-                row[2] -= line.quantity  # type: ignore[operator]
-            row[3] += line.quantity * line.unit_price  # type: ignore[operator]
-    return {sku: tuple(row) for sku, row in sums.items()}  # type: ignore[misc]
+    return {
+        sku: row for (when, store, sku), row in truth(checkouts, zone).items()
+        if when == day and store is None
+    }  # fmt: skip
 
 
 def parquet_figures(path: Path) -> Expected:

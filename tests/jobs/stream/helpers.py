@@ -6,44 +6,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from common.schema import Checkout, from_money_units
+from common.schema import from_money_units
 from common.settings import Settings
 from storage import keys
-from tests.helpers import settings_env
+from tests.helpers import Figures, settings_env
 
 # (day, store or None, sku) -> (units, sold, returned, revenue, checkouts)
-Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
-
-
-def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
-    """Every live figure, computed the plain way with Decimal money."""
-    sums: dict[tuple[date, str | None, str], list[object]] = defaultdict(
-        lambda: [0, 0, 0, Decimal(0), 0]
-    )
-    for checkout in checkouts:
-        day = checkout.occurred_at.astimezone(zone).date()
-        for store in (checkout.store_id, None):
-            for sku in {line.sku for line in checkout.lines}:
-                sums[(day, store, sku)][4] += 1  # type: ignore[operator]
-            for line in checkout.lines:
-                row = sums[(day, store, line.sku)]
-                row[0] += line.quantity  # type: ignore[operator]
-                if checkout.kind == "sale":
-                    row[1] += line.quantity  # type: ignore[operator]
-                if checkout.kind == "return":
-                    row[2] -= line.quantity  # type: ignore[operator]
-                row[3] += line.quantity * line.unit_price  # type: ignore[operator]
-    return {key: tuple(row) for key, row in sums.items()}  # type: ignore[misc]
 
 
 def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:

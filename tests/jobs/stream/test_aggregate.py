@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from common.schema import Checkout, Line, from_money_units
 from jobs.stream.aggregate import Aggregator, DayCutter
 from storage.live import PartitionDelta
-from tests.jobs.stream.helpers import truth
+from tests.helpers import truth
 
 LONDON = ZoneInfo("Europe/London")
 # Around the 2026 DST changes in London, so 23- and 25-hour days are crossed.

@@ -10,8 +10,8 @@ import redis
 from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
-from tests.helpers import repo_root, settings_env
-from tests.jobs.stream.helpers import days_of, live_figures, truth
+from tests.helpers import repo_root, settings_env, truth
+from tests.jobs.stream.helpers import days_of, live_figures
 
 
 def test_idle_timeout_counts_the_backlog_then_exits_zero(

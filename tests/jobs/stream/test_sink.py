@@ -16,7 +16,8 @@ from jobs.stream.metrics import StreamMetrics
 from jobs.stream.sink import LiveSink
 from producers.synthetic import generate
 from storage.live import LiveStore
-from tests.jobs.stream.helpers import days_of, live_figures, truth
+from tests.helpers import truth
+from tests.jobs.stream.helpers import days_of, live_figures
 
 
 def _sink(settings: Settings, client: redis.Redis, spill: int) -> LiveSink:

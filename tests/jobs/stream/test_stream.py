@@ -30,17 +30,15 @@ from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from storage import keys
-from tests.helpers import free_port, settings_env
+from tests.helpers import DATASET, free_port, settings_env, truth
 from tests.jobs.stream.helpers import (
     caught_up,
     days_of,
     live_figures,
     start_stream,
-    truth,
     wait_until,
 )
 
-DATASET = Path("/work/shared/data/online_retail.parquet")
 LONDON = ZoneInfo("Europe/London")
 
 
