@@ -39,8 +39,11 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-DATASET = repo_root().parent / "shared" / "data" / "online_retail.parquet"
-"""The UCI Online Retail dataset, in the read-only shared/ folder beside the repository."""
+DATASET = Path(
+    os.environ.get("KASSA_REPLAY_DATASET")
+    or repo_root().parent / "shared" / "data" / "online_retail.parquet"
+)
+"""The UCI Online Retail dataset: KASSA_REPLAY_DATASET, else shared/ beside the repository."""
 
 
 def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
