@@ -124,20 +124,32 @@ def _candidates(
 ) -> tuple[list[int], list[int], bytes | None]:
     """The indices for the fast path, the suspects, and the fast path's payload if built.
 
-    A value is a suspect when it is ``None``, too large or contains a newline (it would not
-    be one line of the payload). The common batch has none: that is checked with a few
+    A value is a suspect when it is ``None``, too large, contains a newline (it would not
+    be one line of the payload) or does not start with ``{``: pyarrow 26 crashes the process
+    on a block that starts with a JSON ``null`` (apache/arrow#47409), so only values that
+    open an object reach it. The common batch has no suspect: that is checked with a few
     C-level passes over the whole batch instead of a Python loop per message.
     """
     if None not in values:
         present = cast("list[bytes]", values)
         payload = b"\n".join(present)
         largest = max(map(len, present), default=0)
-        if payload.count(b"\n") == len(present) - 1 and largest <= limits.max_message_bytes:
+        if (
+            payload.count(b"\n") == len(present) - 1
+            and payload.count(b"\n{") == len(present) - 1
+            and payload.startswith(b"{")
+            and largest <= limits.max_message_bytes
+        ):
             return list(range(len(present))), [], payload
     candidates: list[int] = []
     suspects: list[int] = []
     for index, value in enumerate(values):
-        if value is None or len(value) > limits.max_message_bytes or b"\n" in value:
+        if (
+            value is None
+            or len(value) > limits.max_message_bytes
+            or b"\n" in value
+            or not value.startswith(b"{")
+        ):
             suspects.append(index)
         else:
             candidates.append(index)

@@ -193,3 +193,24 @@ def test_clean_batches_take_the_fast_path() -> None:
     assert decoded.slow <= 16
     assert decoded.invalid == {"malformed_json": 1}
     assert decoded.lines.height == 100
+
+
+def test_values_that_are_not_objects_are_refused_without_reaching_pyarrow() -> None:
+    valid = encode_checkout(
+        Checkout(
+            transaction_id="t1",
+            store_id="s1",
+            register_id="r1",
+            occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+            kind="sale",
+            currency="EUR",
+            lines=(Line("a", 2, Decimal("1.25"), "A"),),
+        )
+    )
+    # A block starting with a JSON null crashed the process in pyarrow 26 (apache/arrow#47409).
+    values: list[bytes | None] = [b"null", valid, b" null", b"[]", valid, b'"x"', b"  " + valid]
+
+    decoded = decode_batch(values, LIMITS)
+
+    assert decoded.invalid == {"invalid_field": 4}
+    assert decoded.lines.get_column("message").to_list() == [1, 4, 6]
