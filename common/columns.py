@@ -4,10 +4,10 @@ The fast path parses a batch of values with ``pyarrow.json`` (multi-threaded C++
 the GIL) and screens the columns for messages that :func:`common.schema.decode_checkout`
 certainly accepts. The screen is deliberately conservative: any message it is not sure about
 (a parse error in its block, an unusual timestamp or decimal spelling, a limit exceeded, a
-newline inside the value, ...) is handed to ``decode_checkout`` itself, which decides and
-gives the reason. ``common.schema`` therefore stays the one authority on what a valid
-checkout is; ``tests/common/test_columns.py`` checks that the screen never accepts what
-``decode_checkout`` refuses and that both paths produce the same columns.
+value that does not look like one JSON object, ...) is handed to ``decode_checkout`` itself,
+which decides and gives the reason. ``common.schema`` therefore stays the one authority on
+what a valid checkout is; ``tests/common/test_columns.py`` checks that the screen never
+accepts what ``decode_checkout`` refuses and that both paths produce the same columns.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Final, cast
 
 import polars as pl
@@ -124,31 +125,33 @@ def _candidates(
 ) -> tuple[list[int], list[int], bytes | None]:
     """The indices for the fast path, the suspects, and the fast path's payload if built.
 
-    A value is a suspect when it is ``None``, too large, contains a newline (it would not
-    be one line of the payload) or does not start with ``{``: pyarrow 26 crashes the process
-    on a block that starts with a JSON ``null`` (apache/arrow#47409), so only values that
-    open an object reach it. The common batch has no suspect: that is checked with a few
-    C-level passes over the whole batch instead of a Python loop per message.
+    Only values that start with ``{`` and end with ``}`` (and are not too large) reach
+    pyarrow; every other value is a suspect. For such values a block holds exactly one row
+    per value or its row count differs: each value yields at least one row, and no row
+    spans two values, because after a closing ``}`` JSON never accepts the ``{`` that opens
+    the next value and a string cannot run across a newline. (Without the ``}`` rule, a
+    value ``{"a":`` swallowed the next one and a value holding two objects made up for it,
+    so rows were attributed to the wrong messages.) pyarrow 26 also crashes the process on
+    a block that starts with a JSON ``null`` (apache/arrow#47409), which the ``{`` rule
+    keeps out. The common batch has no suspect: that is checked with C-level passes over
+    the batch instead of a Python loop per message.
     """
     if None not in values:
         present = cast("list[bytes]", values)
-        payload = b"\n".join(present)
-        largest = max(map(len, present), default=0)
         if (
-            payload.count(b"\n") == len(present) - 1
-            and payload.count(b"\n{") == len(present) - 1
-            and payload.startswith(b"{")
-            and largest <= limits.max_message_bytes
+            all(map(bytes.startswith, present, repeat(b"{")))
+            and all(map(bytes.endswith, present, repeat(b"}")))
+            and max(map(len, present), default=0) <= limits.max_message_bytes
         ):
-            return list(range(len(present))), [], payload
+            return list(range(len(present))), [], b"\n".join(present)
     candidates: list[int] = []
     suspects: list[int] = []
     for index, value in enumerate(values):
         if (
             value is None
             or len(value) > limits.max_message_bytes
-            or b"\n" in value
             or not value.startswith(b"{")
+            or not value.endswith(b"}")
         ):
             suspects.append(index)
         else:

@@ -41,6 +41,15 @@ PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 3
+PLAIN_COLUMNS: Final[dict[Table, tuple[str, ...]]] = {
+    "sales_lines": ("occurred_at", "transaction_id")
+}
+"""Columns written without a dictionary: a checkout's time and id repeat only on its few
+lines, so a dictionary costs a hash per line and compresses worse than zstd on plain values."""
+STATISTICS_COLUMNS: Final[dict[Table, tuple[str, ...]]] = {"sales_lines": ("occurred_at",)}
+"""Columns with min/max statistics, where a table should not have them on every column (on
+``sales_lines`` they help only time filters, and string statistics cost a comparison per
+value)."""
 
 
 def day_folder(day: date) -> str:
@@ -88,13 +97,16 @@ def commit(temporary: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def _open_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def _open_writer(path: Path, schema: pa.Schema, table: Table | None = None) -> pq.ParquetWriter:
+    plain = PLAIN_COLUMNS.get(table, ()) if table else ()
+    statistics = STATISTICS_COLUMNS.get(table) if table else None
     return pq.ParquetWriter(
         path,
         schema,
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
-        write_statistics=True,
+        use_dictionary=[name for name in schema.names if name not in plain],
+        write_statistics=list(statistics) if statistics is not None else True,
     )
 
 
@@ -174,12 +186,17 @@ class StagedFiles:
         self.discard()
 
     @contextmanager
-    def writer(self, final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """A zstd Parquet writer on a temporary file staged to replace ``final``."""
+    def writer(
+        self, final: Path, schema: pa.Schema, table: Table | None = None
+    ) -> Iterator[pq.ParquetWriter]:
+        """A zstd Parquet writer on a temporary file staged to replace ``final``.
+
+        ``table`` selects its column options (:data:`PLAIN_COLUMNS`, :data:`STATISTICS_COLUMNS`).
+        """
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = _temporary_path(final)
         self._open.append(temporary)
-        writer = _open_writer(temporary, schema)
+        writer = _open_writer(temporary, schema, table)
         try:
             yield writer
         finally:

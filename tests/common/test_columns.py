@@ -214,3 +214,27 @@ def test_values_that_are_not_objects_are_refused_without_reaching_pyarrow() -> N
 
     assert decoded.invalid == {"invalid_field": 4}
     assert decoded.lines.get_column("message").to_list() == [1, 4, 6]
+
+
+def test_a_value_cannot_lend_its_rows_to_its_neighbours() -> None:
+    def encoded(transaction_id: str) -> bytes:
+        return encode_checkout(
+            Checkout(
+                transaction_id=transaction_id,
+                store_id="s1",
+                register_id="r1",
+                occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+                kind="sale",
+                currency="EUR",
+                lines=(Line("a", 2, Decimal("1.25"), "A"),),
+            )
+        )
+
+    # Joined into one block, the first value opens an object that swallows the second and
+    # the third holds two objects: the row count matched while every row was misattributed.
+    values: list[bytes | None] = [b'{"a":', encoded("t2") + b"}", encoded("t3") + encoded("t4")]
+
+    decoded = decode_batch(values, LIMITS)
+
+    assert decoded.invalid == {"malformed_json": 3}
+    assert decoded.lines.is_empty()
