@@ -80,10 +80,18 @@ class Settings(BaseSettings):
         "count a replayed batch twice after a crash",
     )
     stream_commit_interval: float = Field(
-        0.25,
+        1.0,
         gt=0,
         le=60,
-        description="seconds between Redis writes + offset commits of the stream job",
+        description="seconds between the stream job's Kafka offset commits (each waits for "
+        "every Redis write before it)",
+    )
+    stream_write_interval: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="seconds a partition's batch collects checkouts before it is written to "
+        "Redis (how stale the live counts may be)",
     )
     stream_session_timeout_ms: int = Field(
         45_000,

@@ -73,6 +73,8 @@ class PartitionDelta:
     partition: int
     first_offset: int = -1
     last_offset: int = -1
+    opened: float = 0.0
+    """``time.monotonic()`` when the batch got its first offset."""
     items: dict[tuple[date, str], dict[str, list[int]]] = field(default_factory=dict)
     stores: dict[tuple[date, str], list[int]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
@@ -112,6 +114,14 @@ class ApplyResult:
     watermark: int
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedApply:
+    """The keys and arguments of one call of the apply script."""
+
+    keys: list[str]
+    args: list[str | bytes]
+
+
 class LiveStore:
     """The ``live`` namespace of one sales topic in one Redis database."""
 
@@ -149,6 +159,10 @@ class LiveStore:
         :attr:`ApplyStatus.CONFLICT` (another writer was there). ``None`` writes
         unconditionally (at-least-once).
         """
+        return self.execute(self.prepare(delta, expected))
+
+    def prepare(self, delta: PartitionDelta, expected: int | None) -> PreparedApply:
+        """The Lua call :meth:`apply` makes for ``delta``, built without talking to Redis."""
         if delta.empty:
             msg = f"partition {delta.partition}: an empty batch has no offsets to apply"
             raise ValueError(msg)
@@ -161,13 +175,18 @@ class LiveStore:
             script_keys.append(keys.NAMES)
             ops.append(("n", 0, _flat(delta.names.items())))
         self._add_figures(delta, script_keys, ops)
-        args = [
-            delta.partition,
-            delta.last_offset,
-            "" if expected is None else expected,
+        expected_arg = "" if expected is None else str(expected)
+        args: list[str | bytes] = [
+            str(delta.partition),
+            str(delta.last_offset),
+            expected_arg,
             _encode(ops),
         ]
-        status, watermark = self._script(keys=script_keys, args=args)
+        return PreparedApply(script_keys, args)
+
+    def execute(self, prepared: PreparedApply) -> ApplyResult:
+        """Make a call built by :meth:`prepare` (possibly in another process)."""
+        status, watermark = self._script(keys=prepared.keys, args=prepared.args)
         return ApplyResult(ApplyStatus(int(status)), int(watermark))
 
     def _expire_at(self, day: date) -> int:

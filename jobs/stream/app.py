@@ -13,11 +13,10 @@ from quixstreams import Application
 
 from common.errors import KassaError
 from common.settings import Settings
-from jobs.stream.aggregate import Aggregator
-from jobs.stream.dead_letters import DeadLetters
 from jobs.stream.exceptions import RedisUnavailableError
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
+from jobs.stream.writer import BatchWriter
 from storage.live import LiveStore
 
 logger = logging.getLogger(__name__)
@@ -112,11 +111,10 @@ def build_stream_job(
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
         store,
-        aggregator=Aggregator(settings.zone),
-        dead_letters=DeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic),
+        BatchWriter(settings),
         metrics=metrics,
-        limits=settings.limits,
         exactly_once=settings.stream_guarantee == "exactly-once",
+        write_interval=settings.stream_write_interval,
     )
     app = StreamApplication(
         sink,

@@ -1,21 +1,20 @@
-"""The Quix sink that turns each partition batch into one idempotent Redis write."""
+"""The Quix sink: partition batches handed to the writer process, applied exactly once."""
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import redis
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
-from common.schema import InvalidCheckout, Limits, Reason, decode_checkout
-from jobs.stream.aggregate import Aggregator
-from jobs.stream.dead_letters import DeadLetters
-from jobs.stream.exceptions import RedisUnavailableError
+from jobs.stream.exceptions import RedisUnavailableError, StreamError
 from jobs.stream.metrics import StreamMetrics
-from storage.live import ApplyResult, ApplyStatus, LiveStore, PartitionDelta
+from jobs.stream.writer import BatchReport, BatchWriter, RawBatch
+from storage.live import ApplyStatus, LiveStore
 
 logger = logging.getLogger(__name__)
 
@@ -25,41 +24,40 @@ SPILL_OFFSETS = 20_000
 
 
 class LiveSink(BaseSink):
-    """Decodes raw checkout bytes, aggregates them per partition, writes per batch.
+    """Collects each partition's records into batches and has them applied exactly once.
 
-    ``add`` is the per-message path: skip offsets Redis already holds (exactly-once mode),
-    decode once, fold into the partition's :class:`PartitionDelta`, or dead-letter.
-    A batch is written by a writer thread (one Lua call, :meth:`LiveStore.apply`, with the
-    watermark the sink expects) when it spans :data:`SPILL_OFFSETS` offsets, so Redis works
-    while the next batch is decoded; ``flush`` (called by Quix before it commits offsets)
-    writes the rest and waits for every write. Writes of a partition stay in order, and one
-    refused write makes every later one of the checkpoint refused too (compare-and-set).
+    ``add`` is the per-message path and stays tiny: skip offsets Redis already holds
+    (exactly-once mode) and append the raw record to its partition's :class:`RawBatch`. A
+    batch goes to the :class:`BatchWriter` process (decode, aggregate, dead-letter, one Lua
+    call with the watermark the sink expects) once it is ``write_interval`` seconds old or
+    spans ``spill_offsets`` offsets, so the live counts trail Kafka by about
+    ``write_interval`` whatever the commit interval. ``flush`` (called by Quix before it
+    commits offsets) hands over the rest and waits for every batch. Batches of a partition
+    are applied in order, and one refused batch makes every later one of the checkpoint
+    refused too (compare-and-set).
     """
 
     def __init__(
         self,
         store: LiveStore,
+        writer: BatchWriter,
         *,
-        aggregator: Aggregator,
-        dead_letters: DeadLetters,
         metrics: StreamMetrics,
-        limits: Limits,
         exactly_once: bool = True,
+        write_interval: float = 0.1,
         spill_offsets: int = SPILL_OFFSETS,
     ) -> None:
         super().__init__()
         self._store = store
-        self._aggregator = aggregator
-        self._dead_letters = dead_letters
+        self._writer = writer
         self._metrics = metrics
-        self._limits = limits
         self._exactly_once = exactly_once
+        self._write_interval = write_interval
         self._spill_offsets = spill_offsets
-        self._deltas: dict[int, PartitionDelta] = {}
+        self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
         self._skipped = 0
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="kassa-redis-writer")
-        self._pending: list[tuple[PartitionDelta, Future[ApplyResult]]] = []
+        self._pending: list[tuple[RawBatch, Future[BatchReport]]] = []
 
     def __repr__(self) -> str:
         return "<LiveSink>"
@@ -114,142 +112,136 @@ class LiveSink(BaseSink):
         partition: int,
         offset: int,
     ) -> None:
-        """Fold one message into its partition's batch (the per-message path)."""
-        delta = self._deltas.get(partition)
-        if delta is None:
-            delta = self._deltas[partition] = PartitionDelta(partition)
+        """Append one record to its partition's batch (the per-message path)."""
+        batch = self._batches.get(partition)
+        if batch is None:
             if partition not in self._watermarks:
                 self._watermarks.update(self._store.watermarks([partition]))
-        if self._exactly_once and offset <= self._watermarks[partition]:
+            if self._exactly_once and offset <= self._watermarks[partition]:
+                self._skipped += 1
+                return
+            batch = self._batches[partition] = RawBatch(topic, partition, time.monotonic())
+        elif self._exactly_once and offset <= self._watermarks[partition]:
             self._skipped += 1
             return
-        if delta.first_offset < 0:
-            delta.first_offset = offset
-        delta.last_offset = offset
-        try:
-            checkout = decode_checkout(value if value is not None else b"", self._limits)
-        except InvalidCheckout as exc:
-            self._dead_letter(delta, value, key, exc, (topic, partition, offset))
-            return
-        except Exception as exc:  # a decoder bug must not stop the job either
-            logger.exception("unexpected error decoding %s[%d]@%d", topic, partition, offset)
-            error = InvalidCheckout(Reason.INVALID_FIELD, f"{type(exc).__name__}: {exc}")
-            self._dead_letter(delta, value, key, error, (topic, partition, offset))
-            return
-        self._aggregator.add(delta, checkout)
-        if offset - delta.first_offset >= self._spill_offsets:
+        batch.offsets.append(offset)
+        batch.keys.append(key)
+        batch.values.append(value)
+        if (
+            len(batch.offsets) >= self._spill_offsets
+            or time.monotonic() - batch.opened >= self._write_interval
+        ):
             self._submit(partition)
 
-    def _dead_letter(
-        self,
-        delta: PartitionDelta,
-        value: bytes | None,
-        key: bytes | None,
-        error: InvalidCheckout,
-        position: tuple[str, int, int],
-    ) -> None:
-        reason, detail = error.reason, error.detail
-        topic, partition, offset = position
-        self._dead_letters.send(
-            value,
-            key,
-            reason=reason.value,
-            detail=detail,
-            source_topic=topic,
-            partition=partition,
-            offset=offset,
-        )
-        delta.dead_letters[reason.value] = delta.dead_letters.get(reason.value, 0) + 1
-        logger.warning("dead-lettered %s[%d]@%d: %s: %s", topic, partition, offset, reason, detail)
-
     def _submit(self, partition: int) -> None:
-        """Hand a partition's batch to the writer thread, in order, with the expected watermark.
-
-        Dead letters are delivered first, so a watermark never covers an undelivered one.
-        """
-        delta = self._deltas.pop(partition)
-        if delta.empty:
-            return
-        self._dead_letters.flush()
+        """Hand a partition's batch to the writer, in order, with the expected watermark."""
+        batch = self._batches.pop(partition)
         expected = self._watermarks[partition] if self._exactly_once else None
-        self._watermarks[partition] = delta.last_offset
-        self._pending.append((delta, self._writer.submit(self._apply, delta, expected)))
-
-    def _apply(self, delta: PartitionDelta, expected: int | None) -> ApplyResult:
-        started = time.perf_counter()
-        result = self._store.apply(delta, expected)
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return result
+        self._watermarks[partition] = batch.last_offset
+        self._pending.append((batch, self._writer.submit(batch, expected)))
 
     def flush(self) -> None:
-        """Write every partition's batch and wait for all writes of this checkpoint.
+        """Hand over every partition's batch and wait for all batches of this checkpoint.
 
-        Quix commits offsets after this returns, so every write of the checkpoint is in
-        Redis by then. If a write was refused because another replica got there first, raise
+        Quix commits offsets after this returns, so every batch of the checkpoint is in
+        Redis by then. If a batch was refused because another replica got there first, raise
         ``SinkBackpressureError``: Quix rewinds to the last commit and the replay skips what
         Redis holds.
         """
-        for partition in list(self._deltas):
+        for partition in list(self._batches):
             self._submit(partition)
         pending, self._pending = self._pending, []
         wait([future for _, future in pending])
-        metrics = self._metrics
         if self._skipped:
-            metrics.replayed.inc(self._skipped)
-            metrics.messages.inc(self._skipped)
+            self._metrics.replayed.inc(self._skipped)
+            self._metrics.messages.inc(self._skipped)
             self._skipped = 0
         conflict = False
-        for delta, future in pending:
-            try:
-                result = future.result()
-            except redis.RedisError as exc:
-                msg = (
-                    f"cannot write partition {delta.partition}'s batch to Redis ({exc}); "
-                    "check that the server of KASSA_REDIS_URL is up. Restarting kassa stream "
-                    "is safe: it resumes from the last commit"
-                )
-                raise RedisUnavailableError(msg) from exc
-            partition = delta.partition
+        for batch, future in pending:
+            report = self._report(batch, future)
+            partition = batch.partition
+            result = report.result
             if result.status is not ApplyStatus.APPLIED:
                 self._watermarks[partition] = result.watermark
-            metrics.applied_offset.labels(str(partition)).set(self._watermarks[partition])
+            self._metrics.applied_offset.labels(str(partition)).set(self._watermarks[partition])
             if result.status is ApplyStatus.CONFLICT:
                 conflict = True
-                metrics.conflicts.inc()
+                self._metrics.conflicts.inc()
                 logger.warning(
                     "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
                     "another replica; rewinding to the last commit",
                     partition,
-                    delta.first_offset,
-                    delta.last_offset,
+                    batch.first_offset,
+                    batch.last_offset,
                     result.watermark,
                 )
             elif result.status is ApplyStatus.DUPLICATE:
                 logger.info(
                     "partition %d: batch %d..%d was already applied (watermark %d)",
                     partition,
-                    delta.first_offset,
-                    delta.last_offset,
+                    batch.first_offset,
+                    batch.last_offset,
                     result.watermark,
                 )
             else:
-                offsets = delta.last_offset - delta.first_offset + 1
-                metrics.messages.inc(offsets)
-                metrics.batch_messages.observe(offsets)
-                metrics.checkouts.inc(delta.checkouts)
-                metrics.lines.inc(delta.lines)
-                for reason, count in delta.dead_letters.items():
-                    metrics.dead_letters.labels(reason).inc(count)
-                metrics.last_batch_at = time.time()
+                self._count(batch, report)
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
+    def _report(self, batch: RawBatch, future: Future[BatchReport]) -> BatchReport:
+        try:
+            return future.result()
+        except redis.RedisError as exc:
+            msg = (
+                f"cannot write partition {batch.partition}'s batch to Redis ({exc}); "
+                "check that the server of KASSA_REDIS_URL is up. Restarting kassa stream "
+                "is safe: it resumes from the last commit"
+            )
+            raise RedisUnavailableError(msg) from exc
+        except BrokenProcessPool as exc:
+            msg = (
+                "the stream job's writer process died (killed, or out of memory?); "
+                "restart kassa stream: it resumes from the last commit"
+            )
+            raise StreamError(msg) from exc
+
+    def _count(self, batch: RawBatch, report: BatchReport) -> None:
+        metrics = self._metrics
+        offsets = batch.last_offset - batch.first_offset + 1
+        metrics.messages.inc(offsets)
+        metrics.batch_messages.observe(offsets)
+        metrics.batch_seconds.observe(report.seconds)
+        decoded = report.decoded
+        metrics.checkouts.inc(decoded.checkouts)
+        metrics.lines.inc(decoded.lines)
+        for reason, count in decoded.dead_letters.items():
+            metrics.dead_letters.labels(reason).inc(count)
+        for refusal in decoded.refusals:
+            logger.warning(
+                "dead-lettered %s[%d]@%d: %s: %s",
+                batch.topic,
+                batch.partition,
+                refusal.offset,
+                refusal.reason,
+                refusal.detail,
+            )
+        unreported = sum(decoded.dead_letters.values()) - len(decoded.refusals)
+        if unreported:
+            logger.warning(
+                "dead-lettered %d more message(s) of %s[%d]@%d..%d",
+                unreported,
+                batch.topic,
+                batch.partition,
+                batch.first_offset,
+                batch.last_offset,
+            )
+        metrics.last_batch_at = max(metrics.last_batch_at, report.finished_at)
+
     def close(self) -> None:
-        """Stop the writer thread and release the dead-letter producer (after the app)."""
-        self._writer.shutdown(wait=True)
-        self._dead_letters.close()
+        """Stop the writer process (after the application stopped)."""
+        self._writer.close()
 
     def on_paused(self) -> None:
         """Quix rewinds after backpressure: drop the batches it will replay."""
-        self._deltas.clear()
+        self._batches.clear()
         self._skipped = 0

@@ -1,7 +1,8 @@
-"""Two sinks writing the same partition (a stale replica): nothing is applied twice or lost."""
+"""The sink: batches reach Redis by age or at the commit, exactly once, despite stale replicas."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -10,24 +11,25 @@ from quixstreams.sinks import SinkBackpressureError
 
 from common.schema import Checkout, encode_checkout
 from common.settings import Settings
-from jobs.stream.aggregate import Aggregator
-from jobs.stream.dead_letters import DeadLetters
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.sink import LiveSink
+from jobs.stream.writer import BatchWriter
 from producers.synthetic import generate
+from storage import keys
 from storage.live import LiveStore
 from tests.helpers import truth
-from tests.jobs.stream.helpers import days_of, live_figures
+from tests.jobs.stream.helpers import days_of, live_figures, wait_until
 
 
-def _sink(settings: Settings, client: redis.Redis, spill: int) -> LiveSink:
+def _sink(
+    settings: Settings, client: redis.Redis, spill: int = 1000, write_interval: float = 60.0
+) -> LiveSink:
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
         store,
-        aggregator=Aggregator(settings.zone),
-        dead_letters=DeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic),
+        BatchWriter(settings),
         metrics=StreamMetrics(),
-        limits=settings.limits,
+        write_interval=write_interval,
         spill_offsets=spill,
     )
     sink.on_assign({0: -1001})
@@ -58,4 +60,23 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
     expected = truth(checkouts, settings.zone)
     assert live_figures(redis_client, days_of(expected)) == expected
     for sink in (fresh, stale):
+        sink.close()
+
+
+def test_a_batch_older_than_the_write_interval_reaches_redis_before_the_commit(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 6))
+    sink = _sink(settings, redis_client, write_interval=0.2)
+    applied = keys.applied_offsets_key(settings.topic)
+    try:
+        _feed(sink, settings.topic, checkouts[:5])
+        time.sleep(0.5)
+        assert redis_client.hget(applied, "0") is None  # young batch: still collecting
+        _feed(sink, settings.topic, checkouts, first=5)  # the batch is now old enough
+
+        wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
+        expected = truth(checkouts, settings.zone)
+        assert live_figures(redis_client, days_of(expected)) == expected
+    finally:
         sink.close()

@@ -275,9 +275,16 @@ def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
                     "the restarted stream job to apply a batch",
                 )
                 time.sleep(rng.uniform(0.0, 1.5))
+                helpers = _children(child.pid)
+                assert helpers, "the stream job runs its writer in a child process"
             finally:
                 child.send_signal(signal.SIGKILL)
                 child.wait(10)
+            wait_until(
+                lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers),  # noqa: B023
+                15,
+                "the writer process of the killed job to exit",
+            )
     finally:
         checkouts = load.finish()
     child = start_stream(settings, log)
@@ -289,6 +296,19 @@ def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
     assert log.read_text().count("assigned partitions") >= 6
     expected = truth(checkouts, settings.zone)
     assert live_figures(redis_client, days_of(expected)) == expected
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _watermark_sum(client: redis.Redis, key: str) -> int:

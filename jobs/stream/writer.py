@@ -1,0 +1,235 @@
+"""The stream job's batch writer: a decoding process and a Redis thread, in a pipeline.
+
+Quix runs the consumer loop on one Python thread, and decoding plus aggregating a checkout
+costs about as much CPU as Quix itself. So :class:`~jobs.stream.sink.LiveSink` only collects
+the raw records of each partition batch and hands the batch to :class:`BatchWriter`:
+
+1. a child process decodes every value with :func:`common.schema.decode_checkout`, folds the
+   checkouts into a :class:`~storage.live.PartitionDelta`, dead-letters what it refuses
+   (delivered before anything is written) and builds the batch's Lua call
+   (:meth:`storage.live.LiveStore.prepare`);
+2. a thread of the job's own process makes that call (:meth:`~storage.live.LiveStore.execute`:
+   compare-and-set on the partition's watermark) while the child decodes the next batch.
+
+Quix, decoding and Redis thus work at the same time on both cores. Batches are applied in
+the order they were handed over, and the sink waits for every one of them before Quix commits
+offsets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final
+
+import redis
+
+from common.schema import InvalidCheckout, Reason, decode_checkout
+from common.settings import Settings
+from jobs.stream.aggregate import Aggregator
+from jobs.stream.dead_letters import DeadLetters
+from storage.live import ApplyResult, LiveStore, PartitionDelta, PreparedApply
+
+MAX_REFUSALS_REPORTED: Final = 100
+"""Refused messages of one batch described individually in its report (the rest counted)."""
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Consecutive records of one partition, as Kafka delivered them (not yet decoded)."""
+
+    topic: str
+    partition: int
+    opened: float
+    """``time.monotonic()`` when the batch got its first record."""
+    offsets: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+
+    @property
+    def first_offset(self) -> int:
+        """The offset of the first record."""
+        return self.offsets[0]
+
+    @property
+    def last_offset(self) -> int:
+        """The offset of the last record."""
+        return self.offsets[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One message the writer refused and dead-lettered."""
+
+    offset: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A batch decoded and aggregated by the writer process, its Redis call ready."""
+
+    call: PreparedApply
+    checkouts: int
+    lines: int
+    dead_letters: dict[str, int]
+    refusals: list[Refusal]
+    """The first :data:`MAX_REFUSALS_REPORTED` refused messages (``dead_letters`` counts all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What the writer did with one batch."""
+
+    result: ApplyResult
+    decoded: DecodedBatch
+    seconds: float
+    """Time spent in the Redis call."""
+    finished_at: float
+    """``time.time()`` when the Redis call returned."""
+
+
+class _Decoder:
+    """The state of the writer process: aggregator, dead-letter producer, key builder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._store = _live_store(settings)  # builds calls only: never connects
+        self._aggregator = Aggregator(settings.zone)
+        self._dead_letters = DeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic)
+        self._limits = settings.limits
+
+    def decode(self, batch: RawBatch, expected: int | None) -> DecodedBatch:
+        delta = PartitionDelta(batch.partition, batch.first_offset, batch.last_offset)
+        refusals: list[Refusal] = []
+        aggregate = self._aggregator.add
+        limits = self._limits
+        for index, value in enumerate(batch.values):
+            try:
+                checkout = decode_checkout(value if value is not None else b"", limits)
+            except InvalidCheckout as exc:
+                self._refuse(batch, index, delta, refusals, exc)
+                continue
+            except Exception as exc:  # a decoder bug must not stop the job either
+                error = InvalidCheckout(Reason.INVALID_FIELD, f"{type(exc).__name__}: {exc}")
+                self._refuse(batch, index, delta, refusals, error)
+                continue
+            aggregate(delta, checkout)
+        if delta.dead_letters:
+            self._dead_letters.flush()  # before the watermark covers them
+        call = self._store.prepare(delta, expected)
+        return DecodedBatch(call, delta.checkouts, delta.lines, delta.dead_letters, refusals)
+
+    def _refuse(
+        self,
+        batch: RawBatch,
+        index: int,
+        delta: PartitionDelta,
+        refusals: list[Refusal],
+        error: InvalidCheckout,
+    ) -> None:
+        reason = error.reason.value
+        offset = batch.offsets[index]
+        self._dead_letters.send(
+            batch.values[index],
+            batch.keys[index],
+            reason=reason,
+            detail=error.detail,
+            source_topic=batch.topic,
+            partition=batch.partition,
+            offset=offset,
+        )
+        delta.dead_letters[reason] = delta.dead_letters.get(reason, 0) + 1
+        if len(refusals) < MAX_REFUSALS_REPORTED:
+            refusals.append(Refusal(offset, reason, error.detail))
+
+
+def _live_store(settings: Settings) -> LiveStore:
+    client = redis.Redis.from_url(settings.redis_url)
+    return LiveStore(client, settings.topic, settings.zone, settings.retention_days)
+
+
+_decoder: _Decoder | None = None
+
+
+def _start(settings: Settings) -> None:
+    """Initialise the writer process.
+
+    Signals are the parent's business (it drains the writer before it stops); if the parent
+    dies without doing so (``kill -9``), the writer exits too instead of lingering.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    global _decoder  # noqa: PLW0603 - one decoder per process, built by the pool's initializer
+    _decoder = _Decoder(settings)
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(1)
+
+
+def _ready() -> bool:
+    return _decoder is not None
+
+
+def _decode(batch: RawBatch, expected: int | None) -> DecodedBatch:
+    assert _decoder is not None, "the writer process was not initialised"
+    return _decoder.decode(batch, expected)
+
+
+class BatchWriter:
+    """Applies :class:`RawBatch` es to the live store in order: decoded in a child process,
+    written by a thread, the next batch decoded while the last one is written."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._store = _live_store(settings)
+        self._redis = ThreadPoolExecutor(1, thread_name_prefix="kassa-redis-writer")
+        self._pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(settings,),
+        )
+        self._pool.submit(_ready).result()  # start it now, and fail here if it cannot start
+
+    def submit(self, batch: RawBatch, expected: int | None) -> Future[BatchReport]:
+        """Queue ``batch``; ``expected`` is the watermark Redis must hold (None: no check)."""
+        report: Future[BatchReport] = Future()
+
+        def decoded(future: Future[DecodedBatch]) -> None:
+            # Runs in decoding order (one child, first in first out), so the thread
+            # receives the calls in the order the batches were submitted.
+            try:
+                batch = future.result()
+            except BaseException as exc:
+                report.set_exception(exc)
+                return
+            self._redis.submit(self._execute, batch, report)
+
+        self._pool.submit(_decode, batch, expected).add_done_callback(decoded)
+        return report
+
+    def _execute(self, batch: DecodedBatch, report: Future[BatchReport]) -> None:
+        started = time.perf_counter()
+        try:
+            result = self._store.execute(batch.call)
+        except BaseException as exc:
+            report.set_exception(exc)
+            return
+        seconds = time.perf_counter() - started
+        report.set_result(BatchReport(result, batch, seconds, time.time()))
+
+    def close(self) -> None:
+        """Wait for queued batches, then stop the process and the thread."""
+        self._pool.shutdown(wait=True)
+        self._redis.shutdown(wait=True)
