@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from common.days import business_day, day_bounds
-from common.schema import Checkout, Line, to_money_units
+from common.schema import WireCheckout, WireLine, to_money_units
 from storage.live import PartitionDelta
 
 
@@ -35,9 +36,9 @@ class Aggregator:
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._days = DayCutter(zone)
-        self._prices: dict[str, int] = {}  # str(price): cheaper to hash than a Decimal
+        self._prices: dict[str | int | float, int] = {}  # price text -> money units
 
-    def add(self, delta: PartitionDelta, checkout: Checkout) -> None:
+    def add(self, delta: PartitionDelta, checkout: WireCheckout) -> None:
         """Fold ``checkout`` into ``delta``."""
         scope = (self._days.day_of(checkout.occurred_at), checkout.store_id)
         items = delta.items.get(scope)
@@ -65,17 +66,17 @@ class Aggregator:
         self,
         items: dict[str, list[int]],
         names: dict[str, str],
-        lines: tuple[Line, ...],
+        lines: tuple[WireLine, ...],
         stamp: int,
     ) -> None:
         prices = self._prices
         for line in lines:
             sku = line.sku
             quantity = line.quantity
-            text = str(line.unit_price)
+            text = line.unit_price
             price = prices.get(text)
             if price is None:
-                price = prices[text] = to_money_units(line.unit_price)
+                price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
                 items[sku] = [quantity, quantity, 0, quantity * price, 1, stamp]
@@ -93,7 +94,7 @@ class Aggregator:
         self,
         items: dict[str, list[int]],
         names: dict[str, str],
-        lines: tuple[Line, ...],
+        lines: tuple[WireLine, ...],
         stamp: int,
         *,
         returned: bool,
@@ -102,10 +103,10 @@ class Aggregator:
         for line in lines:
             sku = line.sku
             quantity = line.quantity
-            text = str(line.unit_price)
+            text = line.unit_price
             price = prices.get(text)
             if price is None:
-                price = prices[text] = to_money_units(line.unit_price)
+                price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
                 figures = items[sku] = [0, 0, 0, 0, 0, -1]

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 COMMITTED_TIMEOUT_SECONDS = 30.0
 STATS_INTERVAL_MS = 5000
+FETCH_CONFIG = {"max.partition.fetch.bytes": 8 << 20}
+"""librdkafka fetch settings of the job's consumer (bigger fetches than the 1 MiB default)."""
 
 
 class StreamApplication(Application):
@@ -133,6 +135,7 @@ def build_stream_job(
             "session.timeout.ms": settings.stream_session_timeout_ms,
             "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
             "statistics.interval.ms": STATS_INTERVAL_MS,
+            **FETCH_CONFIG,
             "stats_cb": metrics.on_kafka_stats,
         },
     )

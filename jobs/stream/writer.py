@@ -4,7 +4,7 @@ Quix runs the consumer loop on one Python thread, and decoding plus aggregating 
 costs about as much CPU as Quix itself. So :class:`~jobs.stream.sink.LiveSink` only collects
 the raw records of each partition batch and hands the batch to :class:`BatchWriter`:
 
-1. a child process decodes every value with :func:`common.schema.decode_checkout`, folds the
+1. a child process decodes every value with :func:`common.schema.decode_wire`, folds the
    checkouts into a :class:`~storage.live.PartitionDelta`, dead-letters what it refuses
    (delivered before anything is written) and builds the batch's Lua call
    (:meth:`storage.live.LiveStore.prepare`);
@@ -30,7 +30,7 @@ from typing import Final
 
 import redis
 
-from common.schema import InvalidCheckout, Reason, decode_checkout
+from common.schema import InvalidCheckout, Reason, decode_wire
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
@@ -112,7 +112,7 @@ class _Decoder:
         limits = self._limits
         for index, value in enumerate(batch.values):
             try:
-                checkout = decode_checkout(value if value is not None else b"", limits)
+                checkout = decode_wire(value if value is not None else b"", limits)
             except InvalidCheckout as exc:
                 self._refuse(batch, index, delta, refusals, exc)
                 continue
