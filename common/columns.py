@@ -75,6 +75,7 @@ _ARROW_SCHEMA: Final = pa.schema(
         ("schema_version", pa.int64()),
     ]
 )
+_READ_OPTIONS: Final = pj.ReadOptions(use_threads=False)
 _PARSE_OPTIONS: Final = pj.ParseOptions(
     explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
 )
@@ -173,7 +174,9 @@ def _parse_block(
     if payload is None:
         payload = b"\n".join([values[index] or b"" for index in indices])
     try:
-        table = pj.read_json(io.BytesIO(payload), parse_options=_PARSE_OPTIONS)
+        table = pj.read_json(
+            io.BytesIO(payload), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+        )
         table.validate(full=True)  # pyarrow.json does not check that strings are UTF-8
     except pa.ArrowInvalid:
         table = None

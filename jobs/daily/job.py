@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_MESSAGES: Final = 50_000
 PREFETCH_CHUNKS: Final = 2
+DECODERS: Final = 2
 MANIFEST_VERSION: Final = 1
 DRIFTS_IN_MANIFEST: Final = 100
 COUNTS: Final = (
@@ -307,9 +308,19 @@ class _DayRun:
 
     def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
         limits = self.settings.limits
-        with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
+        with (
+            closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks,
+            ThreadPoolExecutor(DECODERS, thread_name_prefix="kassa-daily-decoder") as decoders,
+        ):
+            pending: deque[tuple[int, Future[Decoded]]] = deque()
             for values in chunks:
-                yield len(values), decode_batch(values, limits)
+                pending.append((len(values), decoders.submit(decode_batch, values, limits)))
+                if len(pending) >= DECODERS:
+                    records, decoded = pending.popleft()
+                    yield records, decoded.result()
+            while pending:
+                records, decoded = pending.popleft()
+                yield records, decoded.result()
 
     def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
         partials = Partials(self.settings.zone)
