@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,13 +29,13 @@ class LiveSink(BaseSink):
 
     ``add`` is the per-message path and stays tiny: skip offsets Redis already holds
     (exactly-once mode) and append the raw record to its partition's :class:`RawBatch`. A
-    batch goes to the :class:`BatchWriter` process (decode, aggregate, dead-letter, one Lua
-    call with the watermark the sink expects) once it is ``write_interval`` seconds old or
-    spans ``spill_offsets`` offsets, so the live counts trail Kafka by about
-    ``write_interval`` whatever the commit interval. ``flush`` (called by Quix before it
-    commits offsets) hands over the rest and waits for every batch. Batches of a partition
-    are applied in order, and one refused batch makes every later one of the checkpoint
-    refused too (compare-and-set).
+    batch goes to the :class:`BatchWriter` (decode, aggregate, dead-letter, one Lua call
+    with the watermark the sink expects) when it spans ``spill_offsets`` offsets, or when a
+    timer thread finds it ``write_interval`` seconds old (also when no further message
+    arrives), so the live counts trail Kafka by about ``write_interval`` whatever the commit
+    interval. ``flush`` (called by Quix before it commits offsets) hands over the rest and
+    waits for every batch. Batches of a partition are applied in order, and one refused
+    batch makes every later one of the checkpoint refused too (compare-and-set).
     """
 
     def __init__(
@@ -58,6 +59,11 @@ class LiveSink(BaseSink):
         self._watermarks: dict[int, int] = {}
         self._skipped = 0
         self._pending: list[tuple[RawBatch, Future[BatchReport]]] = []
+        self._lock = threading.Lock()  # batches, watermarks and pending: add vs the timer
+        self._timer_failure: BaseException | None = None
+        self._stopped = threading.Event()
+        self._timer = threading.Thread(target=self._hand_over_old_batches, daemon=True)
+        self._timer.start()
 
     def __repr__(self) -> str:
         return "<LiveSink>"
@@ -74,8 +80,9 @@ class LiveSink(BaseSink):
         except redis.RedisError as exc:
             msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
             raise RedisUnavailableError(msg) from exc
+        with self._lock:
+            self._watermarks.update(watermarks)
         for partition, watermark in watermarks.items():
-            self._watermarks[partition] = watermark
             self._metrics.applied_offset.labels(str(partition)).set(watermark)
             offset = committed[partition]
             behind = offset >= 0 and watermark < offset - 1
@@ -113,32 +120,49 @@ class LiveSink(BaseSink):
         offset: int,
     ) -> None:
         """Append one record to its partition's batch (the per-message path)."""
-        batch = self._batches.get(partition)
-        if batch is None:
-            if partition not in self._watermarks:
-                self._watermarks.update(self._store.watermarks([partition]))
-            if self._exactly_once and offset <= self._watermarks[partition]:
+        with self._lock:
+            batch = self._batches.get(partition)
+            if batch is None:
+                if partition not in self._watermarks:
+                    self._watermarks.update(self._store.watermarks([partition]))
+                if self._exactly_once and offset <= self._watermarks[partition]:
+                    self._skipped += 1
+                    return
+                batch = self._batches[partition] = RawBatch(topic, partition, time.monotonic())
+            elif self._exactly_once and offset <= self._watermarks[partition]:
                 self._skipped += 1
                 return
-            batch = self._batches[partition] = RawBatch(topic, partition, time.monotonic())
-        elif self._exactly_once and offset <= self._watermarks[partition]:
-            self._skipped += 1
-            return
-        batch.offsets.append(offset)
-        batch.keys.append(key)
-        batch.values.append(value)
-        if (
-            len(batch.offsets) >= self._spill_offsets
-            or time.monotonic() - batch.opened >= self._write_interval
-        ):
-            self._submit(partition)
+            batch.offsets.append(offset)
+            batch.keys.append(key)
+            batch.values.append(value)
+            if len(batch.offsets) >= self._spill_offsets:
+                self._submit(partition)
 
     def _submit(self, partition: int) -> None:
-        """Hand a partition's batch to the writer, in order, with the expected watermark."""
-        batch = self._batches.pop(partition)
+        """Hand a partition's batch to the writer, in order, with the expected watermark.
+
+        The caller holds the lock. The batch stays in place if the writer refuses it.
+        """
+        batch = self._batches[partition]
         expected = self._watermarks[partition] if self._exactly_once else None
+        future = self._writer.submit(batch, expected)
+        del self._batches[partition]
         self._watermarks[partition] = batch.last_offset
-        self._pending.append((batch, self._writer.submit(batch, expected)))
+        self._pending.append((batch, future))
+
+    def _hand_over_old_batches(self) -> None:
+        """The timer thread: hand over every batch older than the write interval."""
+        while not self._stopped.wait(self._write_interval / 2):
+            try:
+                with self._lock:
+                    now = time.monotonic()
+                    for partition, batch in list(self._batches.items()):
+                        if now - batch.opened >= self._write_interval:
+                            self._submit(partition)
+            except Exception as exc:  # flush() hands the batches over again and raises
+                logger.exception("cannot hand a batch to the writer")
+                self._timer_failure = exc
+                return
 
     def flush(self) -> None:
         """Hand over every partition's batch and wait for all batches of this checkpoint.
@@ -148,10 +172,14 @@ class LiveSink(BaseSink):
         ``SinkBackpressureError``: Quix rewinds to the last commit and the replay skips what
         Redis holds.
         """
-        for partition in list(self._batches):
-            self._submit(partition)
-        pending, self._pending = self._pending, []
+        with self._lock:
+            for partition in list(self._batches):
+                self._submit(partition)
+            pending, self._pending = self._pending, []
         wait([future for _, future in pending])
+        if self._timer_failure is not None:
+            msg = "the stream job's batch timer failed (see the log above); restart kassa stream"
+            raise StreamError(msg) from self._timer_failure
         if self._skipped:
             self._metrics.replayed.inc(self._skipped)
             self._metrics.messages.inc(self._skipped)
@@ -238,10 +266,13 @@ class LiveSink(BaseSink):
         metrics.last_batch_at = max(metrics.last_batch_at, report.finished_at)
 
     def close(self) -> None:
-        """Stop the writer process (after the application stopped)."""
+        """Stop the timer and the writer (after the application stopped)."""
+        self._stopped.set()
+        self._timer.join()
         self._writer.close()
 
     def on_paused(self) -> None:
         """Quix rewinds after backpressure: drop the batches it will replay."""
-        self._batches.clear()
-        self._skipped = 0
+        with self._lock:
+            self._batches.clear()
+            self._skipped = 0
