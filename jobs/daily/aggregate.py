@@ -48,9 +48,13 @@ class Deduplicator:
         self._seen: set[str] = set()
 
     def first_occurrences(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-        """``lines`` without checkouts seen before; and the number of checkouts dropped."""
+        """``lines`` without checkouts seen before; and the number of checkouts dropped.
+
+        ``lines`` must be in message order (as decoded), a message's lines together.
+        """
+        message = pl.col("message")
         messages = lines.select("message", "transaction_id").filter(
-            pl.col("message").is_first_distinct()
+            message != message.shift(1, fill_value=-1)
         )
         first = messages.filter(pl.col("transaction_id").is_first_distinct())
         ids = first.get_column("transaction_id").to_list()

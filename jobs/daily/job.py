@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from common.columns import Decoded, decode_batch
-from common.schema import SCHEMA_VERSION, from_money_units
+from common.schema import SCHEMA_VERSION, Limits, from_money_units
 from common.settings import Settings
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
 from jobs.daily.exceptions import IncompleteDay, RedisWriteError
@@ -229,6 +229,26 @@ def in_background(items: Iterator[T], depth: int = PREFETCH_CHUNKS) -> Generator
         thread.join()
 
 
+def decode_ahead(
+    chunks: Iterable[list[bytes | None]], limits: Limits, decoders: int = DECODERS
+) -> Iterator[tuple[int, Decoded]]:
+    """``(records, decoded)`` for each chunk, in order, ``decoders`` chunks decoded at once.
+
+    Each decoder parses on its own thread (pyarrow and Polars release the GIL), so fetching,
+    decoding and aggregating share both cores.
+    """
+    with ThreadPoolExecutor(decoders, thread_name_prefix="kassa-daily-decoder") as pool:
+        pending: deque[tuple[int, Future[Decoded]]] = deque()
+        for values in chunks:
+            pending.append((len(values), pool.submit(decode_batch, values, limits)))
+            if len(pending) >= decoders:
+                records, decoded = pending.popleft()
+                yield records, decoded.result()
+        while pending:
+            records, decoded = pending.popleft()
+            yield records, decoded.result()
+
+
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:
     """Append a chunk's ``sales_lines`` rows (converted on the compressing thread)."""
     writer.write_table(sales_lines(lines).to_arrow())
@@ -307,20 +327,8 @@ class _DayRun:
             yield from read_partition(consumer, plan.topic, part, self.chunk_messages)
 
     def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
-        limits = self.settings.limits
-        with (
-            closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks,
-            ThreadPoolExecutor(DECODERS, thread_name_prefix="kassa-daily-decoder") as decoders,
-        ):
-            pending: deque[tuple[int, Future[Decoded]]] = deque()
-            for values in chunks:
-                pending.append((len(values), decoders.submit(decode_batch, values, limits)))
-                if len(pending) >= DECODERS:
-                    records, decoded = pending.popleft()
-                    yield records, decoded.result()
-            while pending:
-                records, decoded = pending.popleft()
-                yield records, decoded.result()
+        with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
+            yield from decode_ahead(chunks, self.settings.limits)
 
     def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
         partials = Partials(self.settings.zone)
