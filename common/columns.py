@@ -217,9 +217,15 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
-    messages = messages.with_columns(message_ok=message_ok)
+    checked = messages.select(pl.exclude("schema_version"), message_ok=message_ok)
+    bad_messages = checked.filter(~pl.col("message_ok")).get_column("message")
+    if not bad_messages.is_empty():
+        checked = checked.filter(pl.col("message_ok"))
+    # Only messages that passed, without their check columns, are spread out to their lines:
+    # every column here is repeated on each line, which is most of the screen's cost.
     lines = (
-        messages.explode("lines")
+        checked.drop("message_ok")
+        .explode("lines")
         .unnest("lines")
         .rename({"unit_price": "unit_price_text"})
         .with_columns(unit_price=pl.col("unit_price_text").str.to_decimal(scale=MONEY_DECIMALS))
@@ -236,13 +242,12 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col("unit_price").is_not_null(),
         ~((pl.col("unit_price") < 0) & (kind != "adjustment")),
     ).fill_null(value=False)
-    bad_lines = lines.filter(~line_ok).get_column("message")
-    bad_messages = messages.filter(~pl.col("message_ok")).get_column("message")
-    rejected = pl.concat([bad_lines, bad_messages]).unique().to_list()
-    accepted = lines.filter(pl.col("message_ok") & ~pl.col("message").is_in(rejected)).select(
-        LINE_SCHEMA.names()
-    )
-    return accepted.cast(LINE_SCHEMA), rejected
+    lines_ok = lines.select(line_ok).to_series()
+    if not lines_ok.all():
+        bad_lines = lines.filter(~lines_ok).get_column("message").unique()
+        lines = lines.filter(~pl.col("message").is_in(bad_lines.implode()))
+        bad_messages = pl.concat([bad_messages, bad_lines])
+    return lines.select(LINE_SCHEMA.names()).cast(LINE_SCHEMA), bad_messages.to_list()
 
 
 def _decode_slowly(
