@@ -80,14 +80,14 @@ class Settings(BaseSettings):
         "count a replayed batch twice after a crash",
     )
     stream_commit_interval: float = Field(
-        1.0,
+        5.0,
         gt=0,
         le=60,
         description="seconds between the stream job's Kafka offset commits (each waits for "
         "every Redis write before it)",
     )
     stream_write_interval: float = Field(
-        0.1,
+        0.25,
         gt=0,
         le=60,
         description="seconds a partition's batch collects checkouts before it is written to "

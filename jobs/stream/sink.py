@@ -45,7 +45,7 @@ class LiveSink(BaseSink):
         *,
         metrics: StreamMetrics,
         exactly_once: bool = True,
-        write_interval: float = 0.1,
+        write_interval: float = 0.25,
         spill_offsets: int = SPILL_OFFSETS,
     ) -> None:
         super().__init__()
