@@ -55,7 +55,7 @@ from storage.daily import (
 
 logger = logging.getLogger(__name__)
 
-CHUNK_MESSAGES: Final = 50_000
+CHUNK_MESSAGES: Final = 25_000
 PREFETCH_CHUNKS: Final = 2
 DECODERS: Final = 2
 MANIFEST_VERSION: Final = 1
