@@ -205,8 +205,10 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
             )
         ),
     )
+    # Lengths are limited in characters; counting bytes is cheaper and never lets through a
+    # string that is too long (a longer one in bytes only is left to decode_checkout).
     identifiers = [
-        pl.col(name).str.len_chars().is_between(1, 128)
+        pl.col(name).str.len_bytes().is_between(1, 128)
         for name in ("transaction_id", "store_id", "register_id")
     ]
     message_ok = pl.all_horizontal(
@@ -233,7 +235,7 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
     quantity = pl.col("quantity")
     kind = pl.col("kind")
     line_ok = pl.all_horizontal(
-        pl.col("sku").str.len_chars().is_between(1, 64),
+        pl.col("sku").str.len_bytes().is_between(1, 64),
         quantity != 0,
         quantity.abs() <= limits.max_quantity,
         ~((kind == "sale") & (quantity < 0)),

@@ -238,3 +238,23 @@ def test_a_value_cannot_lend_its_rows_to_its_neighbours() -> None:
 
     assert decoded.invalid == {"malformed_json": 3}
     assert decoded.lines.is_empty()
+
+
+def test_identifiers_at_their_length_limit_in_characters_but_not_in_bytes_are_valid() -> None:
+    item = Checkout(
+        transaction_id="\u00e9" * 128,
+        store_id="s1",
+        register_id="\u20ac" * 128,
+        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+        kind="sale",
+        currency="EUR",
+        lines=(Line("\u00e9" * 64, 2, Decimal("1.25"), "A"), Line("a", 1, Decimal("2"), None)),
+    )
+    limits = Limits(max_message_bytes=10_000)
+    values: list[bytes] = [encode_checkout(item)] * 3
+
+    decoded = decode_batch(list(values), limits)
+
+    assert decoded.invalid == {}
+    assert decoded.lines.get_column("sku").to_list() == ["\u00e9" * 64, "a"] * 3
+    assert decoded.lines.get_column("transaction_id").unique().to_list() == ["\u00e9" * 128]
