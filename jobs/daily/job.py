@@ -1,14 +1,14 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
 A run reads the day's offset range (:mod:`jobs.daily.reader`) on one thread and decodes it
-(:mod:`common.columns`) on another, while the calling thread cuts each chunk to the day,
-drops duplicate checkouts and folds it into partial aggregates (:mod:`jobs.daily.aggregate`);
-a fourth thread compresses ``sales_lines``. pyarrow, Polars and
-librdkafka release the GIL, so the stages overlap on both cores, and at most a few chunks are
-in memory at once. Then the four tables are renamed into place, the day's Redis rankings are
-replaced atomically (:mod:`storage.daily`) and reconciled with the live counts, and the
-manifest is written last: a day with a manifest is finished. Runs of the same day are
-serialized by a file lock.
+(:mod:`common.columns`) on two others, two chunks at once, while the calling thread cuts each
+chunk to the day, drops duplicate checkouts and folds it into partial aggregates
+(:mod:`jobs.daily.aggregate`); one more thread compresses ``sales_lines``. pyarrow, Polars and
+librdkafka release the GIL (and cyclic garbage collection is paused during the read), so the
+stages overlap on both cores, and at most a few chunks are in memory at once. Then the four
+tables are renamed into place, the day's Redis rankings are replaced atomically
+(:mod:`storage.daily`) and reconciled with the live counts, and the manifest is written last:
+a day with a manifest is finished. Runs of the same day are serialized by a file lock.
 """
 
 from __future__ import annotations
