@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -149,6 +150,7 @@ class LiveSink(BaseSink):
         del self._batches[partition]
         self._watermarks[partition] = batch.last_offset
         self._pending.append((batch, future))
+        future.add_done_callback(functools.partial(self._count, batch))
 
     def _hand_over_old_batches(self) -> None:
         """The timer thread: hand over every batch older than the write interval."""
@@ -189,9 +191,11 @@ class LiveSink(BaseSink):
             report = self._report(batch, future)
             partition = batch.partition
             result = report.result
-            if result.status is not ApplyStatus.APPLIED:
+            if result.status is ApplyStatus.APPLIED:
+                continue  # counted by _count as soon as it was written
+            with self._lock:
                 self._watermarks[partition] = result.watermark
-            self._metrics.applied_offset.labels(str(partition)).set(self._watermarks[partition])
+            self._metrics.applied_offset.labels(str(partition)).set(result.watermark)
             if result.status is ApplyStatus.CONFLICT:
                 conflict = True
                 self._metrics.conflicts.inc()
@@ -203,7 +207,7 @@ class LiveSink(BaseSink):
                     batch.last_offset,
                     result.watermark,
                 )
-            elif result.status is ApplyStatus.DUPLICATE:
+            else:
                 logger.info(
                     "partition %d: batch %d..%d was already applied (watermark %d)",
                     partition,
@@ -211,8 +215,6 @@ class LiveSink(BaseSink):
                     batch.last_offset,
                     result.watermark,
                 )
-            else:
-                self._count(batch, report)
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
@@ -233,8 +235,15 @@ class LiveSink(BaseSink):
             )
             raise StreamError(msg) from exc
 
-    def _count(self, batch: RawBatch, report: BatchReport) -> None:
+    def _count(self, batch: RawBatch, future: Future[BatchReport]) -> None:
+        """Metrics and dead-letter log lines of a written batch, as soon as it is written."""
+        if future.exception() is not None:
+            return  # flush raises it
+        report = future.result()
+        if report.result.status is not ApplyStatus.APPLIED:
+            return  # flush reports it
         metrics = self._metrics
+        metrics.applied_offset.labels(str(batch.partition)).set(batch.last_offset)
         offsets = batch.last_offset - batch.first_offset + 1
         metrics.messages.inc(offsets)
         metrics.batch_messages.observe(offsets)
