@@ -18,6 +18,7 @@ offsets.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -171,6 +172,10 @@ def _start(settings: Settings) -> None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
     global _decoder  # noqa: PLW0603 - one decoder per process, built by the pool's initializer
     _decoder = _Decoder(settings)
+    # Batches make many short-lived objects and no long-lived ones: fewer, cheaper collections
+    # (about 8% of the process's CPU in the benchmark).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _exit_with(parent_sentinel: int) -> None:
