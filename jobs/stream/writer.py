@@ -103,7 +103,9 @@ class _Decoder:
     def __init__(self, settings: Settings) -> None:
         self._store = _live_store(settings)  # builds calls only: never connects
         self._aggregator = Aggregator(settings.zone)
-        self._dead_letters = DeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic)
+        self._bootstrap = settings.kafka_bootstrap
+        self._dead_letter_topic = settings.dead_letter_topic
+        self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
         self._limits = settings.limits
 
     def decode(self, batch: RawBatch, expected: int | None) -> DecodedBatch:
@@ -122,7 +124,7 @@ class _Decoder:
                 self._refuse(batch, index, delta, refusals, error)
                 continue
             aggregate(delta, checkout)
-        if delta.dead_letters:
+        if self._dead_letters is not None:
             self._dead_letters.flush()  # before the watermark covers them
         call = self._store.prepare(delta, expected)
         return DecodedBatch(call, delta.checkouts, delta.lines, delta.dead_letters, refusals)
@@ -137,6 +139,8 @@ class _Decoder:
     ) -> None:
         reason = error.reason.value
         offset = batch.offsets[index]
+        if self._dead_letters is None:
+            self._dead_letters = DeadLetters(self._bootstrap, self._dead_letter_topic)
         self._dead_letters.send(
             batch.values[index],
             batch.keys[index],
