@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 
 CONFLICT_RETRY_SECONDS = 0.5
 SPILL_OFFSETS = 20_000
-"""A partition batch this long is written at once (bounds memory and the Lua call's length)."""
+SPILL_BYTES = 32 << 20
+"""A partition batch this long or this large is handed over at once (bounds memory and the
+length of the Lua call)."""
+MAX_IN_FLIGHT = 16
+"""Batches handed over and not yet written beyond which ``add`` waits (backpressure)."""
 
 
 class LiveSink(BaseSink):
@@ -31,7 +35,8 @@ class LiveSink(BaseSink):
     ``add`` is the per-message path and stays tiny: skip offsets Redis already holds
     (exactly-once mode) and append the raw record to its partition's :class:`RawBatch`. A
     batch goes to the :class:`BatchWriter` (decode, aggregate, dead-letter, one Lua call
-    with the watermark the sink expects) when it spans ``spill_offsets`` offsets, or when a
+    with the watermark the sink expects) when it spans ``spill_offsets`` offsets or
+    ``spill_bytes`` bytes, or when a
     timer thread finds it ``write_interval`` seconds old (also when no further message
     arrives), so the live counts trail Kafka by about ``write_interval`` whatever the commit
     interval. ``flush`` (called by Quix before it commits offsets) hands over the rest and
@@ -48,6 +53,7 @@ class LiveSink(BaseSink):
         exactly_once: bool = True,
         write_interval: float = 0.25,
         spill_offsets: int = SPILL_OFFSETS,
+        spill_bytes: int = SPILL_BYTES,
     ) -> None:
         super().__init__()
         self._store = store
@@ -56,6 +62,7 @@ class LiveSink(BaseSink):
         self._exactly_once = exactly_once
         self._write_interval = write_interval
         self._spill_offsets = spill_offsets
+        self._spill_bytes = spill_bytes
         self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
         self._skipped = 0
@@ -136,13 +143,17 @@ class LiveSink(BaseSink):
             batch.offsets.append(offset)
             batch.keys.append(key)
             batch.values.append(value)
-            if len(batch.offsets) >= self._spill_offsets:
+            if value is not None:
+                batch.size += len(value)
+            if len(batch.offsets) >= self._spill_offsets or batch.size >= self._spill_bytes:
                 self._submit(partition)
 
     def _submit(self, partition: int) -> None:
         """Hand a partition's batch to the writer, in order, with the expected watermark.
 
-        The caller holds the lock. The batch stays in place if the writer refuses it.
+        The caller holds the lock. The batch stays in place if the writer refuses it. When
+        the writer is :data:`MAX_IN_FLIGHT` batches behind, wait for it (holding the lock, so
+        ``add`` waits too: memory stays bounded when Redis or the writer is slow).
         """
         batch = self._batches[partition]
         expected = self._watermarks[partition] if self._exactly_once else None
@@ -151,6 +162,9 @@ class LiveSink(BaseSink):
         self._watermarks[partition] = batch.last_offset
         self._pending.append((batch, future))
         future.add_done_callback(functools.partial(self._count, batch))
+        in_flight = [future for _, future in self._pending if not future.done()]
+        if len(in_flight) > MAX_IN_FLIGHT:
+            wait(in_flight[: len(in_flight) - MAX_IN_FLIGHT])
 
     def _hand_over_old_batches(self) -> None:
         """The timer thread: hand over every batch older than the write interval."""

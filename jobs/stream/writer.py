@@ -52,6 +52,8 @@ class RawBatch:
     offsets: list[int] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
+    size: int = 0
+    """Bytes of the values."""
 
     @property
     def first_offset(self) -> int:

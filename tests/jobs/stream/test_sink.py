@@ -21,7 +21,11 @@ from tests.jobs.stream.helpers import days_of, live_figures, wait_until
 
 
 def _sink(
-    settings: Settings, client: redis.Redis, spill: int = 1000, write_interval: float = 60.0
+    settings: Settings,
+    client: redis.Redis,
+    spill: int = 1000,
+    write_interval: float = 60.0,
+    spill_bytes: int = 1 << 30,
 ) -> LiveSink:
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
@@ -30,6 +34,7 @@ def _sink(
         metrics=StreamMetrics(),
         write_interval=write_interval,
         spill_offsets=spill,
+        spill_bytes=spill_bytes,
     )
     sink.on_assign({0: -1001})
     return sink
@@ -74,6 +79,25 @@ def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
 
         # No further message and no flush: the timer hands the batch over.
         wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
+        expected = truth(checkouts, settings.zone)
+        assert live_figures(redis_client, days_of(expected)) == expected
+    finally:
+        sink.close()
+
+
+def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(6, datetime(2026, 11, 21, 9, tzinfo=UTC), 40))
+    values = [encode_checkout(checkout) for checkout in checkouts]
+    sink = _sink(settings, redis_client, spill_bytes=sum(map(len, values[:5])))
+    applied = keys.applied_offsets_key(settings.topic)
+    try:
+        _feed(sink, settings.topic, checkouts)
+
+        # No flush and a 60 s write interval: only the size bound can have written these.
+        wait_until(lambda: int(redis_client.hget(applied, "0") or -1) >= 19, 10, "batches in Redis")
+        sink.flush()
         expected = truth(checkouts, settings.zone)
         assert live_figures(redis_client, days_of(expected)) == expected
     finally:
