@@ -54,6 +54,7 @@ class LiveSink(BaseSink):
         write_interval: float = 0.25,
         spill_offsets: int = SPILL_OFFSETS,
         spill_bytes: int = SPILL_BYTES,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         super().__init__()
         self._store = store
@@ -63,6 +64,7 @@ class LiveSink(BaseSink):
         self._write_interval = write_interval
         self._spill_offsets = spill_offsets
         self._spill_bytes = spill_bytes
+        self._max_in_flight = max_in_flight
         self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
         self._skipped = 0
@@ -152,7 +154,7 @@ class LiveSink(BaseSink):
         """Hand a partition's batch to the writer, in order, with the expected watermark.
 
         The caller holds the lock. The batch stays in place if the writer refuses it. When
-        the writer is :data:`MAX_IN_FLIGHT` batches behind, wait for it (holding the lock, so
+        the writer is ``max_in_flight`` batches behind, wait for it (holding the lock, so
         ``add`` waits too: memory stays bounded when Redis or the writer is slow).
         """
         batch = self._batches[partition]
@@ -163,8 +165,8 @@ class LiveSink(BaseSink):
         self._pending.append((batch, future))
         future.add_done_callback(functools.partial(self._count, batch))
         in_flight = [future for _, future in self._pending if not future.done()]
-        if len(in_flight) > MAX_IN_FLIGHT:
-            wait(in_flight[: len(in_flight) - MAX_IN_FLIGHT])
+        if len(in_flight) > self._max_in_flight:
+            wait(in_flight[: len(in_flight) - self._max_in_flight])
 
     def _hand_over_old_batches(self) -> None:
         """The timer thread: hand over every batch older than the write interval."""

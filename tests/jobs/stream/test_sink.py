@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -23,9 +24,11 @@ from tests.jobs.stream.helpers import days_of, live_figures, wait_until
 def _sink(
     settings: Settings,
     client: redis.Redis,
+    *,
     spill: int = 1000,
     write_interval: float = 60.0,
     spill_bytes: int = 1 << 30,
+    max_in_flight: int = 16,
 ) -> LiveSink:
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
@@ -35,6 +38,7 @@ def _sink(
         write_interval=write_interval,
         spill_offsets=spill,
         spill_bytes=spill_bytes,
+        max_in_flight=max_in_flight,
     )
     sink.on_assign({0: -1001})
     return sink
@@ -50,7 +54,10 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
     settings: Settings, redis_client: redis.Redis, spill: int
 ) -> None:
     checkouts = list(generate(9, datetime(2026, 11, 21, 9, tzinfo=UTC), 30))
-    fresh, stale = _sink(settings, redis_client, spill), _sink(settings, redis_client, spill)
+    fresh, stale = (
+        _sink(settings, redis_client, spill=spill),
+        _sink(settings, redis_client, spill=spill),
+    )
     _feed(fresh, settings.topic, checkouts[:12])
     fresh.flush()
     _feed(stale, settings.topic, checkouts[:20])
@@ -101,4 +108,26 @@ def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
         expected = truth(checkouts, settings.zone)
         assert live_figures(redis_client, days_of(expected)) == expected
     finally:
+        sink.close()
+
+
+def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(7, datetime(2026, 11, 21, 9, tzinfo=UTC), 12))
+    sink = _sink(settings, redis_client, spill=1, max_in_flight=2)
+    feeding = threading.Thread(target=_feed, args=(sink, settings.topic, checkouts))
+    try:
+        redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")  # Redis stalls
+        feeding.start()
+        feeding.join(1.0)
+        assert feeding.is_alive()  # 12 one-message batches, at most 2 in flight: waiting
+
+        feeding.join(30)
+        assert not feeding.is_alive()
+        sink.flush()
+        expected = truth(checkouts, settings.zone)
+        assert live_figures(redis_client, days_of(expected)) == expected
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
         sink.close()
