@@ -90,6 +90,9 @@ def open_consumer(settings: Settings) -> Consumer:
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 64 * 1024,
         "queued.min.messages": 100_000,
+        # librdkafka holds back a new connection for half of this after the bootstrap
+        # connection is replaced by the broker's own (50 ms at the default 100 ms).
+        "reconnect.backoff.ms": 10,
     }
     return Consumer(config)
 
