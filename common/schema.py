@@ -28,7 +28,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -47,6 +47,7 @@ Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+LineT = TypeVar("LineT")
 
 
 class Line(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -58,8 +59,8 @@ class Line(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     name: str | None = None
 
 
-class Checkout(msgspec.Struct, frozen=True):
-    """One checkout (basket) at one register; the unit of every Kafka message."""
+class _Basket(msgspec.Struct, Generic[LineT], frozen=True):
+    """The fields of a checkout; its lines' type is the parameter."""
 
     transaction_id: Identifier
     store_id: Identifier
@@ -67,8 +68,12 @@ class Checkout(msgspec.Struct, frozen=True):
     occurred_at: AwareDatetime
     kind: Kind
     currency: Currency
-    lines: tuple[Line, ...]
+    lines: tuple[LineT, ...]
     schema_version: int = SCHEMA_VERSION
+
+
+class Checkout(_Basket[Line], frozen=True):
+    """One checkout (basket) at one register; the unit of every Kafka message."""
 
 
 class WireLine(msgspec.Struct, frozen=True, gc=False):
@@ -84,17 +89,8 @@ class WireLine(msgspec.Struct, frozen=True, gc=False):
     name: str | None = None
 
 
-class WireCheckout(msgspec.Struct, frozen=True, gc=False):
+class WireCheckout(_Basket[WireLine], frozen=True, gc=False):
     """A :class:`Checkout` whose lines keep their prices as text (:class:`WireLine`)."""
-
-    transaction_id: Identifier
-    store_id: Identifier
-    register_id: Identifier
-    occurred_at: AwareDatetime
-    kind: Kind
-    currency: Currency
-    lines: tuple[WireLine, ...]
-    schema_version: int = SCHEMA_VERSION
 
 
 class Reason(enum.StrEnum):
