@@ -190,11 +190,15 @@ class Partials:
         self.hours.append(measures.group_by("hour").agg(*_sums(), checkouts=checkouts, lines=count))
         stores = measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
         self.stores.append(_detached(stores))
+        # Only each item's latest lines can hold its latest name: a chunk keeps one row per
+        # item, the greatest name at its latest time (cheaper than grouping by sku and name).
+        occurred = pl.col("occurred_at")
         names = (
             measures.select(*_NAME_KEYS, "occurred_at")
             .filter(pl.col("name").is_not_null())
-            .group_by(_NAME_KEYS)
-            .agg(name_at=pl.col("occurred_at").max())
+            .filter(occurred == occurred.max().over("sku"))
+            .group_by("sku")
+            .agg(pl.col("name").max(), name_at=occurred.first())
         )
         self.names.append(_detached(names))
         if len(self.items) >= _COMPACT_EVERY:

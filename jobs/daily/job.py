@@ -323,8 +323,24 @@ class _DayRun:
         return DayResult(self.day, manifest, reconciliation)
 
     def _chunks(self, consumer: Consumer, plan: DayRange) -> Iterator[list[bytes | None]]:
+        """Chunks of ``chunk_messages`` values over all partitions, in partition order.
+
+        A partition's last values are topped up from the next partition, so a day has no
+        small chunk per partition (each chunk has a fixed cost).
+        """
+        size = self.chunk_messages
+        pending: list[bytes | None] = []
         for part in plan.partitions:
-            yield from read_partition(consumer, plan.topic, part, self.chunk_messages)
+            for values in read_partition(consumer, plan.topic, part, size):
+                if not pending and len(values) == size:
+                    yield values
+                    continue
+                pending.extend(values)
+                while len(pending) >= size:
+                    yield pending[:size]
+                    pending = pending[size:]
+        if pending:
+            yield pending
 
     def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
         with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
