@@ -2,10 +2,11 @@
 
 :func:`replace_day` builds every key of a day under temporary names (:func:`keys.temporary_key`)
 and then, in one ``MULTI``/``EXEC`` transaction, renames them over the real keys and deletes
-the real keys the new result no longer has. A reader sees the old day or the new day, never a
-mix; a crash before the transaction leaves the old day untouched (the temporary keys expire
-within an hour). The layout is the one of :mod:`storage.keys`, so the same function repairs
-the ``live`` namespace from the daily result.
+the real keys the new result no longer has (:func:`stage_day` and :meth:`StagedDay.swap` are
+the two steps, for a caller with other work to finish in between). A reader sees the old
+day or the new day, never a mix; a crash before the transaction leaves the old day untouched
+(the temporary keys expire within an hour). The layout is the one of :mod:`storage.keys`, so
+the same function repairs the ``live`` namespace from the daily result.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
 class _Build:
     """Keys written under temporary names, to be renamed or deleted in one transaction."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, namespace: keys.Namespace, day: date) -> None:
+        self.namespace = namespace
+        self.day = day
         self.token = uuid.uuid4().hex
         self.pipe = client.pipeline(transaction=False)
         self.renames: list[tuple[str, str]] = []
@@ -137,6 +140,81 @@ def _build_scope(
     build.hash(keys.day_key(namespace, day, "totals", store_id), totals)
 
 
+class StagedDay:
+    """A day's keys written under temporary names (:func:`stage_day`), not yet visible.
+
+    :meth:`swap` puts them in place in one transaction; :meth:`discard` (or a failed swap)
+    deletes them. Until then readers keep seeing the previous day.
+    """
+
+    def __init__(self, client: redis.Redis, build: _Build, stores: str, store_ids: set[str]):
+        self._client = client
+        self._build = build
+        self._stores = stores
+        self._store_ids = store_ids
+
+    def swap(self, expire_at: int) -> None:
+        """Put the staged keys in place and delete the real keys the new day no longer has.
+
+        One transaction; every key expires at ``expire_at`` (epoch seconds).
+        """
+        build, client = self._build, self._client
+        try:
+            old_stores: set[bytes] = client.smembers(self._stores)  # type: ignore[assignment]
+            for raw in sorted(old_stores - {store.encode() for store in self._store_ids}):
+                store_id = raw.decode()
+                build.deletes.extend(
+                    keys.day_key(build.namespace, build.day, m, store_id) for m in keys.MEASURES
+                )
+            swap = client.pipeline(transaction=True)
+            for temporary, final in build.renames:
+                swap.rename(temporary, final)
+                swap.expireat(final, expire_at)
+            if build.deletes:
+                swap.delete(*build.deletes)
+            swap.execute()
+        except BaseException:
+            self.discard()
+            raise
+        build.renames = []
+
+    def discard(self) -> None:
+        """Delete the staged keys (they would expire within an hour anyway)."""
+        if self._build.renames:
+            self._client.delete(*(temporary for temporary, _ in self._build.renames))
+            self._build.renames = []
+
+
+def stage_day(
+    client: redis.Redis,
+    namespace: keys.Namespace,
+    day: date,
+    snapshot: DaySnapshot,
+    *,
+    summary: Mapping[str, str | int] | None = None,
+) -> StagedDay:
+    """Write every key of ``day`` in ``namespace`` under a temporary name (:class:`StagedDay`).
+
+    ``summary`` (daily namespace only) is staged as the day's manifest hash.
+    """
+    build = _Build(client, namespace, day)
+    _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
+    for store_id in sorted(snapshot.store_items):
+        totals = snapshot.store_totals.get(store_id, {})
+        _build_scope(build, namespace, day, (store_id, snapshot.store_items[store_id], totals))
+    stores = keys.stores_key(namespace, day)
+    build.set(stores, sorted(snapshot.store_items))
+    if summary is not None:
+        build.hash(keys.manifest_key(day), summary)
+    staged = StagedDay(client, build, stores, set(snapshot.store_items))
+    try:
+        build.pipe.execute()
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
 def replace_day(
     client: redis.Redis,
     namespace: keys.Namespace,
@@ -151,32 +229,7 @@ def replace_day(
     ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily namespace
     only) is stored as the day's manifest hash.
     """
-    build = _Build(client)
-    _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
-    for store_id in sorted(snapshot.store_items):
-        totals = snapshot.store_totals.get(store_id, {})
-        _build_scope(build, namespace, day, (store_id, snapshot.store_items[store_id], totals))
-    stores = keys.stores_key(namespace, day)
-    build.set(stores, sorted(snapshot.store_items))
-    if summary is not None:
-        build.hash(keys.manifest_key(day), summary)
-    try:
-        build.pipe.execute()
-        old_stores: set[bytes] = client.smembers(stores)  # type: ignore[assignment]
-        for raw in sorted(old_stores - {store.encode() for store in snapshot.store_items}):
-            store_id = raw.decode()
-            build.deletes.extend(keys.day_key(namespace, day, m, store_id) for m in keys.MEASURES)
-        swap = client.pipeline(transaction=True)
-        for temporary, final in build.renames:
-            swap.rename(temporary, final)
-            swap.expireat(final, expire_at)
-        if build.deletes:
-            swap.delete(*build.deletes)
-        swap.execute()
-    except BaseException:
-        if build.renames:
-            client.delete(*(temporary for temporary, _ in build.renames))
-        raise
+    stage_day(client, namespace, day, snapshot, summary=summary).swap(expire_at)
 
 
 def read_day(

