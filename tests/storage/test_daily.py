@@ -10,7 +10,7 @@ import redis
 
 from common.settings import Settings
 from storage import keys
-from storage.daily import DaySnapshot, read_day, reconcile, replace_day
+from storage.daily import DaySnapshot, read_day, reconcile, replace_day, stage_day
 
 DAY = date(2026, 11, 20)
 
@@ -70,6 +70,30 @@ def test_a_failure_before_the_swap_leaves_the_old_day(
         replace_day(redis_client, "daily", DAY, broken, expire_at=expire_at)
 
     assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert list(redis_client.scan_iter("kassa:tmp:*")) == []
+
+
+def test_a_staged_day_is_invisible_until_swapped_and_discard_removes_it(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    expire_at = int(time.time()) + 3600
+    old = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
+    replace_day(redis_client, "daily", DAY, old, expire_at=expire_at)
+    new = _snapshot({"s1": {"a": (9, 9, 0, 180, 3)}})
+
+    discarded = stage_day(redis_client, "daily", DAY, new)
+    assert list(redis_client.scan_iter("kassa:tmp:*")) != []
+    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    discarded.discard()
+    assert list(redis_client.scan_iter("kassa:tmp:*")) == []
+    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+
+    staged = stage_day(redis_client, "daily", DAY, new, summary={"run_id": "three"})
+    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    staged.swap(expire_at)
+    assert read_day(redis_client, "daily", DAY) == {"a": (9, 9, 0, 180, 3)}
+    assert read_day(redis_client, "daily", DAY, "s1") == {"a": (9, 9, 0, 180, 3)}
+    assert redis_client.hget(keys.manifest_key(DAY), "run_id") == b"three"
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
 
 
