@@ -41,14 +41,16 @@ LINE_SCHEMA: Final = pl.Schema(
         "register_id": pl.String(),
         "occurred_at": pl.Datetime("us", "UTC"),
         "kind": pl.String(),
-        "currency": pl.String(),
         "sku": pl.String(),
         "name": pl.String(),
         "quantity": pl.Int64(),
         "unit_price": PRICE,
     }
 )
-"""The columns of a decoded batch: one row per line, ``message`` = index in the batch."""
+"""The columns of a decoded batch: one row per line, ``message`` = index in the batch.
+
+The currency is checked but not kept: no output uses it, and a column repeated on every line
+costs the screen more than any other step."""
 
 _ARROW_SCHEMA: Final = pa.schema(
     [
@@ -219,7 +221,7 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
-    checked = messages.select(pl.exclude("schema_version"), message_ok=message_ok)
+    checked = messages.select(pl.exclude("schema_version", "currency"), message_ok=message_ok)
     bad_messages = checked.filter(~pl.col("message_ok")).get_column("message")
     if not bad_messages.is_empty():
         checked = checked.filter(pl.col("message_ok"))
@@ -282,7 +284,6 @@ def _append(columns: dict[str, list[object]], index: int, checkout: Checkout) ->
         columns["register_id"].append(checkout.register_id)
         columns["occurred_at"].append(micros)
         columns["kind"].append(checkout.kind)
-        columns["currency"].append(checkout.currency)
         columns["sku"].append(line.sku)
         columns["name"].append(line.name)
         columns["quantity"].append(line.quantity)

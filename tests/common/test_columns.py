@@ -141,7 +141,6 @@ def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]
                     "register_id": item.register_id,
                     "occurred_at": item.occurred_at,
                     "kind": item.kind,
-                    "currency": item.currency,
                     "sku": line.sku,
                     "name": line.name,
                     "quantity": line.quantity,

@@ -47,7 +47,6 @@ def _frame(
                     "register_id": "r",
                     "occurred_at": START + timedelta(seconds=seconds),
                     "kind": kind,
-                    "currency": "EUR",
                     "sku": sku,
                     "name": name,
                     "quantity": quantity,
