@@ -350,14 +350,15 @@ class _DayRun:
         size = self.chunk_messages
         pending: list[bytes | None] = []
         for part in plan.partitions:
-            for values in read_partition(consumer, plan.topic, part, size):
-                if not pending and len(values) == size:
-                    yield values
-                    continue
-                pending.extend(values)
-                while len(pending) >= size:
-                    yield pending[:size]
-                    pending = pending[size:]
+            with closing(read_partition(consumer, plan.topic, part, size)) as chunks:
+                for values in chunks:
+                    if not pending and len(values) == size:
+                        yield values
+                        continue
+                    pending.extend(values)
+                    while len(pending) >= size:
+                        yield pending[:size]
+                        pending = pending[size:]
         if pending:
             yield pending
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -164,7 +164,7 @@ def read_partition(
     part: PartitionRange,
     chunk_messages: int,
     stall_seconds: float | None = None,
-) -> Iterator[list[bytes | None]]:
+) -> Generator[list[bytes | None], None, None]:
     """The values of ``part``'s range, in offset order, in chunks of ``chunk_messages``.
 
     Chunk boundaries depend only on the range, never on fetch timing. Raises
