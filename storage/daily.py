@@ -21,7 +21,7 @@ from typing import Final
 import polars as pl
 import redis
 
-from common.schema import to_money_units
+from common.schema import MONEY_DECIMALS, to_money_units
 from storage import keys
 
 TEMPORARY_TTL_SECONDS: Final = 3600
@@ -40,8 +40,13 @@ Figures = tuple[int, int, int, int, int]
 
 def item_figures(frame: pl.DataFrame) -> dict[str, Figures]:
     """``sku -> Figures`` of a ``daily_item_sales``-shaped frame (revenue made integer)."""
-    result: dict[str, Figures] = {}
     columns = ["sku", "units", "units_sold", "units_returned", "revenue", "checkouts"]
+    money = frame.schema["revenue"]
+    if isinstance(money, pl.Decimal) and money.scale == MONEY_DECIMALS:
+        # The stored integer of a decimal with the money scale is the count of units.
+        rows = frame.select(*columns[:4], pl.col("revenue").to_physical(), "checkouts")
+        return {sku: tuple(figures) for sku, *figures in rows.iter_rows()}
+    result: dict[str, Figures] = {}
     for sku, units, sold, returned, revenue, checkouts in frame.select(columns).iter_rows():
         result[sku] = (units, sold, returned, to_money_units(revenue), checkouts)
     return result

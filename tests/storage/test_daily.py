@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from decimal import Decimal
 
+import polars as pl
 import pytest
 import redis
 
 from common.settings import Settings
 from storage import keys
-from storage.daily import DaySnapshot, read_day, reconcile, replace_day, stage_day
+from storage.daily import DaySnapshot, item_figures, read_day, reconcile, replace_day, stage_day
 
 DAY = date(2026, 11, 20)
 
@@ -120,3 +122,26 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
         redis_client, "live", DAY, DaySnapshot(daily, {"units": 6}), expire_at=int(time.time()) + 60
     )
     assert reconcile(redis_client, DAY, daily).drifts == ()
+
+
+def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> None:
+    frame = pl.DataFrame(
+        {
+            "sku": ["a", "b", "c"],
+            "units": [1, 2, -3],
+            "units_sold": [1, 2, 0],
+            "units_returned": [0, 0, 3],
+            "revenue": [Decimal("1.2345"), Decimal("-99999999999999.9999"), Decimal(0)],
+            "checkouts": [1, 1, 2],
+        },
+        schema_overrides={"revenue": pl.Decimal(38, 4)},
+    )
+    expected = {
+        "a": (1, 1, 0, 12_345, 1),
+        "b": (2, 2, 0, -999_999_999_999_999_999, 1),
+        "c": (-3, 0, 3, 0, 2),
+    }
+
+    assert item_figures(frame) == expected
+    wider = frame.with_columns(pl.col("revenue").cast(pl.Decimal(38, 6)))
+    assert item_figures(wider) == expected
