@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,17 +175,20 @@ def test_columns_and_reasons_equal_decode_checkout(
     assert decoded.lines.to_dicts() == rows
 
 
+PLAIN = Checkout(
+    transaction_id="t1",
+    store_id="s1",
+    register_id="r1",
+    occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+    kind="sale",
+    currency="EUR",
+    lines=(Line("a", 2, Decimal("1.25"), "A"),),
+)
+"""A one-line sale every rule accepts."""
+
+
 def test_clean_batches_take_the_fast_path() -> None:
-    item = Checkout(
-        transaction_id="t1",
-        store_id="s1",
-        register_id="r1",
-        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
-        kind="sale",
-        currency="EUR",
-        lines=(Line("a", 2, Decimal("1.25"), "A"),),
-    )
-    values: list[bytes | None] = [encode_checkout(item)] * 100 + [b"{broken"]
+    values: list[bytes | None] = [encode_checkout(PLAIN)] * 100 + [b"{broken"]
 
     decoded = decode_batch(values, LIMITS)
 
@@ -195,17 +199,7 @@ def test_clean_batches_take_the_fast_path() -> None:
 
 
 def test_values_that_are_not_objects_are_refused_without_reaching_pyarrow() -> None:
-    valid = encode_checkout(
-        Checkout(
-            transaction_id="t1",
-            store_id="s1",
-            register_id="r1",
-            occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
-            kind="sale",
-            currency="EUR",
-            lines=(Line("a", 2, Decimal("1.25"), "A"),),
-        )
-    )
+    valid = encode_checkout(PLAIN)
     # A block starting with a JSON null crashed the process in pyarrow 26 (apache/arrow#47409).
     values: list[bytes | None] = [b"null", valid, b" null", b"[]", valid, b'"x"', b"  " + valid]
 
@@ -217,17 +211,7 @@ def test_values_that_are_not_objects_are_refused_without_reaching_pyarrow() -> N
 
 def test_a_value_cannot_lend_its_rows_to_its_neighbours() -> None:
     def encoded(transaction_id: str) -> bytes:
-        return encode_checkout(
-            Checkout(
-                transaction_id=transaction_id,
-                store_id="s1",
-                register_id="r1",
-                occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
-                kind="sale",
-                currency="EUR",
-                lines=(Line("a", 2, Decimal("1.25"), "A"),),
-            )
-        )
+        return encode_checkout(msgspec.structs.replace(PLAIN, transaction_id=transaction_id))
 
     # Joined into one block, the first value opens an object that swallows the second and
     # the third holds two objects: the row count matched while every row was misattributed.
