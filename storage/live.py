@@ -73,8 +73,6 @@ class PartitionDelta:
     partition: int
     first_offset: int = -1
     last_offset: int = -1
-    opened: float = 0.0
-    """``time.monotonic()`` when the batch got its first offset."""
     items: dict[tuple[date, str], dict[str, list[int]]] = field(default_factory=dict)
     stores: dict[tuple[date, str], list[int]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)

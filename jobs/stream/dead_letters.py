@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from confluent_kafka import KafkaError, Message, Producer
 
 from jobs.stream.exceptions import DeadLetterError
-
-logger = logging.getLogger(__name__)
 
 REASON_HEADER = "kassa.reason"
 DETAIL_HEADER = "kassa.detail"
@@ -75,13 +71,6 @@ class DeadLetters:
                 "check that the topic exists ('kassa topics create') and the broker is up"
             )
             raise DeadLetterError(msg)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (best effort) and release the producer's connections."""
-        remaining = self._producer.flush(timeout)
-        if remaining:
-            logger.warning("%d dead letter(s) still queued at shutdown", remaining)
-        del self._producer
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
