@@ -27,6 +27,9 @@ SPILL_BYTES = 32 << 20
 length of the Lua call)."""
 MAX_IN_FLIGHT = 16
 """Batches handed over and not yet written beyond which ``add`` waits (backpressure)."""
+IDLE_SECONDS = 0.02
+"""A batch that got no record for this long is handed over without waiting for its age, so
+the live counts catch up as soon as a burst of checkouts ends."""
 
 
 class LiveSink(BaseSink):
@@ -36,12 +39,12 @@ class LiveSink(BaseSink):
     (exactly-once mode) and append the raw record to its partition's :class:`RawBatch`. A
     batch goes to the :class:`BatchWriter` (decode, aggregate, dead-letter, one Lua call
     with the watermark the sink expects) when it spans ``spill_offsets`` offsets or
-    ``spill_bytes`` bytes, or when a
-    timer thread finds it ``write_interval`` seconds old (also when no further message
-    arrives), so the live counts trail Kafka by about ``write_interval`` whatever the commit
-    interval. ``flush`` (called by Quix before it commits offsets) hands over the rest and
-    waits for every batch. Batches of a partition are applied in order, and one refused
-    batch makes every later one of the checkpoint refused too (compare-and-set).
+    ``spill_bytes`` bytes, or when a timer thread finds it ``write_interval`` seconds old or
+    idle (no record for ``idle_seconds``), so the live counts trail Kafka by at most about
+    ``write_interval`` whatever the commit interval. ``flush`` (called by Quix before it
+    commits offsets) hands over the rest and waits for every batch. Batches of a partition
+    are applied in order, and one refused batch makes every later one of the checkpoint
+    refused too (compare-and-set).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class LiveSink(BaseSink):
         metrics: StreamMetrics,
         exactly_once: bool = True,
         write_interval: float = 0.25,
+        idle_seconds: float = IDLE_SECONDS,
         spill_offsets: int = SPILL_OFFSETS,
         spill_bytes: int = SPILL_BYTES,
         max_in_flight: int = MAX_IN_FLIGHT,
@@ -62,6 +66,7 @@ class LiveSink(BaseSink):
         self._metrics = metrics
         self._exactly_once = exactly_once
         self._write_interval = write_interval
+        self._idle_seconds = idle_seconds
         self._spill_offsets = spill_offsets
         self._spill_bytes = spill_bytes
         self._max_in_flight = max_in_flight
@@ -130,7 +135,9 @@ class LiveSink(BaseSink):
         offset: int,
     ) -> None:
         """Append one record to its partition's batch (the per-message path)."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # cheaper than ``with`` on this path, which runs for every message
+        try:
             batch = self._batches.get(partition)
             if batch is None:
                 if partition not in self._watermarks:
@@ -149,6 +156,8 @@ class LiveSink(BaseSink):
                 batch.size += len(value)
             if len(batch.offsets) >= self._spill_offsets or batch.size >= self._spill_bytes:
                 self._submit(partition)
+        finally:
+            lock.release()
 
     def _submit(self, partition: int) -> None:
         """Hand a partition's batch to the writer, in order, with the expected watermark.
@@ -169,14 +178,24 @@ class LiveSink(BaseSink):
             wait(in_flight[: len(in_flight) - self._max_in_flight])
 
     def _hand_over_old_batches(self) -> None:
-        """The timer thread: hand over every batch older than the write interval."""
-        while not self._stopped.wait(self._write_interval / 2):
+        """The timer thread: hand over every batch that is old or idle."""
+        # Each open batch, its length and when the timer last saw that length change.
+        seen: dict[int, tuple[RawBatch, int, float]] = {}
+        tick = min(self._idle_seconds, self._write_interval) / 2
+        while not self._stopped.wait(tick):
             try:
                 with self._lock:
                     now = time.monotonic()
                     for partition, batch in list(self._batches.items()):
-                        if now - batch.opened >= self._write_interval:
+                        length = len(batch.offsets)
+                        last = seen.get(partition)
+                        if last is None or last[0] is not batch or last[1] != length:
+                            seen[partition] = last = (batch, length, now)
+                        idle = now - last[2] >= self._idle_seconds
+                        if idle or now - batch.opened >= self._write_interval:
                             self._submit(partition)
+                    for partition in seen.keys() - self._batches.keys():
+                        del seen[partition]  # handed over (by anyone): let the batch go
             except Exception as exc:  # flush() hands the batches over again and raises
                 logger.exception("cannot hand a batch to the writer")
                 self._timer_failure = exc

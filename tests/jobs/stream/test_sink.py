@@ -27,6 +27,7 @@ def _sink(
     *,
     spill: int = 1000,
     write_interval: float = 60.0,
+    idle_seconds: float = 60.0,
     spill_bytes: int = 1 << 30,
     max_in_flight: int = 16,
 ) -> LiveSink:
@@ -36,6 +37,7 @@ def _sink(
         BatchWriter(settings),
         metrics=StreamMetrics(),
         write_interval=write_interval,
+        idle_seconds=idle_seconds,
         spill_offsets=spill,
         spill_bytes=spill_bytes,
         max_in_flight=max_in_flight,
@@ -86,6 +88,28 @@ def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
 
         # No further message and no flush: the timer hands the batch over.
         wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
+        expected = truth(checkouts, settings.zone)
+        assert live_figures(redis_client, days_of(expected)) == expected
+    finally:
+        sink.close()
+
+
+def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 12))
+    sink = _sink(settings, redis_client, idle_seconds=0.05)  # write interval: 60 s
+    applied = keys.applied_offsets_key(settings.topic)
+    try:
+        for burst in (range(6), range(6, 12)):
+            for offset in burst:
+                sink.add(encode_checkout(checkouts[offset]), b"k", 0, [], settings.topic, 0, offset)
+            # No flush, a young batch: only the pause after the burst can hand it over.
+            wait_until(
+                lambda last=burst[-1]: redis_client.hget(applied, "0") == str(last).encode(),
+                10,
+                f"the burst up to offset {burst[-1]} in Redis",
+            )
         expected = truth(checkouts, settings.zone)
         assert live_figures(redis_client, days_of(expected)) == expected
     finally:
