@@ -99,6 +99,35 @@ def test_unguarded_batches_count_again(store: LiveStore, redis_client: redis.Red
     assert store.watermarks([0]) == {0: 2}
 
 
+def test_keys_with_more_figures_than_one_read_of_the_script_sum_exactly(
+    store: LiveStore, redis_client: redis.Redis, settings: Settings
+) -> None:
+    skus = [f"sku{n}" for n in range(4500)]  # the script reads and writes 2,000 at a time
+    baskets = [
+        _checkout("s1", *((sku, n % 7 + 1, "0.0001") for n, sku in enumerate(skus[i : i + 1500])))
+        for i in range(0, len(skus), 1500)
+    ]
+    store.apply(_delta(0, 2, baskets), expected=-1)
+    store.apply(_delta(3, 5, baskets), expected=2)  # adds to every stored figure
+    assert live_figures(redis_client, [DAY]) == truth(baskets + baskets, settings.zone)
+
+
+def test_a_batch_over_a_figure_that_is_not_an_integer_writes_nothing(
+    store: LiveStore, redis_client: redis.Redis
+) -> None:
+    store.apply(_delta(0, 2), expected=-1)
+    before = live_figures(redis_client, [DAY])
+    revenue = keys.day_key("live", DAY, "revenue", "s2")
+    stored = redis_client.hget(revenue, "apple")
+    assert stored is not None
+    redis_client.hset(revenue, "apple", "a lot")
+    with pytest.raises(redis.ResponseError, match="not a number: nothing was written"):
+        store.apply(_delta(3, 5), expected=2)
+    redis_client.hset(revenue, "apple", stored)
+    assert live_figures(redis_client, [DAY]) == before
+    assert store.watermarks([0]) == {0: 2}
+
+
 def test_per_day_keys_expire_retention_after_the_day(
     store: LiveStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
