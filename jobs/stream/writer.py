@@ -200,26 +200,30 @@ def _decode(batch: RawBatch, expected: int | None) -> DecodedBatch:
 
 class BatchWriter:
     """Applies :class:`RawBatch` es to the live store in order: decoded in a child process,
-    written by a thread, the next batch decoded while the last one is written."""
+    written by a thread, the next batch decoded while the last one is written.
+
+    With ``settings.stream_writers`` > 1, partitions are split among that many child
+    processes (partition modulo count), so each partition's batches stay in order.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._store = _live_store(settings)
         self._redis = ThreadPoolExecutor(1, thread_name_prefix="kassa-redis-writer")
-        self._pool = ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(settings,),
-        )
-        self._pool.submit(_ready).result()  # start it now, and fail here if it cannot start
+        context = multiprocessing.get_context("spawn")
+        self._pools = [
+            ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(settings,))
+            for _ in range(settings.stream_writers)
+        ]
+        for pool in self._pools:  # start them now, and fail here if one cannot start
+            pool.submit(_ready).result()
 
     def submit(self, batch: RawBatch, expected: int | None) -> Future[BatchReport]:
         """Queue ``batch``; ``expected`` is the watermark Redis must hold (None: no check)."""
         report: Future[BatchReport] = Future()
 
         def decoded(future: Future[DecodedBatch]) -> None:
-            # Runs in decoding order (one child, first in first out), so the thread
-            # receives the calls in the order the batches were submitted.
+            # Runs in decoding order (one child per partition, first in first out), so the
+            # thread receives each partition's calls in the order they were submitted.
             try:
                 batch = future.result()
             except BaseException as exc:
@@ -227,7 +231,8 @@ class BatchWriter:
                 return
             self._redis.submit(self._execute, batch, report)
 
-        self._pool.submit(_decode, batch, expected).add_done_callback(decoded)
+        pool = self._pools[batch.partition % len(self._pools)]
+        pool.submit(_decode, batch, expected).add_done_callback(decoded)
         return report
 
     def _execute(self, batch: DecodedBatch, report: Future[BatchReport]) -> None:
@@ -241,6 +246,7 @@ class BatchWriter:
         report.set_result(BatchReport(result, batch, seconds, time.time()))
 
     def close(self) -> None:
-        """Wait for queued batches, then stop the process and the thread."""
-        self._pool.shutdown(wait=True)
+        """Wait for queued batches, then stop the processes and the thread."""
+        for pool in self._pools:
+            pool.shutdown(wait=True)
         self._redis.shutdown(wait=True)

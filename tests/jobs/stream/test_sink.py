@@ -42,7 +42,7 @@ def _sink(
         spill_bytes=spill_bytes,
         max_in_flight=max_in_flight,
     )
-    sink.on_assign({0: -1001})
+    sink.on_assign({partition: -1001 for partition in range(3)})
     return sink
 
 
@@ -110,6 +110,25 @@ def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
                 10,
                 f"the burst up to offset {burst[-1]} in Redis",
             )
+        expected = truth(checkouts, settings.zone)
+        assert live_figures(redis_client, days_of(expected)) == expected
+    finally:
+        sink.close()
+
+
+def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(8, datetime(2026, 11, 21, 9, tzinfo=UTC), 60))
+    three = settings.model_copy(update={"stream_writers": 3})
+    sink = _sink(three, redis_client, spill=1)  # every message is a batch of its own
+    try:
+        for index, checkout in enumerate(checkouts):
+            partition, offset = index % 3, index // 3
+            sink.add(encode_checkout(checkout), b"k", 0, [], settings.topic, partition, offset)
+        sink.flush()  # a batch applied out of order would be refused: SinkBackpressureError
+        applied = redis_client.hgetall(keys.applied_offsets_key(settings.topic))
+        assert applied == {b"0": b"19", b"1": b"19", b"2": b"19"}
         expected = truth(checkouts, settings.zone)
         assert live_figures(redis_client, days_of(expected)) == expected
     finally:
