@@ -153,14 +153,6 @@ class ApplyResult:
     watermark: int
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedApply:
-    """The keys and arguments of one call of the apply script."""
-
-    keys: list[str]
-    args: list[str | bytes]
-
-
 class LiveStore:
     """The ``live`` namespace of one sales topic in one Redis database."""
 
@@ -198,10 +190,6 @@ class LiveStore:
         :attr:`ApplyStatus.CONFLICT` (another writer was there). ``None`` writes
         unconditionally (at-least-once).
         """
-        return self.execute(self.prepare(delta, expected))
-
-    def prepare(self, delta: PartitionDelta, expected: int | None) -> PreparedApply:
-        """The Lua call :meth:`apply` makes for ``delta``, built without talking to Redis."""
         if delta.empty:
             msg = f"partition {delta.partition}: an empty batch has no offsets to apply"
             raise ValueError(msg)
@@ -221,11 +209,7 @@ class LiveStore:
             expected_arg,
             _encode(ops),
         ]
-        return PreparedApply(script_keys, args)
-
-    def execute(self, prepared: PreparedApply) -> ApplyResult:
-        """Make a call built by :meth:`prepare` (possibly in another process)."""
-        status, watermark = self._script(keys=prepared.keys, args=prepared.args)
+        status, watermark = self._script(keys=script_keys, args=args)
         return ApplyResult(ApplyStatus(int(status)), int(watermark))
 
     def _expire_at(self, day: date) -> int:

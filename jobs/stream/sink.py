@@ -283,12 +283,11 @@ class LiveSink(BaseSink):
         metrics.messages.inc(offsets)
         metrics.batch_messages.observe(offsets)
         metrics.batch_seconds.observe(report.seconds)
-        decoded = report.decoded
-        metrics.checkouts.inc(decoded.checkouts)
-        metrics.lines.inc(decoded.lines)
-        for reason, count in decoded.dead_letters.items():
+        metrics.checkouts.inc(report.checkouts)
+        metrics.lines.inc(report.lines)
+        for reason, count in report.dead_letters.items():
             metrics.dead_letters.labels(reason).inc(count)
-        for refusal in decoded.refusals:
+        for refusal in report.refusals:
             logger.warning(
                 "dead-lettered %s[%d]@%d: %s: %s",
                 batch.topic,
@@ -297,7 +296,7 @@ class LiveSink(BaseSink):
                 refusal.reason,
                 refusal.detail,
             )
-        unreported = sum(decoded.dead_letters.values()) - len(decoded.refusals)
+        unreported = sum(report.dead_letters.values()) - len(report.refusals)
         if unreported:
             logger.warning(
                 "dead-lettered %d more message(s) of %s[%d]@%d..%d",

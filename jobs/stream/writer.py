@@ -1,19 +1,20 @@
-"""The stream job's batch writer: a decoding process and a Redis thread, in a pipeline.
+"""The stream job's batch writers: child processes that decode, aggregate and write batches.
 
 Quix runs the consumer loop on one Python thread, and decoding plus aggregating a checkout
 costs about as much CPU as Quix itself. So :class:`~jobs.stream.sink.LiveSink` only collects
-the raw records of each partition batch and hands the batch to :class:`BatchWriter`:
+the raw records of each partition batch and hands the batch to :class:`BatchWriter`, whose
+child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the same one):
 
-1. a child process decodes every value with :func:`common.schema.decode_wire`, folds the
-   checkouts into a :class:`~storage.live.PartitionDelta`, dead-letters what it refuses
-   (delivered before anything is written) and builds the batch's Lua call
-   (:meth:`storage.live.LiveStore.prepare`);
-2. a thread of the job's own process makes that call (:meth:`~storage.live.LiveStore.execute`:
-   compare-and-set on the partition's watermark) while the child decodes the next batch.
+1. decode every value with :func:`common.schema.decode_wire`, fold the checkouts into a
+   :class:`~storage.live.PartitionDelta` and dead-letter what they refuse (delivered before
+   anything is written);
+2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
+   partition's watermark) and send back a small :class:`BatchReport`.
 
-Quix, decoding and Redis thus work at the same time on both cores. Batches are applied in
-the order they were handed over, and the sink waits for every one of them before Quix commits
-offsets.
+Quix and the writers thus work at the same time on all cores, and the consumer process does
+nothing per batch but hand it over and read the report. A partition's batches are applied
+in the order they were handed over, and the sink waits for every one of them before Quix
+commits offsets.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -35,7 +36,7 @@ from common.schema import InvalidCheckout, Reason, decode_wire
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
-from storage.live import ApplyResult, LiveStore, PartitionDelta, PreparedApply
+from storage.live import ApplyResult, LiveStore, PartitionDelta
 
 MAX_REFUSALS_REPORTED: Final = 100
 """Refused messages of one batch described individually in its report (the rest counted)."""
@@ -76,41 +77,34 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
-class DecodedBatch:
-    """A batch decoded and aggregated by the writer process, its Redis call ready."""
+class BatchReport:
+    """What a writer did with one batch."""
 
-    call: PreparedApply
+    result: ApplyResult
     checkouts: int
+    """Valid checkouts in the batch (counted even when the batch was not applied)."""
     lines: int
     dead_letters: dict[str, int]
     refusals: list[Refusal]
     """The first :data:`MAX_REFUSALS_REPORTED` refused messages (``dead_letters`` counts all)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchReport:
-    """What the writer did with one batch."""
-
-    result: ApplyResult
-    decoded: DecodedBatch
     seconds: float
     """Time spent in the Redis call."""
     finished_at: float
     """``time.time()`` when the Redis call returned."""
 
 
-class _Decoder:
-    """The state of the writer process: aggregator, dead-letter producer, key builder."""
+class _Writer:
+    """The state of a writer process: aggregator, dead-letter producer, live store."""
 
     def __init__(self, settings: Settings) -> None:
-        self._store = _live_store(settings)  # builds calls only: never connects
+        self._store = _live_store(settings)  # connects at the first batch
         self._aggregator = Aggregator(settings.zone)
         self._bootstrap = settings.kafka_bootstrap
         self._dead_letter_topic = settings.dead_letter_topic
         self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
         self._limits = settings.limits
 
-    def decode(self, batch: RawBatch, expected: int | None) -> DecodedBatch:
+    def write(self, batch: RawBatch, expected: int | None) -> BatchReport:
         delta = PartitionDelta(batch.partition, batch.first_offset, batch.last_offset)
         refusals: list[Refusal] = []
         aggregate = self._aggregator.add
@@ -128,8 +122,18 @@ class _Decoder:
             aggregate(delta, checkout)
         if self._dead_letters is not None:
             self._dead_letters.flush()  # before the watermark covers them
-        call = self._store.prepare(delta, expected)
-        return DecodedBatch(call, delta.checkouts, delta.lines, delta.dead_letters, refusals)
+        started = time.perf_counter()
+        result = self._store.apply(delta, expected)
+        seconds = time.perf_counter() - started
+        return BatchReport(
+            result,
+            delta.checkouts,
+            delta.lines,
+            delta.dead_letters,
+            refusals,
+            seconds,
+            time.time(),
+        )
 
     def _refuse(
         self,
@@ -162,7 +166,7 @@ def _live_store(settings: Settings) -> LiveStore:
     return LiveStore(client, settings.topic, settings.zone, settings.retention_days)
 
 
-_decoder: _Decoder | None = None
+_writer: _Writer | None = None
 
 
 def _start(settings: Settings) -> None:
@@ -176,8 +180,8 @@ def _start(settings: Settings) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
-    global _decoder  # noqa: PLW0603 - one decoder per process, built by the pool's initializer
-    _decoder = _Decoder(settings)
+    global _writer  # noqa: PLW0603 - one writer per process, built by the pool's initializer
+    _writer = _Writer(settings)
     # Batches make many short-lived objects and no long-lived ones: fewer, cheaper collections
     # (about 8% of the process's CPU in the benchmark).
     gc.freeze()
@@ -190,25 +194,19 @@ def _exit_with(parent_sentinel: int) -> None:
 
 
 def _ready() -> bool:
-    return _decoder is not None
+    return _writer is not None
 
 
-def _decode(batch: RawBatch, expected: int | None) -> DecodedBatch:
-    assert _decoder is not None, "the writer process was not initialised"
-    return _decoder.decode(batch, expected)
+def _write(batch: RawBatch, expected: int | None) -> BatchReport:
+    assert _writer is not None, "the writer process was not initialised"
+    return _writer.write(batch, expected)
 
 
 class BatchWriter:
-    """Applies :class:`RawBatch` es to the live store in order: decoded in a child process,
-    written by a thread, the next batch decoded while the last one is written.
-
-    With ``settings.stream_writers`` > 1, partitions are split among that many child
-    processes (partition modulo count), so each partition's batches stay in order.
-    """
+    """Applies :class:`RawBatch` es to the live store in child processes, each partition's
+    batches in order (partition modulo ``settings.stream_writers`` picks the process)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._store = _live_store(settings)
-        self._redis = ThreadPoolExecutor(1, thread_name_prefix="kassa-redis-writer")
         context = multiprocessing.get_context("spawn")
         self._pools = [
             ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(settings,))
@@ -219,34 +217,10 @@ class BatchWriter:
 
     def submit(self, batch: RawBatch, expected: int | None) -> Future[BatchReport]:
         """Queue ``batch``; ``expected`` is the watermark Redis must hold (None: no check)."""
-        report: Future[BatchReport] = Future()
-
-        def decoded(future: Future[DecodedBatch]) -> None:
-            # Runs in decoding order (one child per partition, first in first out), so the
-            # thread receives each partition's calls in the order they were submitted.
-            try:
-                batch = future.result()
-            except BaseException as exc:
-                report.set_exception(exc)
-                return
-            self._redis.submit(self._execute, batch, report)
-
         pool = self._pools[batch.partition % len(self._pools)]
-        pool.submit(_decode, batch, expected).add_done_callback(decoded)
-        return report
-
-    def _execute(self, batch: DecodedBatch, report: Future[BatchReport]) -> None:
-        started = time.perf_counter()
-        try:
-            result = self._store.execute(batch.call)
-        except BaseException as exc:
-            report.set_exception(exc)
-            return
-        seconds = time.perf_counter() - started
-        report.set_result(BatchReport(result, batch, seconds, time.time()))
+        return pool.submit(_write, batch, expected)
 
     def close(self) -> None:
-        """Wait for queued batches, then stop the processes and the thread."""
+        """Wait for queued batches, then stop the processes."""
         for pool in self._pools:
             pool.shutdown(wait=True)
-        self._redis.shutdown(wait=True)
