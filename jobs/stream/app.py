@@ -14,6 +14,7 @@ from quixstreams import Application
 from common.errors import KassaError
 from common.settings import Settings
 from jobs.stream.exceptions import RedisUnavailableError
+from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
 from jobs.stream.writer import BatchWriter
@@ -109,6 +110,7 @@ def build_stream_job(
     (benchmarks use it to time the run).
     """
     metrics = metrics or StreamMetrics()
+    keep_batch_memory()
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
