@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         ge=1,
         le=32,
         description="writer processes that decode and aggregate the stream job's batches (each "
-        "partition goes to one); 2 is about 3% faster than 1 on 2 cores, more help on more",
+        "partition goes to one); more help when the consumer has cores to spare",
     )
     stream_session_timeout_ms: int = Field(
         45_000,
