@@ -46,6 +46,12 @@ def _sink(
     return sink
 
 
+def _assert_redis_holds(client: redis.Redis, checkouts: list[Checkout], settings: Settings) -> None:
+    """Every live figure in Redis is the ground truth of ``checkouts``, each counted once."""
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(client, days_of(expected)) == expected
+
+
 def _feed(sink: LiveSink, topic: str, checkouts: list[Checkout], first: int = 0) -> None:
     for offset, checkout in enumerate(checkouts[first:], start=first):
         sink.add(encode_checkout(checkout), b"k", 0, [], topic, 0, offset)
@@ -70,8 +76,7 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
     )
     _feed(stale, settings.topic, checkouts)  # Quix replays from the last commit
     stale.flush()
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    _assert_redis_holds(redis_client, checkouts, settings)
     for sink in (fresh, stale):
         sink.close()
 
@@ -88,8 +93,7 @@ def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
 
         # No further message and no flush: the timer hands the batch over.
         wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
-        expected = truth(checkouts, settings.zone)
-        assert live_figures(redis_client, days_of(expected)) == expected
+        _assert_redis_holds(redis_client, checkouts, settings)
     finally:
         sink.close()
 
@@ -110,8 +114,7 @@ def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
                 10,
                 f"the burst up to offset {burst[-1]} in Redis",
             )
-        expected = truth(checkouts, settings.zone)
-        assert live_figures(redis_client, days_of(expected)) == expected
+        _assert_redis_holds(redis_client, checkouts, settings)
     finally:
         sink.close()
 
@@ -129,8 +132,7 @@ def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
         sink.flush()  # a batch applied out of order would be refused: SinkBackpressureError
         applied = redis_client.hgetall(keys.applied_offsets_key(settings.topic))
         assert applied == {b"0": b"19", b"1": b"19", b"2": b"19"}
-        expected = truth(checkouts, settings.zone)
-        assert live_figures(redis_client, days_of(expected)) == expected
+        _assert_redis_holds(redis_client, checkouts, settings)
     finally:
         sink.close()
 
@@ -148,8 +150,7 @@ def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
         # No flush and a 60 s write interval: only the size bound can have written these.
         wait_until(lambda: int(redis_client.hget(applied, "0") or -1) >= 19, 10, "batches in Redis")
         sink.flush()
-        expected = truth(checkouts, settings.zone)
-        assert live_figures(redis_client, days_of(expected)) == expected
+        _assert_redis_holds(redis_client, checkouts, settings)
     finally:
         sink.close()
 
@@ -169,8 +170,7 @@ def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
         feeding.join(30)
         assert not feeding.is_alive()
         sink.flush()
-        expected = truth(checkouts, settings.zone)
-        assert live_figures(redis_client, days_of(expected)) == expected
+        _assert_redis_holds(redis_client, checkouts, settings)
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
         sink.close()
