@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +23,7 @@ from tests.helpers import truth
 from tests.jobs.stream.helpers import days_of, live_figures, wait_until
 
 
+@contextmanager
 def _sink(
     settings: Settings,
     client: redis.Redis,
@@ -30,7 +33,8 @@ def _sink(
     idle_seconds: float = 60.0,
     spill_bytes: int = 1 << 30,
     max_in_flight: int = 16,
-) -> LiveSink:
+) -> Iterator[LiveSink]:
+    """A sink assigned partitions 0-2 with no watermark yet, closed on exit."""
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
         store,
@@ -42,8 +46,11 @@ def _sink(
         spill_bytes=spill_bytes,
         max_in_flight=max_in_flight,
     )
-    sink.on_assign({partition: -1001 for partition in range(3)})
-    return sink
+    try:
+        sink.on_assign({partition: -1001 for partition in range(3)})
+        yield sink
+    finally:
+        sink.close()
 
 
 def _assert_redis_holds(client: redis.Redis, checkouts: list[Checkout], settings: Settings) -> None:
@@ -62,61 +69,52 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
     settings: Settings, redis_client: redis.Redis, spill: int
 ) -> None:
     checkouts = list(generate(9, datetime(2026, 11, 21, 9, tzinfo=UTC), 30))
-    fresh, stale = (
-        _sink(settings, redis_client, spill=spill),
-        _sink(settings, redis_client, spill=spill),
-    )
-    _feed(fresh, settings.topic, checkouts[:12])
-    fresh.flush()
-    _feed(stale, settings.topic, checkouts[:20])
-    with pytest.raises(SinkBackpressureError):
-        stale.flush()  # expected watermark -1, Redis holds 11: refused
-    assert live_figures(redis_client, days_of(truth(checkouts, settings.zone))) == truth(
-        checkouts[:12], settings.zone
-    )
-    _feed(stale, settings.topic, checkouts)  # Quix replays from the last commit
-    stale.flush()
-    _assert_redis_holds(redis_client, checkouts, settings)
-    for sink in (fresh, stale):
-        sink.close()
+    with (
+        _sink(settings, redis_client, spill=spill) as fresh,
+        _sink(settings, redis_client, spill=spill) as stale,
+    ):
+        _feed(fresh, settings.topic, checkouts[:12])
+        fresh.flush()
+        _feed(stale, settings.topic, checkouts[:20])
+        with pytest.raises(SinkBackpressureError):
+            stale.flush()  # expected watermark -1, Redis holds 11: refused
+        assert live_figures(redis_client, days_of(truth(checkouts, settings.zone))) == truth(
+            checkouts[:12], settings.zone
+        )
+        _feed(stale, settings.topic, checkouts)  # Quix replays from the last commit
+        stale.flush()
+        _assert_redis_holds(redis_client, checkouts, settings)
 
 
 def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 6))
-    sink = _sink(settings, redis_client, write_interval=2.0)
     applied = keys.applied_offsets_key(settings.topic)
-    try:
+    with _sink(settings, redis_client, write_interval=2.0) as sink:
         _feed(sink, settings.topic, checkouts)
         assert redis_client.hget(applied, "0") is None  # young batch: still collecting
 
         # No further message and no flush: the timer hands the batch over.
         wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
         _assert_redis_holds(redis_client, checkouts, settings)
-    finally:
-        sink.close()
 
 
 def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 12))
-    sink = _sink(settings, redis_client, idle_seconds=0.05)  # write interval: 60 s
     applied = keys.applied_offsets_key(settings.topic)
-    try:
-        for burst in (range(6), range(6, 12)):
-            for offset in burst:
-                sink.add(encode_checkout(checkouts[offset]), b"k", 0, [], settings.topic, 0, offset)
+    with _sink(settings, redis_client, idle_seconds=0.05) as sink:  # write interval: 60 s
+        for first, end in ((0, 6), (6, 12)):
+            _feed(sink, settings.topic, checkouts[:end], first)
             # No flush, a young batch: only the pause after the burst can hand it over.
             wait_until(
-                lambda last=burst[-1]: redis_client.hget(applied, "0") == str(last).encode(),
+                lambda last=end - 1: redis_client.hget(applied, "0") == str(last).encode(),
                 10,
-                f"the burst up to offset {burst[-1]} in Redis",
+                f"the burst up to offset {end - 1} in Redis",
             )
         _assert_redis_holds(redis_client, checkouts, settings)
-    finally:
-        sink.close()
 
 
 def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
@@ -124,8 +122,7 @@ def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
 ) -> None:
     checkouts = list(generate(8, datetime(2026, 11, 21, 9, tzinfo=UTC), 60))
     three = settings.model_copy(update={"stream_writers": 3})
-    sink = _sink(three, redis_client, spill=1)  # every message is a batch of its own
-    try:
+    with _sink(three, redis_client, spill=1) as sink:  # every message is a batch of its own
         for index, checkout in enumerate(checkouts):
             partition, offset = index % 3, index // 3
             sink.add(encode_checkout(checkout), b"k", 0, [], settings.topic, partition, offset)
@@ -133,8 +130,6 @@ def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
         applied = redis_client.hgetall(keys.applied_offsets_key(settings.topic))
         assert applied == {b"0": b"19", b"1": b"19", b"2": b"19"}
         _assert_redis_holds(redis_client, checkouts, settings)
-    finally:
-        sink.close()
 
 
 def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
@@ -142,35 +137,31 @@ def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
 ) -> None:
     checkouts = list(generate(6, datetime(2026, 11, 21, 9, tzinfo=UTC), 40))
     values = [encode_checkout(checkout) for checkout in checkouts]
-    sink = _sink(settings, redis_client, spill_bytes=sum(map(len, values[:5])))
     applied = keys.applied_offsets_key(settings.topic)
-    try:
+    with _sink(settings, redis_client, spill_bytes=sum(map(len, values[:5]))) as sink:
         _feed(sink, settings.topic, checkouts)
 
         # No flush and a 60 s write interval: only the size bound can have written these.
         wait_until(lambda: int(redis_client.hget(applied, "0") or -1) >= 19, 10, "batches in Redis")
         sink.flush()
         _assert_redis_holds(redis_client, checkouts, settings)
-    finally:
-        sink.close()
 
 
 def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = list(generate(7, datetime(2026, 11, 21, 9, tzinfo=UTC), 12))
-    sink = _sink(settings, redis_client, spill=1, max_in_flight=2)
-    feeding = threading.Thread(target=_feed, args=(sink, settings.topic, checkouts))
-    try:
-        redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")  # Redis stalls
-        feeding.start()
-        feeding.join(1.0)
-        assert feeding.is_alive()  # 12 one-message batches, at most 2 in flight: waiting
+    with _sink(settings, redis_client, spill=1, max_in_flight=2) as sink:
+        feeding = threading.Thread(target=_feed, args=(sink, settings.topic, checkouts))
+        try:
+            redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")  # Redis stalls
+            feeding.start()
+            feeding.join(1.0)
+            assert feeding.is_alive()  # 12 one-message batches, at most 2 in flight: waiting
 
-        feeding.join(30)
-        assert not feeding.is_alive()
-        sink.flush()
-        _assert_redis_holds(redis_client, checkouts, settings)
-    finally:
-        redis_client.execute_command("CLIENT", "UNPAUSE")
-        sink.close()
+            feeding.join(30)
+            assert not feeding.is_alive()
+            sink.flush()
+            _assert_redis_holds(redis_client, checkouts, settings)
+        finally:
+            redis_client.execute_command("CLIENT", "UNPAUSE")
