@@ -50,6 +50,7 @@ from common.schema import decode_wire, encode_checkout, message_key, record_time
 from common.settings import ENV_PREFIX, Settings
 from common.topics import ensure_topics
 from jobs.stream.app import FETCH_CONFIG, build_stream_job
+from jobs.stream.malloc import keep_batch_memory
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
@@ -353,6 +354,9 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 def run(settings: Settings) -> str:
     """Measure every variant :data:`REPETITIONS` times and freshness once; Markdown."""
+    # The allocator tuning kassa stream applies (run_stream): every variant, the baselines
+    # included, runs with it.
+    keep_batch_memory()
     settings = settings.model_copy(update={"redis_url": _redis_url(settings)})
     source = _produce_input(settings)
     rows = []

@@ -107,10 +107,10 @@ def build_stream_job(
     """Wire the Quix application, the live Redis store and the dead-letter producer.
 
     ``on_message_processed(topic, partition, offset)`` is Quix's per-message callback
-    (benchmarks use it to time the run).
+    (benchmarks use it to time the run). The process's allocator is left as it is (see
+    :func:`run_stream`).
     """
     metrics = metrics or StreamMetrics()
-    keep_batch_memory()
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
@@ -147,7 +147,12 @@ def build_stream_job(
 
 
 def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
-    """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle)."""
+    """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle).
+
+    This is the job's process: it tunes the process's allocator for the job's batches
+    (:func:`~jobs.stream.malloc.keep_batch_memory`) before building the job.
+    """
+    keep_batch_memory()
     job = build_stream_job(settings)
     server = None
     if settings.metrics_port:
