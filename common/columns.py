@@ -22,12 +22,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
+from common.errors import InvalidCheckout
 from common.schema import (
     KINDS,
     MONEY_DECIMALS,
     SCHEMA_VERSION,
     Checkout,
-    InvalidCheckout,
     Limits,
     decode_checkout,
 )

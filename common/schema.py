@@ -32,7 +32,7 @@ from typing import Annotated, Final, Generic, Literal, TypeVar
 
 import msgspec
 
-from common.errors import KassaError
+from common.errors import InvalidCheckout
 
 SCHEMA_VERSION: Final = 1
 MONEY_DECIMALS: Final = 4
@@ -108,15 +108,6 @@ class Reason(enum.StrEnum):
     SIGN_MISMATCH = "sign_mismatch"
     PRICE_PRECISION = "price_precision"
     NEGATIVE_PRICE = "negative_price"
-
-
-class InvalidCheckout(KassaError):  # noqa: N818 - reads as "raise InvalidCheckout(...)"
-    """A message that is not a valid checkout; ``reason`` classifies it, the text explains."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,9 @@ from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import redis
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
-from jobs.stream.exceptions import RedisUnavailableError, StreamError
+from jobs.stream.exceptions import StreamError
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.writer import BatchReport, BatchWriter, RawBatch
 from storage.live import ApplyStatus, LiveStore
@@ -89,11 +88,7 @@ class LiveSink(BaseSink):
         ``committed`` maps each partition to the group's committed offset (negative when the
         group has none); see :func:`check_watermarks`.
         """
-        try:
-            watermarks = self._store.watermarks(committed)
-        except redis.RedisError as exc:
-            msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
-            raise RedisUnavailableError(msg) from exc
+        watermarks = self._store.watermarks(committed)
         with self._lock:
             self._watermarks.update(watermarks)
         check_watermarks(committed, watermarks, self._metrics)
@@ -196,7 +191,7 @@ class LiveSink(BaseSink):
             self._skipped = 0
         conflict = False
         for batch, future in pending:
-            report = self._report(batch, future)
+            report = self._report(future)
             partition = batch.partition
             result = report.result
             if result.status is ApplyStatus.APPLIED:
@@ -225,16 +220,9 @@ class LiveSink(BaseSink):
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
-    def _report(self, batch: RawBatch, future: Future[BatchReport]) -> BatchReport:
+    def _report(self, future: Future[BatchReport]) -> BatchReport:
         try:
-            return future.result()
-        except redis.RedisError as exc:
-            msg = (
-                f"cannot write partition {batch.partition}'s batch to Redis ({exc}); "
-                "check that the server of KASSA_REDIS_URL is up. Restarting kassa stream "
-                "is safe: it resumes from the last commit"
-            )
-            raise RedisUnavailableError(msg) from exc
+            return future.result()  # the writer raises StreamRedisError when Redis fails
         except BrokenProcessPool as exc:
             msg = (
                 "the stream job's writer process died (killed, or out of memory?); "

@@ -9,7 +9,8 @@ child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the sam
    :class:`~storage.live.PartitionDelta` and dead-letter what they refuse (delivered before
    anything is written);
 2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
-   partition's watermark) and send back a small :class:`BatchReport`.
+   partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
+   a :class:`~jobs.stream.exceptions.StreamRedisError`, pickled like the report).
 
 Quix and the writers thus work at the same time on all cores, and the consumer process does
 nothing per batch but hand it over and read the report. A partition's batches are applied
@@ -32,11 +33,14 @@ from typing import Final
 
 import redis
 
-from common.schema import InvalidCheckout, Reason, decode_wire
+from common.errors import InvalidCheckout
+from common.schema import Reason, decode_wire
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.exceptions import StreamRedisError
 from jobs.stream.malloc import keep_batch_memory
+from storage.connections import redis_failures
 from storage.live import ApplyResult, LiveStore, PartitionDelta
 
 MAX_REFUSALS_REPORTED: Final = 100
@@ -99,6 +103,7 @@ class _Writer:
 
     def __init__(self, settings: Settings) -> None:
         self._store = _live_store(settings)  # connects at the first batch
+        self._redis_url = settings.redis_url
         self._aggregator = Aggregator(settings.zone)
         self._bootstrap = settings.kafka_bootstrap
         self._dead_letter_topic = settings.dead_letter_topic
@@ -124,7 +129,9 @@ class _Writer:
         if self._dead_letters is not None:
             self._dead_letters.flush()  # before the watermark covers them
         started = time.perf_counter()
-        result = self._store.apply(delta, expected)
+        doing = f"write partition {batch.partition}'s batch to"
+        with redis_failures(self._redis_url, doing, StreamRedisError):
+            result = self._store.apply(delta, expected)
         seconds = time.perf_counter() - started
         return BatchReport(
             result,

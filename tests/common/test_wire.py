@@ -7,9 +7,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.errors import InvalidCheckout
 from common.schema import (
     Checkout,
-    InvalidCheckout,
     WireCheckout,
     decode_checkout,
     decode_wire,
