@@ -5,7 +5,7 @@ costs about as much CPU as Quix itself. So :class:`~jobs.stream.sink.LiveSink` o
 the raw records of each partition batch and hands the batch to :class:`BatchWriter`, whose
 child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the same one):
 
-1. decode every value with :func:`common.schema.decode_wire`, fold the checkouts into a
+1. decode every value with a :class:`common.schema.WireDecoder`, fold the checkouts into a
    :class:`~storage.live.PartitionDelta` and dead-letter what they refuse (delivered before
    anything is written);
 2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
@@ -34,7 +34,7 @@ from typing import Final
 import redis
 
 from common.errors import InvalidCheckout
-from common.schema import Reason, decode_wire
+from common.schema import Reason, WireDecoder
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
@@ -108,16 +108,16 @@ class _Writer:
         self._bootstrap = settings.kafka_bootstrap
         self._dead_letter_topic = settings.dead_letter_topic
         self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
-        self._limits = settings.limits
+        self._decoder = WireDecoder(settings.limits)
 
     def write(self, batch: RawBatch, expected: int | None) -> BatchReport:
         delta = PartitionDelta(batch.partition, batch.first_offset, batch.last_offset)
         refusals: list[Refusal] = []
         aggregate = self._aggregator.add
-        limits = self._limits
+        decode = self._decoder.decode
         for index, value in enumerate(batch.values):
             try:
-                checkout = decode_wire(value if value is not None else b"", limits)
+                checkout = decode(value if value is not None else b"")
             except InvalidCheckout as exc:
                 self._refuse(batch, index, delta, refusals, exc)
                 continue
