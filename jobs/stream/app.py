@@ -13,7 +13,7 @@ from quixstreams import Application
 
 from common.errors import KassaError, redacted
 from common.settings import Settings
-from jobs.stream.exceptions import StreamRedisError
+from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
@@ -56,7 +56,9 @@ class StreamApplication(Application):
         if not mine:
             return
         committed = consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
-        with redis_failures(self._redis_url, "read the watermarks from", StreamRedisError):
+        with redis_failures(
+            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
+        ):
             self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
 
 
@@ -76,7 +78,7 @@ class StreamJob:
         Raises a :class:`~jobs.stream.exceptions.StreamError` naming the fix when Redis or the
         dead-letter topic fails (also when Quix wrapped it in one of its own errors).
         """
-        with redis_failures(self.redis_url, "reach", StreamRedisError):
+        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
         self.metrics.state = "running"
         try:

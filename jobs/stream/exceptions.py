@@ -15,7 +15,7 @@ class DeadLetterError(StreamError):
     """Dead-lettered messages could not be delivered to the dead-letter topic."""
 
 
-class StreamRedisError(RedisUnavailableError, StreamError):
+class StreamRedisUnavailableError(RedisUnavailableError, StreamError):
     """Redis could not be reached, read or written by the stream job."""
 
     exit_code = 3

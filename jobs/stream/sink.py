@@ -222,7 +222,7 @@ class LiveSink(BaseSink):
 
     def _report(self, future: Future[BatchReport]) -> BatchReport:
         try:
-            return future.result()  # the writer raises StreamRedisError when Redis fails
+            return future.result()  # the writer raises StreamRedisUnavailableError when Redis fails
         except BrokenProcessPool as exc:
             msg = (
                 "the stream job's writer process died (killed, or out of memory?); "

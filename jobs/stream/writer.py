@@ -10,7 +10,7 @@ child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the sam
    anything is written);
 2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
    partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
-   a :class:`~jobs.stream.exceptions.StreamRedisError`, pickled like the report).
+   a :class:`~jobs.stream.exceptions.StreamRedisUnavailableError`, pickled like the report).
 
 Quix and the writers thus work at the same time on all cores, and the consumer process does
 nothing per batch but hand it over and read the report. A partition's batches are applied
@@ -38,7 +38,7 @@ from common.schema import Reason, WireDecoder
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from jobs.stream.dead_letters import DeadLetters
-from jobs.stream.exceptions import StreamRedisError
+from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
 from storage.connections import redis_failures
 from storage.live import ApplyResult, LiveStore, PartitionDelta
@@ -130,7 +130,7 @@ class _Writer:
             self._dead_letters.flush()  # before the watermark covers them
         started = time.perf_counter()
         doing = f"write partition {batch.partition}'s batch to"
-        with redis_failures(self._redis_url, doing, StreamRedisError):
+        with redis_failures(self._redis_url, doing, StreamRedisUnavailableError):
             result = self._store.apply(delta, expected)
         seconds = time.perf_counter() - started
         return BatchReport(

@@ -11,18 +11,20 @@ from common.errors import RedisUnavailableError
 from common.schema import encode_checkout
 from common.settings import Settings
 from jobs.stream.app import _kassa_cause
-from jobs.stream.exceptions import StreamError, StreamRedisError
+from jobs.stream.exceptions import StreamError, StreamRedisUnavailableError
 from jobs.stream.writer import BatchWriter, RawBatch
 from producers.synthetic import generate
 from tests.helpers import free_port
 
 
 def test_the_kassa_error_behind_a_framework_error_is_found() -> None:
-    original = StreamRedisError("redis://127.0.0.1:1/0", "read the watermarks from", "refused")
+    original = StreamRedisUnavailableError(
+        "redis://127.0.0.1:1/0", "read the watermarks from", "refused"
+    )
     try:
         try:
             raise original
-        except StreamRedisError as exc:
+        except StreamRedisUnavailableError as exc:
             raise RuntimeError("Error during partition assignment") from exc
     except RuntimeError as wrapped:
         assert _kassa_cause(wrapped) is original
@@ -30,7 +32,9 @@ def test_the_kassa_error_behind_a_framework_error_is_found() -> None:
 
 
 def test_a_redis_error_pickles_with_its_message_and_stays_a_stream_error() -> None:
-    error = StreamRedisError("redis://127.0.0.1:1/0", "write partition 2's batch to", "refused")
+    error = StreamRedisUnavailableError(
+        "redis://127.0.0.1:1/0", "write partition 2's batch to", "refused"
+    )
 
     copy = pickle.loads(pickle.dumps(error))
 
@@ -57,7 +61,7 @@ def test_a_redis_failure_in_the_writer_process_reaches_the_consumer_as_kassas_er
     batch = RawBatch(settings.topic, 2, 0.0, [0], [b"s01"], [encode_checkout(checkout)])
     try:
         future = writer.submit(batch, None)
-        with pytest.raises(StreamRedisError) as failed:
+        with pytest.raises(StreamRedisUnavailableError) as failed:
             future.result()
     finally:
         writer.close()
