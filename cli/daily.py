@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
         "unwritable.",
     )
+    parser.set_defaults(folders=("data_dir",), kafka=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     run = actions.add_parser(

@@ -2,7 +2,11 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``handler(args, settings) -> int``
-as the parser's ``handler`` default.
+as the parser's ``handler`` default; ``folders`` (names of settings such as ``"state_dir"``)
+and ``kafka`` defaults say what :func:`main` checks before it calls the handler.
+
+Every way a command stops prints one line naming the cause and the fix, and exits with the
+error's ``exit_code`` (1 for an unexpected error; ``-v`` shows its traceback).
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
 from cli import daily, produce, services, stream, top, topics
 from common.errors import KassaError
-from common.settings import Settings, load_settings
+from common.settings import Settings, check_folders, load_settings, unknown_variables
+from common.topics import check_broker
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    parser.set_defaults(folders=(), kafka=False)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
@@ -81,14 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.log_json)
+    for warning in unknown_variables(os.environ):
+        logger.warning("%s", warning)
     try:
         settings: Settings = load_settings()
+        check_folders(settings, args.folders)
+        if args.kafka:
+            check_broker(settings)
         status: int = args.handler(args, settings)
     except KassaError as exc:
         print(f"kassa: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"kassa: error: unexpected {type(exc).__name__}: {exc}; this is a bug in kassa: "
+            "run the command again with -v for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
     return status
 
 

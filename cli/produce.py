@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send checkouts to Kafka (simulated or replayed)",
         description="Send checkouts to KASSA_TOPIC, one Kafka record per checkout.",
     )
+    parser.set_defaults(kafka=True)
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
     sim = sources.add_parser(

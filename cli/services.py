@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="up: start (reusing what already answers) and create topics; down: stop what up "
         "started; status: show each service; fetch: only download the Kafka jars",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, folders=("state_dir",))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

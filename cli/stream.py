@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="stop cleanly once no message arrived for SECONDS (catch up a backlog, then "
         "exit); default 0 = run until SIGTERM",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, folders=("state_dir",), kafka=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "partitions unless they exist.",
     )
     parser.add_argument("action", choices=("create",))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, kafka=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

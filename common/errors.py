@@ -70,6 +70,8 @@ class InvalidDayRange(KassaError):  # noqa: N818 - reads as "raise InvalidDayRan
 class KafkaUnavailableError(KassaError):
     """The Kafka cluster could not be reached."""
 
+    exit_code = 4
+
     def __init__(self, bootstrap: str, cause: object) -> None:
         super().__init__(
             f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={bootstrap!r} ({cause}); "

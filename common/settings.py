@@ -6,9 +6,13 @@ other module receives it as an argument.
 
 from __future__ import annotations
 
+import difflib
+import tempfile
+from collections.abc import Iterable, Mapping
 from datetime import time
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -107,7 +111,41 @@ class Settings(BaseSettings):
         description="how long the group waits for a vanished stream replica before moving "
         "its partitions",
     )
-    metrics_host: str = Field("0.0.0.0", min_length=1, description="stream job's HTTP bind address")
+    stream_outage_limit_seconds: int = Field(
+        900,
+        ge=10,
+        le=7 * 86_400,
+        description="how long the stream job waits for an unreachable Kafka cluster (retrying) "
+        "before it exits with status 4",
+    )
+    stream_unassigned_limit_seconds: int = Field(
+        120,
+        ge=1,
+        le=86_400,
+        description="/healthz of a stream job that has held no partition this long answers 503",
+    )
+    stream_stuck_seconds: int = Field(
+        60,
+        ge=1,
+        le=86_400,
+        description="/healthz answers 503 when a batch has waited this long for its writer",
+    )
+    stream_static_membership: bool = Field(
+        True,
+        description="join the group as a static member (group.instance.id), so a restarted job "
+        "gets its partitions back at once instead of after the session timeout",
+    )
+    stream_instance_id: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="group.instance.id of this replica; empty means '<host name>-<n>', n the "
+        "lowest number no other replica sharing KASSA_STATE_DIR holds",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="stream job's HTTP bind address (0.0.0.0: every interface)",
+    )
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
     )
@@ -160,6 +198,28 @@ class Settings(BaseSettings):
                 raise ValueError(msg)
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            msg = f"the port of {value!r} is not a number; write e.g. 'redis://127.0.0.1:6379/0'"
+            raise ValueError(msg) from None
+        if not parts.hostname:
+            msg = f"{value!r} names no host; write e.g. 'redis://127.0.0.1:6379/0'"
+            raise ValueError(msg)
+        databases = [parts.path.removeprefix("/"), *parse_qs(parts.query).get("db", [])]
+        for database in databases:
+            if database and not database.isdigit():
+                msg = (
+                    f"database {database!r} of {value!r} is not a number; write the database "
+                    "index, e.g. 'redis://127.0.0.1:6379/0'"
+                )
+                raise ValueError(msg)
+        return value
+
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
@@ -198,6 +258,39 @@ def load_settings(**overrides: object) -> Settings:
             problems.append(f"{name}={error.get('input')!r}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``KASSA_*`` name in ``environ`` that is no setting, naming the
+    closest setting (a misspelt variable would otherwise be ignored in silence)."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see .env.example for the settings"
+        warnings.append(f"{name} is not a kassa setting and is ignored; {hint}")
+    return warnings
+
+
+def check_folders(settings: Settings, names: Iterable[str]) -> None:
+    """Create the folders of the settings ``names`` (e.g. ``"state_dir"``) if missing and
+    check that this user can write in them; raise :class:`SettingsError` naming the first
+    one that fails."""
+    for name in names:
+        folder: Path = getattr(settings, name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            variable = ENV_PREFIX + name.upper()
+            msg = (
+                f"{variable}={str(folder)!r} is not a folder this user can write "
+                f"({exc.strerror or exc}); create it for this user or point {variable} at one"
+            )
+            raise SettingsError(msg) from None
 
 
 def env_example() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -12,10 +13,57 @@ from common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+PROBE_SECONDS = 5.0
+"""How long a command waits for the broker's first answer before it gives up."""
+
 
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client for the configured cluster."""
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def broker_problem(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why the cluster at ``bootstrap`` does not answer a metadata request within
+    ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet)."""
+    librdkafka = _Collector()
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+            "logger": librdkafka.logger,
+        }
+    )
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        admin.poll(0)  # serves the log lines librdkafka queued
+        return librdkafka.last or str(exc.args[0].str())
+    return None
+
+
+class _Collector(logging.Handler):
+    """Keeps the last line librdkafka logged, instead of printing it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+        self.logger = logging.Logger("kassa.kafka-probe")  # not registered: one per probe
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # "FAIL [rdkafka#producer-1] [thrd:...]: 127.0.0.1:9092/bootstrap: Connect to ..."
+        line = record.getMessage().rpartition("]: ")[2]
+        self.last = re.sub(r" \(after \d+ms in state \w+.*\)$", "", line)
+
+
+def check_broker(settings: Settings, timeout: float = PROBE_SECONDS) -> None:
+    """Raise :class:`KafkaUnavailableError` within about ``timeout`` seconds when the
+    configured cluster does not answer."""
+    problem = broker_problem(settings.kafka_bootstrap, timeout)
+    if problem is not None:
+        cause = f"no answer within {timeout:.0f} s: {problem}"
+        raise KafkaUnavailableError(settings.kafka_bootstrap, cause)
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

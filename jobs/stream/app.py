@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from quixstreams import Application
+from quixstreams.exceptions import PartitionAssignmentError
+from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
 
-from common.errors import KassaError, redacted
+from common.errors import KafkaUnavailableError, KassaError, redacted
 from common.settings import Settings
-from jobs.stream.exceptions import StreamRedisUnavailableError
+from common.topics import broker_problem
+from jobs.stream.exceptions import (
+    InstanceFencedError,
+    KafkaContactLostError,
+    RecoverableStreamError,
+    StreamError,
+    StreamRedisUnavailableError,
+)
 from jobs.stream.malloc import keep_batch_memory
+from jobs.stream.membership import claimed_instance_id
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
 from jobs.stream.writer import BatchWriter
@@ -27,13 +40,26 @@ COMMITTED_TIMEOUT_SECONDS = 30.0
 STATS_INTERVAL_MS = 5000
 FETCH_CONFIG = {"max.partition.fetch.bytes": 8 << 20}
 """librdkafka fetch settings of the job's consumer (bigger fetches than the 1 MiB default)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RETRY_SECONDS = 2.0
+"""Pause between two probes of an unreachable Kafka, and before a rebuild of the job."""
+KAFKA_FAILURES = (
+    BaseKafkaException,
+    KafkaBrokerUnavailableError,
+    KafkaException,
+    PartitionAssignmentError,
+)
+"""Errors of Quix and librdkafka that mean Kafka or the group membership was lost."""
+FENCED = {KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL}
+"""A consumer's only fatal error: another member joined with its ``group.instance.id``."""
 
 
 class StreamApplication(Application):
     """A Quix ``Application`` that also tells the sink about each partition assignment.
 
     Quix has no public rebalance hook; this overrides its ``_on_assign`` callback and, after
-    Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`.
+    Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`;
+    ``_on_revoke`` and ``_on_lost`` make the sink forget the partitions it no longer owns.
     """
 
     def __init__(
@@ -44,11 +70,18 @@ class StreamApplication(Application):
         self._metrics = metrics
         self._sales_topic = topic
         self._redis_url = redis_url
+        self.stopping = False
+        """Set by SIGTERM/SIGINT: the job is to stop, not to be rebuilt."""
 
     def _on_sigterm(self, *args: Any) -> None:
         logger.info("SIGTERM: writing the last batches, committing and stopping")
+        self.stopping = True
         self._metrics.state = "stopping"
         super()._on_sigterm(*args)  # type: ignore[no-untyped-call]  # Quix is untyped
+
+    def _on_sigint(self, *args: Any) -> None:
+        self.stopping = True
+        super()._on_sigint(*args)  # type: ignore[no-untyped-call]  # Quix is untyped
 
     def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
         super()._on_assign(consumer, topic_partitions)
@@ -60,6 +93,20 @@ class StreamApplication(Application):
             self._redis_url, "read the watermarks from", StreamRedisUnavailableError
         ):
             self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
+        self._metrics.record_assigned(tp.partition for tp in mine)
+
+    def _on_revoke(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        super()._on_revoke(consumer, topic_partitions)  # commits what the sink holds first
+        self._forget(topic_partitions)
+
+    def _on_lost(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        self._forget(topic_partitions)
+        super()._on_lost(consumer, topic_partitions)
+
+    def _forget(self, topic_partitions: list[TopicPartition]) -> None:
+        partitions = [tp.partition for tp in topic_partitions if tp.topic == self._sales_topic]
+        self._live_sink.on_revoke(partitions)
+        self._metrics.record_revoked(partitions)
 
 
 @dataclass
@@ -71,12 +118,16 @@ class StreamJob:
     metrics: StreamMetrics
     redis_client: redis.Redis
     redis_url: str
+    instance_id: str | None = None
+    """The consumer's ``group.instance.id`` (None: dynamic membership)."""
 
     def run(self, timeout: float = 0.0) -> None:
         """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message.
 
         Raises a :class:`~jobs.stream.exceptions.StreamError` naming the fix when Redis or the
-        dead-letter topic fails (also when Quix wrapped it in one of its own errors).
+        dead-letter topic fails (also when Quix wrapped it in one of its own errors), and a
+        :class:`~jobs.stream.exceptions.KafkaContactLostError` when Kafka or the group
+        membership was lost.
         """
         with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
@@ -84,12 +135,13 @@ class StreamJob:
         try:
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
-            cause = _kassa_cause(exc)
+            cause = _kassa_cause(exc) or _kafka_failure(exc, self.instance_id)
             if cause is None or cause is exc:
                 raise
             raise cause from exc
         finally:
             self.metrics.state = "stopped"
+            self.metrics.record_revoked()
             self.sink.close()
             self.redis_client.close()
 
@@ -104,6 +156,21 @@ def _kassa_cause(exc: BaseException) -> KassaError | None:
     return None
 
 
+def _kafka_failure(exc: BaseException, instance_id: str | None) -> StreamError | None:
+    """The stream error for a lost Kafka or group membership in ``exc``'s chain, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KAFKA_FAILURES):
+            error = getattr(seen, "error", None) or (seen.args[0] if seen.args else None)
+            code = error.code() if isinstance(error, KafkaError) else None
+            if code in FENCED and instance_id is not None:
+                return InstanceFencedError(instance_id, error.str())  # type: ignore[union-attr]
+            detail = error.str() if isinstance(error, KafkaError) else str(seen)
+            return KafkaContactLostError(f"{type(seen).__name__}: {detail}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def build_stream_job(
     settings: Settings,
     metrics: StreamMetrics | None = None,
@@ -113,9 +180,15 @@ def build_stream_job(
 
     ``on_message_processed(topic, partition, offset)`` is Quix's per-message callback
     (benchmarks use it to time the run). The process's allocator is left as it is (see
-    :func:`run_stream`).
+    :func:`run_stream`). The consumer is a static group member when
+    ``KASSA_STREAM_STATIC_MEMBERSHIP`` is on and ``KASSA_STREAM_INSTANCE_ID`` names it
+    (:func:`run_stream` fills in the id when it is empty).
     """
-    metrics = metrics or StreamMetrics()
+    metrics = metrics or StreamMetrics(
+        settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds
+    )
+    instance_id = settings.stream_instance_id if settings.stream_static_membership else ""
+    membership = {"group.instance.id": instance_id} if instance_id else {}
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
@@ -134,6 +207,7 @@ def build_stream_job(
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
         auto_create_topics=False,
+        broker_availability_timeout=settings.stream_outage_limit_seconds,
         commit_interval=settings.stream_commit_interval,
         processing_guarantee="at-least-once",
         on_message_processed=on_message_processed,
@@ -144,36 +218,96 @@ def build_stream_job(
             "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
             "statistics.interval.ms": STATS_INTERVAL_MS,
             **FETCH_CONFIG,
+            **membership,
             "stats_cb": metrics.on_kafka_stats,
         },
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)
-    return StreamJob(app, sink, metrics, client, settings.redis_url)
+    return StreamJob(app, sink, metrics, client, settings.redis_url, instance_id or None)
 
 
 def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
     """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle).
 
     This is the job's process: it tunes the process's allocator for the job's batches
-    (:func:`~jobs.stream.malloc.keep_batch_memory`) before building the job.
+    (:func:`~jobs.stream.malloc.keep_batch_memory`), claims the replica's
+    ``group.instance.id`` (:mod:`jobs.stream.membership`), then runs the job, rebuilding it
+    after a :class:`RecoverableStreamError` (see :func:`_run_until_stopped`).
     """
     keep_batch_memory()
-    job = build_stream_job(settings)
-    server = None
-    if settings.metrics_port:
-        server = MetricsServer(job.metrics, settings.metrics_host, settings.metrics_port)
-        server.start()
-    logger.info(
-        "kassa stream: topic %s, group %s, %s, Redis %s",
-        settings.topic,
-        settings.consumer_group,
-        settings.stream_guarantee,
-        redacted(settings.redis_url),
-    )
-    try:
-        job.run(timeout=idle_timeout)
-    finally:
-        if server is not None:
-            server.stop()
+    metrics = StreamMetrics(settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds)
+    with claimed_instance_id(settings) as instance_id:
+        settings = settings.model_copy(update={"stream_instance_id": instance_id or ""})
+        server = None
+        if settings.metrics_port:
+            server = MetricsServer(
+                metrics, settings.metrics_host, settings.metrics_port, settings.redis_url
+            )
+            server.start()
+        logger.info(
+            "kassa stream: topic %s, group %s as %s, %s, Redis %s",
+            settings.topic,
+            settings.consumer_group,
+            instance_id or "a dynamic member",
+            settings.stream_guarantee,
+            redacted(settings.redis_url),
+        )
+        try:
+            _run_until_stopped(settings, metrics, idle_timeout)
+        finally:
+            if server is not None:
+                server.stop()
     logger.info("kassa stream stopped cleanly")
+
+
+def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout: float) -> None:
+    """Run the job; after a :class:`RecoverableStreamError` log it as one ERROR line, wait
+    until Kafka answers and run a new job (a new consumer: it rejoins the group and resumes
+    from what Redis holds). Raises the error instead when a signal asked the job to stop."""
+    while True:
+        job = build_stream_job(settings, metrics)
+        try:
+            job.run(timeout=idle_timeout)
+        except RecoverableStreamError as exc:
+            if job.app.stopping:
+                raise
+            logger.error("%s; restarting the stream job's consumer", exc)  # noqa: TRY400
+            metrics.restarts.inc()
+            metrics.state = "restarting"
+            if not _await_kafka(settings, metrics):
+                return  # stopped by a signal while waiting
+            continue
+        return
+
+
+def _await_kafka(settings: Settings, metrics: StreamMetrics) -> bool:
+    """Wait until Kafka answers (True) or SIGTERM/SIGINT arrives (False).
+
+    Raises :class:`KafkaUnavailableError` once the outage (counted from when the consumer
+    last found Kafka unreachable) lasts ``KASSA_STREAM_OUTAGE_LIMIT_SECONDS``.
+    """
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        stop.wait(RETRY_SECONDS)
+        problem = broker_problem(settings.kafka_bootstrap)
+        while problem is not None and not stop.is_set():
+            metrics.record_kafka(reachable=False)
+            metrics.state = "waiting for Kafka"
+            down = time.monotonic() - (metrics.kafka_down_since or time.monotonic())
+            limit = settings.stream_outage_limit_seconds
+            if down >= limit:
+                cause = f"no answer for {down:.0f} s, KASSA_STREAM_OUTAGE_LIMIT_SECONDS={limit}"
+                raise KafkaUnavailableError(settings.kafka_bootstrap, f"{cause}: {problem}")
+            logger.warning("Kafka does not answer for %.0f s (%s); retrying", down, problem)
+            stop.wait(RETRY_SECONDS)
+            problem = broker_problem(settings.kafka_bootstrap)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if stop.is_set():
+        metrics.state = "stopped"
+        return False
+    metrics.record_kafka(reachable=True)
+    return True

@@ -14,6 +14,8 @@ class StreamError(KassaError):
 class DeadLetterError(StreamError):
     """Dead-lettered messages could not be delivered to the dead-letter topic."""
 
+    exit_code = 5
+
 
 class StreamRedisUnavailableError(RedisUnavailableError, StreamError):
     """Redis could not be reached, read or written by the stream job."""
@@ -22,3 +24,50 @@ class StreamRedisUnavailableError(RedisUnavailableError, StreamError):
     advice = (
         "start Redis or fix the URL, then restart kassa stream: it resumes from the last commit"
     )
+
+
+class RecoverableStreamError(StreamError):
+    """The stream job can go on after its Quix application is rebuilt in the same process
+    (``run_stream`` does so, logging one ERROR line): the new assignment resumes every
+    partition from what Redis and Kafka hold."""
+
+
+class KafkaContactLostError(RecoverableStreamError):
+    """Kafka stopped answering while the job ran, or the group took the job's partitions
+    away (its commits are refused after an outage or a pause beyond the session timeout)."""
+
+    exit_code = 4
+
+    def __init__(self, cause: object) -> None:
+        super().__init__(
+            f"the stream job's consumer lost Kafka or its group membership ({cause}); "
+            "it rejoins the group once Kafka answers and resumes from what Redis holds"
+        )
+        self.cause = str(cause)
+
+
+class InstanceFencedError(StreamError):
+    """Another consumer joined the group with this replica's ``group.instance.id``."""
+
+    exit_code = 6
+
+    def __init__(self, instance_id: str, cause: object) -> None:
+        super().__init__(
+            f"another stream replica joined the group as group.instance.id {instance_id!r} "
+            f"and took this one's place ({cause}); give each replica its own "
+            "KASSA_STREAM_INSTANCE_ID, or leave it empty for '<host name>-<n>'"
+        )
+        self.instance_id = instance_id
+        self.cause = str(cause)
+
+
+class WriterDiedError(StreamError):
+    """A writer process of the stream job died (killed, out of memory)."""
+
+    exit_code = 7
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a writer process of the stream job died (killed, or out of memory? see the "
+            "kernel log); restart kassa stream: it resumes from the last commit"
+        )

@@ -6,9 +6,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -17,11 +19,19 @@ from storage.live import ApplyStatus
 
 logger = logging.getLogger(__name__)
 
+PROBE_SECONDS = 2.0
+"""How long ``/healthz`` waits for Redis' answer to its ping."""
+
 
 class StreamMetrics:
-    """The stream job's metrics, in a registry of their own."""
+    """The stream job's metrics, in a registry of their own, and what ``/healthz`` reports.
 
-    def __init__(self) -> None:
+    One object lives as long as the process, across rebuilds of the Quix application.
+    ``unassigned_limit`` and ``stuck_limit`` are the seconds after which no assigned
+    partition, or a batch still waiting for its writer, make the job unhealthy.
+    """
+
+    def __init__(self, unassigned_limit: float = 120.0, stuck_limit: float = 60.0) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.messages = Counter(
@@ -79,8 +89,64 @@ class StreamMetrics:
             ["partition"],
             registry=registry,
         )
+        self.restarts = Counter(
+            "kassa_stream_restarts",
+            "rebuilds of the Quix application after Kafka or the group membership was lost",
+            registry=registry,
+        )
+        self.kafka_reachable = Gauge(
+            "kassa_stream_kafka_reachable",
+            "1 while the consumer reaches a Kafka broker (librdkafka statistics, every 5 s)",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "kassa_stream_assigned_partitions",
+            "partitions of the sales topic assigned to this replica",
+            registry=registry,
+        )
+        self.kafka_reachable.set(1)
         self.state = "starting"
         self.last_batch_at = 0.0
+        self.kafka_down_since: float | None = None
+        """``time.monotonic()`` when Kafka was last found unreachable, None while it answers."""
+        self._unassigned_limit = unassigned_limit
+        self._stuck_limit = stuck_limit
+        self._assigned: set[int] = set()
+        self._unassigned_since: float | None = time.monotonic()
+        self._oldest_waiting: Callable[[], float | None] = lambda: None
+
+    def watch_writers(self, oldest_waiting: Callable[[], float | None]) -> None:
+        """Report ``oldest_waiting()`` (``time.monotonic()`` when the oldest batch still waiting
+        for its writer was opened, or None) in ``/healthz``."""
+        self._oldest_waiting = oldest_waiting
+
+    def record_assigned(self, partitions: Iterable[int]) -> None:
+        """Partitions of the sales topic were assigned to this replica."""
+        self._assigned.update(partitions)
+        self._publish_assignment()
+
+    def record_revoked(self, partitions: Iterable[int] | None = None) -> None:
+        """Partitions were revoked from this replica or lost by it (None: all of them)."""
+        if partitions is None:
+            self._assigned.clear()
+        else:
+            self._assigned.difference_update(partitions)
+        self._publish_assignment()
+
+    def _publish_assignment(self) -> None:
+        self.assigned_partitions.set(len(self._assigned))
+        if self._assigned:
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = time.monotonic()
+
+    def record_kafka(self, *, reachable: bool) -> None:
+        """Whether a Kafka broker answers now."""
+        self.kafka_reachable.set(1 if reachable else 0)
+        if reachable:
+            self.kafka_down_since = None
+        elif self.kafka_down_since is None:
+            self.kafka_down_since = time.monotonic()
 
     def record_batch(self, batch: RawBatch, report: BatchReport) -> None:
         """Count what the writer did with ``batch``.
@@ -117,26 +183,65 @@ class StreamMetrics:
         self.redis_behind.labels(str(partition)).set(1 if behind else 0)
 
     def on_kafka_stats(self, stats_json: str) -> None:
-        """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""
+        """librdkafka ``stats_cb``: whether a broker is up, and the consumer lag of every
+        assigned partition."""
         stats = json.loads(stats_json)
+        brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+        if brokers:
+            self.record_kafka(reachable=any(b.get("state") == "UP" for b in brokers))
         for topic in stats.get("topics", {}).values():
             for partition, figures in topic.get("partitions", {}).items():
                 lag = figures.get("consumer_lag", -1)
                 if partition != "-1" and lag >= 0:
                     self.consumer_lag.labels(partition).set(lag)
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        """HTTP status and body of ``/healthz``: 200 while the job runs."""
+    def health(self, redis_problem: str | None = None) -> tuple[int, dict[str, Any]]:
+        """HTTP status and body of ``/healthz``: 200 while the job runs and nothing is wrong,
+        else 503 with the reasons (``redis_problem``: why Redis did not answer, if it did not).
+        """
+        now = time.monotonic()
+        reasons = []
+        if self.state != "running":
+            reasons.append(f"the job is {self.state}")
+        if self.kafka_down_since is not None:
+            reasons.append(f"Kafka unreachable for {now - self.kafka_down_since:.0f} s")
+        unassigned = now - self._unassigned_since if self._unassigned_since else 0.0
+        if unassigned > self._unassigned_limit:
+            reasons.append(
+                f"no partition assigned for {unassigned:.0f} s (more replicas than partitions, "
+                "or the group cannot settle)"
+            )
+        oldest = self._oldest_waiting()
+        if oldest is not None and now - oldest > self._stuck_limit:
+            reasons.append(
+                f"a batch has waited {now - oldest:.0f} s for its writer process (stuck on "
+                "Redis or on the dead-letter topic?)"
+            )
+        if redis_problem is not None:
+            reasons.append(f"Redis unreachable: {redis_problem}")
         age = time.time() - self.last_batch_at if self.last_batch_at else None
-        body = {"state": self.state, "seconds_since_last_batch": age}
-        return (200 if self.state == "running" else 503), body
+        body = {
+            "state": self.state,
+            "reasons": reasons,
+            "partitions": sorted(self._assigned),
+            "seconds_since_last_batch": age,
+        }
+        return (503 if reasons else 200), body
 
 
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON) from a daemon thread."""
 
-    def __init__(self, metrics: StreamMetrics, host: str, port: int) -> None:
-        handler = _handler_for(metrics)
+    def __init__(
+        self, metrics: StreamMetrics, host: str, port: int, redis_url: str | None = None
+    ) -> None:
+        probe = None
+        if redis_url is not None:
+            probe = redis.Redis.from_url(
+                redis_url, socket_timeout=PROBE_SECONDS, socket_connect_timeout=PROBE_SECONDS
+            )
+        self._probe = probe
+        handler = _handler_for(metrics, probe)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -158,15 +263,29 @@ class MetricsServer:
         """Stop serving and release the port."""
         self._server.shutdown()
         self._server.server_close()
+        if self._probe is not None:
+            self._probe.close()
 
 
-def _handler_for(metrics: StreamMetrics) -> type[BaseHTTPRequestHandler]:
+def _redis_problem(client: redis.Redis | None) -> str | None:
+    if client is None:
+        return None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _handler_for(
+    metrics: StreamMetrics, redis_client: redis.Redis | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 status, body, kind = 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
             elif self.path == "/healthz":
-                status, payload = metrics.health()
+                status, payload = metrics.health(_redis_problem(redis_client))
                 body, kind = json.dumps(payload).encode(), "application/json"
             else:
                 status, body, kind = 404, b"try /metrics or /healthz\n", "text/plain"

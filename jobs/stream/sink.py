@@ -12,7 +12,7 @@ from typing import Any
 
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
-from jobs.stream.exceptions import StreamError
+from jobs.stream.exceptions import StreamError, WriterDiedError
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.writer import BatchReport, BatchWriter, RawBatch
 from storage.live import ApplyStatus, LiveStore
@@ -78,6 +78,7 @@ class LiveSink(BaseSink):
         self._stopped = threading.Event()
         self._timer = threading.Thread(target=self._hand_over_old_batches, daemon=True)
         self._timer.start()
+        metrics.watch_writers(self.oldest_waiting)
 
     def __repr__(self) -> str:
         return "<LiveSink>"
@@ -92,6 +93,23 @@ class LiveSink(BaseSink):
         with self._lock:
             self._watermarks.update(watermarks)
         check_watermarks(committed, watermarks, self._metrics)
+
+    def on_revoke(self, partitions: list[int]) -> None:
+        """Forget revoked or lost partitions: their unsubmitted batches and watermarks.
+
+        Another replica may apply them meanwhile; if they come back, their watermarks are
+        read from Redis again.
+        """
+        with self._lock:
+            for partition in partitions:
+                self._batches.pop(partition, None)
+                self._watermarks.pop(partition, None)
+
+    def oldest_waiting(self) -> float | None:
+        """``time.monotonic()`` when the oldest batch still waiting for its writer was opened
+        (read without the lock, which ``add`` holds while the writers are behind)."""
+        waiting = [batch.opened for batch, future in list(self._pending) if not future.done()]
+        return min(waiting, default=None)
 
     def add(  # noqa: PLR0917 - the signature is Quix's
         self,
@@ -224,11 +242,7 @@ class LiveSink(BaseSink):
         try:
             return future.result()  # the writer raises StreamRedisUnavailableError when Redis fails
         except BrokenProcessPool as exc:
-            msg = (
-                "the stream job's writer process died (killed, or out of memory?); "
-                "restart kassa stream: it resumes from the last commit"
-            )
-            raise StreamError(msg) from exc
+            raise WriterDiedError from exc
 
     def _count(self, batch: RawBatch, future: Future[BatchReport]) -> None:
         """Metrics and dead-letter log lines of a written batch, as soon as it is written."""

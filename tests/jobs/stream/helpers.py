@@ -3,18 +3,24 @@ back from Redis in the same shape."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import date
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from common.schema import from_money_units
+from common.schema import Checkout, from_money_units
 from common.settings import Settings
+from producers.publish import publish
+from producers.synthetic import generate
 from storage import keys
 from tests.helpers import Figures, settings_env
 
@@ -97,3 +103,43 @@ def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def health(port: int) -> tuple[int, dict[str, object]]:
+    """Status and body of ``/healthz`` on ``port`` (status 0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except (urllib.error.URLError, OSError):
+        return 0, {}
+
+
+class Traffic:
+    """Synthetic checkouts published at ``rate`` per second from a thread until finished;
+    keeps what it sent (delivery may wait out a broker outage of ``delivery_timeout_ms``)."""
+
+    def __init__(self, settings: Settings, seed: int, rate: float) -> None:
+        self.sent: list[Checkout] = []
+        self._stop = threading.Event()
+        self._settings = settings
+        self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=UTC))
+        self._rate = rate
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _pulled(self) -> Iterator[Checkout]:
+        for checkout in self._source:
+            self.sent.append(checkout)
+            yield checkout
+
+    def _run(self) -> None:
+        self.report = publish(self._settings, self._pulled(), rate=self._rate, stop=self._stop)
+
+    def finish(self) -> list[Checkout]:
+        """Stop, wait for delivery, and return exactly the checkouts that were delivered."""
+        self._stop.set()
+        self._thread.join()
+        assert self.report.failed == 0, self.report.summary()
+        return self.sent[: self.report.sent]

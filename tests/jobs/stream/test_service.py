@@ -1,0 +1,197 @@
+"""The stream job as a service: broker outages, lost and fenced membership, one-line exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from common.settings import Settings
+from common.topics import ensure_topics
+from services.kafka import KafkaServer
+from storage import keys
+from tests.helpers import free_port, repo_root, settings_env, truth
+from tests.jobs.stream.helpers import (
+    Traffic,
+    caught_up,
+    days_of,
+    health,
+    live_figures,
+    start_stream,
+    wait_until,
+)
+
+
+def _watermark_sum(client: redis.Redis, settings: Settings) -> int:
+    return sum(int(v) for v in client.hvals(keys.applied_offsets_key(settings.topic)))
+
+
+def _partitions(port: int) -> list[int]:
+    partitions = health(port)[1].get("partitions", [])
+    assert isinstance(partitions, list)
+    return partitions
+
+
+def _stop(child: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM ``child`` and check that it stopped cleanly."""
+    if child.poll() is None:
+        child.terminate()
+    assert child.wait(60) == 0, log.read_text()[-3000:]
+
+
+def _error_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("kassa: error:")]
+
+
+def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
+    settings: Settings, private_kafka: KafkaServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": private_kafka.bootstrap,
+            "metrics_port": port,
+            "stream_commit_interval": 1.0,
+            "delivery_timeout_ms": 600_000,  # the producer waits out the outage too
+        }
+    )
+    ensure_topics(settings)
+    log = tmp_path / "stream.log"
+    traffic = Traffic(settings, 41, rate=500.0)
+    child = start_stream(settings, log)
+    try:
+        wait_until(lambda: _watermark_sum(redis_client, settings) > 0, 120, "a first batch")
+        assert health(port)[0] == 200
+        private_kafka.stop()
+        stopped = time.monotonic()
+        wait_until(lambda: health(port)[0] == 503, 30, "/healthz to report the outage")
+        assert any("Kafka" in reason for reason in health(port)[1]["reasons"])  # type: ignore[attr-defined]
+        while time.monotonic() - stopped < 60:
+            assert child.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+        assert health(port)[0] == 503
+        private_kafka.start()
+        wait_until(lambda: health(port)[0] == 200, 180, "/healthz to recover after the outage")
+        checkouts = traffic.finish()
+        wait_until(caught_up(redis_client, settings), 180, "the job to catch up")
+        assert child.poll() is None, log.read_text()[-3000:]
+    finally:
+        traffic.finish()
+        _stop(child, log)
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(redis_client, days_of(expected)) == expected
+
+
+def test_an_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_4(
+    settings: Settings, private_kafka: KafkaServer, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": private_kafka.bootstrap,
+            "metrics_port": 0,
+            "stream_outage_limit_seconds": 10,
+            "stream_session_timeout_ms": 6000,
+        }
+    )
+    ensure_topics(settings)
+    log = tmp_path / "stream.log"
+    child = start_stream(settings, log)
+    try:
+        wait_until(lambda: "assigned partitions" in log.read_text(), 120, "an assignment")
+        private_kafka.stop()
+        status = child.wait(180)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    output = log.read_text()
+    assert status == 4, output[-3000:]
+    assert "Traceback" not in output
+    [line] = _error_lines(log)
+    assert "cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP=" in line
+    assert "KASSA_STREAM_OUTAGE_LIMIT_SECONDS=10" in line
+
+
+def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exact(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    port_a, port_b = free_port(), free_port()
+    first = settings.model_copy(
+        update={
+            "metrics_port": port_a,
+            "stream_session_timeout_ms": 6000,
+            "stream_commit_interval": 0.5,
+        }
+    )
+    second = first.model_copy(update={"metrics_port": port_b})
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    traffic = Traffic(first, 43, rate=1000.0)
+    replica_a = start_stream(first, log_a)
+    replica_b = None
+    try:
+        wait_until(lambda: len(_partitions(port_a)) == 3, 120, "the first replica's partitions")
+        replica_b = start_stream(second, log_b)
+        wait_until(lambda: _partitions(port_b), 120, "the second replica's partitions")
+        os.kill(replica_a.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: len(_partitions(port_b)) == 3, 60, "the group to drop the paused")
+            time.sleep(3)
+        finally:
+            os.kill(replica_a.pid, signal.SIGCONT)
+        wait_until(lambda: _partitions(port_a), 120, "the resumed replica to rejoin")
+        checkouts = traffic.finish()
+        wait_until(caught_up(redis_client, first), 120, "the replicas to catch up")
+        assert replica_a.poll() is None, log_a.read_text()[-3000:]
+        assert "Traceback" not in log_a.read_text()
+    finally:
+        traffic.finish()
+        _stop(replica_a, log_a)
+        if replica_b is not None:
+            _stop(replica_b, log_b)
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(redis_client, days_of(expected)) == expected
+
+
+def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={"metrics_port": 0, "stream_instance_id": "till-1", "stream_commit_interval": 0.5}
+    )
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    replica_a = start_stream(settings, log_a)
+    replica_b = None
+    try:
+        wait_until(lambda: "assigned partitions" in log_a.read_text(), 120, "an assignment")
+        replica_b = start_stream(settings, log_b)
+        status = replica_a.wait(120)
+    finally:
+        if replica_a.poll() is None:
+            replica_a.kill()
+        if replica_b is not None:
+            _stop(replica_b, log_b)
+    assert status == 6, log_a.read_text()[-3000:]
+    assert "Traceback" not in log_a.read_text()
+    [line] = _error_lines(log_a)
+    assert "group.instance.id 'till-1'" in line
+    assert "KASSA_STREAM_INSTANCE_ID" in line
+
+
+def test_start_up_without_a_broker_fails_in_seconds_with_one_line(settings: Settings) -> None:
+    absent = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(repo_root() / ".venv/bin/kassa"), "stream"],
+        env=settings_env(absent), capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines() == [
+        f"kassa: error: cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={absent.kafka_bootstrap!r} "
+        f"(no answer within 5 s: {absent.kafka_bootstrap}/bootstrap: Connect to "
+        f"ipv4#{absent.kafka_bootstrap} failed: Connection refused); start it with "
+        "'kassa services up' or fix the address"
+    ]
