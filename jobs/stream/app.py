@@ -156,6 +156,13 @@ def _kassa_cause(exc: BaseException) -> KassaError | None:
     return None
 
 
+def _consumer_failed(exc: Exception, message: object, quix_logger: logging.Logger) -> bool:
+    """Quix's consumer error callback: let the error stop the run (``StreamJob.run`` turns
+    it into one line); its traceback is logged at DEBUG only (``kassa -v``)."""
+    logger.debug("the Quix consumer failed", exc_info=exc)
+    return False
+
+
 def _kafka_failure(exc: BaseException, instance_id: str | None) -> StreamError | None:
     """The stream error for a lost Kafka or group membership in ``exc``'s chain, if any."""
     seen: BaseException | None = exc
@@ -164,7 +171,7 @@ def _kafka_failure(exc: BaseException, instance_id: str | None) -> StreamError |
             error = getattr(seen, "error", None) or (seen.args[0] if seen.args else None)
             code = error.code() if isinstance(error, KafkaError) else None
             if code in FENCED and instance_id is not None:
-                return InstanceFencedError(instance_id, error.str())  # type: ignore[union-attr]
+                return InstanceFencedError(instance_id)
             detail = error.str() if isinstance(error, KafkaError) else str(seen)
             return KafkaContactLostError(f"{type(seen).__name__}: {detail}")
         seen = seen.__cause__ or seen.__context__
@@ -211,6 +218,7 @@ def build_stream_job(
         commit_interval=settings.stream_commit_interval,
         processing_guarantee="at-least-once",
         on_message_processed=on_message_processed,
+        on_consumer_error=_consumer_failed,
         loglevel=None,  # Quix logs through the handlers the CLI configured (e.g. --log-json)
         state_dir=settings.state_dir / "quix",
         consumer_extra_config={

@@ -51,14 +51,13 @@ class InstanceFencedError(StreamError):
 
     exit_code = 6
 
-    def __init__(self, instance_id: str, cause: object) -> None:
+    def __init__(self, instance_id: str) -> None:
         super().__init__(
             f"another stream replica joined the group as group.instance.id {instance_id!r} "
-            f"and took this one's place ({cause}); give each replica its own "
+            "and the broker fenced this one; give each replica its own "
             "KASSA_STREAM_INSTANCE_ID, or leave it empty for '<host name>-<n>'"
         )
         self.instance_id = instance_id
-        self.cause = str(cause)
 
 
 class WriterDiedError(StreamError):
