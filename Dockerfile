@@ -11,11 +11,13 @@ COPY jobs ./jobs
 COPY producers ./producers
 COPY services ./services
 COPY cli ./cli
-RUN pip install -c constraints.txt . && useradd --create-home kassa && mkdir /data \
-    && chown kassa /data
+# The folders the services write, owned by the user they run as (the image's /app is root's).
+RUN pip install -c constraints.txt . && useradd --create-home kassa \
+    && mkdir -p /data /var/lib/kassa && chown kassa /data /var/lib/kassa
 
 USER kassa
 ENV KASSA_DATA_DIR=/data \
+    KASSA_STATE_DIR=/var/lib/kassa \
     MALLOC_ARENA_MAX=2
 ENTRYPOINT ["kassa"]
 CMD ["--help"]

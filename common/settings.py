@@ -22,6 +22,8 @@ from common.errors import SettingsError
 from common.schema import Limits
 
 ENV_PREFIX = "KASSA_"
+NOT_SETTINGS = frozenset({"KASSA_ENV_FILE"})
+"""``KASSA_*`` variables that are not settings: the env_file docker-compose.yml reads."""
 
 
 class Settings(BaseSettings):
@@ -266,7 +268,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     warnings = []
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in known:
+        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else "see .env.example for the settings"

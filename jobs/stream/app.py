@@ -28,7 +28,7 @@ from jobs.stream.exceptions import (
 )
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.membership import claimed_instance_id
-from jobs.stream.metrics import MetricsServer, StreamMetrics
+from jobs.stream.metrics import KafkaProbe, MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
 from jobs.stream.writer import BatchWriter
 from storage.connections import redis_failures
@@ -261,9 +261,12 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
             settings.stream_guarantee,
             redacted(settings.redis_url),
         )
+        probe = KafkaProbe(metrics, settings.kafka_bootstrap)
+        probe.start()
         try:
             _run_until_stopped(settings, metrics, idle_timeout)
         finally:
+            probe.stop()
             if server is not None:
                 server.stop()
     logger.info("kassa stream stopped cleanly")

@@ -14,6 +14,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from common.topics import broker_problem
 from jobs.stream.writer import BatchReport, RawBatch
 from storage.live import ApplyStatus
 
@@ -96,7 +97,7 @@ class StreamMetrics:
         )
         self.kafka_reachable = Gauge(
             "kassa_stream_kafka_reachable",
-            "1 while the consumer reaches a Kafka broker (librdkafka statistics, every 5 s)",
+            "1 while a Kafka broker answers the job's probe (every few seconds)",
             registry=registry,
         )
         self.assigned_partitions = Gauge(
@@ -183,12 +184,8 @@ class StreamMetrics:
         self.redis_behind.labels(str(partition)).set(1 if behind else 0)
 
     def on_kafka_stats(self, stats_json: str) -> None:
-        """librdkafka ``stats_cb``: whether a broker is up, and the consumer lag of every
-        assigned partition."""
+        """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""
         stats = json.loads(stats_json)
-        brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
-        if brokers:
-            self.record_kafka(reachable=any(b.get("state") == "UP" for b in brokers))
         for topic in stats.get("topics", {}).values():
             for partition, figures in topic.get("partitions", {}).items():
                 lag = figures.get("consumer_lag", -1)
@@ -227,6 +224,41 @@ class StreamMetrics:
             "seconds_since_last_batch": age,
         }
         return (503 if reasons else 200), body
+
+
+class KafkaProbe:
+    """Asks Kafka for metadata every ``interval`` seconds from a daemon thread and records
+    whether it answered (:meth:`StreamMetrics.record_kafka`).
+
+    The probe runs beside the consumer because the consumer cannot tell: its offset commit
+    blocks, without serving any callback, for as long as the group coordinator is away.
+    """
+
+    def __init__(self, metrics: StreamMetrics, bootstrap: str, interval: float = 5.0) -> None:
+        self._metrics = metrics
+        self._bootstrap = bootstrap
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kassa-kafka-probe", daemon=True)
+
+    def start(self) -> None:
+        """Start probing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop probing."""
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            problem = broker_problem(self._bootstrap, timeout=self._interval)
+            was_down = self._metrics.kafka_down_since is not None
+            self._metrics.record_kafka(reachable=problem is None)
+            if problem is not None and not was_down:
+                logger.warning("Kafka does not answer (%s); /healthz reports 503", problem)
+            elif problem is None and was_down:
+                logger.info("Kafka answers again")
 
 
 class MetricsServer:

@@ -12,7 +12,7 @@ from typing import Any
 
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
-from jobs.stream.exceptions import StreamError, WriterDiedError
+from jobs.stream.exceptions import KafkaContactLostError, StreamError, WriterDiedError
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.writer import BatchReport, BatchWriter, RawBatch
 from storage.live import ApplyStatus, LiveStore
@@ -194,7 +194,8 @@ class LiveSink(BaseSink):
         Quix commits offsets after this returns, so every batch of the checkpoint is in
         Redis by then. If a batch was refused because another replica got there first, raise
         ``SinkBackpressureError``: Quix rewinds to the last commit and the replay skips what
-        Redis holds.
+        Redis holds. While Kafka does not answer, raise :class:`KafkaContactLostError` instead
+        of letting Quix commit (see :class:`~jobs.stream.metrics.KafkaProbe`).
         """
         with self._lock:
             for partition in list(self._batches):
@@ -237,6 +238,9 @@ class LiveSink(BaseSink):
                 )
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
+        if self._metrics.kafka_down_since is not None:
+            # librdkafka's offset commit would block until the group coordinator is back.
+            raise KafkaContactLostError("Kafka does not answer the job's probe")
 
     def _report(self, future: Future[BatchReport]) -> BatchReport:
         try:

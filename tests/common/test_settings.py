@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import SettingsError
-from common.settings import Settings, env_example, load_settings
+from common.settings import Settings, check_folders, env_example, load_settings, unknown_variables
 from tests.helpers import repo_root
 
 
@@ -73,3 +73,64 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     assert published == env_example(), "regenerate .env.example with 'make env-example'"
     for name in Settings.model_fields:
         assert f"\nKASSA_{name.upper()}=" in published
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_setting() -> None:
+    warnings = unknown_variables({"KASSA_REDIS_ULR": "redis://x:1/0", "KASSA_TOPIC": "t"})
+    assert warnings == [
+        "KASSA_REDIS_ULR is not a kassa setting and is ignored; did you mean KASSA_REDIS_URL?"
+    ]
+    assert unknown_variables({"PATH": "/bin", "KASSA_TIMEZONE": "UTC"}) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("redis://127.0.0.1:6379/abc", "database 'abc' of 'redis://127.0.0.1:6379/abc' is not"),
+        ("redis://127.0.0.1:6379/0?db=x", "database 'x' of"),
+        ("redis://127.0.0.1:63a9/0", "the port of 'redis://127.0.0.1:63a9/0' is not a number"),
+        ("redis:///0", "names no host"),
+    ],
+)
+def test_a_redis_url_is_checked_down_to_its_database(url: str, hint: str) -> None:
+    with pytest.raises(SettingsError, match="KASSA_REDIS_URL") as raised:
+        load_settings(redis_url=url)
+    assert hint in str(raised.value)
+    for good in ("redis://127.0.0.1:6379", "rediss://u:p@cache:6380/15", "redis://h/3?db=3"):
+        assert load_settings(redis_url=good).redis_url == good
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = load_settings(state_dir=blocker / "state", data_dir=tmp_path / "data")
+    check_folders(settings, ["data_dir"])
+    assert (tmp_path / "data").is_dir()
+    with pytest.raises(SettingsError) as raised:
+        check_folders(settings, ["data_dir", "state_dir"])
+    assert str(raised.value) == (
+        f"KASSA_STATE_DIR={str(blocker / 'state')!r} is not a folder this user can write "
+        "(Not a directory); create it for this user or point KASSA_STATE_DIR at one"
+    )
+
+
+def test_commands_warn_about_unknown_variables_and_refuse_unwritable_folders(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "KASSA_STATE_DIR": str(blocker), "KASSA_TIMEZOEN": "UTC"}
+    result = subprocess.run(
+        [str(repo_root() / ".venv/bin/kassa"), "services", "status"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert (
+        "KASSA_TIMEZOEN is not a kassa setting and is ignored; did you mean KASSA_TIMEZONE?"
+        in (lines[0])
+    )
+    assert lines[1:] == [
+        f"kassa: error: KASSA_STATE_DIR={str(blocker)!r} is not a folder this user can write "
+        "(File exists); create it for this user or point KASSA_STATE_DIR at one"
+    ]
