@@ -73,6 +73,13 @@ class StreamApplication(Application):
         self.stopping = False
         """Set by SIGTERM/SIGINT: the job is to stop, not to be rebuilt."""
 
+    def _get_internal_consumer(self, *args: Any, **kwargs: Any) -> Any:
+        consumer = super()._get_internal_consumer(*args, **kwargs)
+        # Quix logs every librdkafka error as an ERROR line (several a second while the
+        # broker is away); the job's probe and restart loop say what matters.
+        consumer._user_error_cb = _ErrorLog()
+        return consumer
+
     def _on_sigterm(self, *args: Any) -> None:
         logger.info("SIGTERM: writing the last batches, committing and stopping")
         self.stopping = True
@@ -156,6 +163,24 @@ def _kassa_cause(exc: BaseException) -> KassaError | None:
     return None
 
 
+class _ErrorLog:
+    """librdkafka's error callback: each distinct error once a minute at WARNING, the
+    repetitions at DEBUG."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._logged: dict[str, float] = {}
+
+    def __call__(self, error: KafkaError) -> None:
+        text = error.str()
+        now = time.monotonic()
+        if now - self._logged.get(text, -self._interval) >= self._interval:
+            self._logged[text] = now
+            logger.warning("Kafka consumer: %s (repeats are logged at DEBUG)", text)
+        else:
+            logger.debug("Kafka consumer: %s", text)
+
+
 def _consumer_failed(exc: Exception, message: object, quix_logger: logging.Logger) -> bool:
     """Quix's consumer error callback: let the error stop the run (``StreamJob.run`` turns
     it into one line); its traceback is logged at DEBUG only (``kassa -v``)."""
@@ -227,6 +252,9 @@ def build_stream_job(
             "statistics.interval.ms": STATS_INTERVAL_MS,
             **FETCH_CONFIG,
             **membership,
+            # librdkafka's own log lines repeat what the error callback reports (see
+            # _ErrorLog), several a second while the broker is away: kept for ``kassa -v``.
+            "log_level": 7 if logger.isEnabledFor(logging.DEBUG) else 2,
             "stats_cb": metrics.on_kafka_stats,
         },
     )
