@@ -40,8 +40,9 @@ class KafkaContactLostError(RecoverableStreamError):
 
     def __init__(self, cause: object) -> None:
         super().__init__(
-            f"the stream job's consumer lost Kafka or its group membership ({cause}); "
-            "it rejoins the group once Kafka answers and resumes from what Redis holds"
+            f"the stream job's consumer lost Kafka or its group membership ({cause}); its "
+            "batches are in Redis, and a new consumer resumes from the last commit, skipping "
+            "what Redis holds"
         )
         self.cause = str(cause)
 

@@ -36,11 +36,15 @@ def _partitions(port: int) -> list[int]:
     return partitions
 
 
-def _stop(child: subprocess.Popen[bytes], log: Path) -> None:
-    """SIGTERM ``child`` and check that it stopped cleanly."""
+def _stop(child: subprocess.Popen[bytes]) -> int:
+    """SIGTERM ``child``, SIGKILL it after 60 s; its exit status."""
     if child.poll() is None:
         child.terminate()
-    assert child.wait(60) == 0, log.read_text()[-3000:]
+    try:
+        return child.wait(60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait(10)
 
 
 def _error_lines(log: Path) -> list[str]:
@@ -84,7 +88,8 @@ def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
         assert child.poll() is None, log.read_text()[-3000:]
     finally:
         traffic.finish()
-        _stop(child, log)
+        status = _stop(child)
+    assert status == 0, log.read_text()[-3000:]
     expected = truth(checkouts, settings.zone)
     assert live_figures(redis_client, days_of(expected)) == expected
 
@@ -142,18 +147,27 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
         try:
             wait_until(lambda: len(_partitions(port_b)) == 3, 60, "the group to drop the paused")
             time.sleep(3)
+            assignments = log_a.read_text().count("assigned partitions")
         finally:
             os.kill(replica_a.pid, signal.SIGCONT)
-        wait_until(lambda: _partitions(port_a), 120, "the resumed replica to rejoin")
+        wait_until(
+            lambda: (
+                log_a.read_text().count("assigned partitions") > assignments
+                and len(_partitions(port_b)) < 3
+                and bool(_partitions(port_a))
+            ),
+            120,
+            "the resumed replica to rejoin and get partitions back",
+        )
+        assert "lost Kafka or its group membership" in log_a.read_text()
         checkouts = traffic.finish()
         wait_until(caught_up(redis_client, first), 120, "the replicas to catch up")
         assert replica_a.poll() is None, log_a.read_text()[-3000:]
         assert "Traceback" not in log_a.read_text()
     finally:
         traffic.finish()
-        _stop(replica_a, log_a)
-        if replica_b is not None:
-            _stop(replica_b, log_b)
+        statuses = [_stop(replica_a), replica_b and _stop(replica_b)]
+    assert statuses == [0, 0], (log_a.read_text()[-3000:], log_b.read_text()[-3000:])
     expected = truth(checkouts, settings.zone)
     assert live_figures(redis_client, days_of(expected)) == expected
 
@@ -175,7 +189,7 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
         if replica_a.poll() is None:
             replica_a.kill()
         if replica_b is not None:
-            _stop(replica_b, log_b)
+            _stop(replica_b)
     assert status == 6, log_a.read_text()[-3000:]
     assert "Traceback" not in log_a.read_text()
     [line] = _error_lines(log_a)
