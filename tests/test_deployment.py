@@ -129,8 +129,12 @@ def nobody_folder() -> Iterator[Path]:
 
 
 def _as_nobody(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kassa *args`` as user nobody. It may read everything (CAP_DAC_READ_SEARCH: the
+    virtual environment's Python may live in a folder only root can enter) and writes only
+    where nobody may write."""
     return subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
          str(repo_root() / ".venv/bin/kassa"), *args],
         cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=180,
     )  # fmt: skip

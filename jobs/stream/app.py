@@ -52,6 +52,8 @@ KAFKA_FAILURES = (
 """Errors of Quix and librdkafka that mean Kafka or the group membership was lost."""
 FENCED = {KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL}
 """A consumer's only fatal error: another member joined with its ``group.instance.id``."""
+FENCED_AGAIN_SECONDS = 300.0
+"""A replica fenced twice within this long shares its ``group.instance.id`` with another."""
 
 
 class StreamApplication(Application):
@@ -303,7 +305,9 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
 def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout: float) -> None:
     """Run the job; after a :class:`RecoverableStreamError` log it as one ERROR line, wait
     until Kafka answers and run a new job (a new consumer: it rejoins the group and resumes
-    from what Redis holds). Raises the error instead when a signal asked the job to stop."""
+    from what Redis holds). Raises the error instead when a signal asked the job to stop, or
+    when the replica is fenced twice within :data:`FENCED_AGAIN_SECONDS`."""
+    fenced_at = -FENCED_AGAIN_SECONDS
     while True:
         job = build_stream_job(settings, metrics)
         try:
@@ -311,6 +315,10 @@ def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout:
         except RecoverableStreamError as exc:
             if job.app.stopping:
                 raise
+            if isinstance(exc, InstanceFencedError):
+                if time.monotonic() - fenced_at < FENCED_AGAIN_SECONDS:
+                    raise  # another live replica has this id
+                fenced_at = time.monotonic()
             logger.error("%s; restarting the stream job's consumer", exc)  # noqa: TRY400
             metrics.restarts.inc()
             metrics.state = "restarting"

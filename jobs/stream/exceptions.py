@@ -47,16 +47,18 @@ class KafkaContactLostError(RecoverableStreamError):
         self.cause = str(cause)
 
 
-class InstanceFencedError(StreamError):
-    """Another consumer joined the group with this replica's ``group.instance.id``."""
+class InstanceFencedError(RecoverableStreamError):
+    """The broker fenced this replica's ``group.instance.id``: another consumer joined with
+    it, or this replica rejoined after it lost its membership and then committed as its old
+    member. ``run_stream`` rebuilds the consumer once; fenced again soon after, it stops."""
 
     exit_code = 6
 
     def __init__(self, instance_id: str) -> None:
         super().__init__(
-            f"another stream replica joined the group as group.instance.id {instance_id!r} "
-            "and the broker fenced this one; give each replica its own "
-            "KASSA_STREAM_INSTANCE_ID, or leave it empty for '<host name>-<n>'"
+            f"the broker fenced this replica's group.instance.id {instance_id!r}: another "
+            "stream replica uses it (give each replica its own KASSA_STREAM_INSTANCE_ID, or "
+            "leave it empty for '<host name>-<n>'), or this replica lost its membership"
         )
         self.instance_id = instance_id
 

@@ -184,7 +184,7 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
     try:
         wait_until(lambda: "assigned partitions" in log_a.read_text(), 120, "an assignment")
         replica_b = start_stream(settings, log_b)
-        status = replica_a.wait(120)
+        status = replica_a.wait(300)
     finally:
         if replica_a.poll() is None:
             replica_a.kill()
@@ -194,6 +194,7 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
     assert "Traceback" not in log_a.read_text()
     [line] = _error_lines(log_a)
     assert "group.instance.id 'till-1'" in line
+    assert log_a.read_text().count("the broker fenced") == 2  # restarted once, then stopped
     assert "KASSA_STREAM_INSTANCE_ID" in line
 
 
