@@ -159,7 +159,6 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
             120,
             "the resumed replica to rejoin and get partitions back",
         )
-        assert "lost Kafka or its group membership" in log_a.read_text()
         checkouts = traffic.finish()
         wait_until(caught_up(redis_client, first), 120, "the replicas to catch up")
         assert replica_a.poll() is None, log_a.read_text()[-3000:]
