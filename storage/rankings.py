@@ -365,7 +365,7 @@ def _not_computed_message(query: RankingQuery, missing: list[date]) -> str:
         command = f"kassa daily backfill --from {missing[0]} --to {missing[-1]}"
     return (
         f"the daily ranking of {_listed(missing)} is not computed yet; compute it with "
-        f"`{command}` (or ask for --source live)"
+        f"`{command}`, or ask for the live source"
     )
 
 
