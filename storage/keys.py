@@ -24,6 +24,8 @@ kassa:tmp:ranking:{ns}:{D1}..{D2}:{by}
                                           built for one query; expires within seconds
 kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
 kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
+kassa:demo:database               string  run id: ``make demo`` created this database and may
+                                          empty it on its next run (never any other)
 ================================  ======  ==================================================
 
 Per-day keys expire ``KASSA_RETENTION_DAYS`` after the end of their day.
@@ -50,6 +52,7 @@ NAMES: Final = f"{PREFIX}:names"
 RankedBy = Literal["units", "revenue"]
 RANKED_BY: Final[tuple[RankedBy, ...]] = ("units", "revenue")
 COMBINED_RANKING_TTL_SECONDS: Final = 10
+DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
 def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> str:
