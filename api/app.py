@@ -164,7 +164,7 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
         settings.redis_url,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1),
     )
     probe = KafkaProbe(settings)
     retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
