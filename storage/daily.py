@@ -80,6 +80,24 @@ class DaySnapshot:
     store_totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+def snapshot_of(
+    items: pl.DataFrame, store_items: pl.DataFrame, store_totals: pl.DataFrame
+) -> DaySnapshot:
+    """The day of the ``daily_item_sales`` and ``daily_store_item_sales`` frames, with
+    ``store_totals`` (one row per ``store_id``, with the totals' fields)."""
+    by_store: dict[str, dict[str, Figures]] = {}
+    for key, frame in store_items.partition_by("store_id", as_dict=True).items():
+        by_store[str(key[0])] = item_figures(frame)
+    totals_by_store = {
+        row["store_id"]: totals_of(row) for row in store_totals.iter_rows(named=True)
+    }
+    chain: dict[str, int] = {}
+    for totals in totals_by_store.values():
+        for name, value in totals.items():
+            chain[name] = chain.get(name, 0) + value
+    return DaySnapshot(item_figures(items), chain, by_store, totals_by_store)
+
+
 def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
     """``values`` with keys and values encoded as redis-py would encode them.
 
