@@ -11,6 +11,7 @@ COPY jobs ./jobs
 COPY producers ./producers
 COPY services ./services
 COPY cli ./cli
+COPY api ./api
 # The folders the services write, owned by the user they run as (the image's /app is root's).
 RUN pip install -c constraints.txt . && useradd --create-home kassa \
     && mkdir -p /data /var/lib/kassa && chown kassa /data /var/lib/kassa
