@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -105,7 +105,7 @@ def _restarts(
 def _measure(settings: Settings, client: redis.Redis, log: Path) -> list[tuple[str, list[float]]]:
     job = _Job(settings, log)
     started = job.start()
-    _first_write(client, settings, -1, started)
+    _first_write(client, settings, 0, started)
     rows = [
         ("kill -9, static membership", _restarts(job, client, settings, signal.SIGKILL, 3)),
         ("SIGTERM, static membership", _restarts(job, client, settings, signal.SIGTERM, 3)),
@@ -139,7 +139,8 @@ def run(settings: Settings) -> str:
     ensure_topics(settings)
     client = redis.Redis.from_url(redis_url)
     stop = threading.Event()
-    source = generate(7, datetime.now(UTC))
+    # The simulated clock runs ahead of the wall clock; starting a day back keeps it behind.
+    source = generate(7, datetime.now(UTC) - timedelta(days=1))
     traffic = threading.Thread(
         target=publish, args=(settings, source), kwargs={"rate": RATE, "stop": stop}
     )

@@ -12,6 +12,7 @@ error's ``exit_code`` (1 for an unexpected error; ``-v`` shows its traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -19,18 +20,18 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cli import daily, produce, serve, services, stream, top, topics
 from common.errors import KassaError
 from common.settings import Settings, check_folders, load_settings, unknown_variables
 from common.topics import check_broker
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = (services, topics, produce, stream, daily, top, serve)
+COMMANDS = ("services", "topics", "produce", "stream", "daily", "top", "serve")
+"""The subcommands, each in module ``cli.<name>``."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser of ``commands`` (every subcommand by default)."""
     parser = argparse.ArgumentParser(
         prog="kassa",
         description="Live and daily sales rankings from supermarket checkouts.",
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     parser.set_defaults(folders=(), kafka=False)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
+    for name in commands:
+        importlib.import_module(f"cli.{name}").register(subparsers)
     return parser
 
 
@@ -85,7 +86,11 @@ def _silence_import_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``kassa`` subcommand and return its exit status."""
     _silence_import_warnings()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Only the invoked subcommand's module is imported: the daily job's and the API's
+    # imports take seconds, which a restarted stream job would wait for.
+    named = [arg for arg in argv if not arg.startswith("-")][:1]
+    parser = build_parser(named if named and named[0] in COMMANDS else COMMANDS)
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.log_json)
     for warning in unknown_variables(os.environ):

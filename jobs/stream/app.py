@@ -166,21 +166,20 @@ def _kassa_cause(exc: BaseException) -> KassaError | None:
 
 
 class _ErrorLog:
-    """librdkafka's error callback: each distinct error once a minute at WARNING, the
-    repetitions at DEBUG."""
+    """librdkafka's error callback: each kind of error (its code) once a minute at WARNING,
+    the repetitions at DEBUG."""
 
     def __init__(self, interval: float = 60.0) -> None:
         self._interval = interval
-        self._logged: dict[str, float] = {}
+        self._logged: dict[int, float] = {}
 
     def __call__(self, error: KafkaError) -> None:
-        text = error.str()
         now = time.monotonic()
-        if now - self._logged.get(text, -self._interval) >= self._interval:
-            self._logged[text] = now
-            logger.warning("Kafka consumer: %s (repeats are logged at DEBUG)", text)
+        if now - self._logged.get(error.code(), -self._interval) >= self._interval:
+            self._logged[error.code()] = now
+            logger.warning("Kafka consumer: %s (repeats are logged at DEBUG)", error.str())
         else:
-            logger.debug("Kafka consumer: %s", text)
+            logger.debug("Kafka consumer: %s", error.str())
 
 
 def _consumer_failed(exc: Exception, message: object, quix_logger: logging.Logger) -> bool:

@@ -221,8 +221,10 @@ class BatchWriter:
             ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(settings,))
             for _ in range(settings.stream_writers)
         ]
-        for pool in self._pools:  # start them now, and fail here if one cannot start
-            pool.submit(_ready).result()
+        # Start them all now (at once: a restarted job waits for them), and fail here if one
+        # cannot start.
+        for started in [pool.submit(_ready) for pool in self._pools]:
+            started.result()
 
     def submit(self, batch: RawBatch, expected: int | None) -> Future[BatchReport]:
         """Queue ``batch``; ``expected`` is the watermark Redis must hold (None: no check)."""
