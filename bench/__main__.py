@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common.settings import Settings, load_settings
 
-MODULES = ("producer", "stream", "daily")
+MODULES = ("producer", "stream", "restart", "daily")
 HISTORY = "## History"
 """The hand-written section of BENCHMARKS.md that a new run keeps (how the figures came about)."""
 logger = logging.getLogger("bench")

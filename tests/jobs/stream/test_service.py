@@ -115,6 +115,7 @@ def test_an_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_4(
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait(10)
     output = log.read_text()
     assert status == 4, output[-3000:]
     assert "Traceback" not in output
@@ -187,6 +188,7 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
     finally:
         if replica_a.poll() is None:
             replica_a.kill()
+            replica_a.wait(10)
         if replica_b is not None:
             _stop(replica_b)
     assert status == 6, log_a.read_text()[-3000:]
