@@ -30,7 +30,7 @@ ERRORS = [
         KafkaUnavailableError("127.0.0.1:9092", "timed out"),
         "cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP='127.0.0.1:9092' (timed out); "
         "start it with 'kassa services up' or fix the address",
-        2,
+        4,
     ),
     (TopicError("sales", "POLICY_VIOLATION"), "cannot create topic 'sales': POLICY_VIOLATION", 2),
     (
