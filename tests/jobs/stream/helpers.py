@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from common.schema import Checkout, from_money_units
+from common.schema import Checkout, decode_checkout, from_money_units
 from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
@@ -72,6 +72,32 @@ def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
         }
     finally:
         consumer.close()
+
+
+def topic_checkouts(settings: Settings) -> list[Checkout]:
+    """Every checkout the sales topic holds, read back from Kafka (duplicates included)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "read-back",
+            "enable.partition.eof": True,
+        }
+    )
+    ends = end_offsets(settings)
+    consumer.assign([TopicPartition(settings.topic, p, 0) for p in ends])
+    found: list[Checkout] = []
+    done = {p for p, end in ends.items() if end == 0}
+    try:
+        while len(done) < len(ends):
+            message = consumer.poll(10)
+            assert message is not None, "the topic did not answer within 10 s"
+            if message.error():
+                done.add(message.partition())
+                continue
+            found.append(decode_checkout(message.value(), settings.limits))
+    finally:
+        consumer.close()
+    return found
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
