@@ -97,11 +97,17 @@ def _hints(failures: Counter[str], settings: Settings) -> list[str]:
             "('kassa topics describe')?"
         )
     if any("_MSG_TIMED_OUT" in reason for reason in failures):
-        hints.append(
+        hint = (
             f"no acknowledgement from KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} within "
             f"KASSA_DELIVERY_TIMEOUT_MS={settings.delivery_timeout_ms}: is the broker up "
             "('kassa services status') and the topic there ('kassa topics create')?"
         )
+        if settings.min_insync_replicas > 1:
+            hint += (
+                f" With KASSA_MIN_INSYNC_REPLICAS={settings.min_insync_replicas}, that many "
+                "brokers must hold each partition in sync ('kassa topics describe')."
+            )
+        hints.append(hint)
     return hints
 
 

@@ -112,11 +112,9 @@ class Faults:
         self.rejoined = threading.Event()
         self.stopped = threading.Event()
 
-    def kill_and_restart_the_busiest_leader(
-        self, settings: Settings, feed: Feed
-    ) -> tuple[int, int]:
+    def kill_and_restart_the_busiest_leader(self, settings: Settings, feed: Feed) -> int:
         """SIGKILL the leader of the partition with most records, restart it, wait until it
-        is back in every ISR; return the partition and the node."""
+        is back in every ISR; return the node."""
         ends = end_offsets(settings)
         busiest = max(ends, key=lambda p: ends[p])
         killed = self.placement.leader(busiest)
@@ -137,15 +135,19 @@ class Faults:
             lambda: self.placement.in_every_isr(killed), NODE_TIMEOUT, f"node {killed} in ISR"
         )
         self.measured["back_in_isr_after_s"] = round(time.monotonic() - started, 1)
+        self.measured["killed"] = killed
         self.rejoined.set()
-        return busiest, killed
+        return killed
 
-    def stop_another(self, feed: Feed, busiest: int, killed: int) -> int:
-        """Stop cleanly the busiest partition's leader now (another node if that is ``killed``)."""
-        leader = self.placement.leader(busiest)
-        other = leader if leader != killed else next(
-            n.node_id for n in self.cluster.nodes if n.node_id != killed
-        )  # fmt: skip
+    def stop_another(self, feed: Feed, settings: Settings, killed: int) -> int:
+        """Stop cleanly the node of the stream job's group coordinator (so that the job's
+        commits meet the coordinator moving), or another node if that is ``killed``."""
+        group = settings.consumer_group
+        described = self.placement.admin.describe_consumer_groups([group])[group].result(30)
+        other = described.coordinator.id
+        if other == killed:
+            other = next(n.node_id for n in self.cluster.nodes if n.node_id != killed)
+        self.measured["stopped"] = other
         self.measured["stop_day"] = feed.day
         assert self.cluster.node(other).stop()
         self.stopped.set()
@@ -190,9 +192,9 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
         wait_until(lambda: "assigned partitions" in log.read_text(), 120, "the stream job")
         producer.start()
         wait_until(lambda: feed.reached(KILL_AT), 120, "the producer to reach the first fault")
-        busiest, killed = faults.kill_and_restart_the_busiest_leader(settings, feed)
+        killed = faults.kill_and_restart_the_busiest_leader(settings, feed)
         wait_until(lambda: feed.reached(STOP_AT), NODE_TIMEOUT, "the producer to reach the stop")
-        other = faults.stop_another(feed, busiest, killed)
+        other = faults.stop_another(feed, settings, killed)
         # the daily job reads days produced before the kill while a broker is down
         kill_day = faults.measured["kill_day"]
         assert isinstance(kill_day, date)
