@@ -211,6 +211,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
         stream.terminate()
         exit_code = stream.wait(60)
     measured = faults.measured
+    measured["commit_retries"] = log.read_text().count("the group coordinator is moving")
     print(f"failover: {measured}; producer: {reports[0].summary() if reports else None}")
     assert exit_code == 0, log.read_text()[-3000:]
 
