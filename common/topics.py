@@ -4,6 +4,7 @@ describing where their partitions live."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -101,9 +102,37 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 settings.replication_factor,
                 settings.min_insync_replicas,
             )
+        _await_leaders(admin, settings, missing, timeout)
     if settings.topic in existing:
         _report_shape(settings, [p.replicas for p in existing[settings.topic].partitions.values()])
     return missing
+
+
+def _await_leaders(
+    admin: AdminClient, settings: Settings, names: list[str], timeout: float
+) -> None:
+    """Wait until the brokers' metadata shows a leader for every partition of ``names``.
+
+    A new topic reaches the brokers' metadata a moment after the controller created it; a
+    client in that moment would find no topic.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = cluster_metadata(admin, settings, timeout).topics
+        ready = [
+            name
+            for name in names
+            if name in topics
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+        ]
+        if len(ready) == len(names):
+            return
+        if time.monotonic() >= deadline:
+            late = sorted(set(names) - set(ready))
+            msg = f"topics {late} have no leader {timeout:.0f} s after creation; see server.log"
+            raise TopicError(msg)
+        time.sleep(0.05)
 
 
 def _check_replication(settings: Settings, brokers: int) -> None:

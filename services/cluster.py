@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 CLUSTER_FILE = "cluster.json"
 MAX_VOTERS = 3
 PORT_STEP = 2
-_LEGACY_PID = "kafka.pid"
+LEGACY_PID = "kafka.pid"
 
 
 def voter_count(brokers: int) -> int:
@@ -226,11 +226,12 @@ def adopt_single_broker(home: Path) -> str | None:
     data = home / "data"
     if (home / CLUSTER_FILE).exists() or not (data / "meta.properties").exists():
         return None
-    pid = read_pid(home / _LEGACY_PID)
+    pid = read_pid(home / LEGACY_PID)
     if pid is not None:
         msg = (
             f"a Kafka broker started by an older kassa runs from {home} (pid {pid}); stop it "
-            f"with 'kill {pid}' and run 'kassa services up' again (its data moves to node-1)"
+            "with 'kassa services down' and run 'kassa services up' again (its data moves to "
+            "node-1)"
         )
         raise ServiceError(msg)
     lines = (data / "meta.properties").read_text().splitlines()

@@ -11,10 +11,17 @@ from urllib.parse import urlsplit
 
 from common.settings import Settings
 from common.topics import ensure_topics
-from services.cluster import KafkaCluster, adopt_single_broker, answering
+from services.cluster import LEGACY_PID, KafkaCluster, adopt_single_broker, answering
 from services.exceptions import ServiceError
-from services.kafka import ensure_jars, java_tools, kafka_answers, metadata_version, quorum_status
-from services.process import port_in_use
+from services.kafka import (
+    KafkaServer,
+    ensure_jars,
+    java_tools,
+    kafka_answers,
+    metadata_version,
+    quorum_status,
+)
+from services.process import port_in_use, stop_recorded
 from services.redis import RedisServer, redis_info, redis_server_binary
 
 logger = logging.getLogger(__name__)
@@ -195,10 +202,14 @@ def _up_redis(settings: Settings) -> ServiceStatus:
 
 def down(settings: Settings) -> list[ServiceStatus]:
     """Stop every Kafka node and the Redis that ``up`` started; leave any others alone."""
+    legacy = stop_recorded(settings.state_dir / "kafka" / LEGACY_PID, KafkaServer.STOP_TIMEOUT)
     cluster = kafka_cluster(settings)
     redis = redis_server(settings)
     stopped = cluster.stop()
-    statuses = [
+    statuses = []
+    if legacy:
+        statuses.append(ServiceStatus("kafka", "single broker of an older kassa", "stopped"))
+    statuses += [
         ServiceStatus(_node_name(node.node_id), node.bootstrap, "stopped" if was else "down")
         for node, was in zip(cluster.nodes, stopped, strict=True)
     ]
