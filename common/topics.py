@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
-from common.errors import KassaError
+from common.errors import (
+    KafkaUnavailableError,
+    ReplicationFactorError,
+    TopicError,
+    TopicNotFoundError,
+)
 from common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MIN_INSYNC_CONFIG = "min.insync.replicas"
-
-
-class TopicError(KassaError):
-    """A topic could not be created or has an unexpected shape."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,11 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> ClusterMetadata:
-    """The cluster's metadata, or :class:`TopicError` naming the address and the fix."""
+    """The cluster's metadata, or :class:`KafkaUnavailableError` naming the address."""
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        msg = (
-            f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} ({exc}); "
-            "start it with 'kassa services up' or fix the address"
-        )
-        raise TopicError(msg) from None
+        raise KafkaUnavailableError(settings.kafka_bootstrap, exc) from None
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -93,8 +90,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 future.result(timeout)
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    msg = f"cannot create topic {name!r}: {exc}"
-                    raise TopicError(msg) from None
+                    raise TopicError(name, exc) from None
             logger.info(
                 "created topic %s with %d partitions, replication factor %d, min ISR %d",
                 name,
@@ -129,21 +125,15 @@ def _await_leaders(
         if len(ready) == len(names):
             return
         if time.monotonic() >= deadline:
-            late = sorted(set(names) - set(ready))
-            msg = f"topics {late} have no leader {timeout:.0f} s after creation; see server.log"
-            raise TopicError(msg)
+            late = next(name for name in names if name not in ready)
+            cause = f"no leader {timeout:.0f} s after its creation; see the brokers' server.log"
+            raise TopicError(late, cause)
         time.sleep(0.05)
 
 
 def _check_replication(settings: Settings, brokers: int) -> None:
     if settings.replication_factor > brokers:
-        msg = (
-            f"KASSA_REPLICATION_FACTOR={settings.replication_factor} is larger than the "
-            f"{brokers} broker(s) up at {settings.kafka_bootstrap!r}; start more brokers "
-            f"('kassa services up --brokers {settings.replication_factor}') or lower "
-            f"KASSA_REPLICATION_FACTOR to {brokers} or less"
-        )
-        raise TopicError(msg)
+        raise ReplicationFactorError(settings.replication_factor, brokers, settings.kafka_bootstrap)
 
 
 def _report_shape(settings: Settings, replicas: list[list[int]]) -> None:
@@ -174,8 +164,7 @@ def describe_topics(
     found = [name for name in names if name in metadata.topics]
     absent = [name for name in names if name not in metadata.topics]
     if absent:
-        msg = f"no topic {', '.join(map(repr, absent))}; create it with 'kassa topics create'"
-        raise TopicError(msg)
+        raise TopicNotFoundError(absent)
     min_insync = _min_insync(admin, found, timeout)
     states = []
     for name in found:

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from common.errors import ReplicationFactorError
 from common.settings import Settings
-from common.topics import TopicError, admin_client, describe_topics, ensure_topics
+from common.topics import admin_client, describe_topics, ensure_topics
 from tests.helpers import settings_env
 
 
@@ -18,7 +19,7 @@ def test_a_replication_factor_larger_than_the_cluster_is_refused_naming_both(
     three = settings.model_copy(
         update={"topic": f"{settings.topic}_rf3", "replication_factor": 3, "min_insync_replicas": 2}
     )
-    with pytest.raises(TopicError) as raised:
+    with pytest.raises(ReplicationFactorError) as raised:
         ensure_topics(three)
     message = str(raised.value)
     assert "KASSA_REPLICATION_FACTOR=3 is larger than the 1 broker(s) up" in message
