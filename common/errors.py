@@ -88,6 +88,28 @@ class TopicError(KassaError):
         self.cause = str(cause)
 
 
+class ReplicationFactorError(KassaError):
+    """Topics would get more replicas than the cluster has brokers up."""
+
+    def __init__(self, factor: int, brokers: int, bootstrap: str) -> None:
+        super().__init__(
+            f"KASSA_REPLICATION_FACTOR={factor} is larger than the {brokers} broker(s) up at "
+            f"{bootstrap!r}; start more brokers ('kassa services up --brokers {factor}') or "
+            f"lower KASSA_REPLICATION_FACTOR to {brokers} or less"
+        )
+        self.factor = factor
+        self.brokers = brokers
+
+
+class TopicNotFoundError(KassaError):
+    """Topics kassa was asked about do not exist."""
+
+    def __init__(self, topics: list[str]) -> None:
+        names = ", ".join(repr(topic) for topic in topics)
+        super().__init__(f"no topic {names}; create it with 'kassa topics create'")
+        self.topics = topics
+
+
 class RedisUnavailableError(KassaError):
     """Redis could not be reached, read or written.
 

@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     topic: str = Field("sales", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="sales topic")
     dlq_topic: str = Field("", description="dead-letter topic; empty means '<topic>.dlq'")
     partitions: int = Field(3, ge=1, le=1000, description="partitions of the topics kassa creates")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="copies of each partition of the topics kassa creates (at most the "
+        "cluster's broker count; 3 for a production cluster)",
+    )
+    min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="min.insync.replicas of the topics kassa creates: an acknowledged checkout "
+        "is on at least this many brokers (2 with a replication factor of 3)",
+    )
     consumer_group: str = Field("kassa-stream", min_length=1, description="stream job's group")
 
     # Redis
@@ -126,7 +140,12 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(
         9093, ge=1, le=65535, description="KRaft controller port of the local broker"
     )
-    kafka_heap: str = Field("1g", pattern=r"^\d+[kmgKMG]$", description="local broker's Java heap")
+    kafka_heap: str = Field(
+        "1g",
+        pattern=r"^\d+[kmgKMG]$",
+        description="Java heap of each local Kafka node (384m is enough for each node of a "
+        "development cluster)",
+    )
 
     # Daily job
     daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
@@ -173,6 +192,17 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
     @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            msg = (
+                f"KASSA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} is larger than "
+                f"KASSA_REPLICATION_FACTOR={self.replication_factor}: every acks=all write "
+                "would be refused; use at most the replication factor (e.g. 3 and 2)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
             path = getattr(self, name)
@@ -207,8 +237,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
             reason = error["msg"].removeprefix("Value error, ")
+            if not error["loc"]:  # a check across variables names them in its message
+                problems.append(reason)
+                continue
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}={error.get('input')!r}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None

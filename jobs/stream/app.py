@@ -13,6 +13,7 @@ from quixstreams import Application
 
 from common.errors import KassaError, redacted
 from common.settings import Settings
+from jobs.stream.commits import retrying_commit
 from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.metrics import MetricsServer, StreamMetrics
@@ -44,6 +45,12 @@ class StreamApplication(Application):
         self._metrics = metrics
         self._sales_topic = topic
         self._redis_url = redis_url
+
+    def _get_internal_consumer(self, *args: Any, **kwargs: Any) -> Any:
+        consumer = super()._get_internal_consumer(*args, **kwargs)
+        # ride a group coordinator moving to another broker (Quix would stop on it)
+        consumer.commit = retrying_commit(consumer.commit)  # type: ignore[method-assign]
+        return consumer
 
     def _on_sigterm(self, *args: Any) -> None:
         logger.info("SIGTERM: writing the last batches, committing and stopping")

@@ -73,3 +73,22 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     assert published == env_example(), "regenerate .env.example with 'make env-example'"
     for name in Settings.model_fields:
         assert f"\nKASSA_{name.upper()}=" in published
+
+
+def test_replication_defaults_work_on_one_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REPLICATION_FACTOR", "MIN_INSYNC_REPLICAS"):
+        monkeypatch.delenv(f"KASSA_{name}", raising=False)
+    settings = load_settings()
+    assert (settings.replication_factor, settings.min_insync_replicas) == (1, 1)
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KASSA_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("KASSA_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "KASSA_MIN_INSYNC_REPLICAS=3 is larger than KASSA_REPLICATION_FACTOR=2" in str(
+        raised.value
+    )
