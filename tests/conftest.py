@@ -89,6 +89,7 @@ def settings(services: Services, request: pytest.FixtureRequest, tmp_path: Path)
         state_dir=tmp_path / "state",
         timezone="UTC",
         partitions=3,
+        daily_metrics_port=0,
     )
     ensure_topics(result)
     return result

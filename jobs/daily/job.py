@@ -40,9 +40,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from common.columns import Decoded, decode_batch
 from common.schema import SCHEMA_VERSION, Limits, from_money_units
 from common.settings import Settings
+from jobs.daily import revisions
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError
-from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
+from jobs.daily.exceptions import IncompleteDay, RedisWriteError, RetentionGap, SnapshotKept
+from jobs.daily.reader import DayRange, LateRecords, open_consumer, plan_day, read_partition
 from storage import parquet
 from storage.daily import (
     DaySnapshot,
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 CHUNK_MESSAGES: Final = 25_000
 PREFETCH_CHUNKS: Final = 2
 DECODERS: Final = 2
-MANIFEST_VERSION: Final = 1
+MANIFEST_VERSION: Final = 2
 DRIFTS_IN_MANIFEST: Final = 100
 COUNTS: Final = (
     "records",
@@ -129,14 +130,19 @@ def run_day(
     progress: bool = False,
     chunk_messages: int = CHUNK_MESSAGES,
     now: datetime | None = None,
+    reason: str | None = None,
 ) -> DayResult:
     """Finalize ``day``: Parquet tables, Redis daily rankings, reconciliation, manifest.
 
-    Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, unless
-    ``force``; ``repair_live`` overwrites the live figures with the daily ones on drift.
+    Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, and
+    :class:`RetentionGap` (6) when retention deleted part of the range, unless ``force``;
+    a forced run over such a gap raises :class:`SnapshotKept` (7) instead of replacing a
+    snapshot with more checkouts. ``repair_live`` overwrites the live figures with the daily
+    ones on drift. ``now`` (default: the clock) decides completeness; ``reason`` is recorded
+    as the revision's reason (default: :func:`revisions.reason`).
     """
     with day_lock(settings, day), progress_bar(progress) as bar:
-        run = _DayRun(settings, day, force, repair_live, bar, chunk_messages)
+        run = _DayRun(settings, day, force, repair_live, bar, chunk_messages, reason)
         return run.execute(now or datetime.now(UTC))
 
 
@@ -147,6 +153,7 @@ def backfill(
     *,
     force: bool = False,
     progress: bool = False,
+    now: datetime | None = None,
 ) -> list[DayResult]:
     """Run every day from ``first`` to ``last`` (inclusive), in order.
 
@@ -163,7 +170,7 @@ def backfill(
             bar.update(task, description=f"backfill {day}")
             with day_lock(settings, day):
                 run = _DayRun(settings, day, force, False, bar, CHUNK_MESSAGES)
-                results.append(run.execute(datetime.now(UTC)))
+                results.append(run.execute(now or datetime.now(UTC)))
             bar.advance(task)
     return results
 
@@ -265,6 +272,7 @@ class _DayRun:
     repair_live: bool
     bar: Progress
     chunk_messages: int
+    reason: str | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
@@ -276,18 +284,23 @@ class _DayRun:
     def _execute(self, now: datetime, client: redis.Redis) -> DayResult:
         started = time.perf_counter()
         consumer = open_consumer(self.settings)
+        data_dir = self.settings.data_dir
+        previous = parquet.read_manifest(data_dir, self.day)
+        late_reach = revisions.late_reach(data_dir, self.day, previous)
         try:
-            plan = plan_day(consumer, self.settings, self.day)
+            plan = self._plan(consumer, now, late_reach.reach)
             self.timings["plan"] = time.perf_counter() - started
-            if not plan.complete and not self.force:
-                raise IncompleteDay(self.day, plan.topic, plan.behind)
-            if not plan.complete:
-                logger.warning("finalizing incomplete day %s (--force): %s", self.day, plan.behind)
+            late = LateRecords(
+                plan.start,
+                self.settings.zone,
+                lambda day: revisions.range_ends(parquet.read_manifest(data_dir, day), plan.topic),
+            )
             with parquet.StagedFiles() as staged:
                 tick = time.perf_counter()
                 with gc_paused():
-                    partials = self._read(consumer, plan, staged)
+                    partials = self._read(consumer, plan, staged, late)
                 self.timings["read_decode_aggregate"] = time.perf_counter() - tick
+                _keep_larger_snapshot(plan, previous, self.counts["checkouts"])
                 tick = time.perf_counter()
                 tables = {
                     "daily_item_sales": partials.item_sales(),
@@ -322,6 +335,15 @@ class _DayRun:
         rows = {name: frame.height for name, frame in tables.items()}
         rows["sales_lines"] = self.counts["lines"]
         manifest = self._manifest(plan, snapshot.totals, sizes, rows, now)
+        manifest["revision"] = revisions.revision(previous)
+        manifest["revision_reason"] = self.reason or revisions.reason(
+            previous, late_reach, plan.complete
+        )
+        manifest["late_records"] = revisions.late_entries(late.counts, late.reach)
+        manifest["missing"] = [
+            {"partition": p, "deleted_before_offset": low, "previous_start_offset": start}
+            for p, low, start in _missing(plan, previous)
+        ]
         manifest["reconciliation"] = {
             "live_items": reconciliation.live_items,
             "daily_items": reconciliation.daily_items,
@@ -341,7 +363,20 @@ class _DayRun:
         )
         return DayResult(self.day, manifest, reconciliation)
 
-    def _chunks(self, consumer: Consumer, plan: DayRange) -> Iterator[list[bytes | None]]:
+    def _plan(self, consumer: Consumer, now: datetime, reach: dict[int, int]) -> DayRange:
+        """The day's range; refused when retention cut into it or it is incomplete."""
+        plan = plan_day(consumer, self.settings, self.day, now=now, reach=reach)
+        if plan.gaps and not self.force:
+            raise RetentionGap(self.day, plan.topic, plan.gaps)
+        if not plan.complete and not self.force:
+            raise IncompleteDay(self.day, plan.topic, plan.behind)
+        if not plan.complete:
+            logger.warning("finalizing incomplete day %s (--force): %s", self.day, plan.behind)
+        return plan
+
+    def _chunks(
+        self, consumer: Consumer, plan: DayRange, late: LateRecords
+    ) -> Iterator[list[bytes | None]]:
         """Chunks of ``chunk_messages`` values over all partitions, in partition order.
 
         A partition's last values are topped up from the next partition, so a day has no
@@ -350,7 +385,8 @@ class _DayRun:
         size = self.chunk_messages
         pending: list[bytes | None] = []
         for part in plan.partitions:
-            with closing(read_partition(consumer, plan.topic, part, size)) as chunks:
+            reader = read_partition(consumer, plan.topic, part, size, late=late)
+            with closing(reader) as chunks:
                 for values in chunks:
                     if not pending and len(values) == size:
                         yield values
@@ -362,11 +398,15 @@ class _DayRun:
         if pending:
             yield pending
 
-    def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
-        with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
+    def _decoded(
+        self, consumer: Consumer, plan: DayRange, late: LateRecords
+    ) -> Iterator[tuple[int, Decoded]]:
+        with closing(in_background(self._chunks(consumer, plan, late), depth=1)) as chunks:
             yield from decode_ahead(chunks, self.settings.limits)
 
-    def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
+    def _read(
+        self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles, late: LateRecords
+    ) -> Partials:
         partials = Partials(self.settings.zone)
         dedup = Deduplicator()
         invalid: Counter[str] = Counter()
@@ -374,7 +414,7 @@ class _DayRun:
         schema = pl.DataFrame(schema=SALES_LINES_SCHEMA).to_arrow().schema
         final = parquet.table_path(self.settings.data_dir, "sales_lines", plan.day)
         task = self.bar.add_task(f"read {plan.day}", total=plan.records)
-        batches = closing(in_background(self._decoded(consumer, plan)))
+        batches = closing(in_background(self._decoded(consumer, plan, late)))
         with (
             staged.writer(final, schema, "sales_lines") as writer,
             ThreadPoolExecutor(1) as compressor,
@@ -429,6 +469,7 @@ class _DayRun:
             "run_id": self.run_id,
             "complete": int(plan.complete),
             "forced": int(self.force and not plan.complete),
+            "revision": revisions.revision(parquet.read_manifest(self.settings.data_dir, self.day)),
             "checkouts": totals.get("checkouts", 0),
             "lines": totals.get("lines", 0),
             "revenue": totals.get("revenue", 0),
@@ -503,6 +544,11 @@ class _DayRun:
                     "low_watermark": part.low,
                     "high_watermark": part.high,
                     "complete": part.complete,
+                    "completeness": part.case,
+                    "reason": part.reason,
+                    "read_to": part.read_to,
+                    "newest_record_at": part.newest_at.isoformat() if part.newest_at else None,
+                    "retention_gap": part.gap,
                 }
                 for part in plan.partitions
             ],
@@ -541,3 +587,20 @@ def _snapshot(tables: dict[str, pl.DataFrame], store_totals: pl.DataFrame) -> Da
         for name, value in totals.items():
             chain[name] = chain.get(name, 0) + value
     return DaySnapshot(item_figures(tables["daily_item_sales"]), chain, by_store, totals_by_store)
+
+
+def _keep_larger_snapshot(plan: DayRange, previous: dict[str, Any] | None, checkouts: int) -> None:
+    """Refuse to replace a snapshot that has more checkouts than a range retention cut into."""
+    if not plan.gaps or previous is None:
+        return
+    kept = int(previous["totals"]["checkouts"])
+    if checkouts < kept:
+        raise SnapshotKept(plan.day, checkouts, kept, revisions.revision(previous) - 1)
+
+
+def _missing(plan: DayRange, previous: dict[str, Any] | None) -> list[tuple[int, int, int | None]]:
+    """``(partition, low watermark, start offset of the previous run)`` of each retention gap."""
+    starts = {}
+    if previous is not None and previous.get("topic") == plan.topic:
+        starts = {int(p["partition"]): int(p["start_offset"]) for p in previous["partitions"]}
+    return [(partition, low, starts.get(partition)) for partition, low in plan.gaps]
