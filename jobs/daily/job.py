@@ -359,7 +359,7 @@ class _DayRun:
             self.counts["lines"],
             rows["daily_item_sales"],
             self.timings["total"],
-            "complete" if plan.complete else "FORCED",
+            "FORCED" if _forced(plan, self.force) else "complete",
         )
         return DayResult(self.day, manifest, reconciliation)
 
@@ -468,7 +468,7 @@ class _DayRun:
         summary: dict[str, str | int] = {
             "run_id": self.run_id,
             "complete": int(plan.complete),
-            "forced": int(self.force and not plan.complete),
+            "forced": int(_forced(plan, self.force)),
             "revision": revisions.revision(parquet.read_manifest(self.settings.data_dir, self.day)),
             "checkouts": totals.get("checkouts", 0),
             "lines": totals.get("lines", 0),
@@ -533,7 +533,7 @@ class _DayRun:
             "grace_seconds": plan.grace.total_seconds(),
             "lateness_seconds": plan.lateness.total_seconds(),
             "complete": plan.complete,
-            "forced": self.force and not plan.complete,
+            "forced": _forced(plan, self.force),
             "behind": [{"partition": p, "reason": why} for p, why in plan.behind],
             "partitions": [
                 {
@@ -604,3 +604,8 @@ def _missing(plan: DayRange, previous: dict[str, Any] | None) -> list[tuple[int,
     if previous is not None and previous.get("topic") == plan.topic:
         starts = {int(p["partition"]): int(p["start_offset"]) for p in previous["partitions"]}
     return [(partition, low, starts.get(partition)) for partition, low in plan.gaps]
+
+
+def _forced(plan: DayRange, force: bool) -> bool:
+    """Whether ``--force`` finalized what a plain run would have refused."""
+    return force and (not plan.complete or bool(plan.gaps))
