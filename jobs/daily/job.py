@@ -365,7 +365,9 @@ class _DayRun:
 
     def _plan(self, consumer: Consumer, now: datetime, reach: dict[int, int]) -> DayRange:
         """The day's range; refused when retention cut into it or it is incomplete."""
-        plan = plan_day(consumer, self.settings, self.day, now=now, reach=reach)
+        before = parquet.read_manifest(self.settings.data_dir, self.day - timedelta(days=1))
+        since = revisions.range_ends(before, self.settings.topic)
+        plan = plan_day(consumer, self.settings, self.day, now=now, reach=reach, since=since)
         if plan.gaps and not self.force:
             raise RetentionGap(self.day, plan.topic, plan.gaps)
         if not plan.complete and not self.force:

@@ -232,6 +232,7 @@ def plan_day(
     *,
     now: datetime | None = None,
     reach: Mapping[int, int] | None = None,
+    since: Mapping[int, int] | None = None,
 ) -> DayRange:
     """Locate ``day`` in every partition of ``settings.topic`` (see :class:`DayRange`).
 
@@ -243,7 +244,9 @@ def plan_day(
     after it. Without such a record the range runs to the end of the log; so it does when one
     of the log's last records is stamped before the day's end (records appended out of time
     order, e.g. an older day replayed into a topic with newer data). ``reach`` (partition ->
-    offset) extends ranges over late records found by later runs. ``now`` (default: the
+    offset) extends ranges over late records found by later runs; ``since`` (partition ->
+    the end of the previous day's range) starts them no later than that, so a late record
+    appended between two days' ranges is seen (:class:`LateRecords`). ``now`` (default: the
     clock) decides completeness (:func:`judge_partition`).
     """
     start, end = day_bounds(day, settings.zone)
@@ -265,20 +268,28 @@ def plan_day(
         msg = f"topic {topic!r} does not exist; create it with 'kassa topics create'"
         raise ReadError(msg)
     numbers = sorted(metadata.partitions)
-    try:
-        firsts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, _ms(start - grace)) for p in numbers], timeout=timeout
-        )
-        candidates = consumer.offsets_for_times(
-            [TopicPartition(topic, p, window.confirm_ms) for p in numbers], timeout=timeout
-        )
-        marks = [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
-            for p in numbers
-        ]
-    except KafkaException as exc:
-        msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
-        raise ReadError(msg) from None
+    settle_until = time.monotonic() + timeout
+    while True:
+        try:
+            firsts = consumer.offsets_for_times(
+                [TopicPartition(topic, p, _ms(start - grace)) for p in numbers], timeout=timeout
+            )
+            candidates = consumer.offsets_for_times(
+                [TopicPartition(topic, p, window.confirm_ms) for p in numbers], timeout=timeout
+            )
+            marks = [
+                consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout, cached=False
+                )
+                for p in numbers
+            ]
+            break
+        except KafkaException as exc:
+            if _settling(exc) and time.monotonic() < settle_until:
+                time.sleep(0.1)
+                continue
+            msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
+            raise ReadError(msg) from None
     clock = now or datetime.now(UTC)
     idle_margin = timedelta(seconds=settings.daily_idle_margin_seconds)
     parts = []
@@ -286,6 +297,9 @@ def plan_day(
         numbers, firsts, candidates, marks, strict=True
     ):
         begin = first.offset if first.offset >= 0 else high
+        previous_end = (since or {}).get(number)
+        if previous_end is not None and low <= previous_end < begin:
+            begin = previous_end
         source = _Source(consumer, topic, number, timeout)
         finish, confirmed_at, read_to = _range_end(source, window, begin, candidate.offset, high)
         newest_at, finish, read_to = _tail(source, window, (low, high), finish, read_to)
@@ -294,7 +308,9 @@ def plan_day(
             finish = min(wanted, high)
             read_to += f"; extended to offset {finish} over late records found by later runs"
         verdict = judge_partition(clock, cut_off, idle_margin, confirmed_at, newest_at)
-        gap = begin == low and low > 0
+        # The log starts where the range does: what retention deleted may be of the day,
+        # unless it all lay in the previous day's range.
+        gap = begin == low and low > 0 and previous_end != low
         if gap:
             logger.warning(
                 "partition %d of %s starts at offset %d inside the range of %s: "
@@ -320,6 +336,21 @@ def plan_day(
             )
         )
     return DayRange(day, topic, start, end, grace, lateness, tuple(parts))
+
+
+_SETTLING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _settling(exc: KafkaException) -> bool:
+    """Whether ``exc`` only says the partitions' leaders are still being elected."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (error.retriable() or error.code() in _SETTLING)
 
 
 def _ms(instant: datetime) -> int:

@@ -71,10 +71,14 @@ def produce_raw(settings: Settings, values: Iterable[bytes], timestamp: datetime
 
 
 def seal(settings: Settings, after: datetime, partitions: Iterable[int] = (0, 1, 2)) -> None:
-    """One record at ``after`` in each partition, so earlier days count as complete."""
+    """Records at ``after`` in each partition (as many as the look-ahead wants), so earlier
+    days count as complete by records."""
     for partition in partitions:
-        sentinel = checkout(f"seal-{partition}-{after.isoformat()}", after, [("seal", 1, "1")])
-        produce(settings, [sentinel], partition)
+        sentinels = [
+            checkout(f"seal-{partition}-{after.isoformat()}-{n}", after, [("seal", 1, "1")])
+            for n in range(settings.daily_lookahead_records)
+        ]
+        produce(settings, sentinels, partition)
 
 
 def dataset_expected(day: date) -> Expected:
@@ -151,4 +155,4 @@ def delete_records(settings: Settings, partition: int, before: int) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     futures = admin.delete_records([TopicPartition(settings.topic, partition, before)])
     for future in futures.values():
-        assert future.result(timeout=30).offset == before
+        assert future.result(timeout=30).low_watermark == before

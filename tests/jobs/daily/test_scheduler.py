@@ -165,7 +165,8 @@ def test_a_week_of_closed_nights_finalizes_every_day_without_force(settings: Set
         sent = int(clock.now.timestamp())
         daily.run_pass()
         for day in parquet.manifest_days(week.data_dir):
-            finalized.setdefault(day, clock.now)
+            if day >= days[0]:  # the days before the week are empty, finalized at once
+                finalized.setdefault(day, clock.now)
         today = clock.now.date()
         assert all(day < today for day in finalized), (clock.now, finalized)
         # A pass every retry interval through the night; the days themselves need none.
