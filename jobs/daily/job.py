@@ -597,7 +597,7 @@ def _keep_larger_snapshot(plan: DayRange, previous: dict[str, Any] | None, check
         return
     kept = int(previous["totals"]["checkouts"])
     if checkouts < kept:
-        raise SnapshotKept(plan.day, checkouts, kept, revisions.revision(previous) - 1)
+        raise SnapshotKept(plan.day, checkouts, kept, int(previous.get("revision", 1)))
 
 
 def _missing(plan: DayRange, previous: dict[str, Any] | None) -> list[tuple[int, int, int | None]]:
