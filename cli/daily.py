@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cli import arguments
-from common.days import InvalidDay, yesterday
+from common.days import yesterday
 from common.settings import Settings
 from jobs.daily.job import DayResult, backfill, run_day
 from jobs.daily.scheduler import serve
@@ -79,7 +79,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Each day's state from its manifest (newest first); reads no Kafka or Redis.",
     )
     status.add_argument(
-        "--days", type=int, default=7, metavar="N", help="how many days (default 7)"
+        "--days",
+        type=arguments.positive_int,
+        default=7,
+        metavar="N",
+        help="how many days (default 7)",
     )
     status.add_argument(
         "--to", dest="last", type=arguments.day, help="newest day listed (default: yesterday)"
@@ -107,9 +111,6 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
     """Finalize a range of days and print one summary line per day."""
-    if args.first > args.last:
-        msg = f"--from {args.first} is after --to {args.last}; pass the days in order"
-        raise InvalidDay(msg)
     results = backfill(settings, args.first, args.last, force=args.force, progress=not args.quiet)
     for result in results:
         print(_summary(result, settings))
@@ -124,9 +125,6 @@ def schedule_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the state of each recent day."""
-    if args.days < 1:
-        msg = f"--days {args.days} lists nothing; pass 1 or more"
-        raise InvalidDay(msg)
     last: date = args.last or yesterday(datetime.now(UTC), settings.zone)
     statuses = day_statuses(settings.data_dir, last, args.days)
     if args.json:

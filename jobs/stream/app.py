@@ -11,13 +11,14 @@ import redis
 from confluent_kafka import TopicPartition
 from quixstreams import Application
 
-from common.errors import KassaError
+from common.errors import KassaError, redacted
 from common.settings import Settings
-from jobs.stream.exceptions import RedisUnavailableError
+from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.metrics import MetricsServer, StreamMetrics
 from jobs.stream.sink import LiveSink
 from jobs.stream.writer import BatchWriter
+from storage.connections import redis_failures
 from storage.live import LiveStore
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,14 @@ class StreamApplication(Application):
     Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`.
     """
 
-    def __init__(self, sink: LiveSink, metrics: StreamMetrics, topic: str, **kwargs: Any) -> None:
+    def __init__(
+        self, sink: LiveSink, metrics: StreamMetrics, topic: str, redis_url: str, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._live_sink = sink
         self._metrics = metrics
         self._sales_topic = topic
+        self._redis_url = redis_url
 
     def _on_sigterm(self, *args: Any) -> None:
         logger.info("SIGTERM: writing the last batches, committing and stopping")
@@ -52,7 +56,10 @@ class StreamApplication(Application):
         if not mine:
             return
         committed = consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
-        self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
+        with redis_failures(
+            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
+        ):
+            self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
 
 
 @dataclass
@@ -63,6 +70,7 @@ class StreamJob:
     sink: LiveSink
     metrics: StreamMetrics
     redis_client: redis.Redis
+    redis_url: str
 
     def run(self, timeout: float = 0.0) -> None:
         """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message.
@@ -70,11 +78,8 @@ class StreamJob:
         Raises a :class:`~jobs.stream.exceptions.StreamError` naming the fix when Redis or the
         dead-letter topic fails (also when Quix wrapped it in one of its own errors).
         """
-        try:
+        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
-        except redis.RedisError as exc:
-            msg = f"cannot reach Redis ({exc}); start it or fix KASSA_REDIS_URL"
-            raise RedisUnavailableError(msg) from exc
         self.metrics.state = "running"
         try:
             self.app.run(timeout=timeout, collect=False)
@@ -107,10 +112,10 @@ def build_stream_job(
     """Wire the Quix application, the live Redis store and the dead-letter producer.
 
     ``on_message_processed(topic, partition, offset)`` is Quix's per-message callback
-    (benchmarks use it to time the run).
+    (benchmarks use it to time the run). The process's allocator is left as it is (see
+    :func:`run_stream`).
     """
     metrics = metrics or StreamMetrics()
-    keep_batch_memory()
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
     sink = LiveSink(
@@ -124,6 +129,7 @@ def build_stream_job(
         sink,
         metrics,
         settings.topic,
+        settings.redis_url,
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
@@ -143,11 +149,16 @@ def build_stream_job(
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)
-    return StreamJob(app, sink, metrics, client)
+    return StreamJob(app, sink, metrics, client, settings.redis_url)
 
 
 def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
-    """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle)."""
+    """Run the stream job with its metrics endpoint until SIGTERM (or ``idle_timeout`` s idle).
+
+    This is the job's process: it tunes the process's allocator for the job's batches
+    (:func:`~jobs.stream.malloc.keep_batch_memory`) before building the job.
+    """
+    keep_batch_memory()
     job = build_stream_job(settings)
     server = None
     if settings.metrics_port:
@@ -158,7 +169,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
         settings.topic,
         settings.consumer_group,
         settings.stream_guarantee,
-        settings.redis_url,
+        redacted(settings.redis_url),
     )
     try:
         job.run(timeout=idle_timeout)
