@@ -99,4 +99,4 @@ def test_an_unreachable_redis_is_exit_status_3(
     for name, value in settings_env(broken).items():
         monkeypatch.setenv(name, value)
     assert kassa(["top", "--from", str(TODAY), "--to", str(TODAY)]) == 3
-    assert "cannot read Redis at KASSA_REDIS_URL=" in capsys.readouterr().err
+    assert "from Redis at KASSA_REDIS_URL=" in capsys.readouterr().err
