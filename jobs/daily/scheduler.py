@@ -31,7 +31,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from common.days import day_bounds, yesterday
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
-from jobs.daily.job import DayResult, run_day
+from jobs.daily.job import run_day
+from jobs.daily.manifest import DayResult
 from jobs.daily.metrics import DailyMetrics, MetricsServer
 from jobs.daily.status import day_status
 from storage import parquet

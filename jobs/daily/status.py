@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from jobs.daily import revisions
 from storage import parquet
+from storage.figures import CHECKOUTS, COLUMNS
 
 STATES: Final = ("running", "missing", "late-pending", "forced", "restated", "complete")
 
@@ -82,7 +83,7 @@ def day_status(data_dir: Path, day: date) -> DayStatus:
         state,
         revision,
         manifest.get("revision_reason"),
-        int(manifest["totals"]["checkouts"]),
+        int(manifest["totals"][COLUMNS[CHECKOUTS]]),
         late.records,
         manifest.get("finished_at"),
         dict(sorted(cases.items())),
