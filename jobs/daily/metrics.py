@@ -1,27 +1,20 @@
-"""Prometheus metrics and the ``/healthz`` + ``/metrics`` endpoint of the daily scheduler.
+"""Prometheus metrics and the health of the daily scheduler.
 
-Served on ``127.0.0.1:KASSA_DAILY_METRICS_PORT`` by ``kassa daily schedule``; the same
-shape as the stream job's endpoint (:mod:`jobs.stream.metrics`).
+Served on ``127.0.0.1:KASSA_DAILY_METRICS_PORT`` by ``kassa daily schedule`` with the same
+endpoint as the stream job's (:class:`common.metrics.MetricsServer`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jobs.daily.status import STATES, DayStatus
 
-logger = logging.getLogger(__name__)
-
-HOST: Final = "127.0.0.1"
 OUTCOMES: Final = ("complete", "forced", "incomplete", "retention_gap", "snapshot_kept", "failed")
 
 
@@ -29,6 +22,7 @@ class DailyMetrics:
     """The scheduler's metrics, in a registry of their own; ``clock`` gives "now"."""
 
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        # One declaration per metric: long, but flat.
         self.clock = clock
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -138,52 +132,3 @@ class DailyMetrics:
             "last_error": self.last_error,
         }
         return (200 if self.state == "running" else 503), body
-
-
-class MetricsServer:
-    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON) from a daemon thread."""
-
-    def __init__(self, metrics: DailyMetrics, port: int, host: str = HOST) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler_for(metrics))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kassa-daily-metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The port actually bound (useful when 0 was asked for)."""
-        port: int = self._server.server_address[1]
-        return port
-
-    def start(self) -> None:
-        """Start serving."""
-        self._thread.start()
-        logger.info("scheduler metrics on http://%s:%d/metrics", *self._server.server_address[:2])
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler_for(metrics: DailyMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                status, body, kind = 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                status, payload = metrics.health()
-                body, kind = json.dumps(payload).encode(), "application/json"
-            else:
-                status, body, kind = 404, b"try /metrics or /healthz\n", "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("metrics request: " + format, *args)
-
-    return Handler

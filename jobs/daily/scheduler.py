@@ -29,11 +29,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from common.days import day_bounds, yesterday
+from common.metrics import MetricsServer
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
 from jobs.daily.manifest import DayResult
-from jobs.daily.metrics import DailyMetrics, MetricsServer
+from jobs.daily.metrics import DailyMetrics
 from jobs.daily.status import day_status
 from storage import parquet
 
@@ -245,7 +246,9 @@ def serve(settings: Settings) -> None:
     daily = Scheduler(settings)
     server = None
     if settings.daily_metrics_port:
-        server = MetricsServer(daily.metrics, settings.daily_metrics_port)
+        server = MetricsServer(
+            daily.metrics, settings.daily_metrics_port, name="kassa-daily-metrics"
+        )
         server.start()
     try:
         daily.run_pass()

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from common.days import day_bounds
+from common.metrics import MetricsServer
 from common.schema import Checkout
 from common.settings import Settings
-from jobs.daily.metrics import MetricsServer
 from jobs.daily.scheduler import (
     JOB_ID,
     RETRY_JOB_ID,
