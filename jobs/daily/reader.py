@@ -216,12 +216,30 @@ def open_consumer(settings: Settings) -> Consumer:
 
 @dataclass(frozen=True)
 class _Window:
-    """The instants that decide where a partition's range ends, in Kafka milliseconds."""
+    """What decides where a partition's range ends (instants in Kafka milliseconds) and
+    whether the partition is complete (:func:`judge_partition`)."""
 
     day_end_ms: int
     cut_off_ms: int
     confirm_ms: int
     records: int
+    now: datetime
+    cut_off: datetime
+    idle_margin: timedelta
+
+
+def _window(settings: Settings, end: datetime, now: datetime) -> _Window:
+    cut_off = end + timedelta(seconds=settings.lateness_seconds)
+    confirm = cut_off + timedelta(seconds=settings.daily_lookahead_seconds)
+    return _Window(
+        _ms(end),
+        _ms(cut_off),
+        _ms(confirm),
+        settings.daily_lookahead_records,
+        now,
+        cut_off,
+        timedelta(seconds=settings.daily_idle_margin_seconds),
+    )
 
 
 def plan_day(
@@ -251,10 +269,35 @@ def plan_day(
     """
     start, end = day_bounds(day, settings.zone)
     grace = timedelta(seconds=settings.daily_grace_seconds)
+    window = _window(settings, end, now or datetime.now(UTC))
+    topic = settings.topic
+    numbers = _partitions_of(consumer, settings, timeout)
+    firsts, candidates, marks = _offsets(
+        consumer, topic, numbers, (_ms(start - grace), window.confirm_ms), timeout=timeout, day=day
+    )
+    parts = []
+    for number, first, candidate, watermarks in zip(
+        numbers, firsts, candidates, marks, strict=True
+    ):
+        source = _Source(consumer, topic, number, timeout)
+        bounds = (first.offset, candidate.offset, (reach or {}).get(number, 0))
+        part = _partition_range(source, window, watermarks, bounds, (since or {}).get(number))
+        if part.gap:
+            logger.warning(
+                "partition %d of %s starts at offset %d inside the range of %s: "
+                "retention deleted part of the day",
+                number,
+                topic,
+                part.low,
+                day,
+            )
+        parts.append(part)
     lateness = timedelta(seconds=settings.lateness_seconds)
-    cut_off = end + lateness
-    confirm = cut_off + timedelta(seconds=settings.daily_lookahead_seconds)
-    window = _Window(_ms(end), _ms(cut_off), _ms(confirm), settings.daily_lookahead_records)
+    return DayRange(day, topic, start, end, grace, lateness, tuple(parts))
+
+
+def _partitions_of(consumer: Consumer, settings: Settings, timeout: float) -> list[int]:
+    """The partition numbers of ``settings.topic``, in order."""
     topic = settings.topic
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
@@ -263,15 +306,29 @@ def plan_day(
     if metadata is None or metadata.error is not None or not metadata.partitions:
         msg = f"topic {topic!r} does not exist; create it with 'kassa topics create'"
         raise ReadError(msg)
-    numbers = sorted(metadata.partitions)
+    return sorted(metadata.partitions)
+
+
+def _offsets(
+    consumer: Consumer,
+    topic: str,
+    numbers: list[int],
+    at_ms: tuple[int, int],
+    *,
+    timeout: float,
+    day: date,
+) -> tuple[list[TopicPartition], list[TopicPartition], list[tuple[int, int]]]:
+    """Per partition: the offsets of the first records at or after each of ``at_ms``, and the
+    watermarks; looked up again while the partitions' leaders are being elected."""
     settle_until = time.monotonic() + timeout
+    first_ms, confirm_ms = at_ms
     while True:
         try:
             firsts = consumer.offsets_for_times(
-                [TopicPartition(topic, p, _ms(start - grace)) for p in numbers], timeout=timeout
+                [TopicPartition(topic, p, first_ms) for p in numbers], timeout=timeout
             )
             candidates = consumer.offsets_for_times(
-                [TopicPartition(topic, p, window.confirm_ms) for p in numbers], timeout=timeout
+                [TopicPartition(topic, p, confirm_ms) for p in numbers], timeout=timeout
             )
             marks = [
                 consumer.get_watermark_offsets(
@@ -279,59 +336,54 @@ def plan_day(
                 )
                 for p in numbers
             ]
-            break
         except KafkaException as exc:
-            if _settling(exc) and time.monotonic() < settle_until:
-                time.sleep(0.1)
-                continue
-            msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
-            raise ReadError(msg) from None
-    clock = now or datetime.now(UTC)
-    idle_margin = timedelta(seconds=settings.daily_idle_margin_seconds)
-    parts = []
-    for number, first, candidate, (low, high) in zip(
-        numbers, firsts, candidates, marks, strict=True
-    ):
-        begin = first.offset if first.offset >= 0 else high
-        previous_end = (since or {}).get(number)
-        if previous_end is not None and low <= previous_end < begin:
-            begin = previous_end
-        source = _Source(consumer, topic, number, timeout)
-        finish, confirmed_at, read_to = _range_end(source, window, begin, candidate.offset, high)
-        newest_at, finish, read_to = _tail(source, window, (low, high), finish, read_to)
-        wanted = (reach or {}).get(number, 0)
-        if wanted > finish:
-            finish = min(wanted, high)
-            read_to += f"; extended to offset {finish} over late records found by later runs"
-        verdict = judge_partition(clock, cut_off, idle_margin, confirmed_at, newest_at)
-        # The log starts where the range does: what retention deleted may be of the day,
-        # unless it all lay in the previous day's range.
-        gap = begin == low and low > 0 and previous_end != low
-        if gap:
-            logger.warning(
-                "partition %d of %s starts at offset %d inside the range of %s: "
-                "retention deleted part of the day",
-                number,
-                topic,
-                low,
-                day,
-            )
-        parts.append(
-            PartitionRange(
-                number,
-                begin,
-                finish,
-                low,
-                high,
-                verdict.complete,
-                verdict.reason,
-                verdict.case,
-                read_to,
-                newest_at,
-                gap,
-            )
-        )
-    return DayRange(day, topic, start, end, grace, lateness, tuple(parts))
+            if not _settling(exc) or time.monotonic() >= settle_until:
+                msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
+                raise ReadError(msg) from None
+        else:
+            return firsts, candidates, marks
+        time.sleep(0.1)
+
+
+def _partition_range(
+    source: _Source,
+    window: _Window,
+    marks: tuple[int, int],
+    bounds: tuple[int, int, int],
+    previous_end: int | None,
+) -> PartitionRange:
+    """One partition's range (:func:`plan_day`). ``bounds``: the offset of the first record
+    of the day (-1: none), of the first past the look-ahead (-1: none), and the offset later
+    runs found late records up to; ``previous_end``: the end of the previous day's range."""
+    low, high = marks
+    first, candidate, wanted = bounds
+    begin = first if first >= 0 else high
+    if previous_end is not None and low <= previous_end < begin:
+        begin = previous_end
+    finish, confirmed_at, read_to = _range_end(source, window, begin, candidate, high)
+    newest_at, finish, read_to = _tail(source, window, marks, finish, read_to)
+    if wanted > finish:
+        finish = min(wanted, high)
+        read_to += f"; extended to offset {finish} over late records found by later runs"
+    verdict = judge_partition(
+        window.now, window.cut_off, window.idle_margin, confirmed_at, newest_at
+    )
+    # The log starts where the range does: what retention deleted may be of the day,
+    # unless it all lay in the previous day's range.
+    gap = begin == low and low > 0 and previous_end != low
+    return PartitionRange(
+        source.partition,
+        begin,
+        finish,
+        low,
+        high,
+        verdict.complete,
+        verdict.reason,
+        verdict.case,
+        read_to,
+        newest_at,
+        gap,
+    )
 
 
 _SETTLING: Final = frozenset(
@@ -372,33 +424,43 @@ class _Source:
             return
         self.consumer.assign([TopicPartition(self.topic, self.partition, start)])
         try:
-            position = start
-            last_progress = time.monotonic()
-            while position < stop:
-                wanted = min(CONSUME_BATCH, stop - position)
-                for message in self.consumer.consume(wanted, timeout=CONSUME_TIMEOUT):
-                    error = message.error()
-                    if message.partition() != self.partition:
-                        continue
-                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                        position = max(position, message.offset())
-                        continue
-                    if error is not None:
-                        msg = f"error reading partition {self.partition}: {error}"
-                        raise ReadError(msg)
-                    if message.offset() >= stop:
-                        return
-                    position = message.offset() + 1
-                    last_progress = time.monotonic()
-                    yield message.offset(), message.timestamp()[1]
-                if time.monotonic() - last_progress > self.timeout:
-                    msg = (
-                        f"no progress reading partition {self.partition} of {self.topic!r} at "
-                        f"offset {position} for {self.timeout:.0f} s; is the broker up?"
-                    )
-                    raise ReadError(msg)
+            yield from self._stamps_assigned(start, stop)
         finally:
             self.consumer.unassign()
+
+    def _stamps_assigned(self, start: int, stop: int) -> Generator[tuple[int, int], None, None]:
+        position = start
+        last_progress = time.monotonic()
+        while position < stop:
+            wanted = min(CONSUME_BATCH, stop - position)
+            for message in self.consumer.consume(wanted, timeout=CONSUME_TIMEOUT):
+                if message.partition() != self.partition:
+                    continue
+                if _is_eof(message):
+                    position = max(position, message.offset())
+                    continue
+                if message.offset() >= stop:
+                    return
+                position = message.offset() + 1
+                last_progress = time.monotonic()
+                yield message.offset(), message.timestamp()[1]
+            if time.monotonic() - last_progress > self.timeout:
+                msg = (
+                    f"no progress reading partition {self.partition} of {self.topic!r} at "
+                    f"offset {position} for {self.timeout:.0f} s; is the broker up?"
+                )
+                raise ReadError(msg)
+
+
+def _is_eof(message: Message) -> bool:
+    """Whether ``message`` only marks the end of its partition; raises on any other error."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() == KafkaError._PARTITION_EOF:
+        return True
+    msg = f"error reading partition {message.partition()}: {error}"
+    raise ReadError(msg)
 
 
 def _range_end(
