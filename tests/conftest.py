@@ -129,6 +129,7 @@ def _fresh_settings(
         state_dir=tmp_path / "state",
         timezone="UTC",
         partitions=3,
+        daily_metrics_port=0,
     )
 
 

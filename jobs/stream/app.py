@@ -12,11 +12,12 @@ from confluent_kafka import TopicPartition
 from quixstreams import Application
 
 from common.errors import KassaError, redacted
+from common.metrics import MetricsServer
 from common.settings import Settings
 from jobs.stream.commits import retrying_commit
 from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
-from jobs.stream.metrics import MetricsServer, StreamMetrics
+from jobs.stream.metrics import StreamMetrics
 from jobs.stream.sink import LiveSink
 from jobs.stream.writer import BatchWriter
 from storage.connections import redis_failures
@@ -169,7 +170,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
     job = build_stream_job(settings)
     server = None
     if settings.metrics_port:
-        server = MetricsServer(job.metrics, settings.metrics_host, settings.metrics_port)
+        server = MetricsServer(job.metrics, settings.metrics_port, settings.metrics_host)
         server.start()
     logger.info(
         "kassa stream: topic %s, group %s, %s, Redis %s",

@@ -1,21 +1,15 @@
-"""Prometheus metrics and the ``/healthz`` + ``/metrics`` HTTP endpoint of the stream job."""
+"""Prometheus metrics and the health of the stream job (served by :mod:`common.metrics`)."""
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from jobs.stream.writer import BatchReport, RawBatch
 from storage.live import ApplyStatus
-
-logger = logging.getLogger(__name__)
 
 
 class StreamMetrics:
@@ -130,53 +124,3 @@ class StreamMetrics:
         age = time.time() - self.last_batch_at if self.last_batch_at else None
         body = {"state": self.state, "seconds_since_last_batch": age}
         return (200 if self.state == "running" else 503), body
-
-
-class MetricsServer:
-    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON) from a daemon thread."""
-
-    def __init__(self, metrics: StreamMetrics, host: str, port: int) -> None:
-        handler = _handler_for(metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kassa-metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The port actually bound (useful when 0 was asked for)."""
-        port: int = self._server.server_address[1]
-        return port
-
-    def start(self) -> None:
-        """Start serving."""
-        self._thread.start()
-        logger.info("metrics on http://%s:%d/metrics", *self._server.server_address[:2])
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler_for(metrics: StreamMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                status, body, kind = 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                status, payload = metrics.health()
-                body, kind = json.dumps(payload).encode(), "application/json"
-            else:
-                status, body, kind = 404, b"try /metrics or /healthz\n", "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("metrics request: " + format, *args)
-
-    return Handler

@@ -16,7 +16,7 @@ import redis
 
 from common.schema import encode_checkout, to_money_units
 from common.settings import Settings
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError
+from jobs.daily.exceptions import IncompleteDay, RedisWriteError, SnapshotKept
 from jobs.daily.job import run_day
 from producers.publish import publish
 from producers.replay import checkouts as replay_checkouts
@@ -28,6 +28,7 @@ from tests.jobs.daily.support import (
     checkout,
     data_files,
     dataset_expected,
+    delete_records,
     expected_of,
     parquet_figures,
     produce,
@@ -189,6 +190,9 @@ def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settin
 
 
 def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> None:
+    # Partitions 0 and 2 have nothing past the cut-off; a year of idle margin keeps them from
+    # counting as idle (closed stores) for the CLI run too, which uses the real clock.
+    settings = settings.model_copy(update={"daily_idle_margin_seconds": 366 * 86_400})
     day = date(2026, 11, 20)
     for partition in range(3):
         produce(
@@ -344,3 +348,86 @@ def test_redis_down_leaves_the_day_unfinished_with_status_5(settings: Settings) 
     assert failed.value.exit_code == 5
     assert parquet.table_path(settings.data_dir, "daily_item_sales", day).exists()
     assert parquet.read_manifest(settings.data_dir, day) is None
+
+
+def test_checkouts_are_deduplicated_by_store_and_transaction_id(settings: Settings) -> None:
+    day = date(2026, 11, 20)
+    first = checkout("r01-000042", utc(2026, 11, 20, 9), [("soap", 1, "1")], store_id="s01")
+    other_store = checkout("r01-000042", utc(2026, 11, 20, 9), [("soap", 2, "1")], store_id="s02")
+    produce(settings, [first, other_store, first], partition=0)
+
+    manifest = run_day(settings, day).manifest
+
+    assert manifest["totals"]["checkouts"] == 2
+    assert manifest["totals"]["units"] == 3
+    assert manifest["counts"]["duplicates"] == 1
+
+
+def test_today_and_future_days_are_never_complete(settings: Settings) -> None:
+    produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("tea", 1, "3")])], partition=0)
+    for day, now in (
+        (date(2030, 1, 1), None),
+        (date(2026, 11, 20), utc(2026, 11, 20, 23)),
+        (date(2026, 11, 20), utc(2026, 11, 21, 0, 59)),
+    ):
+        with pytest.raises(IncompleteDay, match="the day is still open") as refused:
+            run_day(settings, day, now=now)
+        assert refused.value.partitions == [0, 1, 2]
+        assert parquet.read_manifest(settings.data_dir, day) is None
+
+    cli = subprocess.run(
+        [*KASSA, "daily", "run", "--day", "2030-01-01", "--quiet"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 3, cli.stderr
+    assert "still open" in cli.stderr
+
+
+def test_retention_never_replaces_a_snapshot_with_fewer_records(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    day = date(2026, 11, 20)
+    sales = [
+        checkout(
+            f"t{n}", utc(2026, 11, 20, 8) + timedelta(minutes=10 * n), [(f"sku{n % 3}", 1, "2")]
+        )
+        for n in range(30)
+    ]
+    later = [checkout(f"n{n}", utc(2026, 11, 22, 9, n), [("tea", 1, "1")]) for n in range(10)]
+    produce(settings, sales + later, partition=0)
+    first = run_day(settings, day).manifest
+    assert first["totals"]["checkouts"] == 30
+    files = data_files(settings.data_dir)
+    state = _redis_state(redis_client, "daily")
+    delete_records(settings, 0, 20)
+
+    refused = subprocess.run(
+        [*KASSA, "daily", "run", "--day", "2026-11-20", "--quiet"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 6, refused.stderr
+    assert "partition 0: records before offset 20 are deleted" in refused.stderr
+    with pytest.raises(SnapshotKept, match="10 checkout") as kept:
+        run_day(settings, day, force=True)
+    assert kept.value.exit_code == 7
+
+    assert data_files(settings.data_dir) == files
+    assert _redis_state(redis_client, "daily") == state
+    assert parquet.read_manifest(settings.data_dir, day) == first
+
+    # With no snapshot to protect, --force finalizes what is left and says what is missing.
+    fresh = settings.model_copy(update={"data_dir": settings.data_dir.parent / "fresh"})
+    forced = run_day(fresh, day, force=True).manifest
+    assert forced["totals"]["checkouts"] == 10
+    assert forced["forced"] is True
+    assert forced["missing"] == [
+        {"partition": 0, "deleted_before_offset": 20, "previous_start_offset": None}
+    ]
