@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 
 import redis
@@ -11,6 +12,7 @@ import redis
 from common.days import business_day, parse_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
+from storage import parquet
 from storage.rankings import RankedItem, read_ranking
 
 SOURCES = ("live", "daily")
@@ -56,12 +58,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise KassaError(msg)
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        ranking = read_ranking(client, args.source, day, args.n, args.store)
+        ranking = read_ranking(client, settings.key_space, args.source, day, args.n, args.store)
     except redis.RedisError as exc:
         msg = f"cannot read Redis at KASSA_REDIS_URL={settings.redis_url!r} ({exc}); is it up?"
         raise RedisUnavailableError(msg) from None
     finally:
         client.close()
+    snapshot = parquet.table_path(settings.data_dir, "daily_item_sales", day)
+    if not ranking and snapshot.exists():
+        note = (
+            f"the {args.source} keys of {day} are gone from Redis (expired after "
+            f"KASSA_RETENTION_DAYS={settings.retention_days}, or deleted); the daily "
+            f"snapshot of the day is {snapshot}"
+        )
+        print(f"kassa: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps([item.as_json() for item in ranking], ensure_ascii=False))
     else:

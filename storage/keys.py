@@ -1,34 +1,45 @@
 """Every Redis key kassa reads or writes, built in this one module.
 
-Per-day figures live in a *namespace*: ``live`` (kept up to date by the stream job) or
-``daily`` (replaced by the daily job). For namespace ``ns`` and business day ``D``
-(``YYYY-MM-DD``); an optional store scope inserts ``:store:<store_id>`` after the day:
+All keys of one sales topic live in a *key space* (``KASSA_REDIS_NAMESPACE``, by default the
+topic's name), so two topics or two chains can share one Redis database without adding into
+each other's figures. Within a key space, per-day figures live in a *namespace*: ``live``
+(kept up to date by the stream job) or ``daily`` (replaced by the daily job). For key space
+``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); an optional store scope
+inserts ``:store:<store_id>`` after the day:
 
-================================  ======  ==================================================
-key                               type    meaning
-================================  ======  ==================================================
-kassa:{ns}:{D}:units              zset    sku -> net units; ``ZREVRANGE .. WITHSCORES`` = top-N
-kassa:{ns}:{D}:sold               hash    sku -> units sold (quantities of sales)
-kassa:{ns}:{D}:returned           hash    sku -> units returned (negated quantities of returns)
-kassa:{ns}:{D}:revenue            hash    sku -> revenue, integer 1/10,000 currency units
-kassa:{ns}:{D}:checkouts          hash    sku -> number of checkouts with the sku
-kassa:{ns}:{D}:totals             hash    units, units_sold, units_returned, revenue,
-                                          checkouts, lines for the whole day (or store)
-kassa:{ns}:{D}:stores             set     store ids seen that day
-kassa:names                       hash    sku -> latest display name
-kassa:daily:{D}:manifest          hash    the daily job's manifest summary of day D
-kassa:tmp:{token}:{key}           any     a key being built, renamed over {key} when done
-kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
-kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
-================================  ======  ==================================================
+===================================  ======  ===============================================
+key                                  type    meaning
+===================================  ======  ===============================================
+kassa:{sp}:{ns}:{D}:units            zset    sku -> net units; ``ZREVRANGE .. WITHSCORES``
+                                             = top-N
+kassa:{sp}:{ns}:{D}:sold             hash    sku -> units sold (quantities of sales)
+kassa:{sp}:{ns}:{D}:returned         hash    sku -> units returned (negated quantities of
+                                             returns)
+kassa:{sp}:{ns}:{D}:revenue          hash    sku -> revenue, integer 1/10,000 currency units
+kassa:{sp}:{ns}:{D}:checkouts        hash    sku -> number of checkouts with the sku
+kassa:{sp}:{ns}:{D}:totals           hash    units, units_sold, units_returned, revenue,
+                                             checkouts, lines for the whole day (or store)
+kassa:{sp}:{ns}:{D}:stores           set     store ids seen that day
+kassa:{sp}:names                     hash    sku -> latest display name
+kassa:{sp}:daily:{D}:manifest        hash    the daily job's manifest summary of day D
+kassa:{sp}:live:applied              hash    partition -> last Kafka offset applied to Redis,
+                                             plus the fields of :data:`IDENTITY_FIELDS`
+                                             and the replay floor (:func:`floor_field`)
+kassa:{sp}:live:dead_letters         hash    reason -> messages sent to the dead-letter topic
+kassa:tmp:{token}:{key}              any     a key being built, renamed over {key} when done
+===================================  ======  ===============================================
 
-Per-day keys expire ``KASSA_RETENTION_DAYS`` after the end of their day.
+Per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their
+last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from common.days import day_bounds
 
 PREFIX: Final = "kassa"
 Namespace = Literal["live", "daily"]
@@ -42,40 +53,78 @@ MEASURES: Final[tuple[Measure, ...]] = (
     "totals",
 )
 
-NAMES: Final = f"{PREFIX}:names"
+TOPIC_ID_FIELD: Final = "topic_id"
+CLUSTER_ID_FIELD: Final = "cluster_id"
+EPOCH_FIELD: Final = "epoch"
+FLOOR_DAY_FIELD: Final = "floor_day"
+IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
+"""Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
+watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
 
 
-def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> str:
+def namespace_prefix(space: str, namespace: Namespace) -> str:
+    """What every per-day key of ``namespace`` starts with; the day follows."""
+    return f"{PREFIX}:{space}:{namespace}:"
+
+
+def day_scope(space: str, namespace: Namespace, day: date, store_id: str | None = None) -> str:
     """The common prefix of one day's keys, for the whole chain or one store."""
-    scope = f"{PREFIX}:{namespace}:{day.isoformat()}"
+    scope = f"{namespace_prefix(space, namespace)}{day.isoformat()}"
     return scope if store_id is None else f"{scope}:store:{store_id}"
 
 
-def day_key(namespace: Namespace, day: date, measure: Measure, store_id: str | None = None) -> str:
+def day_key(
+    space: str, namespace: Namespace, day: date, measure: Measure, store_id: str | None = None
+) -> str:
     """The key of one measure of one day (see the module table)."""
-    return f"{day_scope(namespace, day, store_id)}:{measure}"
+    return f"{day_scope(space, namespace, day, store_id)}:{measure}"
 
 
-def stores_key(namespace: Namespace, day: date) -> str:
+def day_pattern(space: str, namespace: Namespace) -> str:
+    """A ``SCAN MATCH`` pattern of every per-day key of ``namespace`` (day at a fixed place)."""
+    return f"{namespace_prefix(space, namespace)}[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]:*"
+
+
+def stores_key(space: str, namespace: Namespace, day: date) -> str:
     """The set of store ids with checkouts on ``day``."""
-    return f"{day_scope(namespace, day)}:stores"
+    return f"{day_scope(space, namespace, day)}:stores"
 
 
-def applied_offsets_key(topic: str) -> str:
-    """The stream job's watermark: partition -> last offset of ``topic`` applied to Redis."""
-    return f"{PREFIX}:live:applied:{topic}"
+def names_key(space: str) -> str:
+    """sku -> latest display name."""
+    return f"{PREFIX}:{space}:names"
 
 
-def dead_letters_key(topic: str) -> str:
-    """Counts of messages of ``topic`` the stream job dead-lettered, by reason."""
-    return f"{PREFIX}:live:dead_letters:{topic}"
+def applied_offsets_key(space: str) -> str:
+    """The stream job's watermarks: partition -> last offset applied to Redis (and identity)."""
+    return f"{PREFIX}:{space}:live:applied"
 
 
-def manifest_key(day: date) -> str:
+def floor_field(partition: int) -> str:
+    """The field of the watermark hash holding ``partition``'s replay floor (see rebuild)."""
+    return f"floor:{partition}"
+
+
+def dead_letters_key(space: str) -> str:
+    """Counts of messages the stream job dead-lettered, by reason."""
+    return f"{PREFIX}:{space}:live:dead_letters"
+
+
+def manifest_key(space: str, day: date) -> str:
     """The summary of the daily job's manifest of ``day`` (a hash), next to its rankings."""
-    return f"{day_scope('daily', day)}:manifest"
+    return f"{day_scope(space, 'daily', day)}:manifest"
 
 
 def temporary_key(key: str, token: str) -> str:
     """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
     return f"{PREFIX}:tmp:{token}:{key}"
+
+
+def expire_at(day: date, zone: ZoneInfo, retention_days: int, now: datetime) -> int:
+    """When a per-day key written at ``now`` expires (epoch seconds), live and daily alike.
+
+    ``KASSA_RETENTION_DAYS`` after the later of the day's end and ``now``: a day replayed long
+    after it ended lives as long as one written on the day.
+    """
+    end = day_bounds(day, zone)[1]
+    return int((max(end, now) + timedelta(days=retention_days)).timestamp())

@@ -34,8 +34,9 @@ class RankedItem:
         }
 
 
-def read_ranking(
+def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinates
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     day: date,
     limit: int = 10,
@@ -49,7 +50,7 @@ def read_ranking(
     if limit < 1:
         msg = f"limit {limit} is not positive; ask for at least 1 item"
         raise ValueError(msg)
-    units_key = keys.day_key(namespace, day, "units", store_id)
+    units_key = keys.day_key(space, namespace, day, "units", store_id)
     # Read one more score group than needed so ties at the cut are ordered by sku too.
     raw: list[Any] = client.zrevrange(units_key, 0, limit - 1, withscores=True)
     if not raw:
@@ -61,8 +62,8 @@ def read_ranking(
     ordered = sorted(members.items(), key=lambda item: (-item[1], item[0]))[:limit]
     skus = [sku for sku, _ in ordered]
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.day_key(namespace, day, "revenue", store_id), skus)
-    pipe.hmget(keys.NAMES, skus)
+    pipe.hmget(keys.day_key(space, namespace, day, "revenue", store_id), skus)
+    pipe.hmget(keys.names_key(space), skus)
     revenues, names = pipe.execute()
     return [
         RankedItem(

@@ -41,16 +41,16 @@ from common.columns import Decoded, decode_batch
 from common.schema import SCHEMA_VERSION, Limits, from_money_units
 from common.settings import Settings
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError
+from jobs.daily.exceptions import IncompleteDay, LiveRepairRefused, RedisWriteError
 from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
-from storage import parquet
+from storage import keys, parquet
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
     StagedDay,
     item_figures,
     reconcile,
-    replace_day,
+    repair_live,
     set_missing_names,
     stage_day,
     totals_of,
@@ -314,7 +314,7 @@ class _DayRun:
         finally:
             consumer.close()
         tick = time.perf_counter()
-        reconciliation, repaired = self._finish_redis(
+        reconciliation, repaired, behind = self._finish_redis(
             client, plan, day_keys, snapshot, items=tables["daily_item_sales"], now=now
         )
         self.timings["redis"] = time.perf_counter() - tick
@@ -328,6 +328,10 @@ class _DayRun:
             "drifted_items": len(reconciliation.drifts),
             "drifts": [d.as_dict() for d in reconciliation.drifts[:DRIFTS_IN_MANIFEST]],
             "repaired_live": repaired,
+            "repair_refused": [
+                {"partition": p, "live_watermark": mark, "range_end": end}
+                for p, (mark, end) in sorted(behind.items())
+            ],
         }
         parquet.write_manifest(self.settings.data_dir, self.day, manifest)
         logger.info(
@@ -339,6 +343,8 @@ class _DayRun:
             self.timings["total"],
             "complete" if plan.complete else "FORCED",
         )
+        if behind:
+            raise LiveRepairRefused(self.day, behind)
         return DayResult(self.day, manifest, reconciliation)
 
     def _chunks(self, consumer: Consumer, plan: DayRange) -> Iterator[list[bytes | None]]:
@@ -436,7 +442,9 @@ class _DayRun:
             "code_version": code_version(),
         }
         try:
-            return stage_day(client, "daily", self.day, snapshot, summary=summary)
+            return stage_day(
+                client, self.settings.key_space, "daily", self.day, snapshot, summary=summary
+            )
         except redis.RedisError as exc:
             raise self._redis_error(exc) from None
 
@@ -449,19 +457,31 @@ class _DayRun:
         *,
         items: pl.DataFrame,
         now: datetime,
-    ) -> tuple[Reconciliation, bool]:
-        retention = timedelta(days=self.settings.retention_days)
-        expire_at = int((max(plan.end, now) + retention).timestamp())
+    ) -> tuple[Reconciliation, bool, dict[int, tuple[int, int]]]:
+        """Swap in the daily keys, reconcile, and repair the live figures if asked to.
+
+        The live repair happens only once the stream job applied every partition's range
+        (:func:`storage.daily.repair_live`); otherwise the partitions behind are returned.
+        """
+        space = self.settings.key_space
+        expire_at = keys.expire_at(self.day, self.settings.zone, self.settings.retention_days, now)
+        behind: dict[int, tuple[int, int]] = {}
         try:
             day_keys.swap(expire_at)
-            set_missing_names(client, items.select("sku", "name").iter_rows())
-            reconciliation = reconcile(client, self.day, snapshot.items)
-            repaired = bool(self.repair_live and reconciliation.drifts)
-            if repaired:
-                replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
+            set_missing_names(client, space, items.select("sku", "name").iter_rows())
+            reconciliation = reconcile(client, space, self.day, snapshot.items)
+            if self.repair_live and reconciliation.drifts:
+                ends = {part.partition: part.end for part in plan.partitions if part.records}
+                behind = repair_live(
+                    client, space, self.day, snapshot, ends=ends, expire_at=expire_at
+                )
         except redis.RedisError as exc:
             raise self._redis_error(exc) from None
-        return reconciliation, repaired
+        return (
+            reconciliation,
+            bool(self.repair_live and reconciliation.drifts and not behind),
+            behind,
+        )
 
     def _manifest(
         self,

@@ -21,17 +21,21 @@ from tests.helpers import Figures, settings_env
 # (day, store or None, sku) -> (units, sold, returned, revenue, checkouts)
 
 
-def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:
-    """Every live figure of ``days`` as stored in Redis (missing hash fields count 0)."""
+def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figures:
+    """Every live figure of ``days`` in key space ``space`` (missing hash fields count 0)."""
     result: Figures = {}
     for day in days:
-        stores = sorted(m.decode() for m in client.smembers(keys.stores_key("live", day)))
+        stores = sorted(m.decode() for m in client.smembers(keys.stores_key(space, "live", day)))
         for store in [None, *stores]:
-            units = client.zrange(keys.day_key("live", day, "units", store), 0, -1, withscores=True)
+            units = client.zrange(
+                keys.day_key(space, "live", day, "units", store), 0, -1, withscores=True
+            )
             hashes = {
                 measure: {
                     k.decode(): int(v)
-                    for k, v in client.hgetall(keys.day_key("live", day, measure, store)).items()
+                    for k, v in client.hgetall(
+                        keys.day_key(space, "live", day, measure, store)
+                    ).items()
                 }
                 for measure in ("sold", "returned", "revenue", "checkouts")
             }
@@ -81,11 +85,16 @@ def caught_up(client: redis.Redis, settings: Settings) -> Callable[[], bool]:
     ends = end_offsets(settings)
 
     def check() -> bool:
-        raw = client.hgetall(keys.applied_offsets_key(settings.topic))
-        marks = {int(k): int(v) for k, v in raw.items()}
+        marks = watermarks(client, settings.key_space)
         return all(marks.get(p, -1) >= end - 1 for p, end in ends.items() if end > 0)
 
     return check
+
+
+def watermarks(client: redis.Redis, space: str) -> dict[int, int]:
+    """Partition -> live watermark in Redis (the hash's other fields left out)."""
+    raw = client.hgetall(keys.applied_offsets_key(space))
+    return {int(k): int(v) for k, v in raw.items() if k.isdigit()}
 
 
 def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
