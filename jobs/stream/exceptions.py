@@ -90,3 +90,7 @@ class EvictionPolicyError(StreamError):
             "double counts; run 'redis-cli CONFIG SET maxmemory-policy noeviction' and set "
             "'maxmemory-policy noeviction' in redis.conf"
         )
+
+
+class RebuildRefusedError(StreamError):
+    """``kassa stream rebuild`` cannot rebuild the live figures as asked (the message says why)."""
