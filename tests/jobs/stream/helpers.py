@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from common.schema import from_money_units
+from common.schema import Checkout, from_money_units
 from common.settings import Settings
+from producers.publish import publish
+from producers.synthetic import generate
 from storage import keys
 from tests.helpers import Figures, settings_env
 
@@ -106,3 +110,31 @@ def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+class Load:
+    """Synthetic checkouts published at ``rate`` from a thread until stopped; keeps them."""
+
+    def __init__(self, settings: Settings, seed: int, rate: float) -> None:
+        self.sent: list[Checkout] = []
+        self.stop = threading.Event()
+        self._settings = settings
+        self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=ZoneInfo("Europe/London")))
+        self._rate = rate
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _pulled(self) -> Iterator[Checkout]:
+        for checkout in self._source:
+            self.sent.append(checkout)
+            yield checkout
+
+    def _run(self) -> None:
+        self.report = publish(self._settings, self._pulled(), rate=self._rate, stop=self.stop)
+
+    def finish(self) -> list[Checkout]:
+        """Stop, wait for delivery, and return exactly the checkouts that were delivered."""
+        self.stop.set()
+        self._thread.join()
+        assert self.report.failed == 0, self.report.summary()
+        return self.sent[: self.report.sent]

@@ -6,10 +6,8 @@ import json
 import logging
 import random
 import signal
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +30,7 @@ from producers.synthetic import generate
 from storage import keys
 from tests.helpers import DATASET, free_port, settings_env, truth
 from tests.jobs.stream.helpers import (
+    Load,
     caught_up,
     days_of,
     live_figures,
@@ -225,34 +224,6 @@ def test_redis_behind_kafka_is_reported_loudly(
     assert sum(behind) >= 1
 
 
-class _Load:
-    """Synthetic checkouts published at ``rate`` from a thread until stopped; keeps them."""
-
-    def __init__(self, settings: Settings, seed: int, rate: float) -> None:
-        self.sent: list[Checkout] = []
-        self.stop = threading.Event()
-        self._settings = settings
-        self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=LONDON))
-        self._rate = rate
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _pulled(self) -> Iterator[Checkout]:
-        for checkout in self._source:
-            self.sent.append(checkout)
-            yield checkout
-
-    def _run(self) -> None:
-        self.report = publish(self._settings, self._pulled(), rate=self._rate, stop=self.stop)
-
-    def finish(self) -> list[Checkout]:
-        """Stop, wait for delivery, and return exactly the checkouts that were delivered."""
-        self.stop.set()
-        self._thread.join()
-        assert self.report.failed == 0, self.report.summary()
-        return self.sent[: self.report.sent]
-
-
 def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -263,7 +234,7 @@ def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
             "stream_session_timeout_ms": 6000,
         }
     )
-    load = _Load(settings, 23, rate=2000.0)
+    load = Load(settings, 23, rate=2000.0)
     rng = random.Random(4)
     log = tmp_path / "stream.log"
     applied = keys.applied_offsets_key(settings.key_space)
@@ -334,7 +305,7 @@ def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
     port = free_port()
     first = settings.model_copy(update={"metrics_port": port, "stream_commit_interval": 0.2})
     second = first.model_copy(update={"metrics_port": 0})
-    load = _Load(first, 31, rate=2000.0)
+    load = Load(first, 31, rate=2000.0)
     replica_a = start_stream(first, tmp_path / "a.log")
     try:
         wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "health")
