@@ -9,10 +9,20 @@ from decimal import Decimal
 import polars as pl
 import pytest
 import redis
+from redis.client import Pipeline
 
 from common.settings import Settings
 from storage import keys
-from storage.daily import DaySnapshot, item_figures, read_day, reconcile, replace_day, stage_day
+from storage.daily import (
+    DaySnapshot,
+    LiveCaughtUp,
+    item_figures,
+    read_day,
+    reconcile,
+    replace_day,
+    stage_day,
+)
+from storage.live import Expectation, Identity, LiveStore, PartitionDelta
 
 DAY = date(2026, 11, 20)
 SPACE = "pytest"
@@ -158,3 +168,36 @@ def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> Non
     assert item_figures(frame) == expected
     wider = frame.with_columns(pl.col("revenue").cast(pl.Decimal(38, 6)))
     assert item_figures(wider) == expected
+
+
+class _RacingGuard(LiveCaughtUp):
+    """Lets ``kassa stream rebuild`` land between its check and the swap's EXEC, once."""
+
+    def __init__(self, key: str, ends: dict[int, int], store: LiveStore, identity: Identity):
+        super().__init__(key, ends)
+        self._race: tuple[LiveStore, Identity] | None = (store, identity)
+
+    def allows(self, pipe: Pipeline) -> bool:
+        allowed = super().allows(pipe)
+        if self._race is not None:
+            store, identity = self._race
+            self._race = None
+            store.rebuild(identity, 0, {0: 0}, DAY)  # another client, between WATCH and EXEC
+        return allowed
+
+
+def test_a_rebuild_between_the_repair_check_and_its_swap_refuses_the_repair(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = LiveStore(redis_client, SPACE, settings.zone, settings.retention_days)
+    identity = Identity("topic-id", "cluster-id")
+    delta = PartitionDelta(0, 0, 9, items={(DAY, "s1"): {"a": [5, 5, 0, 100, 2, 0]}})
+    delta.stores[(DAY, "s1")] = [2, 2]
+    store.apply(delta, Expectation(identity, 0, -1))
+    daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
+    guard = _RacingGuard(keys.applied_offsets_key(SPACE), {0: 10}, store, identity)
+
+    staged = stage_day(redis_client, SPACE, "live", DAY, daily)
+    assert staged.swap(int(time.time()) + 3600, guard) is False
+    assert guard.behind == {0: (-1, 10)}  # the rebuild moved the watermark back
+    assert read_day(redis_client, SPACE, "live", DAY) == {}  # cleared for the recount, not repaired

@@ -166,3 +166,19 @@ def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
             _assert_redis_holds(redis_client, checkouts, settings)
         finally:
             redis_client.execute_command("CLIENT", "UNPAUSE")
+
+
+def test_a_partition_lost_mid_batch_and_reassigned_drops_its_stale_batch(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(12, datetime(2026, 11, 21, 9, tzinfo=UTC), 30))
+    store = LiveStore(redis_client, settings.key_space, settings.zone, settings.retention_days)
+    with _sink(settings, redis_client) as mine, _sink(settings, redis_client) as other:
+        _feed(mine, settings.topic, checkouts[:10])  # an open batch 0..9, not yet submitted
+        mine.on_revoke([0])  # the group takes partition 0 away (lost: no commit)
+        _feed(other, settings.topic, checkouts[:20])  # the new owner applies 0..19
+        other.flush()
+        mine.on_assign(store.state([0]), IDENTITY, {0: 20})  # back again, resuming at 20
+        _feed(mine, settings.topic, checkouts, first=20)
+        mine.flush()
+        _assert_redis_holds(redis_client, checkouts, settings)

@@ -210,20 +210,6 @@ def test_a_group_reset_to_the_beginning_changes_nothing(
     assert job.metrics.replayed._value.get() == 0
 
 
-def test_redis_behind_kafka_is_reported_loudly(
-    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
-) -> None:
-    _publish(settings, _valid(500, 5))
-    _run_once(settings)
-    redis_client.delete(keys.applied_offsets_key(settings.key_space))  # as if Redis lost data
-    job = build_stream_job(settings.model_copy(update={"metrics_port": 0}))
-    with caplog.at_level(logging.ERROR):
-        job.run(timeout=1.0)
-    assert "REDIS IS BEHIND KAFKA" in caplog.text
-    behind = [job.metrics.redis_behind.labels(str(p))._value.get() for p in range(3)]
-    assert sum(behind) >= 1
-
-
 def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
