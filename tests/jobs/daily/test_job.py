@@ -295,6 +295,9 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
         keys.day_key(settings.key_space, "live", day, "revenue"),
         mapping={"soap": 11000, "tea": 30000},
     )
+    # As if the stream job had applied the whole day (a repair waits for that).
+    applied = keys.applied_offsets_key(settings.key_space)
+    redis_client.hset(applied, mapping={str(p): 10**6 for p in range(settings.partitions)})
 
     drifting = run_day(settings, day).manifest["reconciliation"]
     assert drifting["drifted_items"] == 2
