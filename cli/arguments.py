@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from common.days import InvalidDay, parse_day
+from common.days import parse_day
+from common.errors import InvalidDay
 
 
 def day(text: str) -> date:

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args, settings)
     except KassaError as exc:
         print(f"kassa: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return status

@@ -13,15 +13,10 @@ from common.days import business_day, parse_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
 from storage import parquet
+from storage.connections import redis_failures
 from storage.rankings import RankedItem, read_ranking
 
 SOURCES = ("live", "daily")
-
-
-class RedisUnavailableError(KassaError):
-    """Redis could not be reached or answered with an error."""
-
-    exit_code = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,10 +53,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise KassaError(msg)
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        ranking = read_ranking(client, settings.key_space, args.source, day, args.n, args.store)
-    except redis.RedisError as exc:
-        msg = f"cannot read Redis at KASSA_REDIS_URL={settings.redis_url!r} ({exc}); is it up?"
-        raise RedisUnavailableError(msg) from None
+        with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
+            ranking = read_ranking(client, settings.key_space, args.source, day, args.n, args.store)
     finally:
         client.close()
     snapshot = parquet.table_path(settings.data_dir, "daily_item_sales", day)

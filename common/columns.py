@@ -22,12 +22,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
+from common.errors import InvalidCheckout
 from common.schema import (
+    CURRENCY_PATTERN,
     KINDS,
+    MAX_IDENTIFIER_LENGTH,
+    MAX_SKU_LENGTH,
     MONEY_DECIMALS,
+    PRICE_DIGITS,
     SCHEMA_VERSION,
     Checkout,
-    InvalidCheckout,
     Limits,
     decode_checkout,
 )
@@ -84,8 +88,7 @@ _TIMESTAMP: Final = (
     r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_PRICE: Final = r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"
-_CURRENCY: Final = r"^[A-Z]{3}$"
+_PRICE: Final = rf"^-?[0-9]{{1,{PRICE_DIGITS}}}(\.[0-9]{{1,{MONEY_DECIMALS}}})?$"
 _SMALLEST_BLOCK: Final = 16
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -210,14 +213,14 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
     # Lengths are limited in characters; counting bytes is cheaper and never lets through a
     # string that is too long (a longer one in bytes only is left to decode_checkout).
     identifiers = [
-        pl.col(name).str.len_bytes().is_between(1, 128)
+        pl.col(name).str.len_bytes().is_between(1, MAX_IDENTIFIER_LENGTH)
         for name in ("transaction_id", "store_id", "register_id")
     ]
     message_ok = pl.all_horizontal(
         *identifiers,
         pl.col("occurred_at").is_not_null(),
         pl.col("kind").is_in(list(KINDS)),
-        pl.col("currency").str.contains(_CURRENCY),
+        pl.col("currency").str.contains(CURRENCY_PATTERN),
         pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
@@ -237,7 +240,7 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
     quantity = pl.col("quantity")
     kind = pl.col("kind")
     line_ok = pl.all_horizontal(
-        pl.col("sku").str.len_bytes().is_between(1, 64),
+        pl.col("sku").str.len_bytes().is_between(1, MAX_SKU_LENGTH),
         quantity != 0,
         quantity.abs() <= limits.max_quantity,
         ~((kind == "sale") & (quantity < 0)),

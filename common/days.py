@@ -9,11 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from common.errors import KassaError
-
-
-class InvalidDay(KassaError):  # noqa: N818
-    """A day given by a user is not a ``YYYY-MM-DD`` date."""
+from common.errors import InvalidDay, InvalidDayRange
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -41,8 +37,13 @@ def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        msg = f"day {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-21"
-        raise InvalidDay(msg) from None
+        raise InvalidDay(text) from None
+
+
+def check_day_order(first: date, last: date) -> None:
+    """Refuse a range of days ``first`` to ``last`` that ends before it starts."""
+    if first > last:
+        raise InvalidDayRange(first, last)
 
 
 def yesterday(now: datetime, zone: ZoneInfo) -> date:

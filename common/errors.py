@@ -1,14 +1,117 @@
-"""The root of kassa's error hierarchy.
+"""The root of kassa's error hierarchy, and the errors every layer shares.
 
 Every error kassa raises on purpose derives from :class:`KassaError`; its message names the
-value that was wrong and what to do about it. Subpackages define their own subclasses in
-their ``exceptions.py``.
+value that was wrong and what to do about it. An error that has values to report takes them
+in ``__init__`` and builds its message itself, so the message is written once, not at each
+raise site. Subpackages define their own subclasses in their ``exceptions.py``.
+
+``exit_code`` is the status ``kassa`` exits with when the error ends a command.
 """
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from common.schema import Reason
 
 
 class KassaError(Exception):
     """Base class of every error kassa raises on purpose."""
 
+    exit_code: ClassVar[int] = 2
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickles the message as the argument of __init__, which subclasses
+        # that build their message from values cannot take; the stream job's writer
+        # processes send their errors to the consumer process pickled.
+        return _unpickle, (type(self), self.args), self.__dict__
+
+
+def _unpickle(cls: type[KassaError], args: tuple[Any, ...]) -> KassaError:
+    """A ``cls`` with ``args`` as they were, without calling ``cls.__init__`` again."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 class SettingsError(KassaError):
     """A ``KASSA_*`` environment variable has a value kassa cannot use."""
+
+
+class InvalidCheckout(KassaError):  # noqa: N818 - reads as "raise InvalidCheckout(...)"
+    """A message that is not a valid checkout; ``reason`` classifies it, the text explains."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class InvalidDay(KassaError):  # noqa: N818 - reads as "raise InvalidDay(...)"
+    """A day given by a user is not a ``YYYY-MM-DD`` date."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"day {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-21")
+        self.text = text
+
+
+class InvalidDayRange(KassaError):  # noqa: N818 - reads as "raise InvalidDayRange(...)"
+    """A range of days given by a user ends before it starts."""
+
+    def __init__(self, first: date, last: date) -> None:
+        super().__init__(f"--from {first} is after --to {last}; pass the days in order")
+        self.first = first
+        self.last = last
+
+
+class KafkaUnavailableError(KassaError):
+    """The Kafka cluster could not be reached."""
+
+    def __init__(self, bootstrap: str, cause: object) -> None:
+        super().__init__(
+            f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={bootstrap!r} ({cause}); "
+            "start it with 'kassa services up' or fix the address"
+        )
+        self.bootstrap = bootstrap
+        self.cause = str(cause)
+
+
+class TopicError(KassaError):
+    """A topic could not be created."""
+
+    def __init__(self, topic: str, cause: object) -> None:
+        super().__init__(f"cannot create topic {topic!r}: {cause}")
+        self.topic = topic
+        self.cause = str(cause)
+
+
+class RedisUnavailableError(KassaError):
+    """Redis could not be reached, read or written.
+
+    ``doing`` completes "cannot ... Redis", e.g. ``"read the ranking from"``; subclasses
+    replace :attr:`advice` with what the failure means for their job.
+    """
+
+    exit_code = 3
+    advice: ClassVar[str] = "start Redis or fix the URL"
+
+    def __init__(self, url: str, doing: str, cause: object) -> None:
+        super().__init__(
+            f"cannot {doing} Redis at KASSA_REDIS_URL={redacted(url)!r} ({cause}); {self.advice}"
+        )
+        self.url = url
+        self.doing = doing
+        self.cause = str(cause)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, fit for a message or a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

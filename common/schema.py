@@ -32,20 +32,28 @@ from typing import Annotated, Final, Generic, Literal, TypeVar
 
 import msgspec
 
-from common.errors import KassaError
+from common.errors import InvalidCheckout
 
 SCHEMA_VERSION: Final = 1
 MONEY_DECIMALS: Final = 4
+PRICE_DIGITS: Final = 12
+"""Digits before the decimal point a unit price may have: ``|price| < 10**PRICE_DIGITS``."""
+MAX_IDENTIFIER_LENGTH: Final = 128
+"""Characters of a transaction, store or register id (at least one)."""
+MAX_SKU_LENGTH: Final = 64
+"""Characters of a sku (at least one)."""
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
+"""An ISO 4217 code: three capital letters."""
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_DECIMALS)
 _EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-_MAX_PRICE: Final = Decimal(10**12)
+_MAX_PRICE: Final = Decimal(10**PRICE_DIGITS)
 
 Kind = Literal["sale", "return", "adjustment"]
 KINDS: Final[tuple[Kind, ...]] = ("sale", "return", "adjustment")
 
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SKU_LENGTH)]
+Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 LineT = TypeVar("LineT")
 
@@ -80,7 +88,7 @@ class WireLine(msgspec.Struct, frozen=True, gc=False):
     """A :class:`Line` as sent, its price kept as the text it was sent as.
 
     The hot paths look prices up by their text (hashing a string is several times cheaper
-    than building and hashing a Decimal). See :func:`decode_wire`.
+    than building and hashing a Decimal). See :class:`WireDecoder`.
     """
 
     sku: Sku
@@ -108,15 +116,6 @@ class Reason(enum.StrEnum):
     SIGN_MISMATCH = "sign_mismatch"
     PRICE_PRECISION = "price_precision"
     NEGATIVE_PRICE = "negative_price"
-
-
-class InvalidCheckout(KassaError):  # noqa: N818 - reads as "raise InvalidCheckout(...)"
-    """A message that is not a valid checkout; ``reason`` classifies it, the text explains."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,41 +156,58 @@ def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
 
 
 _wire_decoder = msgspec.json.Decoder(WireCheckout)
+_KNOWN_PRICES_LIMIT: Final = 100_000
 
 
-def decode_wire(data: bytes, limits: Limits = Limits()) -> WireCheckout:
+class WireDecoder:
     """:func:`decode_checkout` for the hot paths: prices stay text (:class:`WireLine`).
 
     It accepts and refuses exactly the messages :func:`decode_checkout` does, with the same
     reasons: it decides alone only the plain case (a sale or return whose every price text
-    was already found valid, quantities within the limits), and hands anything else to
-    :func:`decode_checkout`. An accepted price text ``t`` means ``Decimal(t)``.
+    this decoder already found valid, quantities within the limits), and hands anything else
+    to :func:`decode_checkout`. An accepted price text ``t`` means ``Decimal(t)``. The price
+    texts found valid (at most :data:`_KNOWN_PRICES_LIMIT`) are the decoder's own state:
+    make one per process or thread and keep it for its lifetime.
     """
-    if len(data) <= limits.max_message_bytes:
-        try:
-            checkout = _wire_decoder.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            pass
-        else:
-            if _plainly_valid(checkout, limits):
-                return checkout
-    return _to_wire(decode_checkout(data, limits))
+
+    __slots__ = ("_limits", "_prices")
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self._limits = limits
+        self._prices: set[str] = set()
+        """Non-negative unit prices already found valid, as ``str(price)``: what lets
+        :meth:`decode` accept a plain message without Decimal arithmetic."""
+
+    def decode(self, data: bytes) -> WireCheckout:
+        """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason."""
+        limits = self._limits
+        if len(data) <= limits.max_message_bytes:
+            try:
+                checkout = _wire_decoder.decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                pass
+            else:
+                if _plainly_valid(checkout, limits, self._prices):
+                    return checkout
+        full = decode_checkout(data, limits)
+        if full.kind != "adjustment":
+            self._learn(full)
+        return _to_wire(full)
+
+    def _learn(self, checkout: Checkout) -> None:
+        prices = self._prices
+        if len(prices) > _KNOWN_PRICES_LIMIT:
+            prices.clear()
+        prices.update(str(line.unit_price) for line in checkout.lines)
 
 
-_KNOWN_PRICES_LIMIT: Final = 100_000
-_valid_prices: set[str] = set()
-"""Non-negative unit prices already found valid, as ``str(price)``: what lets
-:func:`decode_wire` accept a plain message without Decimal arithmetic."""
-
-
-def _plainly_valid(checkout: WireCheckout, limits: Limits) -> bool:
+def _plainly_valid(checkout: WireCheckout, limits: Limits, prices: set[str]) -> bool:
     """True when ``checkout`` certainly passes :func:`validate_checkout` (a few operations
-    per line); False means "not sure", never "invalid"."""
+    per line), given ``prices`` known valid; False means "not sure", never "invalid"."""
     lines = checkout.lines
     if checkout.schema_version != SCHEMA_VERSION or not 0 < len(lines) <= limits.max_lines:
         return False
     most = limits.max_quantity
-    prices = _valid_prices
     kind = checkout.kind
     if kind == "sale":
         for line in lines:
@@ -225,14 +241,6 @@ def _to_wire(checkout: Checkout) -> WireCheckout:
 
 def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:
     """Check the rules a well-typed checkout must still follow (see the module docstring)."""
-    _validate_in_detail(checkout, limits)
-    if checkout.kind != "adjustment":
-        if len(_valid_prices) > _KNOWN_PRICES_LIMIT:
-            _valid_prices.clear()
-        _valid_prices.update(str(line.unit_price) for line in checkout.lines)
-
-
-def _validate_in_detail(checkout: Checkout, limits: Limits) -> None:
     if checkout.schema_version != SCHEMA_VERSION:
         detail = f"schema_version {checkout.schema_version}; this kassa reads {SCHEMA_VERSION}"
         raise InvalidCheckout(Reason.UNSUPPORTED_VERSION, detail)

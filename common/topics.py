@@ -7,14 +7,10 @@ import logging
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common.errors import KassaError
+from common.errors import KafkaUnavailableError, TopicError
 from common.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class TopicError(KassaError):
-    """A topic could not be created or has an unexpected shape."""
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -33,11 +29,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        msg = (
-            f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} ({exc}); "
-            "start it with 'kassa services up' or fix the address"
-        )
-        raise TopicError(msg) from None
+        raise KafkaUnavailableError(settings.kafka_bootstrap, exc) from None
     missing = [name for name in wanted if name not in existing]
     if missing:
         futures = admin.create_topics(
@@ -49,8 +41,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 future.result(timeout)
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    msg = f"cannot create topic {name!r}: {exc}"
-                    raise TopicError(msg) from None
+                    raise TopicError(name, exc) from None
             logger.info("created topic %s with %d partitions", name, settings.partitions)
     if settings.topic in existing:
         count = len(existing[settings.topic].partitions)

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from common.days import check_day_order
 from common.schema import MONEY_DECIMALS, Checkout, Kind, Line
 from producers.exceptions import DatasetError, DatasetNotFoundError
 
@@ -104,11 +105,11 @@ def checkouts(
 
     ``shift_to`` moves the day ``first`` (or the first day in the file) to ``shift_to`` and
     every other day by the same number of days, keeping the wall-clock times of day.
-    Raises :class:`DatasetNotFoundError` when ``dataset`` does not exist.
+    Raises :class:`DatasetNotFoundError` when ``dataset`` does not exist and
+    :class:`~common.errors.InvalidDayRange` when ``last`` comes before ``first``.
     """
-    if first is not None and last is not None and first > last:
-        msg = f"--from {first} is after --to {last}; pass days in order"
-        raise DatasetError(msg)
+    if first is not None and last is not None:
+        check_day_order(first, last)
     frame = read_dataset(dataset, first, last)
     shift = timedelta(0)
     if shift_to is not None and not frame.is_empty():

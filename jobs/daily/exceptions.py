@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from common.errors import KassaError
+from common.errors import KafkaUnavailableError, KassaError, RedisUnavailableError
 
 
 class DailyError(KassaError):
@@ -35,10 +35,24 @@ class ReadError(DailyError):
     exit_code = 4
 
 
-class RedisWriteError(DailyError):
+class KafkaReadError(KafkaUnavailableError, ReadError):
+    """Kafka could not be reached to plan the day (a :class:`ReadError`)."""
+
+    exit_code = 4
+
+
+class RedisWriteError(RedisUnavailableError, DailyError):
     """The day's Parquet files are written but Redis could not be updated."""
 
     exit_code = 5
+    advice = (
+        "the Parquet files are written but the day is not finished (no manifest): "
+        "start Redis and run the day again"
+    )
+
+    def __init__(self, url: str, day: date, cause: object) -> None:
+        super().__init__(url, f"write the rankings of {day} to", cause)
+        self.day = day
 
 
 class LiveRepairRefused(DailyError):  # noqa: N818 - reads as "raise LiveRepairRefused(...)"

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from common.columns import Decoded, decode_batch
+from common.days import check_day_order
 from common.schema import SCHEMA_VERSION, Limits, from_money_units
 from common.settings import Settings
 from jobs.daily.aggregate import SALES_LINES_SCHEMA, Deduplicator, Partials, in_day, sales_lines
@@ -152,9 +153,7 @@ def backfill(
 
     Stops at the first incomplete day (unless ``force``): later days cannot be complete.
     """
-    if first > last:
-        msg = f"--from {first} is after --to {last}; pass the days in order"
-        raise ValueError(msg)
+    check_day_order(first, last)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     results = []
     with progress_bar(progress) as bar:
@@ -422,12 +421,7 @@ class _DayRun:
         return sizes
 
     def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
-        msg = (
-            f"cannot write the rankings of {self.day} to Redis at KASSA_REDIS_URL="
-            f"{self.settings.redis_url!r} ({exc}); the Parquet files are written but the "
-            "day is not finished (no manifest): start Redis and run the day again"
-        )
-        return RedisWriteError(msg)
+        return RedisWriteError(self.settings.redis_url, self.day, exc)
 
     def _stage_redis(self, client: redis.Redis, plan: DayRange, snapshot: DaySnapshot) -> StagedDay:
         totals = snapshot.totals

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from common.days import day_bounds
 from common.settings import Settings
-from jobs.daily.exceptions import ReadError
+from jobs.daily.exceptions import KafkaReadError, ReadError
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +106,7 @@ def plan_day(consumer: Consumer, settings: Settings, day: date, timeout: float =
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
-        msg = (
-            f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} ({exc}); "
-            "start it with 'kassa services up' or fix the address"
-        )
-        raise ReadError(msg) from None
+        raise KafkaReadError(settings.kafka_bootstrap, exc) from None
     if metadata is None or metadata.error is not None or not metadata.partitions:
         msg = f"topic {topic!r} does not exist; create it with 'kassa topics create'"
         raise ReadError(msg)

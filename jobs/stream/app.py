@@ -12,7 +12,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 from quixstreams import Application
 
-from common.errors import KassaError
+from common.errors import KassaError, redacted
 from common.settings import Settings
 from common.topics import admin_client
 from jobs.stream.exceptions import (
@@ -20,15 +20,16 @@ from jobs.stream.exceptions import (
     IdentityMismatchError,
     RecordsLostError,
     RecoverableStreamError,
-    RedisUnavailableError,
     StreamError,
+    StreamRedisUnavailableError,
     WatermarksLostError,
 )
 from jobs.stream.identity import read_identity
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.metrics import MetricsServer, StreamMetrics
-from jobs.stream.sink import LiveSink
+from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
+from storage.connections import redis_failures
 from storage.live import LiveStore
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class StreamApplication(Application):
         *,
         topic: str,
         exactly_once: bool,
+        redis_url: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -68,6 +70,7 @@ class StreamApplication(Application):
         self._admin = admin
         self._sales_topic = topic
         self._exactly_once = exactly_once
+        self._redis_url = redis_url
         self.stopping = False
         """Set by SIGTERM/SIGINT: the job is to stop, not to be rebuilt."""
 
@@ -102,7 +105,9 @@ class StreamApplication(Application):
         """Check Redis's watermarks for ``mine`` and set each one's start offset in place."""
         partitions = [tp.partition for tp in mine]
         identity = read_identity(self._admin, self._sales_topic)
-        try:
+        with redis_failures(
+            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
+        ):
             state = self._store.state(partitions)
             if state.identity is not None and state.identity != identity:
                 raise IdentityMismatchError(self._store.space, state.identity, identity)
@@ -111,9 +116,6 @@ class StreamApplication(Application):
             if state.exists and state.identity is None:
                 logger.warning("recording %s in %s", identity, self._store.applied_key)
                 self._store.claim(identity)
-        except redis.RedisError as exc:
-            msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
-            raise RedisUnavailableError(msg) from exc
         committed = {
             tp.partition: tp.offset
             for tp in consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
@@ -127,36 +129,11 @@ class StreamApplication(Application):
             for tp in mine
         }
         starts = resume_offsets(self._sales_topic, state.watermarks, logs)
-        for partition, start in starts.items():
-            self._report(partition, state.watermarks[partition], committed[partition], start)
+        check_watermarks(committed, state.watermarks, self._metrics)
         if self._exactly_once:
             for tp in mine:
                 tp.offset = starts[tp.partition]
         self._live_sink.on_assign(state, identity, starts)
-
-    def _report(self, partition: int, watermark: int, committed: int, start: int) -> None:
-        behind = committed >= 0 and watermark < committed - 1
-        self._metrics.redis_behind.labels(str(partition)).set(1 if behind else 0)
-        if behind:
-            logger.error(
-                "REDIS IS BEHIND KAFKA on partition %d: Redis holds offsets up to %d but the "
-                "consumer group committed %d (Redis lost data: restored from an older copy, "
-                "restarted without its AOF?); recounting offsets %d..%d from Kafka",
-                partition,
-                watermark,
-                committed,
-                start,
-                committed - 1,
-            )
-        elif watermark >= committed >= 0:
-            logger.info(
-                "partition %d: Redis is ahead of the committed offset %d (watermark %d); "
-                "resuming at %d",
-                partition,
-                committed,
-                watermark,
-                start,
-            )
 
 
 def resume_offsets(
@@ -232,12 +209,9 @@ class StreamJob:
 
     def _check_redis(self) -> None:
         """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""
-        try:
+        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
             policy = self.store.eviction_policy()
-        except redis.RedisError as exc:
-            msg = f"cannot reach Redis ({exc}); start it or fix KASSA_REDIS_URL"
-            raise RedisUnavailableError(msg) from exc
         if policy != "noeviction":
             raise EvictionPolicyError(self.redis_url, policy)
 
@@ -260,10 +234,10 @@ def build_stream_job(
     """Wire the Quix application, the live Redis store and the dead-letter producer.
 
     ``on_message_processed(topic, partition, offset)`` is Quix's per-message callback
-    (benchmarks use it to time the run).
+    (benchmarks use it to time the run). The process's allocator is left as it is (see
+    :func:`run_stream`).
     """
     metrics = metrics or StreamMetrics()
-    keep_batch_memory()
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
     exactly_once = settings.stream_guarantee == "exactly-once"
@@ -281,6 +255,7 @@ def build_stream_job(
         admin_client(settings),
         topic=settings.topic,
         exactly_once=exactly_once,
+        redis_url=settings.redis_url,
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
@@ -309,7 +284,11 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
     A :class:`RecoverableStreamError` (e.g. Redis found behind the job) is logged as one ERROR
     line and the Quix application is rebuilt in this process: its new assignment resumes every
     partition from Redis's watermarks. After SIGTERM it is raised instead (exit status 3).
+
+    This is the job's process: it tunes the process's allocator for the job's batches
+    (:func:`~jobs.stream.malloc.keep_batch_memory`) before building the job.
     """
+    keep_batch_memory()
     metrics = StreamMetrics()
     server = None
     if settings.metrics_port:
@@ -320,7 +299,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
         settings.topic,
         settings.consumer_group,
         settings.stream_guarantee,
-        settings.redis_url,
+        redacted(settings.redis_url),
         settings.key_space,
     )
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import KassaError
+from common.errors import KassaError, RedisUnavailableError
 
 
 class StreamError(KassaError):
@@ -15,8 +15,13 @@ class DeadLetterError(StreamError):
     """Dead-lettered messages could not be delivered to the dead-letter topic."""
 
 
-class RedisUnavailableError(StreamError):
-    """Redis could not be read or written."""
+class StreamRedisUnavailableError(RedisUnavailableError, StreamError):
+    """Redis could not be reached, read or written by the stream job."""
+
+    exit_code = 3
+    advice = (
+        "start Redis or fix the URL, then restart kassa stream: it resumes from the last commit"
+    )
 
 
 class RecoverableStreamError(StreamError):

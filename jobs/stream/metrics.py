@@ -12,6 +12,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from jobs.stream.writer import BatchReport, RawBatch
+from storage.live import ApplyStatus
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,6 +81,40 @@ class StreamMetrics:
         )
         self.state = "starting"
         self.last_batch_at = 0.0
+
+    def record_batch(self, batch: RawBatch, report: BatchReport) -> None:
+        """Count what the writer did with ``batch``.
+
+        An applied batch counts its offsets, checkouts, lines, dead letters and Redis time; a
+        refused one sets the partition's applied offset to the watermark Redis holds and, when
+        another writer applied part of it, counts a conflict.
+        """
+        result = report.result
+        if result.status is not ApplyStatus.APPLIED:
+            self.applied_offset.labels(str(batch.partition)).set(result.watermark)
+            if result.status is ApplyStatus.CONFLICT:
+                self.conflicts.inc()
+            return
+        self.applied_offset.labels(str(batch.partition)).set(batch.last_offset)
+        offsets = batch.last_offset - batch.first_offset + 1
+        self.messages.inc(offsets)
+        self.batch_messages.observe(offsets)
+        self.batch_seconds.observe(report.seconds)
+        self.checkouts.inc(report.checkouts)
+        self.lines.inc(report.lines)
+        for reason, count in report.dead_letters.items():
+            self.dead_letters.labels(reason).inc(count)
+        self.last_batch_at = max(self.last_batch_at, report.finished_at)
+
+    def record_replayed(self, messages: int) -> None:
+        """Count ``messages`` skipped because Redis already held their offsets."""
+        self.replayed.inc(messages)
+        self.messages.inc(messages)
+
+    def record_watermark(self, partition: int, watermark: int, *, behind: bool) -> None:
+        """Publish a newly assigned partition's watermark and whether Redis is behind Kafka."""
+        self.applied_offset.labels(str(partition)).set(watermark)
+        self.redis_behind.labels(str(partition)).set(1 if behind else 0)
 
     def on_kafka_stats(self, stats_json: str) -> None:
         """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""

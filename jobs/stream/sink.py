@@ -10,13 +10,11 @@ from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import redis
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
 from jobs.stream.exceptions import (
     IdentityMismatchError,
     RedisBehindError,
-    RedisUnavailableError,
     StreamError,
 )
 from jobs.stream.metrics import StreamMetrics
@@ -104,8 +102,6 @@ class LiveSink(BaseSink):
             self._identity = identity
             self._epoch = state.epoch
             self._floor = state.floor
-        for partition, watermark in state.watermarks.items():
-            self._metrics.applied_offset.labels(str(partition)).set(watermark)
         logger.info(
             "assigned partitions %s, watermarks %s, resuming at %s",
             sorted(starts),
@@ -224,14 +220,13 @@ class LiveSink(BaseSink):
             msg = "the stream job's batch timer failed (see the log above); restart kassa stream"
             raise StreamError(msg) from self._timer_failure
         if self._skipped:
-            self._metrics.replayed.inc(self._skipped)
-            self._metrics.messages.inc(self._skipped)
+            self._metrics.record_replayed(self._skipped)
             self._skipped = 0
         conflict = False
         behind: dict[int, tuple[int, int]] = {}
         refused: set[int] = set()
         for batch, future in pending:
-            report = self._report(batch, future)
+            report = self._report(future)
             partition = batch.partition
             result = report.result
             if result.status is ApplyStatus.APPLIED:
@@ -249,10 +244,9 @@ class LiveSink(BaseSink):
             refused.add(partition)
             with self._lock:
                 self._watermarks[partition] = result.watermark
-            self._metrics.applied_offset.labels(str(partition)).set(result.watermark)
+            self._metrics.record_batch(batch, report)
             if result.status is not ApplyStatus.DUPLICATE:
                 conflict = True
-                self._metrics.conflicts.inc()
                 logger.warning(
                     "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
                     "another replica; rewinding to the last commit",
@@ -276,16 +270,9 @@ class LiveSink(BaseSink):
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
 
-    def _report(self, batch: RawBatch, future: Future[BatchReport]) -> BatchReport:
+    def _report(self, future: Future[BatchReport]) -> BatchReport:
         try:
-            return future.result()
-        except redis.RedisError as exc:
-            msg = (
-                f"cannot write partition {batch.partition}'s batch to Redis ({exc}); "
-                "check that the server of KASSA_REDIS_URL is up. Restarting kassa stream "
-                "is safe: it resumes from the last commit"
-            )
-            raise RedisUnavailableError(msg) from exc
+            return future.result()  # the writer raises StreamRedisUnavailableError when Redis fails
         except BrokenProcessPool as exc:
             msg = (
                 "the stream job's writer process died (killed, or out of memory?); "
@@ -300,36 +287,8 @@ class LiveSink(BaseSink):
         report = future.result()
         if report.result.status is not ApplyStatus.APPLIED:
             return  # flush reports it
-        metrics = self._metrics
-        metrics.applied_offset.labels(str(batch.partition)).set(batch.last_offset)
-        offsets = batch.last_offset - batch.first_offset + 1
-        metrics.messages.inc(offsets)
-        metrics.batch_messages.observe(offsets)
-        metrics.batch_seconds.observe(report.seconds)
-        metrics.checkouts.inc(report.checkouts)
-        metrics.lines.inc(report.lines)
-        for reason, count in report.dead_letters.items():
-            metrics.dead_letters.labels(reason).inc(count)
-        for refusal in report.refusals:
-            logger.warning(
-                "dead-lettered %s[%d]@%d: %s: %s",
-                batch.topic,
-                batch.partition,
-                refusal.offset,
-                refusal.reason,
-                refusal.detail,
-            )
-        unreported = sum(report.dead_letters.values()) - len(report.refusals)
-        if unreported:
-            logger.warning(
-                "dead-lettered %d more message(s) of %s[%d]@%d..%d",
-                unreported,
-                batch.topic,
-                batch.partition,
-                batch.first_offset,
-                batch.last_offset,
-            )
-        metrics.last_batch_at = max(metrics.last_batch_at, report.finished_at)
+        self._metrics.record_batch(batch, report)
+        _log_dead_letters(batch, report)
 
     def close(self) -> None:
         """Stop the timer and the writer (after the application stopped)."""
@@ -342,3 +301,61 @@ class LiveSink(BaseSink):
         with self._lock:
             self._batches.clear()
             self._skipped = 0
+
+
+def check_watermarks(
+    committed: dict[int, int], watermarks: dict[int, int], metrics: StreamMetrics
+) -> None:
+    """Compare the watermarks Redis holds with the offsets the consumer group committed.
+
+    A watermark below ``committed - 1`` means Redis lost writes that Kafka considers done
+    (the job recounts them from the watermark on): logged as an error and shown by
+    ``kassa_stream_redis_behind``. A watermark at or past the committed offset is normal after
+    a crash between the Redis write and the commit.
+    """
+    for partition, watermark in watermarks.items():
+        offset = committed[partition]
+        behind = offset >= 0 and watermark < offset - 1
+        metrics.record_watermark(partition, watermark, behind=behind)
+        if behind:
+            logger.error(
+                "REDIS IS BEHIND KAFKA on partition %d: Redis holds offsets up to %d but "
+                "the consumer group committed %d (Redis lost data: restored from an older "
+                "copy, restarted without its AOF?); recounting offsets %d..%d from Kafka",
+                partition,
+                watermark,
+                offset,
+                watermark + 1,
+                offset - 1,
+            )
+        elif watermark >= offset >= 0:
+            logger.info(
+                "partition %d: Redis is ahead of the committed offset %d (watermark %d); "
+                "resuming after the watermark",
+                partition,
+                offset,
+                watermark,
+            )
+
+
+def _log_dead_letters(batch: RawBatch, report: BatchReport) -> None:
+    """One warning per refused message the report describes, one for the rest."""
+    for refusal in report.refusals:
+        logger.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            batch.topic,
+            batch.partition,
+            refusal.offset,
+            refusal.reason,
+            refusal.detail,
+        )
+    unreported = sum(report.dead_letters.values()) - len(report.refusals)
+    if unreported:
+        logger.warning(
+            "dead-lettered %d more message(s) of %s[%d]@%d..%d",
+            unreported,
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+        )

@@ -5,11 +5,12 @@ costs about as much CPU as Quix itself. So :class:`~jobs.stream.sink.LiveSink` o
 the raw records of each partition batch and hands the batch to :class:`BatchWriter`, whose
 child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the same one):
 
-1. decode every value with :func:`common.schema.decode_wire`, fold the checkouts into a
+1. decode every value with a :class:`common.schema.WireDecoder`, fold the checkouts into a
    :class:`~storage.live.PartitionDelta` and dead-letter what they refuse (delivered before
    anything is written);
 2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
-   partition's watermark) and send back a small :class:`BatchReport`.
+   partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
+   a :class:`~jobs.stream.exceptions.StreamRedisUnavailableError`, pickled like the report).
 
 Quix and the writers thus work at the same time on all cores, and the consumer process does
 nothing per batch but hand it over and read the report. A partition's batches are applied
@@ -33,11 +34,14 @@ from typing import Final
 
 import redis
 
-from common.schema import InvalidCheckout, Reason, decode_wire
+from common.errors import InvalidCheckout
+from common.schema import Reason, WireDecoder
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator, DayCutter
 from jobs.stream.dead_letters import DeadLetters
+from jobs.stream.exceptions import StreamRedisUnavailableError
 from jobs.stream.malloc import keep_batch_memory
+from storage.connections import redis_failures
 from storage.live import ApplyResult, Expectation, LiveStore, PartitionDelta
 
 MAX_REFUSALS_REPORTED: Final = 100
@@ -100,12 +104,13 @@ class _Writer:
 
     def __init__(self, settings: Settings) -> None:
         self._store = _live_store(settings)  # connects at the first batch
+        self._redis_url = settings.redis_url
         self._aggregator = Aggregator(settings.zone)
         self._days = DayCutter(settings.zone)
         self._bootstrap = settings.kafka_bootstrap
         self._dead_letter_topic = settings.dead_letter_topic
         self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
-        self._limits = settings.limits
+        self._decoder = WireDecoder(settings.limits)
 
     def write(
         self, batch: RawBatch, expected: Expectation, floor: tuple[date, int] | None
@@ -113,13 +118,13 @@ class _Writer:
         delta = PartitionDelta(batch.partition, batch.first_offset, batch.last_offset)
         refusals: list[Refusal] = []
         aggregate = self._aggregator.add
-        limits = self._limits
+        decode = self._decoder.decode
         # Below a rebuild's replay floor, records of the days it kept were counted already.
         floor_day, floor_offset = floor if floor is not None else (date.min, -1)
         for index, value in enumerate(batch.values):
             replayed = batch.offsets[index] <= floor_offset
             try:
-                checkout = decode_wire(value if value is not None else b"", limits)
+                checkout = decode(value if value is not None else b"")
             except InvalidCheckout as exc:
                 if not replayed:
                     self._refuse(batch, index, delta, refusals, exc)
@@ -135,7 +140,9 @@ class _Writer:
         if self._dead_letters is not None:
             self._dead_letters.flush()  # before the watermark covers them
         started = time.perf_counter()
-        result = self._store.apply(delta, expected)
+        doing = f"write partition {batch.partition}'s batch to"
+        with redis_failures(self._redis_url, doing, StreamRedisUnavailableError):
+            result = self._store.apply(delta, expected)
         seconds = time.perf_counter() - started
         return BatchReport(
             result,

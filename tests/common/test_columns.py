@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.columns import decode_batch
+from common.errors import InvalidCheckout
 from common.schema import (
     Checkout,
-    InvalidCheckout,
     Limits,
     Line,
     decode_checkout,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.days import InvalidDay, business_day, business_day_of_ms, day_bounds, parse_day
+from common.days import business_day, business_day_of_ms, day_bounds, parse_day
+from common.errors import InvalidDay
 
 LONDON = ZoneInfo("Europe/London")
 ZONES = st.sampled_from(

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.errors import InvalidCheckout
 from common.schema import (
     KINDS,
     MONEY_DECIMALS,
     SCHEMA_VERSION,
     Checkout,
-    InvalidCheckout,
     Limits,
     Line,
     Reason,

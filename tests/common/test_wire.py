@@ -1,26 +1,27 @@
-"""``decode_wire`` (the stream job's decoder) agrees with ``decode_checkout`` on every message."""
+"""``WireDecoder`` (the stream job's decoder) agrees with ``decode_checkout`` on every message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.errors import InvalidCheckout
 from common.schema import (
     Checkout,
-    InvalidCheckout,
     WireCheckout,
+    WireDecoder,
     decode_checkout,
-    decode_wire,
     encode_checkout,
 )
 from tests.common.test_columns import LIMITS, MUTATIONS, _mutate, checkouts
 
 
-def _outcome(decode: object, value: bytes) -> object:
+def _outcome(decode: Callable[[bytes], object], value: bytes) -> object:
     try:
-        decoded = decode(value, LIMITS)  # type: ignore[operator]
+        decoded = decode(value)
     except InvalidCheckout as exc:
         return exc.reason
     return decoded
@@ -53,13 +54,15 @@ def _fields(item: WireCheckout | Checkout) -> tuple[object, ...]:
         max_size=10,
     )
 )
-def test_decode_wire_accepts_and_refuses_what_decode_checkout_does(
+def test_the_wire_decoder_accepts_and_refuses_what_decode_checkout_does(
     cases: list[tuple[Checkout, int | None, int]],
 ) -> None:
     # In sequence, twice: the second pass meets prices the first one found valid.
     values = [_mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
+    decoder = WireDecoder(LIMITS)
     for value in values * 2:
-        wire, full = _outcome(decode_wire, value), _outcome(decode_checkout, value)
+        wire = _outcome(decoder.decode, value)
+        full = _outcome(lambda data: decode_checkout(data, LIMITS), value)
         if isinstance(full, Checkout):
             assert isinstance(wire, WireCheckout), (value, wire)
             expected = tuple(
@@ -76,8 +79,9 @@ def test_a_known_price_is_read_from_its_text() -> None:
         b'"occurred_at":"2026-11-20T10:00:00Z","kind":"sale","currency":"EUR",'
         b'"lines":[{"sku":"a","quantity":2,"unit_price":"1.2500"}]}'
     )
-    decode_checkout(value, LIMITS)  # now known valid
+    decoder = WireDecoder(LIMITS)
+    decoder.decode(value)  # decided by decode_checkout: the price is now known valid
 
-    wire = decode_wire(value, LIMITS)
+    wire = decoder.decode(value)
 
     assert wire.lines[0].unit_price == "1.2500"

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
+from common.errors import InvalidDayRange
 from common.schema import decode_checkout, encode_checkout, record_timestamp_ms
 from common.settings import Settings
-from producers.exceptions import DatasetError, DatasetNotFoundError
+from producers.exceptions import DatasetNotFoundError
 from producers.replay import ReplayTotals, checkouts, price_of, store_id_of
 from tests.helpers import DATASET, settings_env
 from tests.producers.records import read_all
@@ -128,7 +129,7 @@ def test_a_missing_dataset_names_the_path_and_the_option(tmp_path: Path) -> None
 
     with pytest.raises(DatasetNotFoundError, match=r"nowhere\.parquet.*--dataset"):
         checkouts(missing)
-    with pytest.raises(DatasetError, match="after --to"):
+    with pytest.raises(InvalidDayRange, match="after --to"):
         checkouts(DATASET, date(2011, 3, 2), date(2011, 3, 1))
 
 

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import redis
 
-from common.schema import Checkout, Line, decode_wire, encode_checkout
+from common.schema import Checkout, Line, WireDecoder, encode_checkout
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from storage import keys
@@ -44,7 +44,7 @@ def _delta(first: int, last: int, baskets: list[Checkout] = BASKETS) -> Partitio
     delta = PartitionDelta(0, first_offset=first, last_offset=last)
     aggregator = Aggregator(UTC)  # type: ignore[arg-type]
     for checkout in baskets:
-        aggregator.add(delta, decode_wire(encode_checkout(checkout)))
+        aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
     return delta
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.schema import Checkout, Line, decode_wire, encode_checkout, from_money_units
+from common.schema import Checkout, Line, WireDecoder, encode_checkout, from_money_units
 from jobs.stream.aggregate import Aggregator, DayCutter
 from storage.live import PartitionDelta
 from tests.helpers import truth
@@ -58,7 +58,7 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
     delta = PartitionDelta(0)
     aggregator = Aggregator(LONDON)
     for checkout in batch:
-        aggregator.add(delta, decode_wire(encode_checkout(checkout)))
+        aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
     folded = {
         (day, store, sku): (f[0], f[1], f[2], from_money_units(f[3]), f[4])
         for (day, store), items in delta.items.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from quixstreams.sinks import SinkBackpressureError
 from common.schema import Checkout, encode_checkout
 from common.settings import Settings
 from jobs.stream.metrics import StreamMetrics
-from jobs.stream.sink import LiveSink
+from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
 from producers.synthetic import generate
 from storage import keys
@@ -182,3 +183,28 @@ def test_a_partition_lost_mid_batch_and_reassigned_drops_its_stale_batch(
         _feed(mine, settings.topic, checkouts, first=20)
         mine.flush()
         _assert_redis_holds(redis_client, checkouts, settings)
+
+
+def test_an_assignment_with_redis_behind_kafka_is_reported_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = StreamMetrics()
+    committed = {0: 100, 1: 50, 2: -1001}
+    with caplog.at_level(logging.INFO):
+        check_watermarks(committed, {0: 42, 1: 60, 2: -1}, metrics)
+
+    assert "REDIS IS BEHIND KAFKA on partition 0" in caplog.text
+    assert "recounting offsets 43..99 from Kafka" in caplog.text
+    assert "partition 1: Redis is ahead of the committed offset 50" in caplog.text
+    assert "partition 2" not in caplog.text
+    gauges = {
+        name: [
+            metrics.registry.get_sample_value(name, {"partition": str(partition)})
+            for partition in range(3)
+        ]
+        for name in ("kassa_stream_redis_behind", "kassa_stream_applied_offset")
+    }
+    assert gauges == {
+        "kassa_stream_redis_behind": [1, 0, 0],
+        "kassa_stream_applied_offset": [42, 60, -1],
+    }

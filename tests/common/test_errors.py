@@ -1,0 +1,77 @@
+"""kassa's errors build their messages from values, keep their exit codes and survive pickling."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date
+
+import pytest
+
+from common.days import check_day_order
+from common.errors import (
+    InvalidCheckout,
+    InvalidDay,
+    InvalidDayRange,
+    KafkaUnavailableError,
+    KassaError,
+    RedisUnavailableError,
+    TopicError,
+)
+from common.schema import Reason
+
+ERRORS = [
+    (
+        RedisUnavailableError("redis://127.0.0.1:6379/3", "read the live ranking from", "refused"),
+        "cannot read the live ranking from Redis at KASSA_REDIS_URL='redis://127.0.0.1:6379/3' "
+        "(refused); start Redis or fix the URL",
+        3,
+    ),
+    (
+        KafkaUnavailableError("127.0.0.1:9092", "timed out"),
+        "cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP='127.0.0.1:9092' (timed out); "
+        "start it with 'kassa services up' or fix the address",
+        2,
+    ),
+    (TopicError("sales", "POLICY_VIOLATION"), "cannot create topic 'sales': POLICY_VIOLATION", 2),
+    (
+        InvalidDay("21/11/2026"),
+        "day '21/11/2026' is not a date; write it as YYYY-MM-DD, e.g. 2026-11-21",
+        2,
+    ),
+    (
+        InvalidDayRange(date(2026, 11, 20), date(2026, 11, 19)),
+        "--from 2026-11-20 is after --to 2026-11-19; pass the days in order",
+        2,
+    ),
+    (
+        InvalidCheckout(Reason.NO_LINES, "a checkout needs at least one line"),
+        "no_lines: a checkout needs at least one line",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "message", "exit_code"), ERRORS)
+def test_an_error_builds_its_message_and_survives_pickling(
+    error: KassaError, message: str, exit_code: int
+) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert str(error) == str(copy) == message
+    assert type(copy) is type(error)
+    assert copy.exit_code == error.exit_code == exit_code
+    assert vars(copy) == vars(error)
+
+
+def test_a_redis_password_stays_out_of_the_message() -> None:
+    error = RedisUnavailableError("redis://kassa:s3cret@cache:6380/1", "reach", "refused")
+
+    assert "s3cret" not in str(error)
+    assert "'redis://kassa:***@cache:6380/1'" in str(error)
+    assert error.url == "redis://kassa:s3cret@cache:6380/1"
+
+
+def test_a_range_of_days_must_not_end_before_it_starts() -> None:
+    check_day_order(date(2026, 11, 19), date(2026, 11, 19))
+    with pytest.raises(InvalidDayRange, match="--from 2026-11-20 is after --to 2026-11-19"):
+        check_day_order(date(2026, 11, 20), date(2026, 11, 19))
