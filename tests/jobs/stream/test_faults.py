@@ -382,7 +382,7 @@ def test_a_replica_stopped_past_its_session_timeout_and_resumed_keeps_counts_exa
         wait_until(caught_up(redis_client, settings), 120, "both replicas to catch up")
         time.sleep(2)
         _assert_exact(redis_client, settings, checkouts)
-        assert (tmp_path / "a.log").read_text().count("assigned partitions") >= 3  # came back
+        assert (tmp_path / "a.log").read_text().count("assigned partitions") >= 2  # came back
     finally:
         for child in (first, second):
             child.send_signal(signal.SIGTERM)
