@@ -7,28 +7,7 @@ each other's figures. Within a key space, per-day figures live in a *namespace*:
 ``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); an optional store scope
 inserts ``:store:<store_id>`` after the day:
 
-===================================  ======  ===============================================
-key                                  type    meaning
-===================================  ======  ===============================================
-kassa:{sp}:{ns}:{D}:units            zset    sku -> net units; ``ZREVRANGE .. WITHSCORES``
-                                             = top-N
-kassa:{sp}:{ns}:{D}:sold             hash    sku -> units sold (quantities of sales)
-kassa:{sp}:{ns}:{D}:returned         hash    sku -> units returned (negated quantities of
-                                             returns)
-kassa:{sp}:{ns}:{D}:revenue          hash    sku -> revenue, integer 1/10,000 currency units
-kassa:{sp}:{ns}:{D}:checkouts        hash    sku -> number of checkouts with the sku
-kassa:{sp}:{ns}:{D}:totals           hash    units, units_sold, units_returned, revenue,
-                                             checkouts, lines for the whole day (or store)
-kassa:{sp}:{ns}:{D}:stores           set     store ids seen that day
-kassa:{sp}:names                     hash    sku -> latest display name
-kassa:{sp}:daily:{D}:manifest        hash    the daily job's manifest summary of day D
-kassa:{sp}:live:applied              hash    partition -> last Kafka offset applied to Redis,
-                                             plus the fields of :data:`IDENTITY_FIELDS`
-                                             and the replay floor (:func:`floor_field`)
-kassa:{sp}:live:dead_letters         hash    reason -> messages sent to the dead-letter topic
-kassa:tmp:{token}:{key}              any     a key being built, renamed over {key} when done
-===================================  ======  ===============================================
-
+===================================  ======  ========================================
 Per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their
 last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one.
 """
@@ -60,6 +39,11 @@ FLOOR_DAY_FIELD: Final = "floor_day"
 IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
 """Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
 watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
+
+RankedBy = Literal["units", "revenue"]
+RANKED_BY: Final[tuple[RankedBy, ...]] = ("units", "revenue")
+COMBINED_RANKING_TTL_SECONDS: Final = 10
+DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
 def namespace_prefix(space: str, namespace: Namespace) -> str:
@@ -128,3 +112,22 @@ def expire_at(day: date, zone: ZoneInfo, retention_days: int, now: datetime) -> 
     """
     end = day_bounds(day, zone)[1]
     return int((max(end, now) + timedelta(days=retention_days)).timestamp())
+
+
+def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's coordinates
+    space: str,
+    namespace: Namespace,
+    first: date,
+    last: date,
+    by: RankedBy,
+    store_id: str | None = None,
+) -> str:
+    """The short-lived sorted set of ``by`` summed over the days ``first..last`` (inclusive).
+
+    Built and read by one server-side script (:mod:`storage.rankings`); it expires after
+    :data:`COMBINED_RANKING_TTL_SECONDS`.
+    """
+    scope = f"{PREFIX}:tmp:ranking:{space}:{namespace}:{first.isoformat()}..{last.isoformat()}"
+    if store_id is not None:
+        scope = f"{scope}:store:{store_id}"
+    return f"{scope}:{by}"
