@@ -239,7 +239,7 @@ class LiveSink(BaseSink):
                 # The first refusal of the partition: Redis lost writes (or was rebuilt).
                 # After a refused batch, the later ones expect more than Redis holds anyway.
                 behind.setdefault(partition, (result.watermark, batch.first_offset - 1))
-                self._metrics.redis_behind.labels(str(partition)).set(1)
+                self._metrics.record_redis_behind(partition)
                 continue
             refused.add(partition)
             with self._lock:
