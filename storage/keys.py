@@ -8,8 +8,9 @@ each other's figures. Within a key space, per-day figures live in a *namespace*:
 inserts ``:store:<store_id>`` after the day:
 
 ===================================  ======  ========================================
-Per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their
-last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one.
+The five per-item keys are named by their figure (:data:`storage.figures.NAMES`). Per-day
+keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their last write
+(:func:`expire_at`), so a replayed old day lives as long as a fresh one.
 """
 
 from __future__ import annotations
@@ -19,18 +20,12 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from common.days import day_bounds
+from storage import figures
 
 PREFIX: Final = "kassa"
 Namespace = Literal["live", "daily"]
-Measure = Literal["units", "sold", "returned", "revenue", "checkouts", "totals"]
-MEASURES: Final[tuple[Measure, ...]] = (
-    "units",
-    "sold",
-    "returned",
-    "revenue",
-    "checkouts",
-    "totals",
-)
+Measure = figures.Name | Literal["totals"]
+MEASURES: Final[tuple[Measure, ...]] = (*figures.NAMES, "totals")
 
 TOPIC_ID_FIELD: Final = "topic_id"
 CLUSTER_ID_FIELD: Final = "cluster_id"
@@ -104,14 +99,17 @@ def temporary_key(key: str, token: str) -> str:
     return f"{PREFIX}:tmp:{token}:{key}"
 
 
-def expire_at(day: date, zone: ZoneInfo, retention_days: int, now: datetime) -> int:
-    """When a per-day key written at ``now`` expires (epoch seconds), live and daily alike.
+def expire_at(
+    day: date, zone: ZoneInfo, retention_days: int, written_at: datetime | None = None
+) -> int:
+    """When the per-day keys of ``day`` expire, in epoch seconds, live and daily alike.
 
-    ``KASSA_RETENTION_DAYS`` after the later of the day's end and ``now``: a day replayed long
-    after it ended lives as long as one written on the day.
+    ``retention_days`` after the end of the day in ``zone``, or after ``written_at`` if that
+    is later (keys written long after their day still live ``retention_days``).
     """
     end = day_bounds(day, zone)[1]
-    return int((max(end, now) + timedelta(days=retention_days)).timestamp())
+    start = end if written_at is None else max(end, written_at)
+    return int((start + timedelta(days=retention_days)).timestamp())
 
 
 def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's coordinates

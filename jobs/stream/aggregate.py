@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from common.days import business_day, day_bounds
 from common.schema import WireCheckout, WireLine, to_money_units
+from storage.figures import (
+    CHECKOUT_COUNT,
+    CHECKOUTS,
+    LINE_COUNT,
+    RETURNED,
+    REVENUE,
+    SOLD,
+    UNITS,
+    WIDTH,
+)
 from storage.live import PartitionDelta
+
+STAMP: Final = WIDTH
+"""The slot after an item's figures: the number, in its scope, of the last checkout that
+counted the item (so a checkout with several lines of an item counts it once)."""
 
 
 class DayCutter:
@@ -44,31 +59,40 @@ class Aggregator:
         items = delta.items.get(scope)
         if items is None:
             items = delta.items[scope] = {}
-        lines = checkout.lines
         counts = delta.stores.get(scope)
         if counts is None:
             counts = delta.stores[scope] = [0, 0]
-        stamp = counts[0]  # this checkout's number in its scope: counts each sku once
-        counts[0] = stamp + 1
-        counts[1] += len(lines)
         if checkout.kind == "sale":
-            self._add_sale(items, delta.names, lines, stamp)
+            self._add_sale(items, delta.names, checkout.lines, counts)
         else:
-            self._add_other(items, delta.names, lines, stamp, returned=checkout.kind == "return")
+            self._add_other(
+                items, delta.names, checkout.lines, counts, is_return=checkout.kind == "return"
+            )
         if len(self._prices) > 100_000:
             self._prices.clear()
 
-    # Literal indexes: UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, then the last stamp (module
-    # globals would cost ~1 us per checkout here). Sales, nearly all checkouts, get their own
-    # loop so the kind is not tested per line.
+    # Each loop counts its checkout in the scope (the count before it is its STAMP), then
+    # folds its lines. The slots are default arguments: local names bound once, not per call
+    # or per line (positional: keyword-only defaults would make every call slower). Sales,
+    # nearly all checkouts, get their own loop so the kind is not tested per line.
 
-    def _add_sale(
+    def _add_sale(  # noqa: PLR0917 - the slots are defaults (see above)
         self,
         items: dict[str, list[int]],
         names: dict[str, str],
         lines: tuple[WireLine, ...],
-        stamp: int,
+        counts: list[int],
+        units: int = UNITS,
+        sold: int = SOLD,
+        revenue: int = REVENUE,
+        checkouts: int = CHECKOUTS,
+        last: int = STAMP,
+        counted: int = CHECKOUT_COUNT,
+        counted_lines: int = LINE_COUNT,
     ) -> None:
+        stamp = counts[counted]
+        counts[counted] = stamp + 1
+        counts[counted_lines] += len(lines)
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -79,26 +103,35 @@ class Aggregator:
                 price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
+                # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, STAMP (tests pin the layout)
                 items[sku] = [quantity, quantity, 0, quantity * price, 1, stamp]
                 if line.name is not None:
                     names[sku] = line.name
                 continue
-            figures[0] += quantity
-            figures[1] += quantity
-            figures[3] += quantity * price
-            if figures[5] != stamp:
-                figures[5] = stamp
-                figures[4] += 1
+            figures[units] += quantity
+            figures[sold] += quantity
+            figures[revenue] += quantity * price
+            if figures[last] != stamp:
+                figures[last] = stamp
+                figures[checkouts] += 1
 
     def _add_other(
         self,
         items: dict[str, list[int]],
         names: dict[str, str],
         lines: tuple[WireLine, ...],
-        stamp: int,
+        counts: list[int],
         *,
-        returned: bool,
+        is_return: bool,
+        units: int = UNITS,
+        returned: int = RETURNED,
+        revenue: int = REVENUE,
+        checkouts: int = CHECKOUTS,
+        last: int = STAMP,
     ) -> None:
+        stamp = counts[CHECKOUT_COUNT]
+        counts[CHECKOUT_COUNT] = stamp + 1
+        counts[LINE_COUNT] += len(lines)
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -109,13 +142,14 @@ class Aggregator:
                 price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
-                figures = items[sku] = [0, 0, 0, 0, 0, -1]
+                figures = items[sku] = [0] * (WIDTH + 1)
+                figures[last] = -1
                 if line.name is not None:
                     names[sku] = line.name
-            figures[0] += quantity
-            if returned:
-                figures[2] -= quantity
-            figures[3] += quantity * price
-            if figures[5] != stamp:
-                figures[5] = stamp
-                figures[4] += 1
+            figures[units] += quantity
+            if is_return:
+                figures[returned] -= quantity
+            figures[revenue] += quantity * price
+            if figures[last] != stamp:
+                figures[last] = stamp
+                figures[checkouts] += 1

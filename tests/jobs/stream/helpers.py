@@ -20,9 +20,8 @@ from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
+from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
 from tests.helpers import Figures, settings_env
-
-# (day, store or None, sku) -> (units, sold, returned, revenue, checkouts)
 
 
 def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figures:
@@ -31,26 +30,25 @@ def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figur
     for day in days:
         stores = sorted(m.decode() for m in client.smembers(keys.stores_key(space, "live", day)))
         for store in [None, *stores]:
-            units = client.zrange(
-                keys.day_key(space, "live", day, "units", store), 0, -1, withscores=True
-            )
+            ranking = keys.day_key(space, "live", day, NAMES[RANKED], store)
+            units = client.zrange(ranking, 0, -1, withscores=True)
             hashes = {
-                measure: {
+                figure: {
                     k.decode(): int(v)
                     for k, v in client.hgetall(
-                        keys.day_key(space, "live", day, measure, store)
+                        keys.day_key(space, "live", day, NAMES[figure], store)
                     ).items()
                 }
-                for measure in ("sold", "returned", "revenue", "checkouts")
+                for figure in (SOLD, RETURNED, REVENUE, CHECKOUTS)
             }
             for raw_sku, score in units:
                 sku = raw_sku.decode()
                 result[(day, store, sku)] = (
                     int(score),
-                    hashes["sold"].get(sku, 0),
-                    hashes["returned"].get(sku, 0),
-                    from_money_units(hashes["revenue"].get(sku, 0)),
-                    hashes["checkouts"].get(sku, 0),
+                    hashes[SOLD].get(sku, 0),
+                    hashes[RETURNED].get(sku, 0),
+                    from_money_units(hashes[REVENUE].get(sku, 0)),
+                    hashes[CHECKOUTS].get(sku, 0),
                 )
     return result
 
