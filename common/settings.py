@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server and database"
     )
+    redis_namespace: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="key space of this topic's Redis keys (kassa:<namespace>:...); empty means "
+        "the topic's name. Two topics on one database need two namespaces",
+    )
     redis_appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec", description="AOF fsync policy of the redis-server kassa starts"
     )
@@ -150,7 +156,12 @@ class Settings(BaseSettings):
     # Daily job
     daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
     lateness_seconds: int = Field(3600, ge=0, description="how late an event may arrive")
-    retention_days: int = Field(35, ge=1, description="how long per-day Redis keys live")
+    retention_days: int = Field(
+        35,
+        ge=1,
+        description="how long per-day Redis keys live after the later of their day's end and "
+        "their last write",
+    )
     daily_grace_seconds: int = Field(
         300, ge=0, le=86_400, description="daily job reads from this long before the day starts"
     )
@@ -259,6 +270,11 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         """The message size limits every decoder applies."""
         return Limits(self.max_lines, self.max_quantity, self.max_message_bytes)
+
+    @property
+    def key_space(self) -> str:
+        """The key space of this topic's Redis keys (see :mod:`storage.keys`)."""
+        return self.redis_namespace or self.topic
 
     @property
     def dead_letter_topic(self) -> str:

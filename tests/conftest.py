@@ -27,7 +27,8 @@ from services.redis import RedisServer
 from tests.helpers import free_port
 
 SERVICE_FIXTURES = {
-    "services", "settings", "redis_client", "private_kafka", "cluster", "cluster_settings"
+    "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
+    "cluster_settings",
 }  # fmt: skip
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
@@ -182,3 +183,14 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaServer]:
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that restart or reconfigure Redis."""
+    server = RedisServer("127.0.0.1", free_port(), tmp_path / "private-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -88,3 +88,23 @@ class SnapshotKept(DailyError):  # noqa: N818 - reads as "raise SnapshotKept(...
         self.day = day
         self.found = found
         self.kept = kept
+
+
+class LiveRepairRefused(DailyError):  # noqa: N818 - reads as "raise LiveRepairRefused(...)"
+    """``--repair-live`` found the stream job behind the day's range: live left as it was."""
+
+    exit_code = 3
+
+    def __init__(self, day: date, behind: dict[int, tuple[int, int]]) -> None:
+        listed = "; ".join(
+            f"partition {p}: live watermark {mark}, range ends at offset {end}"
+            for p, (mark, end) in sorted(behind.items())
+        )
+        super().__init__(
+            f"day {day} is finished, but its live figures were NOT repaired: the stream job "
+            f"has not applied the whole day yet ({listed}); a repair now would count the "
+            "records it applies later twice. Let 'kassa stream' catch up, then run "
+            f"'kassa daily run --day {day} --repair-live' again"
+        )
+        self.day = day
+        self.partitions = sorted(behind)

@@ -41,7 +41,13 @@ from common.days import check_day_order
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError, RetentionGap, SnapshotKept
+from jobs.daily.exceptions import (
+    IncompleteDay,
+    LiveRepairRefused,
+    RedisWriteError,
+    RetentionGap,
+    SnapshotKept,
+)
 from jobs.daily.lock import day_lock
 from jobs.daily.manifest import DayResult, Run, build_manifest, summary
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
@@ -52,7 +58,7 @@ from storage.daily import (
     Reconciliation,
     StagedDay,
     reconcile,
-    replace_day,
+    repair_live,
     set_missing_names,
     snapshot_of,
     stage_day,
@@ -187,9 +193,12 @@ class _DayRun:
                 partials = self._read(consumer, plan, staged, late)
                 _keep_larger_snapshot(plan, previous, self.counts["checkouts"])
                 written = self._write(client, run, staged, partials)
-        reconciliation, repaired = self._finish_redis(client, written, now)
+        reconciliation, behind = self._finish_redis(client, run.plan, written, now)
         self.timings["total"] = time.perf_counter() - started
-        return self._finish(run, written, reconciliation, repaired, late)
+        result = self._finish(run, written, reconciliation, behind, late)
+        if behind:
+            raise LiveRepairRefused(self.day, behind)
+        return result
 
     def _plan(self, consumer: Consumer, now: datetime, reach: dict[int, int]) -> DayRange:
         """The day's range; refused when retention cut into it or it is incomplete."""
@@ -342,7 +351,12 @@ class _DayRun:
         """Stage the day's keys while ``files`` are written; both, or neither, succeed."""
         try:
             day_keys = stage_day(
-                client, "daily", self.day, snapshot, summary=summary(run, snapshot.totals)
+                client,
+                self.settings.key_space,
+                "daily",
+                self.day,
+                snapshot,
+                summary=summary(run, snapshot.totals),
             )
         except redis.RedisError as exc:
             files.result()  # the files go in place, but without a manifest the day is unfinished
@@ -355,32 +369,41 @@ class _DayRun:
             raise
 
     def _finish_redis(
-        self, client: redis.Redis, written: _Written, now: datetime
-    ) -> tuple[Reconciliation, bool]:
-        """Swap the staged keys in, record new names, reconcile (and repair) the live day."""
+        self, client: redis.Redis, plan: DayRange, written: _Written, now: datetime
+    ) -> tuple[Reconciliation, dict[int, tuple[int, int]] | None]:
+        """Swap the staged keys in, record new names, reconcile (and repair) the live day.
+
+        The live day is repaired only once the stream job applied every partition's range
+        (:func:`storage.daily.repair_live`). Returns the reconciliation and, when a repair was
+        due, the partitions behind (empty: repaired); ``None`` when none was due.
+        """
         tick = time.perf_counter()
         settings = self.settings
         expire_at = keys.expire_at(self.day, settings.zone, settings.retention_days, written_at=now)
         items = written.tables["daily_item_sales"]
         snapshot = written.snapshot
+        space = settings.key_space
+        behind: dict[int, tuple[int, int]] | None = None
         try:
             written.day_keys.swap(expire_at)
-            set_missing_names(client, items.select("sku", "name").iter_rows())
-            reconciliation = reconcile(client, self.day, snapshot.items)
-            repaired = bool(self.repair_live and reconciliation.drifts)
-            if repaired:
-                replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
+            set_missing_names(client, space, items.select("sku", "name").iter_rows())
+            reconciliation = reconcile(client, space, self.day, snapshot.items)
+            if self.repair_live and reconciliation.drifts:
+                ends = {part.partition: part.end for part in plan.partitions if part.records}
+                behind = repair_live(
+                    client, space, self.day, snapshot, ends=ends, expire_at=expire_at
+                )
         except redis.RedisError as exc:
             raise self._redis_error(exc) from None
         self.timings["redis"] = time.perf_counter() - tick
-        return reconciliation, repaired
+        return reconciliation, behind
 
     def _finish(
         self,
         run: Run,
         written: _Written,
         reconciliation: Reconciliation,
-        repaired: bool,
+        behind: dict[int, tuple[int, int]] | None,
         late: LateRecords,
     ) -> DayResult:
         """Write the manifest: the day is finished."""
@@ -394,10 +417,14 @@ class _DayRun:
             sizes=written.sizes,
             rows=rows,
             reconciliation=reconciliation,
-            repaired=repaired,
+            repaired=behind == {},
             late=late,
             timings=self.timings,
         )
+        manifest["reconciliation"]["repair_refused"] = [
+            {"partition": p, "live_watermark": mark, "range_end": end}
+            for p, (mark, end) in sorted((behind or {}).items())
+        ]
         parquet.write_manifest(self.settings.data_dir, self.day, manifest)
         logger.info(
             "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",

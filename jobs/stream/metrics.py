@@ -69,12 +69,14 @@ class StreamMetrics:
         )
         self.redis_behind = Gauge(
             "kassa_stream_redis_behind",
-            "1 when Redis' watermark was found behind the committed offset (Redis lost data)",
+            "1 once Redis was found behind the committed offset or the job (it lost data), until "
+            "the process ends",
             ["partition"],
             registry=registry,
         )
         self.state = "starting"
         self.last_batch_at = 0.0
+        self._behind: set[int] = set()
 
     def record_batch(self, batch: RawBatch, report: BatchReport) -> None:
         """Count what the writer did with ``batch``.
@@ -108,7 +110,16 @@ class StreamMetrics:
     def record_watermark(self, partition: int, watermark: int, *, behind: bool) -> None:
         """Publish a newly assigned partition's watermark and whether Redis is behind Kafka."""
         self.applied_offset.labels(str(partition)).set(watermark)
-        self.redis_behind.labels(str(partition)).set(1 if behind else 0)
+        if behind:
+            self.record_redis_behind(partition)
+        elif partition not in self._behind:
+            self.redis_behind.labels(str(partition)).set(0)
+
+    def record_redis_behind(self, partition: int) -> None:
+        """Redis was found behind on ``partition``: 1 until the process ends (an alert that
+        the next assignment, once the recount caught up, must not clear)."""
+        self._behind.add(partition)
+        self.redis_behind.labels(str(partition)).set(1)
 
     def on_kafka_stats(self, stats_json: str) -> None:
         """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""

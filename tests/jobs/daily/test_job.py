@@ -83,11 +83,13 @@ def test_dataset_day_equals_an_independent_computation(
     assert manifest["counts"]["invalid_total"] == 0
     assert manifest["totals"]["units"] == sum(row[0] for row in expected.values())
     assert Decimal(manifest["totals"]["revenue"]) == sum(row[3] for row in expected.values())
-    ranking = redis_client.zrange(keys.day_key("daily", day, "units"), 0, -1, withscores=True)
+    ranking = redis_client.zrange(
+        keys.day_key(settings.key_space, "daily", day, "units"), 0, -1, withscores=True
+    )
     assert {sku.decode(): int(units) for sku, units in ranking} == {
         sku: row[0] for sku, row in expected.items()
     }
-    revenue = redis_client.hgetall(keys.day_key("daily", day, "revenue"))
+    revenue = redis_client.hgetall(keys.day_key(settings.key_space, "daily", day, "revenue"))
     assert {sku.decode(): int(value) for sku, value in revenue.items()} == {
         sku: to_money_units(row[3]) for sku, row in expected.items() if row[3]
     }
@@ -292,8 +294,14 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     day = date(2026, 11, 20)
     produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("soap", 2, "1.10"), ("tea", 1, "3")])])
     seal(settings, utc(2026, 11, 22))
-    redis_client.zadd(keys.day_key("live", day, "units"), {"soap": 1, "tea": 1})
-    redis_client.hset(keys.day_key("live", day, "revenue"), mapping={"soap": 11000, "tea": 30000})
+    redis_client.zadd(keys.day_key(settings.key_space, "live", day, "units"), {"soap": 1, "tea": 1})
+    redis_client.hset(
+        keys.day_key(settings.key_space, "live", day, "revenue"),
+        mapping={"soap": 11000, "tea": 30000},
+    )
+    # As if the stream job had applied the whole day (a repair waits for that).
+    applied = keys.applied_offsets_key(settings.key_space)
+    redis_client.hset(applied, mapping={str(p): 10**6 for p in range(settings.partitions)})
 
     drifting = run_day(settings, day).manifest["reconciliation"]
     assert drifting["drifted_items"] == 2
@@ -304,7 +312,7 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     repaired = run_day(settings, day, repair_live=True).manifest["reconciliation"]
     assert repaired["repaired_live"] is True
     assert run_day(settings, day).manifest["reconciliation"]["drifted_items"] == 0
-    assert redis_client.zscore(keys.day_key("live", day, "units"), "soap") == 2
+    assert redis_client.zscore(keys.day_key(settings.key_space, "live", day, "units"), "soap") == 2
 
 
 def test_small_chunks_give_the_same_day_as_one_chunk(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from jobs.stream.app import _kassa_cause
 from jobs.stream.exceptions import StreamError, StreamRedisUnavailableError
 from jobs.stream.writer import BatchWriter, RawBatch
 from producers.synthetic import generate
+from storage.live import Expectation, Identity
 from tests.helpers import free_port
 
 
@@ -60,7 +61,7 @@ def test_a_redis_failure_in_the_writer_process_reaches_the_consumer_as_kassas_er
     checkout = next(generate(3, datetime(2026, 11, 21, 9, tzinfo=UTC), 1))
     batch = RawBatch(settings.topic, 2, 0.0, [0], [b"s01"], [encode_checkout(checkout)])
     try:
-        future = writer.submit(batch, None)
+        future = writer.submit(batch, Expectation(Identity("topic-id", "cluster-id"), 0, None))
         with pytest.raises(StreamRedisUnavailableError) as failed:
             future.result()
     finally:
