@@ -31,7 +31,8 @@ from common.schema import Checkout
 from common.settings import Settings, load_settings
 from common.topics import ensure_topics
 from jobs.daily.aggregate import Deduplicator, Partials, in_day
-from jobs.daily.job import CHUNK_MESSAGES, decode_ahead, in_background, run_day
+from jobs.daily.job import CHUNK_MESSAGES, run_day
+from jobs.daily.pipeline import decode_ahead, in_background
 from jobs.daily.reader import open_consumer, plan_day, read_partition
 from producers.publish import publish
 from producers.synthetic import generate

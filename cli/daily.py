@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from cli import arguments
 from common.days import yesterday
 from common.settings import Settings
-from jobs.daily.job import DayResult, backfill, run_day
+from jobs.daily.job import backfill, run_day
+from jobs.daily.manifest import DayResult
 from jobs.daily.scheduler import serve
 
 
@@ -73,13 +86,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     """Finalize one day and print its summary (or manifest)."""
     day: date = args.day or yesterday(datetime.now(UTC), settings.zone)
-    result = run_day(
-        settings,
-        day,
-        force=args.force,
-        repair_live=args.repair_live,
-        progress=not args.quiet,
-    )
+    with progress_bars(enabled=not args.quiet) as bars:
+        result = run_day(
+            settings, day, force=args.force, repair_live=args.repair_live, progress=bars
+        )
     if args.json:
         print(json.dumps(result.manifest, indent=2, sort_keys=True))
     else:
@@ -89,7 +99,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
     """Finalize a range of days and print one summary line per day."""
-    results = backfill(settings, args.first, args.last, force=args.force, progress=not args.quiet)
+    with progress_bars(enabled=not args.quiet) as bars:
+        results = backfill(settings, args.first, args.last, force=args.force, progress=bars)
     for result in results:
         print(_summary(result, settings))
     return 0
@@ -99,6 +110,42 @@ def schedule_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scheduler until interrupted."""
     serve(settings)
     return 0
+
+
+class ProgressBars:
+    """A run's progress as bars on stderr, one per task (see :class:`jobs.daily.job.Progress`)."""
+
+    def __init__(self, bars: Progress) -> None:
+        self._bars = bars
+        self._tasks: dict[str, TaskID] = {}
+
+    def start(self, task: str, total: int) -> None:
+        """Show a bar for ``task``."""
+        self._tasks[task] = self._bars.add_task(task, total=total)
+
+    def advance(self, task: str, steps: int = 1) -> None:
+        """Move the bar of ``task`` on."""
+        self._bars.advance(self._tasks[task], steps)
+
+    def finish(self, task: str) -> None:
+        """Remove the bar of ``task``."""
+        self._bars.remove_task(self._tasks.pop(task))
+
+
+@contextmanager
+def progress_bars(*, enabled: bool) -> Iterator[ProgressBars]:
+    """Progress bars on stderr, shown only when ``enabled`` and stderr is a terminal."""
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+        transient=True,
+    ) as bars:
+        yield ProgressBars(bars)
 
 
 def _summary(result: DayResult, settings: Settings) -> str:

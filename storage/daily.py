@@ -23,39 +23,44 @@ import redis
 
 from common.schema import MONEY_DECIMALS, to_money_units
 from storage import keys
+from storage.figures import (
+    COLUMNS,
+    HASHED,
+    NAMES,
+    RANKED,
+    REVENUE,
+    TOTALS,
+    WIDTH,
+    Drift,
+    Figures,
+    drifts,
+    figures_of,
+)
 
 TEMPORARY_TTL_SECONDS: Final = 3600
-ITEM_MEASURES: Final[tuple[keys.Measure, ...]] = (
-    "units",
-    "sold",
-    "returned",
-    "revenue",
-    "checkouts",
-)
-TOTAL_FIELDS: Final = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
-
-Figures = tuple[int, int, int, int, int]
-"""An item's ``(units, sold, returned, revenue in 1/10,000 units, checkouts)``."""
 
 
 def item_figures(frame: pl.DataFrame) -> dict[str, Figures]:
-    """``sku -> Figures`` of a ``daily_item_sales``-shaped frame (revenue made integer)."""
-    columns = ["sku", "units", "units_sold", "units_returned", "revenue", "checkouts"]
-    money = frame.schema["revenue"]
+    """``sku -> Figures`` of a frame with ``sku`` and the figures' columns (revenue made
+    integer), e.g. ``daily_item_sales``."""
+    revenue = COLUMNS[REVENUE]
+    money = frame.schema[revenue]
     if isinstance(money, pl.Decimal) and money.scale == MONEY_DECIMALS:
         # The stored integer of a decimal with the money scale is the count of units.
-        rows = frame.select(*columns[:4], pl.col("revenue").to_physical(), "checkouts")
-        return {sku: tuple(figures) for sku, *figures in rows.iter_rows()}
+        columns = [pl.col(c).to_physical() if c == revenue else pl.col(c) for c in COLUMNS]
+        rows = frame.select("sku", *columns)
+        return {sku: figures_of(values) for sku, *values in rows.iter_rows()}
     result: dict[str, Figures] = {}
-    for sku, units, sold, returned, revenue, checkouts in frame.select(columns).iter_rows():
-        result[sku] = (units, sold, returned, to_money_units(revenue), checkouts)
+    for sku, *values in frame.select("sku", *COLUMNS).iter_rows():
+        values[REVENUE] = to_money_units(values[REVENUE])
+        result[sku] = figures_of(values)
     return result
 
 
 def totals_of(row: Mapping[str, object]) -> dict[str, int]:
-    """The ``totals`` hash of a scope from a row with the :data:`TOTAL_FIELDS`."""
+    """The ``totals`` hash of a scope from a row with the fields :data:`~storage.figures.TOTALS`."""
     totals: dict[str, int] = {}
-    for name in TOTAL_FIELDS:
+    for name in TOTALS:
         value = row[name]
         if isinstance(value, Decimal):
             totals[name] = to_money_units(value)
@@ -73,6 +78,24 @@ class DaySnapshot:
     totals: dict[str, int]
     store_items: dict[str, dict[str, Figures]] = field(default_factory=dict)
     store_totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def snapshot_of(
+    items: pl.DataFrame, store_items: pl.DataFrame, store_totals: pl.DataFrame
+) -> DaySnapshot:
+    """The day of the ``daily_item_sales`` and ``daily_store_item_sales`` frames, with
+    ``store_totals`` (one row per ``store_id``, with the totals' fields)."""
+    by_store: dict[str, dict[str, Figures]] = {}
+    for key, frame in store_items.partition_by("store_id", as_dict=True).items():
+        by_store[str(key[0])] = item_figures(frame)
+    totals_by_store = {
+        row["store_id"]: totals_of(row) for row in store_totals.iter_rows(named=True)
+    }
+    chain: dict[str, int] = {}
+    for totals in totals_by_store.values():
+        for name, value in totals.items():
+            chain[name] = chain.get(name, 0) + value
+    return DaySnapshot(item_figures(items), chain, by_store, totals_by_store)
 
 
 def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
@@ -135,12 +158,12 @@ def _build_scope(
     scope: tuple[str | None, Mapping[str, Figures], Mapping[str, int]],
 ) -> None:
     store_id, items, totals = scope
-    for index, measure in enumerate(ITEM_MEASURES):
-        final = keys.day_key(namespace, day, measure, store_id)
-        if measure == "units":
-            build.zset(final, {sku: figures[index] for sku, figures in items.items()})
+    for figure, name in enumerate(NAMES):
+        final = keys.day_key(namespace, day, name, store_id)
+        if figure == RANKED:
+            build.zset(final, {sku: figures[figure] for sku, figures in items.items()})
         else:
-            values = {sku: figures[index] for sku, figures in items.items() if figures[index]}
+            values = {sku: figures[figure] for sku, figures in items.items() if figures[figure]}
             build.hash(final, values)
     build.hash(keys.day_key(namespace, day, "totals", store_id), totals)
 
@@ -242,42 +265,16 @@ def read_day(
 ) -> dict[str, Figures]:
     """``sku -> Figures`` as ``namespace`` holds them for ``day`` (missing values are 0)."""
     pipe = client.pipeline(transaction=True)
-    pipe.zrange(keys.day_key(namespace, day, "units", store_id), 0, -1, withscores=True)
-    for measure in ITEM_MEASURES[1:]:
-        pipe.hgetall(keys.day_key(namespace, day, measure, store_id))
-    units, *hashes = pipe.execute()
-    skus: set[str] = {member.decode() for member, _ in units}
-    decoded = [{k.decode(): int(v) for k, v in mapping.items()} for mapping in hashes]
-    for mapping in decoded:
-        skus.update(mapping)
-    unit_of = {member.decode(): int(score) for member, score in units}
-    result: dict[str, Figures] = {}
-    for sku in skus:
-        sold, returned, revenue, checkouts = (mapping.get(sku, 0) for mapping in decoded)
-        result[sku] = (unit_of.get(sku, 0), sold, returned, revenue, checkouts)
-    return result
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One item whose live figures differ from the daily result."""
-
-    sku: str
-    live: Figures
-    daily: Figures
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready: the figures and their differences (live minus daily)."""
-        names = ("units", "sold", "returned", "revenue", "checkouts")
-        return {
-            "sku": self.sku,
-            "live": dict(zip(names, self.live, strict=True)),
-            "daily": dict(zip(names, self.daily, strict=True)),
-            "difference": {
-                name: live - daily
-                for name, live, daily in zip(names, self.live, self.daily, strict=True)
-            },
-        }
+    pipe.zrange(keys.day_key(namespace, day, NAMES[RANKED], store_id), 0, -1, withscores=True)
+    for figure in HASHED:
+        pipe.hgetall(keys.day_key(namespace, day, NAMES[figure], store_id))
+    ranking, *hashes = pipe.execute()
+    by_figure: list[dict[str, int]] = [{} for _ in range(WIDTH)]
+    by_figure[RANKED] = {member.decode(): int(score) for member, score in ranking}
+    for figure, mapping in zip(HASHED, hashes, strict=True):
+        by_figure[figure] = {k.decode(): int(v) for k, v in mapping.items()}
+    skus = set().union(*by_figure)
+    return {sku: figures_of([values.get(sku, 0) for values in by_figure]) for sku in skus}
 
 
 @dataclass(frozen=True)
@@ -289,11 +286,6 @@ class Reconciliation:
     daily_items: int
     drifts: tuple[Drift, ...]
 
-    @property
-    def live_present(self) -> bool:
-        """Whether the live namespace holds anything for the day."""
-        return self.live_items > 0
-
 
 def reconcile(client: redis.Redis, day: date, daily: Mapping[str, Figures]) -> Reconciliation:
     """Compare the live figures of ``day`` with the daily result, item by item.
@@ -303,12 +295,7 @@ def reconcile(client: redis.Redis, day: date, daily: Mapping[str, Figures]) -> R
     live = read_day(client, "live", day)
     if not live:
         return Reconciliation(day, 0, len(daily), ())
-    drifts = [
-        Drift(sku, live.get(sku, (0, 0, 0, 0, 0)), daily.get(sku, (0, 0, 0, 0, 0)))
-        for sku in sorted(set(live) | set(daily))
-        if live.get(sku, (0, 0, 0, 0, 0)) != daily.get(sku, (0, 0, 0, 0, 0))
-    ]
-    return Reconciliation(day, len(live), len(daily), tuple(drifts))
+    return Reconciliation(day, len(live), len(daily), tuple(drifts(live, daily)))
 
 
 def set_missing_names(client: redis.Redis, names: Iterable[tuple[str, str | None]]) -> None:

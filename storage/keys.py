@@ -22,25 +22,23 @@ kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied
 kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
 ================================  ======  ==================================================
 
-Per-day keys expire ``KASSA_RETENTION_DAYS`` after the end of their day.
+The five per-item keys are named by their figure (:data:`storage.figures.NAMES`). Per-day
+keys expire ``KASSA_RETENTION_DAYS`` after the end of their day (:func:`expire_at`).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from common.days import day_bounds
+from storage import figures
 
 PREFIX: Final = "kassa"
 Namespace = Literal["live", "daily"]
-Measure = Literal["units", "sold", "returned", "revenue", "checkouts", "totals"]
-MEASURES: Final[tuple[Measure, ...]] = (
-    "units",
-    "sold",
-    "returned",
-    "revenue",
-    "checkouts",
-    "totals",
-)
+Measure = figures.Name | Literal["totals"]
+MEASURES: Final[tuple[Measure, ...]] = (*figures.NAMES, "totals")
 
 NAMES: Final = f"{PREFIX}:names"
 
@@ -54,6 +52,19 @@ def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> s
 def day_key(namespace: Namespace, day: date, measure: Measure, store_id: str | None = None) -> str:
     """The key of one measure of one day (see the module table)."""
     return f"{day_scope(namespace, day, store_id)}:{measure}"
+
+
+def expire_at(
+    day: date, zone: ZoneInfo, retention_days: int, written_at: datetime | None = None
+) -> int:
+    """When the per-day keys of ``day`` expire, in epoch seconds.
+
+    ``retention_days`` after the end of the day in ``zone``, or after ``written_at`` if that
+    is later (keys written long after their day still live ``retention_days``).
+    """
+    end = day_bounds(day, zone)[1]
+    start = end if written_at is None else max(end, written_at)
+    return int((start + timedelta(days=retention_days)).timestamp())
 
 
 def stores_key(namespace: Namespace, day: date) -> str:

@@ -16,24 +16,27 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 import redis
 
-from common.days import day_bounds
 from storage import keys
-
-UNITS: Final = 0
-SOLD: Final = 1
-RETURNED: Final = 2
-REVENUE: Final = 3
-CHECKOUTS: Final = 4
-FIGURES: Final = 5
-"""Indexes into an item's figures list: ``[units, sold, returned, revenue, checkouts]``
-(the stream job's aggregator keeps one more slot of its own bookkeeping after them)."""
+from storage.figures import (
+    CHECKOUT_COUNT,
+    CHECKOUTS,
+    COLUMNS,
+    LINE_COUNT,
+    LINES,
+    NAMES,
+    RANKED,
+    RETURNED,
+    REVENUE,
+    SOLD,
+    UNITS,
+)
 
 _APPLY_SCRIPT: Final = """
 local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
@@ -106,9 +109,10 @@ return {1, last}
 class PartitionDelta:
     """What one batch of one partition adds to the live figures.
 
-    ``items`` maps ``(day, store_id)`` to ``{sku: figures}`` (see :data:`UNITS` ...);
-    ``stores`` maps ``(day, store_id)`` to ``[checkouts, lines]``. Offsets span the batch,
-    including dead-lettered messages; ``first_offset`` is -1 while the batch is empty.
+    ``items`` maps ``(day, store_id)`` to ``{sku: figures}``, a list in the layout of
+    :mod:`storage.figures`; ``stores`` maps ``(day, store_id)`` to the scope's
+    ``[checkouts, lines]``. Offsets span the batch, including dead-lettered messages;
+    ``first_offset`` is -1 while the batch is empty.
     """
 
     partition: int
@@ -127,12 +131,12 @@ class PartitionDelta:
     @property
     def checkouts(self) -> int:
         """Valid checkouts in the batch."""
-        return sum(figures[0] for figures in self.stores.values())
+        return sum(counts[CHECKOUT_COUNT] for counts in self.stores.values())
 
     @property
     def lines(self) -> int:
         """Lines of the valid checkouts in the batch."""
-        return sum(figures[1] for figures in self.stores.values())
+        return sum(counts[LINE_COUNT] for counts in self.stores.values())
 
 
 class ApplyStatus(enum.Enum):
@@ -162,7 +166,7 @@ class LiveStore:
         self._client = client
         self._topic = topic
         self._zone = zone
-        self._retention = timedelta(days=retention_days)
+        self._retention_days = retention_days
         self._applied_key = keys.applied_offsets_key(topic)
         self._dead_letters_key = keys.dead_letters_key(topic)
         self._script = client.register_script(_APPLY_SCRIPT)
@@ -215,9 +219,7 @@ class LiveStore:
     def _expire_at(self, day: date) -> int:
         expire_at = self._expiry.get(day)
         if expire_at is None:
-            end = day_bounds(day, self._zone)[1]
-            expire_at = int((end + self._retention).timestamp())
-            self._expiry[day] = expire_at
+            expire_at = self._expiry[day] = keys.expire_at(day, self._zone, self._retention_days)
         return expire_at
 
     def _add_figures(
@@ -231,24 +233,15 @@ class LiveStore:
             self._add_scope(day, store_id, items, counts, script_keys, ops)
             chain = day_items.get(day)
             if chain is None:
-                day_items[day] = {sku: f[:FIGURES] for sku, f in items.items()}
-                day_counts[day] = counts[:2]
+                day_items[day] = {sku: figures.copy() for sku, figures in items.items()}
+                day_counts[day] = counts.copy()
                 day_stores[day] = [store_id]
-                continue
-            for sku, figures in items.items():
-                total = chain.get(sku)
-                if total is None:
-                    chain[sku] = figures[:FIGURES]
-                else:
-                    total[0] += figures[0]
-                    total[1] += figures[1]
-                    total[2] += figures[2]
-                    total[3] += figures[3]
-                    total[4] += figures[4]
-            chain_counts = day_counts[day]
-            chain_counts[0] += counts[0]
-            chain_counts[1] += counts[1]
-            day_stores[day].append(store_id)
+            else:
+                _add_items(chain, items)
+                chain_counts = day_counts[day]
+                chain_counts[CHECKOUT_COUNT] += counts[CHECKOUT_COUNT]
+                chain_counts[LINE_COUNT] += counts[LINE_COUNT]
+                day_stores[day].append(store_id)
         for day, items in day_items.items():
             self._add_scope(day, None, items, day_counts[day], script_keys, ops)
         for day, stores in day_stores.items():
@@ -265,56 +258,68 @@ class LiveStore:
         ops: list[tuple[str, int, list[str]]],
     ) -> None:
         """One pass over a scope's items builds all its operations (the writer's hot loop)."""
-        units: list[str] = []
-        sold: list[str] = []
-        returned: list[str] = []
-        revenue: list[str] = []
-        checkouts: list[str] = []
+        units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
+        pairs: tuple[list[str], ...] = ([], [], [], [], [])
+        ranking, sold_pairs, returned_pairs, revenue_pairs, checkout_pairs = (
+            pairs[units],
+            pairs[sold],
+            pairs[returned],
+            pairs[revenue],
+            pairs[checkouts],
+        )
         total_units = total_sold = total_returned = total_revenue = 0
         for sku, figures in items.items():
-            net, plus, minus, money, baskets = (
-                figures[0],
-                figures[1],
-                figures[2],
-                figures[3],
-                figures[4],
-            )
-            units += (sku, str(net))
+            net = figures[units]
+            ranking += (sku, str(net))
             total_units += net
-            if plus:
-                sold += (sku, str(plus))
-                total_sold += plus
-            if minus:
-                returned += (sku, str(minus))
-                total_returned += minus
-            if money:
-                revenue += (sku, str(money))
-                total_revenue += money
-            if baskets:
-                checkouts += (sku, str(baskets))
+            value = figures[sold]
+            if value:
+                sold_pairs += (sku, str(value))
+                total_sold += value
+            value = figures[returned]
+            if value:
+                returned_pairs += (sku, str(value))
+                total_returned += value
+            value = figures[revenue]
+            if value:
+                revenue_pairs += (sku, str(value))
+                total_revenue += value
+            value = figures[checkouts]
+            if value:
+                checkout_pairs += (sku, str(value))
         expire_at = self._expire_at(day)
-        script_keys.append(keys.day_key("live", day, "units", scope))
-        ops.append(("z", expire_at, units))
-        hashes: tuple[tuple[keys.Measure, list[str]], ...] = (
-            ("sold", sold),
-            ("returned", returned),
-            ("revenue", revenue),
-            ("checkouts", checkouts),
-        )
-        for measure, pairs in hashes:
-            if pairs:
-                script_keys.append(keys.day_key("live", day, measure, scope))
-                ops.append(("h", expire_at, pairs))
-        totals = (
-            ("units", total_units),
-            ("units_sold", total_sold),
-            ("units_returned", total_returned),
-            ("revenue", total_revenue),
-            ("checkouts", counts[0]),
-            ("lines", counts[1]),
-        )
+        for figure, name in enumerate(NAMES):
+            if figure == RANKED:
+                script_keys.append(keys.day_key("live", day, name, scope))
+                ops.append(("z", expire_at, pairs[figure]))
+            elif pairs[figure]:
+                script_keys.append(keys.day_key("live", day, name, scope))
+                ops.append(("h", expire_at, pairs[figure]))
+        totals = {
+            COLUMNS[UNITS]: total_units,
+            COLUMNS[SOLD]: total_sold,
+            COLUMNS[RETURNED]: total_returned,
+            COLUMNS[REVENUE]: total_revenue,
+            COLUMNS[CHECKOUTS]: counts[CHECKOUT_COUNT],
+            LINES: counts[LINE_COUNT],
+        }
         script_keys.append(keys.day_key("live", day, "totals", scope))
-        ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals)))
+        ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals.items())))
+
+
+def _add_items(chain: dict[str, list[int]], items: dict[str, list[int]]) -> None:
+    """Add a store's ``items`` to the chain's (lists of :mod:`storage.figures` layout)."""
+    units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
+    for sku, figures in items.items():
+        total = chain.get(sku)
+        if total is None:
+            chain[sku] = figures.copy()
+        else:
+            total[units] += figures[units]
+            total[sold] += figures[sold]
+            total[returned] += figures[returned]
+            total[revenue] += figures[revenue]
+            total[checkouts] += figures[checkouts]
 
 
 def _flat(pairs: Iterable[tuple[str, str]]) -> list[str]:
@@ -323,8 +328,3 @@ def _flat(pairs: Iterable[tuple[str, str]]) -> list[str]:
 
 def _encode(ops: list[tuple[str, int, list[str]]]) -> bytes:
     return msgspec.json.encode(ops)
-
-
-def expiry_of(day: date, zone: ZoneInfo, retention_days: int) -> datetime:
-    """When the live keys of ``day`` expire: the end of the day plus the retention."""
-    return day_bounds(day, zone)[1] + timedelta(days=retention_days)

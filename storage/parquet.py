@@ -13,6 +13,9 @@ Each day of each table is exactly one file with a fixed name, so a re-run replac
 is written under a hidden temporary name in the same folder, fsynced, renamed over the final
 name and the folder fsynced: a reader sees the old file or the new one, never a partial file.
 Readers skip the hidden temporary files (names start with ``.``) and ``_manifests``.
+
+The columns and types of every table (:func:`schema`) are the analysts' interface; the item
+figures' columns are named in :mod:`storage.figures`.
 """
 
 from __future__ import annotations
@@ -25,17 +28,71 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-Table = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales", "sales_lines"]
+from common.schema import MONEY_DECIMALS
+from storage.figures import COLUMNS, LINES, REVENUE
+
+AggregateTable = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales"]
+"""The tables of a day's aggregates (the rest is ``sales_lines``, one row per line)."""
+Table = AggregateTable | Literal["sales_lines"]
 TABLES: Final[tuple[Table, ...]] = (
     "daily_item_sales",
     "daily_store_item_sales",
     "hourly_sales",
     "sales_lines",
 )
+
+MONEY: Final = pl.Decimal(38, MONEY_DECIMALS)
+"""A sum of money (revenue): exact, with the money scale of :mod:`common.schema`."""
+PRICE: Final = pl.Decimal(18, MONEY_DECIMALS)
+"""A line's unit price."""
+FIGURE_TYPES: Final = pl.Schema(
+    {column: MONEY if figure == REVENUE else pl.Int64() for figure, column in enumerate(COLUMNS)}
+)
+"""The columns of the item figures, in their order, and their types."""
+TOTAL_TYPES: Final = pl.Schema({**FIGURE_TYPES, LINES: pl.Int64()})
+"""The columns of a scope's totals (the figures, ``checkouts`` counting the scope's)."""
+ITEM_SALES: Final = pl.Schema({"sku": pl.String(), "name": pl.String(), **FIGURE_TYPES})
+STORE_ITEM_SALES: Final = pl.Schema({"store_id": pl.String(), **ITEM_SALES})
+SALES_LINES: Final = pl.Schema(
+    {
+        "occurred_at": pl.Datetime("us", "UTC"),
+        "transaction_id": pl.String(),
+        "store_id": pl.String(),
+        "register_id": pl.String(),
+        "kind": pl.String(),
+        "sku": pl.String(),
+        "quantity": pl.Int32(),
+        "unit_price": PRICE,
+    }
+)
+
+
+def schema(table: Table, zone: ZoneInfo) -> pl.Schema:
+    """The columns of ``table`` in order, with their types.
+
+    ``hourly_sales`` has ``hour``, the start of a local hour in the business time ``zone``,
+    then :data:`TOTAL_TYPES`.
+    """
+    if table == "daily_item_sales":
+        return ITEM_SALES
+    if table == "daily_store_item_sales":
+        return STORE_ITEM_SALES
+    if table == "hourly_sales":
+        return pl.Schema({"hour": pl.Datetime("us", zone.key), **TOTAL_TYPES})
+    return SALES_LINES
+
+
+def arrow_schema(columns: pl.Schema) -> pa.Schema:
+    """The Arrow schema Polars writes ``columns`` with."""
+    return pl.DataFrame(schema=columns).to_arrow().schema
+
+
 MANIFESTS: Final = "_manifests"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
@@ -110,32 +167,6 @@ def _open_writer(path: Path, schema: pa.Schema, table: Table | None = None) -> p
         use_dictionary=[name for name in schema.names if name not in plain],
         write_statistics=list(statistics) if statistics is not None else True,
     )
-
-
-@contextmanager
-def parquet_writer(final: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-    """A zstd Parquet writer on a temporary file that replaces ``final`` on success.
-
-    On an exception the temporary file is removed and ``final`` is left untouched.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_path(final)
-    writer = _open_writer(temporary, schema)
-    try:
-        yield writer
-        writer.close()
-        commit(temporary, final)
-    except BaseException:
-        writer.close()
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def write_table(final: Path, table: pa.Table) -> int:
-    """Write ``table`` atomically to ``final``; return the file's size in bytes."""
-    with parquet_writer(final, table.schema) as writer:
-        writer.write_table(table)
-    return final.stat().st_size
 
 
 def write_manifest(data_dir: Path, day: date, manifest: dict[str, Any]) -> Path:

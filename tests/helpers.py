@@ -13,9 +13,11 @@ from zoneinfo import ZoneInfo
 
 from common.schema import Checkout
 from common.settings import ENV_PREFIX, Settings
+from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 
 Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
-"""(day, store or None for the chain, sku) -> (net units, sold, returned, revenue, checkouts)"""
+"""(day, store or None for the chain, sku) -> the item's figures in the layout of
+:mod:`storage.figures`, revenue as a Decimal."""
 
 
 def free_port() -> int:
@@ -48,20 +50,24 @@ DATASET = Path(
 
 def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
     """Every live figure, computed the plain way with Decimal money."""
-    sums: dict[tuple[date, str | None, str], list[object]] = defaultdict(
-        lambda: [0, 0, 0, Decimal(0), 0]
-    )
+    sums: dict[tuple[date, str | None, str], list[object]] = defaultdict(_no_figures)
     for checkout in checkouts:
         day = checkout.occurred_at.astimezone(zone).date()
         for store in (checkout.store_id, None):
             for sku in {line.sku for line in checkout.lines}:
-                sums[(day, store, sku)][4] += 1  # type: ignore[operator]
+                sums[(day, store, sku)][CHECKOUTS] += 1  # type: ignore[operator]
             for line in checkout.lines:
                 row = sums[(day, store, line.sku)]
-                row[0] += line.quantity  # type: ignore[operator]
+                row[UNITS] += line.quantity  # type: ignore[operator]
                 if checkout.kind == "sale":
-                    row[1] += line.quantity  # type: ignore[operator]
+                    row[SOLD] += line.quantity  # type: ignore[operator]
                 if checkout.kind == "return":
-                    row[2] -= line.quantity  # type: ignore[operator]
-                row[3] += line.quantity * line.unit_price  # type: ignore[operator]
+                    row[RETURNED] -= line.quantity  # type: ignore[operator]
+                row[REVENUE] += line.quantity * line.unit_price  # type: ignore[operator]
     return {key: tuple(row) for key, row in sums.items()}  # type: ignore[misc]
+
+
+def _no_figures() -> list[object]:
+    row: list[object] = [0] * WIDTH
+    row[REVENUE] = Decimal(0)
+    return row

@@ -4,10 +4,8 @@ Each chunk of decoded lines is cut to the day, freed of duplicate checkouts and 
 *partial* aggregates; partials add up exactly (every checkout lies in one chunk), so a day of
 any size needs memory for one chunk plus the partials, never for all its lines.
 
-Definitions (as in :mod:`common.schema`): ``units`` = sum of quantities over all kinds,
-``units_sold`` = quantities of sales, ``units_returned`` = negated quantities of returns,
-``revenue`` = sum of ``quantity * unit_price`` over all kinds, ``checkouts`` = checkouts with
-at least one line of the item. ``name`` is the name on the item's latest line (latest
+The figures are those of :mod:`storage.figures`, the tables' columns and types those of
+:func:`storage.parquet.schema`. ``name`` is the name on the item's latest line (latest
 ``occurred_at``; on a tie, the greatest name).
 """
 
@@ -20,25 +18,20 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from common.schema import MONEY_DECIMALS
-
-REVENUE = pl.Decimal(38, MONEY_DECIMALS)
-LINE_PRICE = pl.Decimal(18, MONEY_DECIMALS)
-FIGURES: Final = ("units", "units_sold", "units_returned", "revenue", "checkouts")
-_COMPACT_EVERY: Final = 16
-
-SALES_LINES_SCHEMA: Final = pl.Schema(
-    {
-        "occurred_at": pl.Datetime("us", "UTC"),
-        "transaction_id": pl.String(),
-        "store_id": pl.String(),
-        "register_id": pl.String(),
-        "kind": pl.String(),
-        "sku": pl.String(),
-        "quantity": pl.Int32(),
-        "unit_price": LINE_PRICE,
-    }
+from storage.figures import CHECKOUTS, COLUMNS, LINES, RETURNED, REVENUE, SOLD, UNITS
+from storage.parquet import (
+    FIGURE_TYPES,
+    ITEM_SALES,
+    MONEY,
+    SALES_LINES,
+    STORE_ITEM_SALES,
+    TOTAL_TYPES,
 )
+
+_COMPACT_EVERY: Final = 16
+_SUMMED: Final = (COLUMNS[UNITS], COLUMNS[SOLD], COLUMNS[RETURNED], COLUMNS[REVENUE])
+"""The figures that are sums over lines (checkouts and lines are counts)."""
+_COUNTED: Final = (COLUMNS[CHECKOUTS], LINES)
 
 
 class Deduplicator:
@@ -87,7 +80,7 @@ def in_day(lines: pl.DataFrame, start: datetime, end: datetime) -> tuple[pl.Data
 
 def sales_lines(lines: pl.DataFrame) -> pl.DataFrame:
     """The ``sales_lines`` rows of decoded lines, in arrival order."""
-    return lines.select(SALES_LINES_SCHEMA.names()).cast(SALES_LINES_SCHEMA)
+    return lines.select(SALES_LINES.names()).cast(SALES_LINES)
 
 
 def _detached(frame: pl.DataFrame) -> pl.DataFrame:
@@ -125,39 +118,33 @@ def _measures(lines: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
             microseconds=local.dt.microsecond(),
             time_unit="us",
         )
+    kind = pl.col("kind")
     return lines.select(
         "message",
         "store_id",
         "sku",
         "name",
         "occurred_at",
-        units=quantity,
-        units_sold=pl.when(pl.col("kind") == "sale").then(quantity).otherwise(0),
-        units_returned=pl.when(pl.col("kind") == "return").then(-quantity).otherwise(0),
-        revenue=pl.col("unit_price").cast(REVENUE) * quantity,
+        quantity.alias(COLUMNS[UNITS]),
+        pl.when(kind == "sale").then(quantity).otherwise(0).alias(COLUMNS[SOLD]),
+        pl.when(kind == "return").then(-quantity).otherwise(0).alias(COLUMNS[RETURNED]),
+        (pl.col("unit_price").cast(MONEY) * quantity).alias(COLUMNS[REVENUE]),
         hour=hour,
     )
 
 
 def _sums() -> list[pl.Expr]:
-    return [
-        pl.col("units").sum(),
-        pl.col("units_sold").sum(),
-        pl.col("units_returned").sum(),
-        pl.col("revenue").sum().cast(REVENUE),
-    ]
+    return [pl.col(name).sum().cast(FIGURE_TYPES[name]) for name in _SUMMED]
 
 
-_FIGURE_TYPES: Final = pl.Schema(
-    {
-        "units": pl.Int64(),
-        "units_sold": pl.Int64(),
-        "units_returned": pl.Int64(),
-        "revenue": REVENUE,
-        "checkouts": pl.Int64(),
-    }
-)
-_COUNT_TYPES: Final = pl.Schema({**_FIGURE_TYPES, "lines": pl.Int64()})
+def _checkouts() -> pl.Expr:
+    return pl.col("message").n_unique().cast(pl.Int64).alias(COLUMNS[CHECKOUTS])
+
+
+def _lines() -> pl.Expr:
+    return pl.len().cast(pl.Int64).alias(LINES)
+
+
 _NAME_KEYS: Final = ["sku", "name"]
 
 
@@ -180,15 +167,14 @@ class Partials:
         if lines.is_empty():
             return
         measures = _measures(lines, self.zone)
-        checkouts = pl.col("message").n_unique().cast(pl.Int64)
-        count = pl.len().cast(pl.Int64)
-        store_items = measures.group_by("store_id", "sku").agg(*_sums(), checkouts=checkouts)
+        store_items = measures.group_by("store_id", "sku").agg(*_sums(), _checkouts())
         store_items = _detached(store_items)
         self.store_items.append(store_items)
         # A checkout belongs to one store, so the chain's figures are sums over stores.
-        self.items.append(store_items.group_by("sku").agg(*_sums(), pl.col("checkouts").sum()))
-        self.hours.append(measures.group_by("hour").agg(*_sums(), checkouts=checkouts, lines=count))
-        stores = measures.group_by("store_id").agg(*_sums(), checkouts=checkouts, lines=count)
+        chain_checkouts = pl.col(COLUMNS[CHECKOUTS]).sum()
+        self.items.append(store_items.group_by("sku").agg(*_sums(), chain_checkouts))
+        self.hours.append(measures.group_by("hour").agg(*_sums(), _checkouts(), _lines()))
+        stores = measures.group_by("store_id").agg(*_sums(), _checkouts(), _lines())
         self.stores.append(_detached(stores))
         # Only each item's latest lines can hold its latest name: a chunk keeps one row per
         # item, the greatest name at its latest time (cheaper than grouping by sku and name).
@@ -202,10 +188,10 @@ class Partials:
         )
         self.names.append(_detached(names))
         if len(self.items) >= _COMPACT_EVERY:
-            self.items = [_combine(self.items, ["sku"], _FIGURE_TYPES)]
-            self.store_items = [_combine(self.store_items, ["store_id", "sku"], _FIGURE_TYPES)]
-            self.hours = [_combine(self.hours, ["hour"], _COUNT_TYPES)]
-            self.stores = [_combine(self.stores, ["store_id"], _COUNT_TYPES)]
+            self.items = [_combine(self.items, ["sku"], FIGURE_TYPES)]
+            self.store_items = [_combine(self.store_items, ["store_id", "sku"], FIGURE_TYPES)]
+            self.hours = [_combine(self.hours, ["hour"], TOTAL_TYPES)]
+            self.stores = [_combine(self.stores, ["store_id"], TOTAL_TYPES)]
             self.names = [self._name_times()]
 
     def _name_times(self) -> pl.DataFrame:
@@ -225,28 +211,28 @@ class Partials:
 
     def item_sales(self) -> pl.DataFrame:
         """``daily_item_sales``: one row per item, by net units descending then sku."""
-        frame = _combine(self.items, ["sku"], _FIGURE_TYPES)
+        frame = _combine(self.items, ["sku"], FIGURE_TYPES)
         named = frame.join(self._latest_names(), on="sku", how="left")
-        return named.select("sku", "name", *FIGURES).sort(
-            ["units", "sku"], descending=[True, False]
+        return named.select(ITEM_SALES.names()).sort(
+            [COLUMNS[UNITS], "sku"], descending=[True, False]
         )
 
     def store_item_sales(self) -> pl.DataFrame:
         """``daily_store_item_sales``: one row per store and item (the item's latest name)."""
-        frame = _combine(self.store_items, ["store_id", "sku"], _FIGURE_TYPES)
+        frame = _combine(self.store_items, ["store_id", "sku"], FIGURE_TYPES)
         named = frame.join(self._latest_names(), on="sku", how="left")
-        return named.select("store_id", "sku", "name", *FIGURES).sort(
-            ["store_id", "units", "sku"], descending=[False, True, False]
+        return named.select(STORE_ITEM_SALES.names()).sort(
+            ["store_id", COLUMNS[UNITS], "sku"], descending=[False, True, False]
         )
 
     def store_totals(self) -> pl.DataFrame:
         """Per store: the figures plus checkouts and lines of the whole day, by store id."""
-        return _combine(self.stores, ["store_id"], _COUNT_TYPES).sort("store_id")
+        return _combine(self.stores, ["store_id"], TOTAL_TYPES).sort("store_id")
 
     def hourly_sales(self) -> pl.DataFrame:
         """``hourly_sales``: one row per local hour with sales, ``hour`` in the business zone."""
-        frame = _combine(self.hours, ["hour"], _COUNT_TYPES).sort("hour")
-        return frame.select(pl.col("hour").dt.convert_time_zone(self.zone.key), *FIGURES, "lines")
+        frame = _combine(self.hours, ["hour"], TOTAL_TYPES).sort("hour")
+        return frame.select(pl.col("hour").dt.convert_time_zone(self.zone.key), *TOTAL_TYPES)
 
 
 def _combine(partials: list[pl.DataFrame], keys: list[str], types: pl.Schema) -> pl.DataFrame:
@@ -259,5 +245,5 @@ def _combine(partials: list[pl.DataFrame], keys: list[str], types: pl.Schema) ->
     if len(partials) == 1:
         return partials[0].cast(types)
     frame = pl.concat([part.cast(types) for part in partials])
-    counts = [pl.col(name).sum() for name in types if name in {"checkouts", "lines"}]
+    counts = [pl.col(name).sum() for name in types if name in _COUNTED]
     return frame.group_by(keys).agg(*_sums(), *counts).cast(types)

@@ -25,7 +25,8 @@ from apscheduler.triggers.base import BaseTrigger
 from common.days import yesterday
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay
-from jobs.daily.job import DayResult, run_day
+from jobs.daily.job import run_day
+from jobs.daily.manifest import DayResult
 from storage import parquet
 
 logger = logging.getLogger(__name__)

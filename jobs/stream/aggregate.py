@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from common.days import business_day, day_bounds
 from common.schema import WireCheckout, WireLine, to_money_units
+from storage.figures import (
+    CHECKOUT_COUNT,
+    CHECKOUTS,
+    LINE_COUNT,
+    RETURNED,
+    REVENUE,
+    SOLD,
+    UNITS,
+    WIDTH,
+)
 from storage.live import PartitionDelta
+
+STAMP: Final = WIDTH
+"""The slot after an item's figures: the number, in its scope, of the last checkout that
+counted the item (so a checkout with several lines of an item counts it once)."""
+_SALE_SLOTS: Final = (UNITS, SOLD, REVENUE, CHECKOUTS, STAMP)
+_OTHER_SLOTS: Final = (UNITS, RETURNED, REVENUE, CHECKOUTS, STAMP)
 
 
 class DayCutter:
@@ -48,9 +65,9 @@ class Aggregator:
         counts = delta.stores.get(scope)
         if counts is None:
             counts = delta.stores[scope] = [0, 0]
-        stamp = counts[0]  # this checkout's number in its scope: counts each sku once
-        counts[0] = stamp + 1
-        counts[1] += len(lines)
+        stamp = counts[CHECKOUT_COUNT]
+        counts[CHECKOUT_COUNT] = stamp + 1
+        counts[LINE_COUNT] += len(lines)
         if checkout.kind == "sale":
             self._add_sale(items, delta.names, lines, stamp)
         else:
@@ -58,9 +75,8 @@ class Aggregator:
         if len(self._prices) > 100_000:
             self._prices.clear()
 
-    # Literal indexes: UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, then the last stamp (module
-    # globals would cost ~1 us per checkout here). Sales, nearly all checkouts, get their own
-    # loop so the kind is not tested per line.
+    # The loops bind the slots to local names (cheaper per line than module globals). Sales,
+    # nearly all checkouts, get their own loop so the kind is not tested per line.
 
     def _add_sale(
         self,
@@ -69,6 +85,7 @@ class Aggregator:
         lines: tuple[WireLine, ...],
         stamp: int,
     ) -> None:
+        units, sold, revenue, checkouts, last = _SALE_SLOTS
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -79,16 +96,17 @@ class Aggregator:
                 price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
+                # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, STAMP (tests pin the layout)
                 items[sku] = [quantity, quantity, 0, quantity * price, 1, stamp]
                 if line.name is not None:
                     names[sku] = line.name
                 continue
-            figures[0] += quantity
-            figures[1] += quantity
-            figures[3] += quantity * price
-            if figures[5] != stamp:
-                figures[5] = stamp
-                figures[4] += 1
+            figures[units] += quantity
+            figures[sold] += quantity
+            figures[revenue] += quantity * price
+            if figures[last] != stamp:
+                figures[last] = stamp
+                figures[checkouts] += 1
 
     def _add_other(
         self,
@@ -99,6 +117,7 @@ class Aggregator:
         *,
         returned: bool,
     ) -> None:
+        units, returns, revenue, checkouts, last = _OTHER_SLOTS
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -109,13 +128,14 @@ class Aggregator:
                 price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
             if figures is None:
-                figures = items[sku] = [0, 0, 0, 0, 0, -1]
+                figures = items[sku] = [0] * (WIDTH + 1)
+                figures[last] = -1
                 if line.name is not None:
                     names[sku] = line.name
-            figures[0] += quantity
+            figures[units] += quantity
             if returned:
-                figures[2] -= quantity
-            figures[3] += quantity * price
-            if figures[5] != stamp:
-                figures[5] = stamp
-                figures[4] += 1
+                figures[returns] -= quantity
+            figures[revenue] += quantity * price
+            if figures[last] != stamp:
+                figures[last] = stamp
+                figures[checkouts] += 1

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import redis
 
+from common.days import day_bounds
 from common.schema import Checkout, Line, WireDecoder, encode_checkout
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
 from storage import keys
-from storage.live import ApplyStatus, LiveStore, PartitionDelta, expiry_of
+from storage.live import ApplyStatus, LiveStore, PartitionDelta
 from tests.helpers import truth
 from tests.jobs.stream.helpers import live_figures
 
@@ -132,7 +133,8 @@ def test_per_day_keys_expire_retention_after_the_day(
     store: LiveStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
     store.apply(_delta(0, 2), expected=-1)
-    expected = int(expiry_of(DAY, settings.zone, settings.retention_days).timestamp())
+    end = day_bounds(DAY, settings.zone)[1]
+    expected = int((end + timedelta(days=settings.retention_days)).timestamp())
     for measure in keys.MEASURES:
         assert redis_client.expiretime(keys.day_key("live", DAY, measure)) == expected
     assert redis_client.expiretime(keys.day_key("live", DAY, "units", "s1")) == expected

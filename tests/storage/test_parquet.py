@@ -40,7 +40,9 @@ def test_staged_files_replace_on_commit_and_vanish_on_error(tmp_path: Path) -> N
 
 
 def test_readers_skip_temporary_files_and_see_the_date_column(tmp_path: Path) -> None:
-    parquet.write_table(parquet.table_path(tmp_path, "daily_item_sales", DAY), pa.table({"x": [1]}))
+    with parquet.StagedFiles() as staged:
+        staged.table(parquet.table_path(tmp_path, "daily_item_sales", DAY), pa.table({"x": [1]}))
+        staged.commit()
     with (
         parquet.StagedFiles() as staged,
         staged.writer(

@@ -8,11 +8,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.columns import LINE_SCHEMA
 from jobs.daily.aggregate import Deduplicator, Partials, in_day
+from storage import parquet
 
 ZONE = ZoneInfo("Europe/London")
 START = datetime(2026, 10, 25, tzinfo=ZONE).astimezone(UTC)
@@ -110,3 +112,19 @@ def test_chunked_aggregation_equals_reference(
         )
     ) == dict(hours)
     assert hourly.schema["hour"] == pl.Datetime("us", "Europe/London")
+
+
+@pytest.mark.parametrize("lines", [0, 1, 40])
+def test_tables_have_the_published_columns_and_types(lines: int) -> None:
+    name: str | None = "Apple"
+    messages = [
+        (f"t{n}", f"s{n % 2}", 600 * n, "sale", [("a", 1 + n % 3, Decimal("1.25"), name)])
+        for n in range(lines)
+    ]
+    partials = Partials(ZONE)
+    for first in range(0, lines, 2):  # 20 chunks are compacted once
+        partials.add(_frame(messages[first : first + 2]))
+
+    assert partials.item_sales().schema == parquet.schema("daily_item_sales", ZONE)
+    assert partials.store_item_sales().schema == parquet.schema("daily_store_item_sales", ZONE)
+    assert partials.hourly_sales().schema == parquet.schema("hourly_sales", ZONE)

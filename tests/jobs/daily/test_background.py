@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from common.schema import Checkout, Limits, Line, encode_checkout
-from jobs.daily.job import decode_ahead, in_background
+from jobs.daily.pipeline import decode_ahead, in_background
 
 
 def _workers() -> list[threading.Thread]:

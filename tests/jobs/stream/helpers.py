@@ -16,9 +16,8 @@ from confluent_kafka import Consumer, TopicPartition
 from common.schema import from_money_units
 from common.settings import Settings
 from storage import keys
+from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
 from tests.helpers import Figures, settings_env
-
-# (day, store or None, sku) -> (units, sold, returned, revenue, checkouts)
 
 
 def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:
@@ -27,22 +26,25 @@ def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:
     for day in days:
         stores = sorted(m.decode() for m in client.smembers(keys.stores_key("live", day)))
         for store in [None, *stores]:
-            units = client.zrange(keys.day_key("live", day, "units", store), 0, -1, withscores=True)
+            ranking = keys.day_key("live", day, NAMES[RANKED], store)
+            units = client.zrange(ranking, 0, -1, withscores=True)
             hashes = {
-                measure: {
+                figure: {
                     k.decode(): int(v)
-                    for k, v in client.hgetall(keys.day_key("live", day, measure, store)).items()
+                    for k, v in client.hgetall(
+                        keys.day_key("live", day, NAMES[figure], store)
+                    ).items()
                 }
-                for measure in ("sold", "returned", "revenue", "checkouts")
+                for figure in (SOLD, RETURNED, REVENUE, CHECKOUTS)
             }
             for raw_sku, score in units:
                 sku = raw_sku.decode()
                 result[(day, store, sku)] = (
                     int(score),
-                    hashes["sold"].get(sku, 0),
-                    hashes["returned"].get(sku, 0),
-                    from_money_units(hashes["revenue"].get(sku, 0)),
-                    hashes["checkouts"].get(sku, 0),
+                    hashes[SOLD].get(sku, 0),
+                    hashes[RETURNED].get(sku, 0),
+                    from_money_units(hashes[REVENUE].get(sku, 0)),
+                    hashes[CHECKOUTS].get(sku, 0),
                 )
     return result
 

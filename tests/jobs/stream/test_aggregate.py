@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.schema import Checkout, Line, WireDecoder, encode_checkout, from_money_units
-from jobs.stream.aggregate import Aggregator, DayCutter
+from jobs.stream.aggregate import STAMP, Aggregator, DayCutter
+from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 from storage.live import PartitionDelta
 from tests.helpers import truth
 
@@ -60,7 +62,13 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
     for checkout in batch:
         aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
     folded = {
-        (day, store, sku): (f[0], f[1], f[2], from_money_units(f[3]), f[4])
+        (day, store, sku): (
+            f[UNITS],
+            f[SOLD],
+            f[RETURNED],
+            from_money_units(f[REVENUE]),
+            f[CHECKOUTS],
+        )
         for (day, store), items in delta.items.items()
         for sku, f in items.items()
     }
@@ -75,3 +83,32 @@ def test_day_cutter_agrees_with_local_date(instant: datetime) -> None:
     cutter = DayCutter(LONDON)
     for probe in (instant, instant - timedelta(hours=23), instant + timedelta(hours=25), instant):
         assert cutter.day_of(probe) == probe.astimezone(LONDON).date()
+
+
+def test_items_are_lists_in_the_figures_layout_then_the_stamp() -> None:
+    sale = Checkout(
+        transaction_id="t",
+        store_id="s1",
+        register_id="r1",
+        occurred_at=datetime(2026, 3, 28, 12, tzinfo=UTC),
+        kind="sale",
+        currency="GBP",
+        lines=(Line("a", 3, Decimal("0.25"), None), Line("a", 1, Decimal("0.25"), None)),
+    )
+    refund = msgspec.structs.replace(
+        sale, kind="return", lines=(Line("b", -2, Decimal("1.5"), None),)
+    )
+    delta = PartitionDelta(0)
+    aggregator = Aggregator(LONDON)
+    for checkout in (sale, refund):
+        aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
+    items = delta.items[(date(2026, 3, 28), "s1")]
+
+    assert STAMP == WIDTH
+    expected_a = [0] * (WIDTH + 1)
+    expected_a[UNITS], expected_a[SOLD], expected_a[REVENUE] = 4, 4, 10_000
+    expected_a[CHECKOUTS], expected_a[STAMP] = 1, 0
+    expected_b = [0] * (WIDTH + 1)
+    expected_b[UNITS], expected_b[RETURNED], expected_b[REVENUE] = -2, 2, -30_000
+    expected_b[CHECKOUTS], expected_b[STAMP] = 1, 1
+    assert items == {"a": expected_a, "b": expected_b}

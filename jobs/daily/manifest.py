@@ -1,0 +1,160 @@
+"""The manifest of a finished day: what was read, counted, written and reconciled.
+
+The manifest is written last (:func:`storage.parquet.write_manifest`): a day with a manifest
+is finished. Its summary (:func:`summary`) is stored beside the day's rankings in Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Final
+
+from common.schema import SCHEMA_VERSION, from_money_units
+from common.settings import Settings
+from jobs.daily.reader import DayRange
+from storage import parquet
+from storage.daily import Reconciliation
+from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE, TOTALS
+
+MANIFEST_VERSION: Final = 1
+DRIFTS_IN_MANIFEST: Final = 100
+
+
+def code_version() -> str:
+    """The installed kassa version, recorded in every manifest."""
+    try:
+        return version("kassa")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """What a run of one day produced."""
+
+    day: date
+    manifest: dict[str, Any]
+    reconciliation: Reconciliation
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of one day: who it was and what it found."""
+
+    run_id: str
+    plan: DayRange
+    forced: bool
+    """Finalized although partitions were behind (``--force``)."""
+    run_at: datetime
+
+
+def summary(run: Run, totals: Mapping[str, int]) -> dict[str, str | int]:
+    """The manifest hash stored with the day's rankings in Redis."""
+    checkouts, revenue = COLUMNS[CHECKOUTS], COLUMNS[REVENUE]
+    return {
+        "run_id": run.run_id,
+        "complete": int(run.plan.complete),
+        "forced": int(run.forced),
+        checkouts: totals.get(checkouts, 0),
+        LINES: totals.get(LINES, 0),
+        revenue: totals.get(revenue, 0),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "code_version": code_version(),
+    }
+
+
+def build_manifest(
+    settings: Settings,
+    run: Run,
+    *,
+    counts: Mapping[str, Any],
+    totals: Mapping[str, int],
+    sizes: Mapping[Path, int],
+    rows: Mapping[parquet.Table, int],
+    reconciliation: Reconciliation,
+    repaired: bool,
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """The manifest of ``run`` (see ``docs/daily.md`` for every field)."""
+    plan = run.plan
+    tables = _tables(settings.data_dir, plan.day, sizes, rows)
+    lines = counts["lines"]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "day": plan.day.isoformat(),
+        "timezone": settings.timezone,
+        "start": plan.start.isoformat(),
+        "end": plan.end.isoformat(),
+        "hours": (plan.end - plan.start) / timedelta(hours=1),
+        "topic": plan.topic,
+        "grace_seconds": plan.grace.total_seconds(),
+        "lateness_seconds": plan.lateness.total_seconds(),
+        "complete": plan.complete,
+        "forced": run.forced,
+        "behind": [{"partition": p, "reason": why} for p, why in plan.behind],
+        "partitions": _partitions(plan),
+        "counts": dict(counts),
+        "totals": _totals(totals),
+        "tables": tables,
+        "sales_lines_bytes_per_line": (
+            round(tables["sales_lines"]["bytes"] / lines, 2) if lines else None
+        ),
+        "reconciliation": _reconciliation(reconciliation, repaired),
+        "code_version": code_version(),
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "run_at": run.run_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "timings_seconds": {name: round(value, 3) for name, value in timings.items()},
+    }
+
+
+def _partitions(plan: DayRange) -> list[dict[str, Any]]:
+    return [
+        {
+            "partition": part.partition,
+            "start_offset": part.start,
+            "end_offset": part.end,
+            "records": part.records,
+            "low_watermark": part.low,
+            "high_watermark": part.high,
+            "complete": part.complete,
+        }
+        for part in plan.partitions
+    ]
+
+
+def _totals(totals: Mapping[str, int]) -> dict[str, Any]:
+    """The day's totals, revenue as a decimal string."""
+    recorded: dict[str, Any] = {name: totals.get(name, 0) for name in TOTALS}
+    revenue = COLUMNS[REVENUE]
+    recorded[revenue] = str(from_money_units(recorded[revenue]))
+    return recorded
+
+
+def _tables(
+    data_dir: Path, day: date, sizes: Mapping[Path, int], rows: Mapping[parquet.Table, int]
+) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = {}
+    for table in parquet.TABLES:
+        path = parquet.table_path(data_dir, table, day)
+        tables[table] = {
+            "path": str(path.relative_to(data_dir)),
+            "bytes": sizes.get(path, path.stat().st_size),
+            "rows": rows[table],
+        }
+    return tables
+
+
+def _reconciliation(reconciliation: Reconciliation, repaired: bool) -> dict[str, Any]:
+    return {
+        "live_items": reconciliation.live_items,
+        "daily_items": reconciliation.daily_items,
+        "drifted_items": len(reconciliation.drifts),
+        "drifts": [d.as_dict() for d in reconciliation.drifts[:DRIFTS_IN_MANIFEST]],
+        "repaired_live": repaired,
+    }

@@ -1,0 +1,105 @@
+"""The figures kassa keeps of every item and every day, named in this one module.
+
+**Item figures.** Five integers per item and scope (a business day of the chain, or of one
+store). Everywhere they travel together they are a tuple or list in this order, the
+*layout*, indexed by the constants below:
+
+=====  ==========  =========  ==============  ==============================================
+index  constant    name       column          meaning
+=====  ==========  =========  ==============  ==============================================
+0      UNITS       units      units           net units: quantities summed over all kinds
+1      SOLD        sold       units_sold      units sold: the quantities of sales
+2      RETURNED    returned   units_returned  units returned: the negated quantities of
+                                              returns
+3      REVENUE     revenue    revenue         the sum of quantity * unit price, in integer
+                                              1/10,000 currency units (exact)
+4      CHECKOUTS   checkouts  checkouts       checkouts with at least one line of the item
+=====  ==========  =========  ==============  ==============================================
+
+*name* (:data:`NAMES`) is the figure's Redis key, ``kassa:{ns}:{D}:{name}`` (sku -> figure;
+see :mod:`storage.keys`), and its name in reports (:class:`Drift`). *column*
+(:data:`COLUMNS`) is its Parquet column (types in :mod:`storage.parquet`) and its field in a
+scope's day totals. Net units are kept in a sorted set (the ranking); the other figures in
+hashes that omit zero values.
+
+A list of figures may carry slots of its own after the five (the stream aggregator keeps
+one): code outside its owner reads only the indexes above. Hot loops bind the constants to
+local names (a local costs less per use than a module global).
+
+**Day totals.** A scope's ``totals`` hash and the ``hourly_sales`` rows have the fields
+:data:`TOTALS`: the columns of the figures summed over the scope's items, except that
+``checkouts`` counts the scope's checkouts, and ``lines``, the number of their lines. The
+stream job counts the checkouts and lines of a scope in a list ``[checkouts, lines]``
+indexed by :data:`CHECKOUT_COUNT` and :data:`LINE_COUNT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+UNITS: Final = 0
+SOLD: Final = 1
+RETURNED: Final = 2
+REVENUE: Final = 3
+CHECKOUTS: Final = 4
+WIDTH: Final = 5
+"""The number of item figures: the slots of the layout."""
+RANKED: Final = UNITS
+"""The figure that ranks items, kept in a sorted set."""
+HASHED: Final = (SOLD, RETURNED, REVENUE, CHECKOUTS)
+"""The figures kept in hashes (zero values omitted)."""
+
+Name = Literal["units", "sold", "returned", "revenue", "checkouts"]
+NAMES: Final[tuple[Name, ...]] = ("units", "sold", "returned", "revenue", "checkouts")
+"""Each figure's name and Redis key, by index."""
+COLUMNS: Final[tuple[str, ...]] = ("units", "units_sold", "units_returned", "revenue", "checkouts")
+"""Each figure's Parquet column and totals field, by index."""
+LINES: Final = "lines"
+TOTALS: Final[tuple[str, ...]] = (*COLUMNS, LINES)
+"""The fields of a scope's day totals."""
+
+CHECKOUT_COUNT: Final = 0
+LINE_COUNT: Final = 1
+
+Figures = tuple[int, int, int, int, int]
+"""An item's figures in the layout."""
+ZERO: Final[Figures] = (0, 0, 0, 0, 0)
+"""The figures of an item without lines."""
+
+
+def figures_of(values: Sequence[int]) -> Figures:
+    """The item figures in ``values``, a sequence in the layout (extra slots are ignored)."""
+    return (values[UNITS], values[SOLD], values[RETURNED], values[REVENUE], values[CHECKOUTS])
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One item whose figures differ between two sources: the live and the daily figures."""
+
+    sku: str
+    live: Figures
+    daily: Figures
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready: the figures by name, and their differences (live minus daily)."""
+        return {
+            "sku": self.sku,
+            "live": dict(zip(NAMES, self.live, strict=True)),
+            "daily": dict(zip(NAMES, self.daily, strict=True)),
+            "difference": {
+                name: live - daily
+                for name, live, daily in zip(NAMES, self.live, self.daily, strict=True)
+            },
+        }
+
+
+def drifts(live: Mapping[str, Figures], daily: Mapping[str, Figures]) -> list[Drift]:
+    """The items whose figures differ, by sku; an item missing on one side has no lines."""
+    found = []
+    for sku in sorted(live.keys() | daily.keys()):
+        mine, theirs = live.get(sku, ZERO), daily.get(sku, ZERO)
+        if mine != theirs:
+            found.append(Drift(sku, mine, theirs))
+    return found

@@ -1,0 +1,59 @@
+"""The figures' layout, names and drift (pure logic, no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from storage import figures, keys
+
+
+def test_the_layout_is_pinned() -> None:
+    layout = (figures.UNITS, figures.SOLD, figures.RETURNED, figures.REVENUE, figures.CHECKOUTS)
+    assert layout == tuple(range(figures.WIDTH))
+    assert figures.NAMES == ("units", "sold", "returned", "revenue", "checkouts")
+    assert figures.COLUMNS == ("units", "units_sold", "units_returned", "revenue", "checkouts")
+    assert figures.TOTALS == (
+        "units",
+        "units_sold",
+        "units_returned",
+        "revenue",
+        "checkouts",
+        "lines",
+    )
+    assert (figures.CHECKOUT_COUNT, figures.LINE_COUNT) == (0, 1)
+    assert keys.MEASURES == ("units", "sold", "returned", "revenue", "checkouts", "totals")
+
+
+def test_figures_of_ignores_extra_slots() -> None:
+    assert figures.figures_of([1, 2, 3, 4, 5, 99]) == (1, 2, 3, 4, 5)
+
+
+def test_drifts_compare_item_by_item_with_missing_items_as_zero() -> None:
+    live = {"a": (4, 4, 0, 100, 1), "b": (1, 1, 0, 10, 1)}
+    daily = {"a": (5, 5, 0, 100, 2), "b": (1, 1, 0, 10, 1), "c": (2, 2, 0, 20, 1)}
+
+    found = figures.drifts(live, daily)
+
+    assert [drift.sku for drift in found] == ["a", "c"]
+    assert found[0].as_dict() == {
+        "sku": "a",
+        "live": {"units": 4, "sold": 4, "returned": 0, "revenue": 100, "checkouts": 1},
+        "daily": {"units": 5, "sold": 5, "returned": 0, "revenue": 100, "checkouts": 2},
+        "difference": {"units": -1, "sold": -1, "returned": 0, "revenue": 0, "checkouts": -1},
+    }
+    assert found[1].live == figures.ZERO
+
+
+def test_keys_expire_retention_after_the_day_or_after_a_late_write() -> None:
+    london = ZoneInfo("Europe/London")
+    day = date(2026, 10, 25)  # 25 hours long
+    end = datetime(2026, 10, 26, 0, tzinfo=UTC)
+    assert keys.expire_at(day, london, 7) == int((end + timedelta(days=7)).timestamp())
+    assert keys.expire_at(day, london, 7, written_at=end - timedelta(hours=1)) == int(
+        (end + timedelta(days=7)).timestamp()
+    )
+    late = end + timedelta(days=3, minutes=5)
+    assert keys.expire_at(day, london, 7, written_at=late) == int(
+        (late + timedelta(days=7)).timestamp()
+    )
