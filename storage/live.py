@@ -6,9 +6,16 @@ adds the delta to the ``live`` keys of :mod:`storage.keys` and records the batch
 offset as the partition's *watermark* in the same atomic step, but only if the watermark is
 the one the writer expects (compare-and-set). It reads every figure it adds to first (one
 ``HMGET``/``ZMSCORE`` per key, not one ``HINCRBY``/``ZINCRBY`` per figure: about a quarter
-less Redis CPU) and writes nothing if a stored figure is not an integer or a sum would pass
-2^53 (beyond which Lua's numbers are not exact). A replay after a crash, a stale replica or a
-batch that follows a refused one therefore changes nothing.
+less Redis CPU) and writes nothing if a stored figure is not an integer. A replay after a
+crash, a stale replica or a batch that follows a refused one therefore changes nothing.
+
+Sums are exact. A hash field (every figure but net units, and every day total) holds any
+integer: the script adds two numbers of at most 15 characters as Lua doubles (exact below
+2^53) and any larger ones digit by digit, as decimal strings. Net units live in the ranking,
+a sorted set whose scores are doubles: they are exact within +-2^53, which
+``KASSA_MAX_QUANTITY`` (at most :data:`~common.schema.MAX_QUANTITY_CAP`) keeps out of reach
+(more than 9 * 10^9 lines of one item in one day); a batch that would pass it anyway is
+refused whole with :class:`~common.errors.FigureLimitError`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import redis
 
+from common.errors import FigureLimitError
 from storage import keys
 from storage.figures import (
     CHECKOUT_COUNT,
@@ -38,6 +46,8 @@ from storage.figures import (
     UNITS,
 )
 
+_FIGURE_LIMIT: Final = "KASSA_FIGURE_LIMIT"
+"""The first word of the script's error when net units would pass 2^53."""
 _APPLY_SCRIPT: Final = """
 local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local last = tonumber(ARGV[2])
@@ -48,6 +58,53 @@ end
 local ops = cjson.decode(ARGV[4])
 local CHUNK = 2000
 local EXACT = 9007199254740992
+local function strip(d)
+  d = string.gsub(d, '^0+', '')
+  if d == '' then return '0' end
+  return d
+end
+local function magnitude_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function magnitude_add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local s = (tonumber(string.sub(a, math.max(1, i - 6), i)) or 0)
+      + (tonumber(string.sub(b, math.max(1, j - 6), j)) or 0) + carry
+    carry = s >= 1e7 and 1 or 0
+    table.insert(out, 1, string.format('%07d', s - carry * 1e7))
+    i, j = i - 7, j - 7
+  end
+  return strip(table.concat(out))
+end
+local function magnitude_sub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local s = tonumber(string.sub(a, math.max(1, i - 6), i))
+      - (tonumber(string.sub(b, math.max(1, j - 6), j)) or 0) - borrow
+    borrow = s < 0 and 1 or 0
+    table.insert(out, 1, string.format('%07d', s + borrow * 1e7))
+    i, j = i - 7, j - 7
+  end
+  return strip(table.concat(out))
+end
+local function exact_add(a, b)
+  if #a <= 15 and #b <= 15 then return string.format('%d', tonumber(a) + tonumber(b)) end
+  local minus_a, minus_b = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  local x = strip(minus_a and string.sub(a, 2) or a)
+  local y = strip(minus_b and string.sub(b, 2) or b)
+  if minus_a == minus_b then
+    local sum = magnitude_add(x, y)
+    if minus_a and sum ~= '0' then return '-' .. sum end
+    return sum
+  end
+  if x == y then return '0' end
+  if magnitude_less(x, y) then x, y, minus_a = y, x, minus_b end
+  local difference = magnitude_sub(x, y)
+  if minus_a then return '-' .. difference end
+  return difference
+end
 local writes = {}
 for k = 2, #KEYS do
   local key = KEYS[k]
@@ -62,20 +119,28 @@ for k = 2, #KEYS do
       for j = first, math.min(first + 2 * CHUNK - 1, #args), 2 do fields[#fields + 1] = args[j] end
       local current = redis.call(read, key, unpack(fields))
       for i = 1, #fields do
-        local sum = tonumber(args[first + 2 * i - 1])
-        if current[i] then
-          local now = tonumber(current[i])
-          if now == nil then
-            return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. current[i] ..
-              ', not a number: nothing was written')
+        local sum = args[first + 2 * i - 1]
+        local now = current[i]
+        if kind == 'z' then
+          sum = tonumber(sum)
+          if now then
+            if tonumber(now) == nil then
+              return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
+                ', not a number: nothing was written')
+            end
+            sum = sum + tonumber(now)
           end
-          sum = sum + now
+          if sum >= EXACT or sum <= -EXACT then
+            return redis.error_reply('KASSA_FIGURE_LIMIT ' .. fields[i] .. ' in ' .. key)
+          end
+          sum = string.format('%d', sum)
+        elseif now then
+          if not string.find(now, '^-?%d+$') then
+            return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
+              ', not an integer: nothing was written')
+          end
+          sum = exact_add(sum, now)
         end
-        if sum >= EXACT or sum <= -EXACT then
-          return redis.error_reply(key .. ' ' .. fields[i] ..
-            ' would pass 2^53: nothing was written')
-        end
-        sum = string.format('%d', sum)
         if kind == 'z' then
           sums[#sums + 1] = sum
           sums[#sums + 1] = fields[i]
@@ -213,7 +278,13 @@ class LiveStore:
             expected_arg,
             _encode(ops),
         ]
-        status, watermark = self._script(keys=script_keys, args=args)
+        try:
+            status, watermark = self._script(keys=script_keys, args=args)
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if text.startswith(_FIGURE_LIMIT):
+                raise FigureLimitError(text.removeprefix(_FIGURE_LIMIT).strip()) from None
+            raise
         return ApplyResult(ApplyStatus(int(status)), int(watermark))
 
     def _expire_at(self, day: date) -> int:

@@ -27,7 +27,7 @@ def _checkout(store: str, *lines: tuple[str, int, str], kind: str = "sale") -> C
         register_id="r",
         occurred_at=datetime(2026, 11, 21, 10, tzinfo=UTC),
         kind=kind,  # type: ignore[arg-type]
-        currency="EUR",
+        currency="GBP",
         lines=tuple(Line(sku, q, Decimal(p), f"name {sku}") for sku, q, p in lines),
     )
 
