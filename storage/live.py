@@ -67,11 +67,14 @@ local function magnitude_less(a, b)
   if #a ~= #b then return #a < #b end
   return a < b
 end
+local function chunk(d, i)
+  if i <= 0 then return 0 end
+  return tonumber(string.sub(d, math.max(1, i - 6), i))
+end
 local function magnitude_add(a, b)
   local out, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
-    local s = (tonumber(string.sub(a, math.max(1, i - 6), i)) or 0)
-      + (tonumber(string.sub(b, math.max(1, j - 6), j)) or 0) + carry
+    local s = chunk(a, i) + chunk(b, j) + carry
     carry = s >= 1e7 and 1 or 0
     table.insert(out, 1, string.format('%07d', s - carry * 1e7))
     i, j = i - 7, j - 7
@@ -81,8 +84,7 @@ end
 local function magnitude_sub(a, b)
   local out, borrow, i, j = {}, 0, #a, #b
   while i > 0 do
-    local s = tonumber(string.sub(a, math.max(1, i - 6), i))
-      - (tonumber(string.sub(b, math.max(1, j - 6), j)) or 0) - borrow
+    local s = chunk(a, i) - chunk(b, j) - borrow
     borrow = s < 0 and 1 or 0
     table.insert(out, 1, string.format('%07d', s + borrow * 1e7))
     i, j = i - 7, j - 7
@@ -137,7 +139,7 @@ for k = 2, #KEYS do
         elseif now then
           if not string.find(now, '^-?%d+$') then
             return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
-              ', not an integer: nothing was written')
+              ', not a number: nothing was written')
           end
           sum = exact_add(sum, now)
         end

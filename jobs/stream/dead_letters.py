@@ -10,6 +10,7 @@ that it was cut. A dead letter the broker still refuses as too large (a topic wi
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -93,7 +94,11 @@ class DeadLetters:
         while True:
             try:
                 self._producer.produce(
-                    self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered
+                    self.topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=functools.partial(self._delivered, key, headers),
                 )
                 break
             except BufferError:  # the local queue is full: let deliveries make room
@@ -122,18 +127,21 @@ class DeadLetters:
         self._pending = 0
         if remaining or failures:
             msg = (
-                f"{remaining} message(s) not delivered to dead-letter topic {self.topic!r} "
-                f"within {self._flush_timeout:.0f} s ({'; '.join(failures[:3]) or 'timeout'}); "
-                "check that the topic exists ('kassa topics create') and the broker is up"
+                f"{remaining + len(failures)} message(s) not delivered to dead-letter topic "
+                f"{self.topic!r} within {self._flush_timeout:.0f} s "
+                f"({'; '.join(failures[:3]) or 'timeout'}); check that the topic exists "
+                "('kassa topics create'), the broker is up and the topic's max.message.bytes "
+                f"is at least {MAX_RECORD_BYTES}"
             )
             raise DeadLetterError(msg)
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+    def _delivered(
+        self, key: bytes | None, headers: list[Header], error: KafkaError | None, _: Message
+    ) -> None:
         if error is None:
             return
-        headers = message.headers() or []
-        dropped = any(name == TRUNCATED_HEADER and data == b"dropped" for name, data in headers)
+        dropped = (TRUNCATED_HEADER, b"dropped") in headers
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not dropped:
-            self._too_large.append((message.key(), list(headers)))
+            self._too_large.append((key, headers))
         else:
             self._failures.append(str(error))
