@@ -11,6 +11,7 @@ COPY jobs ./jobs
 COPY producers ./producers
 COPY services ./services
 COPY cli ./cli
+COPY api ./api
 RUN pip install -c constraints.txt . && useradd --create-home kassa && mkdir /data \
     && chown kassa /data
 

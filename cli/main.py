@@ -14,13 +14,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cli import daily, produce, services, stream, top, topics
+from cli import daily, produce, serve, services, stream, top, topics
 from common.errors import KassaError
 from common.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = (services, topics, produce, stream, daily, top)
+COMMANDS = (services, topics, produce, stream, daily, top, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rep.add_argument(
         "--dataset",
         type=Path,
-        help="the Online Retail Parquet file (default KASSA_REPLAY_DATASET)",
+        help="the Online Retail Parquet file (default KASSA_REPLAY_DATASET, else the copy "
+        "shipped with kassa)",
     )
     rep.add_argument("--quiet", action="store_true", help="no progress line")
     rep.set_defaults(handler=run_replay)
@@ -128,7 +129,7 @@ def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Publish the dataset's invoices, then print the per-day table."""
-    dataset = args.dataset or settings.replay_dataset
+    dataset = args.dataset or settings.replay_dataset or replay.DEFAULT_DATASET
     first: date | None = args.first
     last: date | None = args.last
     totals = replay.ReplayTotals()

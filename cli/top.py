@@ -1,18 +1,32 @@
-"""``kassa top``: read a day's item ranking from Redis, as a table or as JSON."""
+"""``kassa top``: a ranking of a day or a range of days from Redis, as a table or as JSON.
+
+Exit status: 0 printed; 1 nothing to show (the message says why: no data, unknown store,
+daily ranking not computed, day past the retention); 2 bad arguments; 3 Redis unreachable.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import redis
 
-from common.days import business_day, parse_day, yesterday
+from cli import arguments
+from common.days import business_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
+from storage import keys
 from storage.connections import redis_failures
-from storage.rankings import RankedItem, read_ranking
+from storage.rankings import (
+    MAX_LIMIT,
+    RankedItem,
+    RankingQuery,
+    Retention,
+    day_range,
+    stores_of,
+    top,
+)
 
 SOURCES = ("live", "daily")
 
@@ -21,58 +35,91 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``top``."""
     parser = subparsers.add_parser(
         "top",
-        help="print a day's best-selling items (net units)",
-        description="Read a day's ranking from Redis: 'live' (kept by kassa stream) or "
-        "'daily' (written by kassa daily). Best first; ties by sku.",
+        help="print the best-selling items of a day or a range of days",
+        description="Read a ranking from Redis: 'live' (kept by kassa stream) or 'daily' "
+        "(written by kassa daily), for one day (--day) or a range (--from/--to, combined in "
+        "Redis), by net units or revenue. Best first; ties by sku. Exit status: 0 printed, "
+        "1 nothing to show (the message says why), 2 bad arguments, 3 Redis unreachable.",
     )
     parser.add_argument("--source", choices=SOURCES, default="live", help="which ranking")
-    parser.add_argument(
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
         "--day",
+        type=arguments.day,
         help="business day YYYY-MM-DD in KASSA_TIMEZONE (default: today for live, "
         "yesterday for daily)",
     )
-    parser.add_argument("-n", type=int, default=10, help="how many items (default 10)")
+    when.add_argument("--from", dest="first", type=arguments.day, help="first day of a range")
+    parser.add_argument("--to", dest="last", type=arguments.day, help="last day of a range")
+    parser.add_argument(
+        "-n", type=_item_count, default=10, help=f"how many items, 1..{MAX_LIMIT} (default 10)"
+    )
+    parser.add_argument(
+        "--by", choices=keys.RANKED_BY, default="units", help="rank by net units or revenue"
+    )
     parser.add_argument("--store", help="one store's ranking instead of the whole chain")
-    parser.add_argument("--json", action="store_true", help="print a JSON array")
+    parser.add_argument(
+        "--stores", action="store_true", help="list the stores of the day(s) instead"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the ranking; an empty ranking prints ``[]`` (JSON) or a note, exit status 0."""
-    now = datetime.now(UTC)
-    if args.day:
-        day = parse_day(args.day)
-    elif args.source == "daily":
-        day = yesterday(now, settings.zone)
-    else:
-        day = business_day(now, settings.zone)
-    if args.n < 1:
-        msg = f"-n {args.n} is not positive; ask for at least 1 item"
+def _item_count(text: str) -> int:
+    value = arguments.positive_int(text)
+    if value > MAX_LIMIT:
+        msg = f"{text!r} is more than {MAX_LIMIT}; ask for 1 to {MAX_LIMIT} items"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _days(args: argparse.Namespace, settings: Settings) -> tuple[date, date]:
+    if (args.first is None) != (args.last is None):
+        msg = "--from and --to go together: give both days of the range (YYYY-MM-DD)"
         raise KassaError(msg)
+    if args.first is not None:
+        return args.first, args.last
+    if args.day is not None:
+        return args.day, args.day
+    now = datetime.now(UTC)
+    day = (
+        yesterday(now, settings.zone)
+        if args.source == "daily"
+        else business_day(now, settings.zone)
+    )
+    return day, day
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ranking (or the stores); a reason for having none is an error (status 1)."""
+    first, last = _days(args, settings)
     client = redis.Redis.from_url(settings.redis_url)
     try:
         with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
-            ranking = read_ranking(client, args.source, day, args.n, args.store)
+            if args.stores:
+                stores = stores_of(client, args.source, day_range(first, last))
+                print(json.dumps(stores) if args.json else "\n".join(stores))
+                return 0
+            query = RankingQuery(args.source, first, last, args.n, args.by, args.store)
+            retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
+            ranking = top(client, query, retention, datetime.now(UTC))
     finally:
         client.close()
     if args.json:
         print(json.dumps([item.as_json() for item in ranking], ensure_ascii=False))
     else:
-        print(_table(ranking, args.source, day.isoformat(), args.store))
+        print(_table(ranking, query.describe()))
     return 0
 
 
-def _table(ranking: list[RankedItem], source: str, day: str, store: str | None) -> str:
-    scope = f"store {store}" if store else "all stores"
-    if not ranking:
-        return f"no {source} ranking for {day} ({scope})"
+def _table(ranking: list[RankedItem], title: str) -> str:
     rows = [("rank", "sku", "name", "units", "revenue")]
     rows += [
         (str(i.rank), i.sku, (i.name or "").strip(), str(i.units), str(i.revenue)) for i in ranking
     ]
     widths = [max(len(row[col]) for row in rows) for col in range(5)]
     right = {0, 3, 4}
-    lines = [f"{source} ranking for {day} ({scope})"]
+    lines = [title]
     for row in rows:
         cells = [
             cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])

@@ -104,9 +104,10 @@ class Settings(BaseSettings):
         le=3_600_000,
         description="how long a checkout may wait for delivery before it counts as failed",
     )
-    replay_dataset: Path = Field(
-        Path("../shared/data/online_retail.parquet"),
-        description="the UCI Online Retail Parquet file `kassa produce replay` reads",
+    replay_dataset: Path | None = Field(
+        None,
+        description="the UCI Online Retail Parquet file `kassa produce replay` reads; empty "
+        "means the copy shipped with kassa (producers/datasets/online_retail.parquet)",
     )
 
     # Stream job (`kassa stream`)
@@ -147,6 +148,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
     )
+
+    # HTTP API and dashboard (`kassa serve`)
+    api_host: str = Field(
+        "127.0.0.1", min_length=1, description="address `kassa serve` binds (0.0.0.0: all)"
+    )
+    api_port: int = Field(8000, ge=1, le=65535, description="port of the API and dashboard")
 
     # Local services started by `kassa services up`
     kafka_version: str = Field(
@@ -217,10 +224,17 @@ class Settings(BaseSettings):
                 raise ValueError(msg)
         return value
 
+    @field_validator("replay_dataset", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
-            object.__setattr__(self, name, getattr(self, name).expanduser())
+            path = getattr(self, name)
+            if path is not None:
+                object.__setattr__(self, name, path.expanduser())
         return self
 
     @property
@@ -272,6 +286,7 @@ def env_example() -> str:
         value = default.isoformat("minutes") if isinstance(default, time) else default
         if isinstance(default, datetime):
             value = default.isoformat().replace("+00:00", "Z")
+        value = "" if value is None else value
         if field.description:
             lines.append(f"# {field.description}")
         lines.append(f"{ENV_PREFIX}{name.upper()}={value}")

@@ -49,6 +49,9 @@ COLUMNS: Final = (
     "UnitPrice",
     "Country",
 )
+DEFAULT_DATASET: Final = Path(__file__).resolve().parent / "datasets" / "online_retail.parquet"
+"""The UCI Online Retail file shipped with kassa (package data; CC BY 4.0, credit in the
+``README.md`` beside it)."""
 _QUANTUM: Final = Decimal(1).scaleb(-MONEY_DECIMALS)
 _NOT_SLUG: Final = re.compile(r"[^a-z0-9]+")
 
@@ -96,7 +99,7 @@ def read_dataset(
 
 
 def checkouts(
-    dataset: Path,
+    dataset: Path = DEFAULT_DATASET,
     first: date | None = None,
     last: date | None = None,
     shift_to: date | None = None,

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The end-to-end demo behind `make demo`: real Kafka and Redis, three real days of the UCI
-# Online Retail dataset, the stream job, the daily job and both rankings.
-# Each run uses its own topic, consumer group and data folder; Redis database 14 is the demo's.
+# Online Retail dataset (shipped with kassa), the stream job, the daily job, both rankings,
+# the HTTP API and the dashboard.
+# Each run uses its own topic, consumer group and data folder. Redis is KASSA_REDIS_URL, as for
+# every kassa command; the demo only uses an empty database (and marks it as its own) or one
+# an earlier demo marked, and only ever empties the latter.
+# KASSA_DEMO_SERVE=1 keeps the dashboard serving at the end, with the stream job running and
+# simulated checkouts arriving live, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kassa=.venv/bin/kassa
@@ -10,7 +15,9 @@ run_id=$(date -u +%Y%m%dT%H%M%S)
 export KASSA_TOPIC="demo-$run_id"
 export KASSA_CONSUMER_GROUP="demo-$run_id"
 export KASSA_TIMEZONE=Europe/London
-export KASSA_REDIS_URL="${KASSA_DEMO_REDIS_URL:-redis://127.0.0.1:6379/14}"
+export KASSA_REDIS_URL="${KASSA_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export KASSA_API_HOST="${KASSA_API_HOST:-127.0.0.1}"
+export KASSA_API_PORT="${KASSA_API_PORT:-8000}"
 export KASSA_DATA_DIR="./data/demo-$run_id"
 # Real days 2010-12-01..03, moved to recent days so live keys are within their retention.
 day1=$(date -u -d '5 days ago' +%F)
@@ -21,10 +28,28 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. Local services: Apache Kafka (KRaft) and redis-server, started unless already up"
 $kassa services up
-.venv/bin/python -c 'import os, redis; redis.Redis.from_url(os.environ["KASSA_REDIS_URL"]).flushdb()'
+RUN_ID="$run_id" .venv/bin/python - <<'PY'
+import os, sys
+import redis
+from storage.keys import DEMO_DATABASE
+url = os.environ["KASSA_REDIS_URL"]
+client = redis.Redis.from_url(url)
+size = client.dbsize()
+if size and not client.exists(DEMO_DATABASE):
+    sys.exit(
+        f"demo: KASSA_REDIS_URL={url} holds {size} keys the demo did not write, and the demo "
+        "never empties a database it did not create: point KASSA_REDIS_URL at an empty "
+        "database, e.g. KASSA_REDIS_URL=redis://127.0.0.1:6379/14 make demo"
+    )
+if size:
+    client.flushdb()  # marked by an earlier demo run: the demo's own database
+    print(f"emptied {url}, created by an earlier demo ({DEMO_DATABASE})")
+client.set(DEMO_DATABASE, os.environ["RUN_ID"])
+print(f"Redis: {url} (marked as the demo's own with {DEMO_DATABASE})")
+PY
 $kassa topics create
 
-step "2. Replay 2010-12-01 .. 2010-12-03 of the real dataset as $day1 .. $day3 into $KASSA_TOPIC"
+step "2. Replay 2010-12-01 .. 2010-12-03 of the dataset shipped with kassa as $day1 .. $day3 into $KASSA_TOPIC"
 $kassa produce replay --from 2010-12-01 --to 2010-12-03 --shift-to "$day1" --speed max --quiet
 
 step "3. Stream job: count the backlog live into Redis, exactly once, then stop when idle"
@@ -43,7 +68,10 @@ $kassa daily run --day "$day3" --force --quiet
 step "7. Daily ranking of $day1 (kassa top --source daily --json)"
 $kassa top --source daily --day "$day1" -n 3 --json
 
-step "8. Parquet snapshots for analysts under $KASSA_DATA_DIR"
+step "8. Revenue ranking of $day1 .. $day3, the days combined in Redis (kassa top --from --to --by revenue)"
+$kassa top --source daily --from "$day1" --to "$day3" --by revenue -n 5
+
+step "9. Parquet snapshots for analysts under $KASSA_DATA_DIR"
 find "$KASSA_DATA_DIR" -name '*.parquet' | sort
 .venv/bin/python - <<PY
 import polars as pl
@@ -51,4 +79,51 @@ items = pl.read_parquet("$KASSA_DATA_DIR/daily_item_sales/", hive_partitioning=T
 print(items.group_by("date").agg(pl.col("units").sum(), pl.col("revenue").sum()).sort("date"))
 PY
 
-printf '\nDemo done. Services keep running: stop them with .venv/bin/kassa services down\n'
+step "10. HTTP API and dashboard (kassa serve on $KASSA_API_HOST:$KASSA_API_PORT)"
+base="http://$KASSA_API_HOST:$KASSA_API_PORT"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+$kassa serve >"$KASSA_DATA_DIR/serve.log" 2>&1 &
+pids+=($!)
+# GET a URL; print the status and the start of the body (what `curl -s URL` shows).
+get() {
+  .venv/bin/python - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
+        status, body = response.status, response.read()
+except urllib.error.HTTPError as exc:
+    status, body = exc.code, exc.read()
+print(f"HTTP {status}: {body.decode()[:400]}")
+PY
+}
+for _ in $(seq 150); do
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$KASSA_DATA_DIR/serve.log"; exit 1; }
+  get "$base/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "\$ curl -s '$base/api/rankings?source=live&day=$day1&n=3'"
+get "$base/api/rankings?source=live&day=$day1&n=3"
+echo "\$ curl -s $base/health"
+get "$base/health"
+
+serve_env="KASSA_REDIS_URL=$KASSA_REDIS_URL KASSA_DATA_DIR=$KASSA_DATA_DIR KASSA_TIMEZONE=$KASSA_TIMEZONE"
+serve_env="$serve_env KASSA_TOPIC=$KASSA_TOPIC KASSA_CONSUMER_GROUP=$KASSA_CONSUMER_GROUP"
+if [ "${KASSA_DEMO_SERVE:-0}" = 1 ]; then
+  # Today's live board: the stream job keeps counting while simulated checkouts arrive.
+  $kassa stream >"$KASSA_DATA_DIR/stream.log" 2>&1 &
+  pids+=($!)
+  $kassa produce synthetic --rate 2 --stores 5 --start "$(date -u +%FT00:00:00+00:00)" --quiet \
+    >"$KASSA_DATA_DIR/produce.log" 2>&1 &
+  pids+=($!)
+  printf '\n\033[1mDashboard: %s/\033[0m  (today, live; simulated checkouts arrive while the\n' "$base"
+  printf 'stores are open, 07:00-22:00 UTC)\n'
+  printf 'The demo days: %s/?day=%s   daily: %s/?source=daily&day=%s\n' "$base" "$day1" "$base" "$day1"
+  printf 'API documentation: %s/docs. Serving until Ctrl-C.\n' "$base"
+  wait "${pids[0]}"
+else
+  printf '\n\033[1mDashboard: %s/?day=%s\033[0m  (stopped with the demo; to keep it serving run\n' "$base" "$day1"
+  printf 'KASSA_DEMO_SERVE=1 make demo, or serve these results with:\n  %s %s serve)\n' "$serve_env" "$kassa"
+  printf 'Services keep running: stop them with .venv/bin/kassa services down\n'
+fi

@@ -18,8 +18,14 @@ kassa:{ns}:{D}:stores             set     store ids seen that day
 kassa:names                       hash    sku -> latest display name
 kassa:daily:{D}:manifest          hash    the daily job's manifest summary of day D
 kassa:tmp:{token}:{key}           any     a key being built, renamed over {key} when done
+kassa:tmp:ranking:{ns}:{D1}..{D2}:{by}
+                                  zset    sku -> units or revenue summed over days D1..D2
+                                          (optionally ``:store:<id>`` before ``:{by}``),
+                                          built for one query; expires within seconds
 kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
 kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
+kassa:demo:database               string  run id: ``make demo`` created this database and may
+                                          empty it on its next run (never any other)
 ================================  ======  ==================================================
 
 The five per-item keys are named by their figure (:data:`storage.figures.NAMES`). Per-day
@@ -41,6 +47,10 @@ Measure = figures.Name | Literal["totals"]
 MEASURES: Final[tuple[Measure, ...]] = (*figures.NAMES, "totals")
 
 NAMES: Final = f"{PREFIX}:names"
+RankedBy = Literal["units", "revenue"]
+RANKED_BY: Final[tuple[RankedBy, ...]] = ("units", "revenue")
+COMBINED_RANKING_TTL_SECONDS: Final = 10
+DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
 def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> str:
@@ -90,3 +100,17 @@ def manifest_key(day: date) -> str:
 def temporary_key(key: str, token: str) -> str:
     """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
     return f"{PREFIX}:tmp:{token}:{key}"
+
+
+def combined_ranking_key(
+    namespace: Namespace, first: date, last: date, by: RankedBy, store_id: str | None = None
+) -> str:
+    """The short-lived sorted set of ``by`` summed over the days ``first..last`` (inclusive).
+
+    Built and read by one server-side script (:mod:`storage.rankings`); it expires after
+    :data:`COMBINED_RANKING_TTL_SECONDS`.
+    """
+    scope = f"{PREFIX}:tmp:ranking:{namespace}:{first.isoformat()}..{last.isoformat()}"
+    if store_id is not None:
+        scope = f"{scope}:store:{store_id}"
+    return f"{scope}:{by}"

@@ -1,16 +1,154 @@
-"""Reading one day's item ranking back from Redis (``kassa top``), for either namespace."""
+"""Reading rankings and figures back from Redis: the one reader of ``kassa top`` and the API.
+
+A ranking covers one business day or a range of days, the whole chain or one store, and
+ranks items by net units or by revenue (best first, ties by sku). The days of a range are
+combined in Redis by one Lua script (:data:`_COMBINE_SCRIPT`): ``ZUNIONSTORE`` of the days'
+``units`` sorted sets, or the sum of their ``revenue`` hashes, into the short-lived key
+:func:`storage.keys.combined_ranking_key`; the same script reads the top of it and the other
+measure of those items, so a ranking is one atomic read.
+
+:func:`top` explains an empty answer instead of returning it: a day with no data, an unknown
+store, a daily ranking not computed yet or a day past the Redis retention each raise their
+own :class:`RankingError` naming the value and what to do.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import redis
 
+from common.days import day_bounds
+from common.errors import KassaError
 from common.schema import from_money_units
-from storage import keys
+from storage import keys, parquet
+
+MAX_RANGE_DAYS: Final = 366
+MAX_LIMIT: Final = 1000
+STORES_IN_MESSAGE: Final = 20
+TOTAL_FIELDS: Final = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
+
+_COMBINE_SCRIPT: Final = """
+-- KEYS[1]: destination; then per day its units sorted set and its revenue hash.
+-- ARGV: 'units' | 'revenue', limit, ttl seconds. Returns {sku, ranked score, other} * n.
+local dest = KEYS[1]
+local by = ARGV[1]
+local limit = tonumber(ARGV[2])
+local days = (#KEYS - 1) / 2
+local units, revenue = {}, {}
+for d = 1, days do
+  units[d] = KEYS[2 * d]
+  revenue[d] = KEYS[2 * d + 1]
+end
+local source = dest
+if by == 'units' and days == 1 then
+  source = units[1]
+elseif by == 'units' then
+  redis.call('ZUNIONSTORE', dest, days, unpack(units))
+else
+  local union = {dest, days}
+  for d = 1, days do union[#union + 1] = units[d] end
+  union[#union + 1] = 'WEIGHTS'
+  for d = 1, days do union[#union + 1] = 0 end
+  redis.call('ZUNIONSTORE', unpack(union))
+  local sums = {}
+  for d = 1, days do
+    local flat = redis.call('HGETALL', revenue[d])
+    for i = 1, #flat, 2 do
+      sums[flat[i]] = (sums[flat[i]] or 0) + tonumber(flat[i + 1])
+    end
+  end
+  local args = {}
+  for sku, sum in pairs(sums) do
+    args[#args + 1] = string.format('%.0f', sum)
+    args[#args + 1] = sku
+    if #args >= 2000 then
+      redis.call('ZADD', dest, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('ZADD', dest, unpack(args)) end
+end
+if source == dest then redis.call('EXPIRE', dest, ARGV[3]) end
+local top = redis.call('ZREVRANGE', source, 0, limit - 1, 'WITHSCORES')
+if #top == 0 then return {} end
+local lowest = top[#top]
+local tied = redis.call('ZRANGEBYSCORE', source, lowest, lowest, 'WITHSCORES')
+local members, scores, seen = {}, {}, {}
+for _, flat in ipairs({top, tied}) do
+  for i = 1, #flat, 2 do
+    if not seen[flat[i]] then
+      seen[flat[i]] = true
+      members[#members + 1] = flat[i]
+      scores[#members] = flat[i + 1]
+    end
+  end
+end
+local other = {}
+for i = 1, #members do other[i] = 0 end
+for first = 1, #members, 1000 do
+  local chunk = {}
+  for i = first, math.min(first + 999, #members) do chunk[#chunk + 1] = members[i] end
+  for d = 1, days do
+    local values
+    if by == 'units' then
+      values = redis.call('HMGET', revenue[d], unpack(chunk))
+    else
+      values = redis.call('ZMSCORE', units[d], unpack(chunk))
+    end
+    for j = 1, #chunk do
+      if values[j] then other[first + j - 1] = other[first + j - 1] + tonumber(values[j]) end
+    end
+  end
+end
+local result = {}
+for i = 1, #members do
+  result[#result + 1] = members[i]
+  result[#result + 1] = string.format('%.0f', tonumber(scores[i]))
+  result[#result + 1] = string.format('%.0f', other[i])
+end
+return result
+"""
+
+
+class RankingError(KassaError):
+    """A ranking or figure cannot be given; the message says why and what to do."""
+
+    exit_code = 1
+
+
+class InvalidQueryError(RankingError):
+    """A parameter of a query is out of its accepted form; ``parameter`` names it."""
+
+    exit_code = 2
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class NoDataError(RankingError):
+    """Redis holds nothing for any day of the query."""
+
+
+class UnknownStoreError(RankingError):
+    """The query names a store with no checkouts on any of its days."""
+
+
+class DailyNotComputedError(RankingError):
+    """The daily job has not finished some day of a daily query yet."""
+
+
+class DayExpiredError(RankingError):
+    """Some day of the query is past the Redis retention; its Parquet snapshot remains."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +172,113 @@ class RankedItem:
         }
 
 
+def day_range(first: date, last: date) -> list[date]:
+    """Every day from ``first`` to ``last`` inclusive, or :class:`InvalidQueryError`."""
+    if first > last:
+        msg = f"from {first} is after to {last}; pass the first day first (YYYY-MM-DD)"
+        raise InvalidQueryError("from", msg)
+    count = (last - first).days + 1
+    if count > MAX_RANGE_DAYS:
+        msg = f"{first}..{last} spans {count} days; ask for at most {MAX_RANGE_DAYS} days"
+        raise InvalidQueryError("to", msg)
+    return [first + timedelta(days=offset) for offset in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class RankingQuery:
+    """Which ranking: namespace, days ``first..last``, scope, measure and length."""
+
+    namespace: keys.Namespace
+    first: date
+    last: date
+    limit: int = 10
+    by: keys.RankedBy = "units"
+    store_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.namespace not in ("live", "daily"):
+            msg = f"source {self.namespace!r} is unknown; use 'live' or 'daily'"
+            raise InvalidQueryError("source", msg)
+        if self.by not in keys.RANKED_BY:
+            msg = f"by {self.by!r} is unknown; rank by 'units' or 'revenue'"
+            raise InvalidQueryError("by", msg)
+        if not 1 <= self.limit <= MAX_LIMIT:
+            msg = f"n {self.limit} is out of range; ask for 1 to {MAX_LIMIT} items"
+            raise InvalidQueryError("n", msg)
+        if self.store_id is not None and not 1 <= len(self.store_id) <= 128:
+            msg = f"store {self.store_id!r} is not a store id; give 1 to 128 characters"
+            raise InvalidQueryError("store", msg)
+        day_range(self.first, self.last)
+
+    @property
+    def days(self) -> list[date]:
+        """The days of the query, in order."""
+        return day_range(self.first, self.last)
+
+    def describe(self) -> str:
+        """``live ranking by units for 2026-11-21 (all stores)``, for messages and titles."""
+        span = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
+        scope = f"store {self.store_id}" if self.store_id else "all stores"
+        return f"{self.namespace} ranking by {self.by} for {span} ({scope})"
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long Redis keeps a day's keys, and where its Parquet snapshot stays after that."""
+
+    zone: ZoneInfo
+    days: int
+    data_dir: Path
+
+    def expired(self, day: date, now: datetime) -> bool:
+        """Whether the keys of ``day`` have expired at ``now`` (end of day + retention)."""
+        return now >= day_bounds(day, self.zone)[1] + timedelta(days=self.days)
+
+    def snapshot(self, day: date, store_id: str | None) -> Path:
+        """The Parquet file that keeps ``day``'s item figures (per store if ``store_id``)."""
+        table: parquet.Table = "daily_item_sales" if store_id is None else "daily_store_item_sales"
+        return parquet.table_path(self.data_dir, table, day)
+
+
+def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedItem]:
+    """The top ``query.limit`` items, days combined in Redis; an empty list if none.
+
+    One script call: for a range it builds :func:`keys.combined_ranking_key` (expiring
+    after :data:`keys.COMBINED_RANKING_TTL_SECONDS`) and reads the top of it.
+    """
+    script_keys = [
+        keys.combined_ranking_key(
+            query.namespace, query.first, query.last, query.by, query.store_id
+        )
+    ]
+    for day in query.days:
+        script_keys.append(keys.day_key(query.namespace, day, "units", query.store_id))
+        script_keys.append(keys.day_key(query.namespace, day, "revenue", query.store_id))
+    args = [query.by, query.limit, keys.COMBINED_RANKING_TTL_SECONDS]
+    raw: list[bytes] = client.register_script(_COMBINE_SCRIPT)(keys=script_keys, args=args)
+    rows = [
+        (raw[index], int(raw[index + 1]), int(raw[index + 2])) for index in range(0, len(raw), 3)
+    ]
+    rows.sort(key=lambda row: (-row[1], row[0]))
+    rows = rows[: query.limit]
+    if not rows:
+        return []
+    names: list[Any] = client.hmget(keys.NAMES, [sku for sku, _, _ in rows])
+    ranking = []
+    for index, ((sku, ranked, other), name) in enumerate(zip(rows, names, strict=True)):
+        units, revenue = (ranked, other) if query.by == "units" else (other, ranked)
+        ranking.append(
+            RankedItem(
+                rank=index + 1,
+                sku=sku.decode(),
+                name=None if name is None else name.decode(),
+                units=units,
+                revenue=from_money_units(revenue),
+            )
+        )
+    return ranking
+
+
 def read_ranking(
     client: redis.Redis,
     namespace: keys.Namespace,
@@ -43,36 +288,285 @@ def read_ranking(
 ) -> list[RankedItem]:
     """The top ``limit`` items of ``day`` by net units, best first (ties: by sku).
 
-    Reads the ``units`` sorted set, the ``revenue`` hash and the names of
-    :mod:`storage.keys` in one pipeline; an unknown day gives an empty list.
+    An unknown day gives an empty list (:func:`top` explains it instead).
     """
     if limit < 1:
         msg = f"limit {limit} is not positive; ask for at least 1 item"
         raise ValueError(msg)
-    units_key = keys.day_key(namespace, day, "units", store_id)
-    # Read one more score group than needed so ties at the cut are ordered by sku too.
-    raw: list[Any] = client.zrevrange(units_key, 0, limit - 1, withscores=True)
-    if not raw:
-        return []
-    lowest = raw[-1][1]
-    tied: list[Any] = client.zrangebyscore(units_key, lowest, lowest, withscores=True)
-    members: dict[bytes, float] = dict(raw)
-    members.update(tied)
-    ordered = sorted(members.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    skus = [sku for sku, _ in ordered]
+    query = RankingQuery(namespace, day, day, limit, "units", store_id)
+    return combined_ranking(client, query)
+
+
+def top(
+    client: redis.Redis, query: RankingQuery, retention: Retention, now: datetime
+) -> list[RankedItem]:
+    """The ranking of ``query``; a reason to have none is raised as a :class:`RankingError`.
+
+    In this order: days past the retention without data (:class:`DayExpiredError`), daily
+    days not computed (:class:`DailyNotComputedError`), no data on any day
+    (:class:`NoDataError`), a store unseen on every day (:class:`UnknownStoreError`).
+    """
+    check_available(client, query, retention, now)
+    return combined_ranking(client, query)
+
+
+def check_available(
+    client: redis.Redis, query: RankingQuery, retention: Retention, now: datetime
+) -> None:
+    """Raise the :class:`RankingError` that explains why ``query`` has no data, if any."""
+    days = query.days
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.day_key(namespace, day, "revenue", store_id), skus)
-    pipe.hmget(keys.NAMES, skus)
-    revenues, names = pipe.execute()
-    return [
-        RankedItem(
-            rank=index + 1,
-            sku=sku.decode(),
-            name=None if name is None else name.decode(),
-            units=int(score),
-            revenue=from_money_units(int(revenue or 0)),
+    for day in days:
+        pipe.exists(keys.day_key(query.namespace, day, "totals"))
+        pipe.exists(keys.manifest_key(day))
+    answers = pipe.execute()
+    present = [day for day, found in zip(days, answers[0::2], strict=True) if found]
+    computed = {day for day, found in zip(days, answers[1::2], strict=True) if found}
+    absent = [day for day in days if day not in present]
+    expired = [day for day in absent if retention.expired(day, now)]
+    if expired:
+        raise DayExpiredError(_expired_message(query, expired, retention))
+    if query.namespace == "daily":
+        missing = [day for day in days if day not in computed]
+        if missing:
+            raise DailyNotComputedError(_not_computed_message(query, missing))
+    if not present:
+        raise NoDataError(_no_data_message(query))
+    if query.store_id is not None:
+        known = stores_of(client, query.namespace, days)
+        if query.store_id not in known:
+            raise UnknownStoreError(_unknown_store_message(query, known))
+
+
+def _span(days: Sequence[date]) -> str:
+    return str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+
+
+def _listed(days: Sequence[date]) -> str:
+    shown = ", ".join(str(day) for day in days[:5])
+    return shown if len(days) <= 5 else f"{shown} and {len(days) - 5} more"
+
+
+def _expired_message(query: RankingQuery, expired: list[date], retention: Retention) -> str:
+    first = expired[0]
+    snapshot = retention.snapshot(first, query.store_id)
+    where = "" if snapshot.is_file() else " (no such file here: it was never finalized)"
+    return (
+        f"{_listed(expired)} is past the Redis retention of {retention.days} days "
+        f"(KASSA_RETENTION_DAYS), so its {query.namespace} keys expired; read the Parquet "
+        f"snapshot {snapshot}{where}"
+    )
+
+
+def _not_computed_message(query: RankingQuery, missing: list[date]) -> str:
+    if len(missing) == 1:
+        command = f"kassa daily run --day {missing[0]}"
+    else:
+        command = f"kassa daily backfill --from {missing[0]} --to {missing[-1]}"
+    return (
+        f"the daily ranking of {_listed(missing)} is not computed yet; compute it with "
+        f"`{command}`, or ask for the live source"
+    )
+
+
+def _no_data_message(query: RankingQuery) -> str:
+    span = _span(query.days)
+    if query.namespace == "daily":
+        return f"the daily result of {span} has no sales (the daily job found no checkouts)"
+    return (
+        f"no live figures for {span} in Redis: nothing was counted for it yet; is "
+        "`kassa stream` running on KASSA_TOPIC, and were checkouts produced for that day?"
+    )
+
+
+def _unknown_store_message(query: RankingQuery, known: list[str]) -> str:
+    span = _span(query.days)
+    if len(known) <= STORES_IN_MESSAGE:
+        listed = ", ".join(known)
+    else:
+        listed = ", ".join(known[:STORES_IN_MESSAGE]) + f" and {len(known) - STORES_IN_MESSAGE}"
+        listed += " more"
+    return (
+        f"store {query.store_id!r} is unknown: no checkouts in the {query.namespace} figures "
+        f"of {span}; known stores: {listed} (list them with `kassa top --stores --day "
+        f"{query.first}` or GET /api/stores?day={query.first})"
+    )
+
+
+def stores_of(client: redis.Redis, namespace: keys.Namespace, days: Sequence[date]) -> list[str]:
+    """The store ids with checkouts on any of ``days``, sorted."""
+    if not days:
+        return []
+    members: set[bytes] = client.sunion([keys.stores_key(namespace, day) for day in days])  # type: ignore[assignment]
+    return sorted(member.decode() for member in members)
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    """One day's totals of a scope (zeros and ``present=False`` when Redis has none)."""
+
+    day: date
+    present: bool
+    units: int
+    units_sold: int
+    units_returned: int
+    revenue: Decimal
+    checkouts: int
+    lines: int
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready (revenue as a decimal string)."""
+        return {
+            "day": self.day.isoformat(),
+            "present": self.present,
+            "units": self.units,
+            "units_sold": self.units_sold,
+            "units_returned": self.units_returned,
+            "revenue": str(self.revenue),
+            "checkouts": self.checkouts,
+            "lines": self.lines,
+        }
+
+
+def day_totals(
+    client: redis.Redis,
+    namespace: keys.Namespace,
+    days: Sequence[date],
+    store_id: str | None = None,
+) -> list[DayTotals]:
+    """The ``totals`` hash of each of ``days``, in order."""
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.hmget(keys.day_key(namespace, day, "totals", store_id), list(TOTAL_FIELDS))
+    result = []
+    for day, values in zip(days, pipe.execute(), strict=True):
+        numbers = [int(value or 0) for value in values]
+        result.append(
+            DayTotals(
+                day=day,
+                present=any(value is not None for value in values),
+                units=numbers[0],
+                units_sold=numbers[1],
+                units_returned=numbers[2],
+                revenue=from_money_units(numbers[3]),
+                checkouts=numbers[4],
+                lines=numbers[5],
+            )
         )
-        for index, ((sku, score), revenue, name) in enumerate(
-            zip(ordered, revenues, names, strict=True)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDay:
+    """One item's figures on one day (zeros and ``present=False`` when it had none)."""
+
+    day: date
+    present: bool
+    units: int
+    units_sold: int
+    units_returned: int
+    revenue: Decimal
+    checkouts: int
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready (revenue as a decimal string)."""
+        return {
+            "day": self.day.isoformat(),
+            "present": self.present,
+            "units": self.units,
+            "units_sold": self.units_sold,
+            "units_returned": self.units_returned,
+            "revenue": str(self.revenue),
+            "checkouts": self.checkouts,
+        }
+
+
+def item_history(
+    client: redis.Redis,
+    namespace: keys.Namespace,
+    sku: str,
+    days: Sequence[date],
+    store_id: str | None = None,
+) -> tuple[str | None, list[ItemDay]]:
+    """The display name of ``sku`` and its figures on each of ``days``, in order."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(keys.NAMES, sku)
+    for day in days:
+        pipe.zscore(keys.day_key(namespace, day, "units", store_id), sku)
+        for measure in ("sold", "returned", "revenue", "checkouts"):
+            pipe.hget(keys.day_key(namespace, day, measure, store_id), sku)
+    name, *answers = pipe.execute()
+    history = []
+    for index, day in enumerate(days):
+        units, sold, returned, revenue, checkouts = answers[5 * index : 5 * index + 5]
+        history.append(
+            ItemDay(
+                day=day,
+                present=units is not None,
+                units=int(units or 0),
+                units_sold=int(sold or 0),
+                units_returned=int(returned or 0),
+                revenue=from_money_units(int(revenue or 0)),
+                checkouts=int(checkouts or 0),
+            )
         )
-    ]
+    return (None if name is None else name.decode()), history
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    """What exists for one day: live and daily keys in Redis, the manifest on disk."""
+
+    day: date
+    live: bool
+    daily: bool
+    expired: bool
+    manifest: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready; ``manifest`` is a summary of the manifest file, or ``None``."""
+        return {
+            "day": self.day.isoformat(),
+            "live": self.live,
+            "daily": self.daily,
+            "expired": self.expired,
+            "manifest": self.manifest,
+        }
+
+
+def manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a daily manifest a status line shows."""
+    totals = manifest.get("totals", {})
+    return {
+        "complete": manifest.get("complete"),
+        "forced": manifest.get("forced"),
+        "finished_at": manifest.get("finished_at"),
+        "run_id": manifest.get("run_id"),
+        "checkouts": totals.get("checkouts"),
+        "revenue": totals.get("revenue"),
+        "drifted_items": manifest.get("reconciliation", {}).get("drifted_items"),
+    }
+
+
+def day_statuses(
+    client: redis.Redis, days: Sequence[date], retention: Retention, now: datetime
+) -> list[DayStatus]:
+    """The status of each of ``days``: Redis keys present, expiry and manifest summary."""
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.exists(keys.day_key("live", day, "totals"))
+        pipe.exists(keys.manifest_key(day))
+    answers = pipe.execute()
+    statuses = []
+    for index, day in enumerate(days):
+        manifest = parquet.read_manifest(retention.data_dir, day)
+        statuses.append(
+            DayStatus(
+                day=day,
+                live=bool(answers[2 * index]),
+                daily=bool(answers[2 * index + 1]),
+                expired=retention.expired(day, now),
+                manifest=None if manifest is None else manifest_summary(manifest),
+            )
+        )
+    return statuses

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from common.schema import Checkout
 from common.settings import ENV_PREFIX, Settings
+from producers.replay import DEFAULT_DATASET
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 
 Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
@@ -41,11 +42,8 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-DATASET = Path(
-    os.environ.get("KASSA_REPLAY_DATASET")
-    or repo_root().parent / "shared" / "data" / "online_retail.parquet"
-)
-"""The UCI Online Retail dataset: KASSA_REPLAY_DATASET, else shared/ beside the repository."""
+DATASET = Path(os.environ.get("KASSA_REPLAY_DATASET") or DEFAULT_DATASET)
+"""The UCI Online Retail dataset: KASSA_REPLAY_DATASET, else the copy shipped with kassa."""
 
 
 def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:

@@ -12,7 +12,7 @@ from jobs.daily.exceptions import DailyError, KafkaReadError, ReadError, RedisWr
 def test_redis_down_means_parquet_written_and_the_day_unfinished() -> None:
     error = RedisWriteError("redis://127.0.0.1:1/1", date(2026, 11, 20), "refused")
 
-    copy = pickle.loads(pickle.dumps(error))
+    copy: RedisWriteError = pickle.loads(pickle.dumps(error))
 
     assert (
         str(copy)

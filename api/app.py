@@ -1,0 +1,429 @@
+"""The HTTP API and the dashboard: :func:`create_app` builds the FastAPI application.
+
+Every figure comes from :mod:`storage.rankings`, the functions ``kassa top`` uses. Errors
+are JSON :class:`api.models.Problem` bodies with one line of explanation: 422 for a bad
+parameter (named, with its accepted form), 404 for no data / an unknown store / a daily
+ranking not computed, 410 for a day past the Redis retention, 503 when Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import redis
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api import models
+from api.health import KafkaProbe, last_daily_run
+from common.days import business_day, yesterday
+from common.settings import Settings
+from storage import parquet
+from storage.rankings import (
+    MAX_LIMIT,
+    DailyNotComputedError,
+    DayExpiredError,
+    InvalidQueryError,
+    NoDataError,
+    RankingError,
+    RankingQuery,
+    Retention,
+    UnknownStoreError,
+    day_range,
+    day_statuses,
+    day_totals,
+    item_history,
+    stores_of,
+    top,
+)
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+HISTORY_DAYS: Final = 14
+REDIS_TIMEOUT_SECONDS: Final = 2.0
+ACCEPTED: Final = {
+    "source": "'live' or 'daily'",
+    "by": "'units' or 'revenue'",
+    "day": "a date YYYY-MM-DD, e.g. 2026-11-21",
+    "from": "a date YYYY-MM-DD, e.g. 2026-11-15 (with to)",
+    "to": "a date YYYY-MM-DD, e.g. 2026-11-21 (with from)",
+    "n": f"a whole number from 1 to {MAX_LIMIT}",
+    "store": "a store id (1 to 128 characters), see /api/stores",
+    "sku": "an item's sku (1 to 64 characters)",
+}
+ERROR_STATUS: Final[dict[type[RankingError], tuple[int, str]]] = {
+    InvalidQueryError: (422, "invalid_parameter"),
+    NoDataError: (404, "no_data"),
+    UnknownStoreError: (404, "unknown_store"),
+    DailyNotComputedError: (404, "daily_not_computed"),
+    DayExpiredError: (410, "day_expired"),
+}
+PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
+    422: {"model": models.Problem, "description": "a parameter is not in its accepted form"},
+    503: {"model": models.Problem, "description": "Redis is unreachable"},
+}
+RANKING_PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
+    **PROBLEMS,
+    404: {"model": models.Problem, "description": "no data, unknown store, or not computed"},
+    410: {"model": models.Problem, "description": "past the Redis retention"},
+}
+
+Source = Annotated[
+    Literal["live", "daily"],
+    Query(description="'live' (kassa stream) or 'daily' (kassa daily)", examples=["live"]),
+]
+Day = Annotated[date | None, Query(description="one business day YYYY-MM-DD")]
+First = Annotated[
+    date | None, Query(alias="from", description="first day of a range YYYY-MM-DD (with to)")
+]
+Last = Annotated[
+    date | None, Query(alias="to", description="last day of a range YYYY-MM-DD (inclusive)")
+]
+Store = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, description="one store; absent = the whole chain"),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many items")]
+By = Annotated[Literal["units", "revenue"], Query(description="rank by net units or revenue")]
+
+
+def _problem(status: int, error: str, detail: str, parameter: str | None = None) -> JSONResponse:
+    body = models.Problem(error=error, parameter=parameter, detail=detail)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _Days:
+    """Resolves ``day`` / ``from`` / ``to`` into a range, with a default when all are absent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._zone = settings.zone
+
+    def today(self) -> date:
+        return business_day(datetime.now(UTC), self._zone)
+
+    def resolve(
+        self, day: date | None, first: date | None, last: date | None, default: tuple[date, date]
+    ) -> tuple[date, date]:
+        if day is not None and (first is not None or last is not None):
+            msg = "give either day or from and to, not both"
+            raise InvalidQueryError("day", msg)
+        if (first is None) != (last is None):
+            parameter = "to" if last is None else "from"
+            msg = f"{parameter} is missing: from and to go together ({ACCEPTED[parameter]})"
+            raise InvalidQueryError(parameter, msg)
+        if first is not None and last is not None:
+            day_range(first, last)
+            return first, last
+        if day is not None:
+            return day, day
+        return default
+
+    def ranking_default(self, source: str) -> tuple[date, date]:
+        day = yesterday(datetime.now(UTC), self._zone) if source == "daily" else self.today()
+        return day, day
+
+    def history_default(self) -> tuple[date, date]:
+        today = self.today()
+        return today - timedelta(days=HISTORY_DAYS - 1), today
+
+
+def _sums(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, int | str]:
+    total: dict[str, int | str] = {}
+    for name in fields:
+        if name == "revenue":
+            total[name] = str(sum((Decimal(row[name]) for row in rows), Decimal(0)))
+        else:
+            total[name] = sum(int(row[name]) for row in rows)
+    return total
+
+
+def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
+    """The API over ``settings``' Redis database, Kafka topic and data folder.
+
+    ``probe_kafka=False`` leaves ``/health``'s Kafka state at "not probed" (for tests that
+    have no broker).
+    """
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1),
+    )
+    probe = KafkaProbe(settings)
+    retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
+    days = _Days(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if probe_kafka:
+            probe.start()
+        try:
+            yield
+        finally:
+            probe.stop()
+            client.close()
+
+    app = FastAPI(
+        title="kassa",
+        summary="Live and daily sales rankings from Redis, with a live dashboard at /.",
+        description="Rankings of a day or a range of days (combined in Redis), per store, by "
+        "net units or revenue; an item's figures over days; day totals; stores; the daily "
+        "job's manifests. Money is an exact decimal string. Errors are one-line JSON "
+        "problems naming the parameter at fault and its accepted form.",
+        version="1",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app, settings)
+    context = _Context(settings, client, probe, retention, days)
+    _add_figure_routes(app, context)
+    _add_status_routes(app, context)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+@dataclass(frozen=True)
+class _Context:
+    settings: Settings
+    client: redis.Redis
+    probe: KafkaProbe
+    retention: Retention
+    days: _Days
+
+
+def _add_figure_routes(app: FastAPI, context: _Context) -> None:
+    client, retention, days = context.client, context.retention, context.days
+
+    @app.get(
+        "/api/rankings",
+        response_model=models.Ranking,
+        responses=RANKING_PROBLEMS,
+        summary="Top items of a day or a range",
+        description="One day (`day`) or a range (`from` and `to`, combined in Redis with "
+        "ZUNIONSTORE); default: today for live, yesterday for daily. Best first, ties by sku.",
+    )
+    def rankings(
+        *,
+        source: Source = "live",
+        day: Day = None,
+        first: First = None,
+        last: Last = None,
+        store: Store = None,
+        n: Limit = 10,
+        by: By = "units",
+    ) -> dict[str, Any]:
+        start, end = days.resolve(day, first, last, days.ranking_default(source))
+        query = RankingQuery(source, start, end, n, by, store)
+        items = top(client, query, retention, datetime.now(UTC))
+        return {
+            "source": source,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "store": store,
+            "by": by,
+            "n": n,
+            "items": [item.as_json() for item in items],
+        }
+
+    @app.get(
+        "/api/items/{sku}",
+        response_model=models.ItemHistory,
+        responses=PROBLEMS,
+        summary="One item's figures over days",
+        description=f"Default range: the {HISTORY_DAYS} days ending today.",
+    )
+    def item(
+        *,
+        sku: str,
+        source: Source = "live",
+        day: Day = None,
+        first: First = None,
+        last: Last = None,
+        store: Store = None,
+    ) -> dict[str, Any]:
+        if not 1 <= len(sku) <= 64:
+            raise InvalidQueryError("sku", f"sku {sku!r} is not accepted: {ACCEPTED['sku']}")
+        start, end = days.resolve(day, first, last, days.history_default())
+        name, history = item_history(client, source, sku, day_range(start, end), store)
+        rows = [entry.as_json() for entry in history]
+        fields = ("units", "units_sold", "units_returned", "revenue", "checkouts")
+        return {
+            "sku": sku,
+            "name": name,
+            "source": source,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "store": store,
+            "days": rows,
+            "total": _sums(rows, fields),
+        }
+
+    @app.get(
+        "/api/totals",
+        response_model=models.Totals,
+        responses=PROBLEMS,
+        summary="Day totals over days",
+        description=f"Default range: the {HISTORY_DAYS} days ending today.",
+    )
+    def totals(
+        *,
+        source: Source = "live",
+        day: Day = None,
+        first: First = None,
+        last: Last = None,
+        store: Store = None,
+    ) -> dict[str, Any]:
+        start, end = days.resolve(day, first, last, days.history_default())
+        rows = [t.as_json() for t in day_totals(client, source, day_range(start, end), store)]
+        fields = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
+        return {
+            "source": source,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "store": store,
+            "days": rows,
+            "total": _sums(rows, fields),
+        }
+
+    @app.get(
+        "/api/stores",
+        response_model=models.Stores,
+        responses=PROBLEMS,
+        summary="Stores with checkouts on a day or a range",
+        description="Default: today.",
+    )
+    def stores(
+        *, source: Source = "live", day: Day = None, first: First = None, last: Last = None
+    ) -> dict[str, Any]:
+        today = days.today()
+        start, end = days.resolve(day, first, last, (today, today))
+        return {
+            "source": source,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "stores": stores_of(client, source, day_range(start, end)),
+        }
+
+
+def _add_status_routes(app: FastAPI, context: _Context) -> None:
+    settings, client, probe = context.settings, context.client, context.probe
+    retention, days = context.retention, context.days
+
+    @app.get(
+        "/api/days",
+        response_model=models.Days,
+        responses=PROBLEMS,
+        summary="Status of each day: live and daily keys, expiry, manifest",
+        description=f"Default range: the {HISTORY_DAYS} days ending today.",
+    )
+    def day_status(first: First = None, last: Last = None) -> dict[str, Any]:
+        start, end = days.resolve(None, first, last, days.history_default())
+        statuses = day_statuses(client, day_range(start, end), retention, datetime.now(UTC))
+        return {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "days": [status.as_json() for status in statuses],
+        }
+
+    @app.get(
+        "/api/manifests/{day}",
+        responses={404: {"model": models.Problem, "description": "no manifest for the day"}},
+        summary="The daily job's manifest of a day, as written under KASSA_DATA_DIR",
+    )
+    def manifest(day: date) -> Any:
+        found = parquet.read_manifest(settings.data_dir, day)
+        if found is None:
+            path = parquet.manifest_path(settings.data_dir, day)
+            detail = (
+                f"no daily manifest for {day} at {path}: the day is not finished; compute it "
+                f"with `kassa daily run --day {day}`"
+            )
+            return _problem(404, "daily_not_computed", detail)
+        return found
+
+    @app.get(
+        "/health",
+        response_model=models.Health,
+        responses={503: {"model": models.Health, "description": "Redis is unreachable"}},
+        summary="200 while Redis answers, 503 with the reason otherwise",
+        description="The body also reports Kafka, the stream job's lag (committed offsets of "
+        "KASSA_CONSUMER_GROUP against the high watermarks) and the last daily run; those "
+        "never fail the probe.",
+    )
+    def health() -> JSONResponse:
+        reason = None
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            reason = f"cannot reach Redis at KASSA_REDIS_URL={settings.redis_url!r}: "
+            reason += _one_line(exc)
+        state = probe.state
+        body = models.Health(
+            status="ok" if reason is None else "unavailable",
+            reason=reason,
+            redis={"reachable": reason is None, "reason": reason},
+            kafka=state.as_json(),
+            stream={
+                "consumer_group": settings.consumer_group,
+                "topic": settings.topic,
+                "lag": state.lag,
+            },
+            daily=last_daily_run(settings.data_dir),
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if reason is None else 503)
+
+
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        error = exc.errors()[0]
+        location = [str(part) for part in error.get("loc", ())]
+        parameter = location[-1] if location else "request"
+        accepted = ACCEPTED.get(parameter, error.get("msg", "see /docs"))
+        value = error.get("input")
+        detail = f"{parameter}={value!r} is not accepted: {accepted}"
+        return _problem(422, "invalid_parameter", detail, parameter)
+
+    async def ranking_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RankingError)
+        status, error = ERROR_STATUS.get(type(exc), (404, "not_found"))
+        parameter = exc.parameter if isinstance(exc, InvalidQueryError) else None
+        return _problem(status, error, _one_line(exc), parameter)
+
+    async def redis_error(_: Request, exc: Exception) -> JSONResponse:
+        detail = f"cannot reach Redis at KASSA_REDIS_URL={settings.redis_url!r}: {_one_line(exc)}"
+        return _problem(503, "redis_unavailable", detail)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        return _problem(500, "internal", f"{type(exc).__name__}: {_one_line(exc)}")
+
+    handlers: dict[type[Exception], Callable[[Request, Exception], Any]] = {
+        RequestValidationError: invalid_request,
+        RankingError: ranking_error,
+        redis.RedisError: redis_error,
+        Exception: unexpected,
+    }
+    for kind, handler in handlers.items():
+        app.add_exception_handler(kind, handler)

@@ -1,0 +1,221 @@
+"""The JSON bodies of the API, as pydantic models (they document the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SKU_EXAMPLE = "85123A"
+NAME_EXAMPLE = "WHITE HANGING HEART T-LIGHT HOLDER"
+
+
+class RankedItem(BaseModel):
+    """One row of a ranking (the shape ``kassa top --json`` prints)."""
+
+    rank: int = Field(examples=[1])
+    sku: str = Field(examples=[SKU_EXAMPLE])
+    name: str | None = Field(examples=[NAME_EXAMPLE])
+    units: int = Field(description="net units (sold minus returned)", examples=[454])
+    revenue: str = Field(description="exact decimal, currency units", examples=["1272.8000"])
+
+
+class Ranking(BaseModel):
+    """A ranking of a day or a range of days."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "live",
+                    "from": "2026-11-21",
+                    "to": "2026-11-21",
+                    "store": None,
+                    "by": "units",
+                    "n": 2,
+                    "items": [
+                        {
+                            "rank": 1,
+                            "sku": SKU_EXAMPLE,
+                            "name": NAME_EXAMPLE,
+                            "units": 454,
+                            "revenue": "1272.8000",
+                        },
+                        {
+                            "rank": 2,
+                            "sku": "84879",
+                            "name": "ASSORTED COLOUR BIRD ORNAMENT",
+                            "units": 376,
+                            "revenue": "636.0000",
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+    source: Literal["live", "daily"]
+    first: str = Field(alias="from", description="first day YYYY-MM-DD")
+    last: str = Field(alias="to", description="last day YYYY-MM-DD (inclusive)")
+    store: str | None = Field(description="the store, or null for the whole chain")
+    by: Literal["units", "revenue"]
+    n: int
+    items: list[RankedItem]
+
+
+class DayTotals(BaseModel):
+    """One day's totals of a scope."""
+
+    day: str = Field(examples=["2026-11-21"])
+    present: bool = Field(description="whether Redis holds figures for the day")
+    units: int
+    units_sold: int
+    units_returned: int
+    revenue: str = Field(examples=["58635.5600"])
+    checkouts: int
+    lines: int
+
+
+class Totals(BaseModel):
+    """Per-day totals over a range and their sum."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: Literal["live", "daily"]
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    store: str | None
+    days: list[DayTotals]
+    total: dict[str, int | str] = Field(
+        description="the sums over the range (revenue as a decimal string)",
+        examples=[
+            {"units": 26814, "units_sold": 27000, "units_returned": 186, "revenue": "58635.5600"}
+        ],
+    )
+
+
+class ItemDay(BaseModel):
+    """One item's figures on one day."""
+
+    day: str = Field(examples=["2026-11-21"])
+    present: bool
+    units: int
+    units_sold: int
+    units_returned: int
+    revenue: str
+    checkouts: int = Field(description="checkouts that had the item")
+
+
+class ItemHistory(BaseModel):
+    """One item's figures over a range of days and their sum."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sku: str = Field(examples=[SKU_EXAMPLE])
+    name: str | None = Field(examples=[NAME_EXAMPLE])
+    source: Literal["live", "daily"]
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    store: str | None
+    days: list[ItemDay]
+    total: dict[str, int | str]
+
+
+class Stores(BaseModel):
+    """The stores with checkouts on any day of a range."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: Literal["live", "daily"]
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    stores: list[str] = Field(examples=[["eire", "france", "united-kingdom"]])
+
+
+class DayStatus(BaseModel):
+    """What exists for one day."""
+
+    day: str = Field(examples=["2026-11-20"])
+    live: bool = Field(description="Redis holds live figures")
+    daily: bool = Field(description="Redis holds the daily ranking")
+    expired: bool = Field(description="past the Redis retention (see the Parquet snapshot)")
+    manifest: dict[str, Any] | None = Field(
+        description="summary of the daily manifest under KASSA_DATA_DIR, or null",
+        examples=[
+            {
+                "complete": True,
+                "forced": False,
+                "finished_at": "2026-11-21T02:31:07+00:00",
+                "run_id": "6f1c0d2e",
+                "checkouts": 1390,
+                "revenue": "58635.5600",
+                "drifted_items": 0,
+            }
+        ],
+    )
+
+
+class Days(BaseModel):
+    """The status of each day of a range."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    days: list[DayStatus]
+
+
+class Health(BaseModel):
+    """Whether the API can serve (Redis), and the state of the jobs around it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "reason": None,
+                    "redis": {"reachable": True, "reason": None},
+                    "kafka": {
+                        "reachable": True,
+                        "reason": None,
+                        "lag": 0,
+                        "partitions": [
+                            {"partition": 0, "high_watermark": 812, "committed": 812, "lag": 0}
+                        ],
+                        "probed_seconds_ago": 1.2,
+                    },
+                    "stream": {"consumer_group": "kassa-stream", "topic": "sales", "lag": 0},
+                    "daily": {"day": "2026-11-20", "complete": True, "checkouts": 1390},
+                }
+            ]
+        }
+    )
+
+    status: Literal["ok", "unavailable"]
+    reason: str | None = Field(description="why the API cannot serve, one line")
+    redis: dict[str, Any]
+    kafka: dict[str, Any]
+    stream: dict[str, Any]
+    daily: dict[str, Any] | None = Field(description="the newest daily manifest, or null")
+
+
+class Problem(BaseModel):
+    """An error: a code, the parameter at fault if any, and a one-line explanation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid_parameter",
+                    "parameter": "day",
+                    "detail": "day='21-11-2026' is not accepted: a date YYYY-MM-DD, e.g. "
+                    "2026-11-21",
+                }
+            ]
+        }
+    )
+
+    error: str
+    parameter: str | None = None
+    detail: str

@@ -1,0 +1,89 @@
+"""Serving the real API in the test process, HTTP calls to it, and expected rankings computed
+independently from what a test produced."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import uvicorn
+
+from api.app import create_app
+from common.settings import Settings
+from storage import keys
+from tests.helpers import Figures, free_port
+
+QUANTUM = Decimal("0.0001")
+
+
+@contextmanager
+def serving(settings: Settings, *, probe_kafka: bool = True) -> Iterator[str]:
+    """The API of ``settings`` served by uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, probe_kafka=probe_kafka),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            msg = f"uvicorn did not start on 127.0.0.1:{port}"
+            raise AssertionError(msg)
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def get(url: str) -> tuple[int, Any]:
+    """``GET url``: the status and the decoded JSON body (errors included)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        return exc.code, json.loads(body) if body else None
+
+
+def expected_ranking(
+    figures: Figures,
+    days: Iterable[date],
+    store: str | None,
+    by: keys.RankedBy,
+    limit: int,
+) -> list[tuple[int, str, int, str]]:
+    """``(rank, sku, units, revenue)`` of the top ``limit``: sums over ``days``, the plain way."""
+    wanted = set(days)
+    sums: dict[str, list[Any]] = {}
+    for (day, scope, sku), row in figures.items():
+        if day in wanted and scope == store:
+            entry = sums.setdefault(sku, [0, Decimal(0)])
+            entry[0] += row[0]
+            entry[1] += row[3]
+    index = 0 if by == "units" else 1
+    ordered = sorted(sums.items(), key=lambda item: (-item[1][index], item[0]))[:limit]
+    return [
+        (rank, sku, units, str(revenue.quantize(QUANTUM)))
+        for rank, (sku, (units, revenue)) in enumerate(ordered, start=1)
+    ]
+
+
+def as_rows(items: list[dict[str, Any]]) -> list[tuple[int, str, int, str]]:
+    """``(rank, sku, units, revenue)`` of ranking JSON objects."""
+    return [(i["rank"], i["sku"], i["units"], i["revenue"]) for i in items]
