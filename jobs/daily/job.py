@@ -307,7 +307,7 @@ class _DayRun:
         """Swap the staged keys in, record new names, reconcile (and repair) the live day."""
         tick = time.perf_counter()
         settings = self.settings
-        expire_at = keys.expire_at(self.day, settings.zone, settings.retention_days, now)
+        expire_at = keys.expire_at(self.day, settings.zone, settings.retention_days, written_at=now)
         items = written.tables["daily_item_sales"]
         snapshot = written.snapshot
         try:

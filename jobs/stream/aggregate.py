@@ -24,8 +24,6 @@ from storage.live import PartitionDelta
 STAMP: Final = WIDTH
 """The slot after an item's figures: the number, in its scope, of the last checkout that
 counted the item (so a checkout with several lines of an item counts it once)."""
-_SALE_SLOTS: Final = (UNITS, SOLD, REVENUE, CHECKOUTS, STAMP)
-_OTHER_SLOTS: Final = (UNITS, RETURNED, REVENUE, CHECKOUTS, STAMP)
 
 
 class DayCutter:
@@ -71,12 +69,13 @@ class Aggregator:
         if checkout.kind == "sale":
             self._add_sale(items, delta.names, lines, stamp)
         else:
-            self._add_other(items, delta.names, lines, stamp, returned=checkout.kind == "return")
+            self._add_other(items, delta.names, lines, stamp, is_return=checkout.kind == "return")
         if len(self._prices) > 100_000:
             self._prices.clear()
 
-    # The loops bind the slots to local names (cheaper per line than module globals). Sales,
-    # nearly all checkouts, get their own loop so the kind is not tested per line.
+    # The loops get the slots as default arguments: local names bound once, not per call or
+    # per line. Sales, nearly all checkouts, get their own loop so the kind is not tested
+    # per line.
 
     def _add_sale(
         self,
@@ -84,8 +83,13 @@ class Aggregator:
         names: dict[str, str],
         lines: tuple[WireLine, ...],
         stamp: int,
+        *,
+        units: int = UNITS,
+        sold: int = SOLD,
+        revenue: int = REVENUE,
+        checkouts: int = CHECKOUTS,
+        last: int = STAMP,
     ) -> None:
-        units, sold, revenue, checkouts, last = _SALE_SLOTS
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -115,9 +119,13 @@ class Aggregator:
         lines: tuple[WireLine, ...],
         stamp: int,
         *,
-        returned: bool,
+        is_return: bool,
+        units: int = UNITS,
+        returned: int = RETURNED,
+        revenue: int = REVENUE,
+        checkouts: int = CHECKOUTS,
+        last: int = STAMP,
     ) -> None:
-        units, returns, revenue, checkouts, last = _OTHER_SLOTS
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -133,8 +141,8 @@ class Aggregator:
                 if line.name is not None:
                     names[sku] = line.name
             figures[units] += quantity
-            if returned:
-                figures[returns] -= quantity
+            if is_return:
+                figures[returned] -= quantity
             figures[revenue] += quantity * price
             if figures[last] != stamp:
                 figures[last] = stamp
