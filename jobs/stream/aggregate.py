@@ -59,37 +59,40 @@ class Aggregator:
         items = delta.items.get(scope)
         if items is None:
             items = delta.items[scope] = {}
-        lines = checkout.lines
         counts = delta.stores.get(scope)
         if counts is None:
             counts = delta.stores[scope] = [0, 0]
-        stamp = counts[CHECKOUT_COUNT]
-        counts[CHECKOUT_COUNT] = stamp + 1
-        counts[LINE_COUNT] += len(lines)
         if checkout.kind == "sale":
-            self._add_sale(items, delta.names, lines, stamp)
+            self._add_sale(items, delta.names, checkout.lines, counts)
         else:
-            self._add_other(items, delta.names, lines, stamp, is_return=checkout.kind == "return")
+            self._add_other(
+                items, delta.names, checkout.lines, counts, is_return=checkout.kind == "return"
+            )
         if len(self._prices) > 100_000:
             self._prices.clear()
 
-    # The loops get the slots as default arguments: local names bound once, not per call or
-    # per line. Sales, nearly all checkouts, get their own loop so the kind is not tested
-    # per line.
+    # Each loop counts its checkout in the scope (the count before it is its STAMP), then
+    # folds its lines. The slots are default arguments: local names bound once, not per call
+    # or per line (positional: keyword-only defaults would make every call slower). Sales,
+    # nearly all checkouts, get their own loop so the kind is not tested per line.
 
-    def _add_sale(
+    def _add_sale(  # noqa: PLR0917 - the slots are defaults (see above)
         self,
         items: dict[str, list[int]],
         names: dict[str, str],
         lines: tuple[WireLine, ...],
-        stamp: int,
-        *,
+        counts: list[int],
         units: int = UNITS,
         sold: int = SOLD,
         revenue: int = REVENUE,
         checkouts: int = CHECKOUTS,
         last: int = STAMP,
+        counted: int = CHECKOUT_COUNT,
+        counted_lines: int = LINE_COUNT,
     ) -> None:
+        stamp = counts[counted]
+        counts[counted] = stamp + 1
+        counts[counted_lines] += len(lines)
         prices = self._prices
         for line in lines:
             sku = line.sku
@@ -117,7 +120,7 @@ class Aggregator:
         items: dict[str, list[int]],
         names: dict[str, str],
         lines: tuple[WireLine, ...],
-        stamp: int,
+        counts: list[int],
         *,
         is_return: bool,
         units: int = UNITS,
@@ -126,6 +129,9 @@ class Aggregator:
         checkouts: int = CHECKOUTS,
         last: int = STAMP,
     ) -> None:
+        stamp = counts[CHECKOUT_COUNT]
+        counts[CHECKOUT_COUNT] = stamp + 1
+        counts[LINE_COUNT] += len(lines)
         prices = self._prices
         for line in lines:
             sku = line.sku

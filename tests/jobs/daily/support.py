@@ -14,12 +14,13 @@ from confluent_kafka import Producer
 
 from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
 from common.settings import Settings
+from storage.figures import COLUMNS
 from tests.helpers import DATASET, truth
 
 LONDON = ZoneInfo("Europe/London")
 
 Expected = dict[str, tuple[int, int, int, Decimal, int]]
-"""sku -> (units, units_sold, units_returned, revenue, checkouts)."""
+"""sku -> the item's figures in the layout of :mod:`storage.figures`, revenue as a Decimal."""
 
 
 def checkout(
@@ -118,12 +119,7 @@ def parquet_figures(path: Path) -> Expected:
     """The figures of a ``daily_item_sales`` file, in the :data:`Expected` shape."""
     frame = pl.read_parquet(path)
     assert frame.schema["revenue"] == pl.Decimal(38, 4)
-    return {
-        sku: (units, sold, returned, revenue, checkouts)
-        for sku, units, sold, returned, revenue, checkouts in frame.select(
-            "sku", "units", "units_sold", "units_returned", "revenue", "checkouts"
-        ).iter_rows()
-    }
+    return {sku: tuple(row) for sku, *row in frame.select("sku", *COLUMNS).iter_rows()}
 
 
 def utc(*args: int) -> datetime:
