@@ -20,6 +20,8 @@ from pathlib import Path
 from common.settings import Settings, load_settings
 
 MODULES = ("producer", "stream", "daily")
+HISTORY = "## History"
+"""The hand-written section of BENCHMARKS.md that a new run keeps (how the figures came about)."""
 logger = logging.getLogger("bench")
 
 
@@ -40,6 +42,15 @@ def machine() -> str:
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"{java.stderr.splitlines()[0] if java.stderr else 'java ?'}"
     )
+
+
+def kept_history(report: Path) -> str:
+    """The History section of an earlier ``report`` (to its end), or nothing."""
+    if not report.is_file():
+        return ""
+    text = report.read_text()
+    start = text.find(f"\n{HISTORY}\n")
+    return "" if start < 0 else text[start:]
 
 
 def main() -> int:
@@ -70,7 +81,8 @@ def main() -> int:
         "Every figure is the median of the repetitions stated in its section; baselines are "
         "measured in the same run on the same data.\n"
     )
-    args.output.write_text(header + "\n" + "\n\n".join(sections) + "\n")
+    body = header + "\n" + "\n\n".join(sections) + "\n" + kept_history(args.output)
+    args.output.write_text(body)
     print(f"wrote {args.output}")
     return 1 if failed else 0
 
