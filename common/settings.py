@@ -6,7 +6,8 @@ other module receives it as an argument.
 
 from __future__ import annotations
 
-from datetime import time
+import re
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,9 +16,19 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import SettingsError
-from common.schema import Limits
+from common.schema import (
+    CURRENCY,
+    CURRENCY_PATTERN,
+    EARLIEST_EVENT,
+    MAX_EVENT_AHEAD,
+    MAX_QUANTITY_CAP,
+    Limits,
+)
 
 ENV_PREFIX = "KASSA_"
+_FIRST_EVENT = datetime(1, 1, 3, tzinfo=UTC)
+"""The lowest KASSA_EVENT_TIME_MIN: UTC offsets are below a day, so every accepted instant's
+business day and its bounds exist (:mod:`common.days`)."""
 
 
 class Settings(BaseSettings):
@@ -72,8 +83,33 @@ class Settings(BaseSettings):
 
     # Message limits (defaults accept every row of the UCI Online Retail dataset)
     max_lines: int = Field(2000, ge=1, description="lines per checkout")
-    max_quantity: int = Field(100_000, ge=1, description="absolute quantity per line")
+    max_quantity: int = Field(
+        100_000,
+        ge=1,
+        le=MAX_QUANTITY_CAP,
+        description="absolute quantity per line (at most 1000000: see docs/stream.md, exact sums)",
+    )
     max_message_bytes: int = Field(1_000_000, ge=256, description="encoded checkout size")
+
+    # What a checkout must be to count (docs/producers.md; others are dead-lettered)
+    currency: str = Field(
+        CURRENCY,
+        pattern=CURRENCY_PATTERN,
+        description="the one ISO 4217 currency counted; checkouts in any other are refused "
+        "(reason currency)",
+    )
+    event_time_min: datetime = Field(
+        EARLIEST_EVENT,
+        description="earliest plausible occurred_at (a day, midnight UTC, or ISO 8601 with "
+        "a UTC offset); earlier checkouts are refused (reason event_time)",
+    )
+    event_time_max_ahead_seconds: int = Field(
+        round(MAX_EVENT_AHEAD.total_seconds()),
+        ge=0,
+        le=10 * 366 * 86_400,
+        description="how far occurred_at may lie ahead of the clock of the job judging it; "
+        "later checkouts are refused (reason event_time)",
+    )
 
     # Producers (`kassa produce`)
     producer_linger_ms: int = Field(
@@ -227,6 +263,27 @@ class Settings(BaseSettings):
             raise ValueError(msg) from None
         return value
 
+    @field_validator("event_time_min", mode="before")
+    @classmethod
+    def _day_is_utc_midnight(cls, value: object) -> object:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            return value.strip() + "T00:00:00Z"
+        return value
+
+    @field_validator("event_time_min")
+    @classmethod
+    def _aware_and_in_range(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            msg = f"{value.isoformat()} has no UTC offset; write e.g. '2000-01-01T00:00:00Z'"
+            raise ValueError(msg)
+        if value < _FIRST_EVENT:
+            msg = (
+                f"must be {_FIRST_EVENT.isoformat()} or later, so that every business day "
+                "of an accepted checkout exists in Python's dates"
+            )
+            raise ValueError(msg)
+        return value.astimezone(UTC)
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
@@ -268,8 +325,15 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        """The message size limits every decoder applies."""
-        return Limits(self.max_lines, self.max_quantity, self.max_message_bytes)
+        """The rules every decoder applies beyond the message's types."""
+        return Limits(
+            self.max_lines,
+            self.max_quantity,
+            self.max_message_bytes,
+            self.currency,
+            self.event_time_min,
+            timedelta(seconds=self.event_time_max_ahead_seconds),
+        )
 
     @property
     def key_space(self) -> str:
@@ -309,6 +373,8 @@ def env_example() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         value = default.isoformat("minutes") if isinstance(default, time) else default
+        if isinstance(default, datetime):
+            value = default.isoformat().replace("+00:00", "Z")
         value = "" if value is None else value
         if field.description:
             lines.append(f"# {field.description}")

@@ -10,13 +10,20 @@ tells "Redis is behind the writer" (it lost writes, or was rebuilt: resume from 
 watermark) apart from "Redis is ahead" (another replica applied part of the batch). It
 reads every figure it adds to first (one ``HMGET``/``ZMSCORE`` per key, not one
 ``HINCRBY``/``ZINCRBY`` per figure: about a quarter less Redis CPU) and writes nothing if a
-stored figure is not an integer or a sum would pass 2^53 (beyond which Lua's numbers are not
-exact). A replay after a crash, a stale replica or a batch that follows a refused one
-therefore changes nothing.
+stored figure is not an integer. A replay after a crash, a stale replica or a batch that
+follows a refused one therefore changes nothing.
 
 :meth:`LiveStore.rebuild` (``kassa stream rebuild``) clears days and moves the watermarks
 back in one call of a second script; it leaves a :class:`ReplayFloor` so that the recount
 skips records of older, kept days.
+
+Sums are exact. A hash field (every figure but net units, and every day total) holds any
+integer: the script adds two numbers of at most 15 characters as Lua doubles (exact below
+2^53) and any larger ones digit by digit, as decimal strings. Net units live in the ranking,
+a sorted set whose scores are doubles: they are exact within +-2^53, which
+``KASSA_MAX_QUANTITY`` (at most :data:`~common.schema.MAX_QUANTITY_CAP`) keeps out of reach
+(more than 9 * 10^9 lines of one item in one day); a batch that would pass it anyway is
+refused whole with :class:`~common.errors.FigureLimitError`.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import redis
 
+from common.errors import FigureLimitError
 from storage import keys
 from storage.figures import (
     CHECKOUT_COUNT,
@@ -46,6 +54,8 @@ from storage.figures import (
     UNITS,
 )
 
+_FIGURE_LIMIT: Final = "KASSA_FIGURE_LIMIT"
+"""The first word of the script's error when net units would pass 2^53."""
 _APPLY_SCRIPT: Final = """
 local held = redis.call('HMGET', KEYS[1], ARGV[1], 'topic_id', 'cluster_id', 'epoch')
 local stored = tonumber(held[1] or '-1')
@@ -61,6 +71,55 @@ end
 local ops = cjson.decode(ARGV[4])
 local CHUNK = 2000
 local EXACT = 9007199254740992
+local function strip(d)
+  d = string.gsub(d, '^0+', '')
+  if d == '' then return '0' end
+  return d
+end
+local function magnitude_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function chunk(d, i)
+  if i <= 0 then return 0 end
+  return tonumber(string.sub(d, math.max(1, i - 6), i))
+end
+local function magnitude_add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local s = chunk(a, i) + chunk(b, j) + carry
+    carry = s >= 1e7 and 1 or 0
+    table.insert(out, 1, string.format('%07d', s - carry * 1e7))
+    i, j = i - 7, j - 7
+  end
+  return strip(table.concat(out))
+end
+local function magnitude_sub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local s = chunk(a, i) - chunk(b, j) - borrow
+    borrow = s < 0 and 1 or 0
+    table.insert(out, 1, string.format('%07d', s + borrow * 1e7))
+    i, j = i - 7, j - 7
+  end
+  return strip(table.concat(out))
+end
+local function exact_add(a, b)
+  if #a <= 15 and #b <= 15 then return string.format('%d', tonumber(a) + tonumber(b)) end
+  local minus_a, minus_b = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  local x = strip(minus_a and string.sub(a, 2) or a)
+  local y = strip(minus_b and string.sub(b, 2) or b)
+  if minus_a == minus_b then
+    local sum = magnitude_add(x, y)
+    if minus_a and sum ~= '0' then return '-' .. sum end
+    return sum
+  end
+  if x == y then return '0' end
+  if magnitude_less(x, y) then x, y, minus_a = y, x, minus_b end
+  local difference = magnitude_sub(x, y)
+  if minus_a then return '-' .. difference end
+  return difference
+end
 local writes = {}
 for k = 2, #KEYS do
   local key = KEYS[k]
@@ -75,20 +134,28 @@ for k = 2, #KEYS do
       for j = first, math.min(first + 2 * CHUNK - 1, #args), 2 do fields[#fields + 1] = args[j] end
       local current = redis.call(read, key, unpack(fields))
       for i = 1, #fields do
-        local sum = tonumber(args[first + 2 * i - 1])
-        if current[i] then
-          local now = tonumber(current[i])
-          if now == nil then
-            return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. current[i] ..
+        local sum = args[first + 2 * i - 1]
+        local now = current[i]
+        if kind == 'z' then
+          sum = tonumber(sum)
+          if now then
+            if tonumber(now) == nil then
+              return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
+                ', not a number: nothing was written')
+            end
+            sum = sum + tonumber(now)
+          end
+          if sum >= EXACT or sum <= -EXACT then
+            return redis.error_reply('KASSA_FIGURE_LIMIT ' .. fields[i] .. ' in ' .. key)
+          end
+          sum = string.format('%d', sum)
+        elseif now then
+          if not string.find(now, '^-?%d+$') then
+            return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
               ', not a number: nothing was written')
           end
-          sum = sum + now
+          sum = exact_add(sum, now)
         end
-        if sum >= EXACT or sum <= -EXACT then
-          return redis.error_reply(key .. ' ' .. fields[i] ..
-            ' would pass 2^53: nothing was written')
-        end
-        sum = string.format('%d', sum)
         if kind == 'z' then
           sums[#sums + 1] = sum
           sums[#sums + 1] = fields[i]
@@ -401,7 +468,13 @@ class LiveStore:
             expected.identity.cluster_id,
             str(expected.epoch),
         ]
-        status, stored = self._script(keys=script_keys, args=args)
+        try:
+            status, stored = self._script(keys=script_keys, args=args)
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if text.startswith(_FIGURE_LIMIT):
+                raise FigureLimitError(text.removeprefix(_FIGURE_LIMIT).strip()) from None
+            raise
         return ApplyResult(ApplyStatus(int(status)), int(stored))
 
     def rebuild(

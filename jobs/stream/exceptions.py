@@ -99,3 +99,18 @@ class EvictionPolicyError(StreamError):
 
 class RebuildRefusedError(StreamError):
     """``kassa stream rebuild`` cannot rebuild the live figures as asked (the message says why)."""
+
+
+class WriterError(StreamError):
+    """The writer process failed on a batch in a way kassa did not foresee."""
+
+    def __init__(self, partition: int, first: int, last: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the stream job's writer failed on partition {partition}, offsets {first}..{last}: "
+            f"{type(cause).__name__}: {cause}; restart kassa stream (it resumes from the last "
+            "commit) and report the traceback above if it happens again"
+        )
+        self.partition = partition
+        self.first = first
+        self.last = last
+        self.cause = f"{type(cause).__name__}: {cause}"

@@ -12,6 +12,11 @@ child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the sam
    partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
    a :class:`~jobs.stream.exceptions.StreamRedisUnavailableError`, pickled like the report).
 
+A message never stops the job: it counts or is dead-lettered with its reason (the decoder's
+checks come before anything that could fail on its values). A failure of the writer itself
+reaches the consumer process as a :class:`~common.errors.KassaError` that survives pickling
+(anything else becomes a :class:`~jobs.stream.exceptions.WriterError` naming it).
+
 Quix and the writers thus work at the same time on all cores, and the consumer process does
 nothing per batch but hand it over and read the report. A partition's batches are applied
 in the order they were handed over, and the sink waits for every one of them before Quix
@@ -24,22 +29,23 @@ import gc
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Final
 
 import redis
 
-from common.errors import InvalidCheckout
+from common.errors import InvalidCheckout, KassaError
 from common.schema import Reason, WireDecoder
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator, DayCutter
 from jobs.stream.dead_letters import DeadLetters
-from jobs.stream.exceptions import StreamRedisUnavailableError
+from jobs.stream.exceptions import StreamRedisUnavailableError, WriterError
 from jobs.stream.malloc import keep_batch_memory
 from storage.connections import redis_failures
 from storage.live import ApplyResult, Expectation, LiveStore, PartitionDelta
@@ -121,10 +127,11 @@ class _Writer:
         decode = self._decoder.decode
         # Below a rebuild's replay floor, records of the days it kept were counted already.
         floor_day, floor_offset = floor if floor is not None else (date.min, -1)
+        now = datetime.now(UTC)  # the clock of the event-time window, once per batch
         for index, value in enumerate(batch.values):
             replayed = batch.offsets[index] <= floor_offset
             try:
-                checkout = decode(value if value is not None else b"")
+                checkout = decode(value if value is not None else b"", now)
             except InvalidCheckout as exc:
                 if not replayed:
                     self._refuse(batch, index, delta, refusals, exc)
@@ -219,7 +226,30 @@ def _ready() -> bool:
 
 def _write(batch: RawBatch, expected: Expectation, floor: tuple[date, int] | None) -> BatchReport:
     assert _writer is not None, "the writer process was not initialised"
-    return _writer.write(batch, expected, floor)
+    try:
+        return _writer.write(batch, expected, floor)
+    except Exception as exc:
+        error = _picklable(exc, batch)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _picklable(error: Exception, batch: RawBatch) -> KassaError:
+    """``error`` as the consumer process can unpickle it: itself if it is a kassa error that
+    survives the round trip, else a :class:`WriterError` naming it (an exception the pool
+    cannot unpickle would break the pool and hide the cause)."""
+    if isinstance(error, KassaError) and _survives_pickling(error):
+        return error
+    return WriterError(batch.partition, batch.first_offset, batch.last_offset, error)
+
+
+def _survives_pickling(error: KassaError) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
 
 
 class BatchWriter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import msgspec
 import pytest
 import redis
 
+from common.errors import FigureLimitError
 from common.schema import Checkout, Line, WireDecoder, encode_checkout
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator
@@ -28,7 +30,7 @@ def _checkout(store: str, *lines: tuple[str, int, str], kind: str = "sale") -> C
         register_id="r",
         occurred_at=datetime(2026, 11, 21, 10, tzinfo=UTC),
         kind=kind,  # type: ignore[arg-type]
-        currency="EUR",
+        currency="GBP",
         lines=tuple(Line(sku, q, Decimal(p), f"name {sku}") for sku, q, p in lines),
     )
 
@@ -203,3 +205,104 @@ def test_a_batch_of_an_older_epoch_finds_redis_behind(
     assert result.status is ApplyStatus.BEHIND
     assert live_figures(redis_client, [DAY], SPACE) == before
     assert store.apply(_delta(3, 5), expected=_expect(2, epoch=1)).status is ApplyStatus.APPLIED
+
+
+def _revenue_delta(first: int, revenue: int, units: int = 1) -> PartitionDelta:
+    """A one-offset batch adding ``units`` and ``revenue`` to item ``x`` of store ``s1``."""
+    delta = PartitionDelta(0, first_offset=first, last_offset=first)
+    delta.items[(DAY, "s1")] = {"x": [units, units, 0, revenue, 1]}
+    delta.stores[(DAY, "s1")] = [1, 1]
+    return delta
+
+
+EDGES = [
+    (0, 10**16),
+    (999_999_999_999_999, 1),  # 15 characters each: summed as doubles
+    (2**53 - 1, 1),
+    (2**53, 2**53),
+    (-(10**15), -(10**15)),
+    (10**30, -(10**30)),  # to zero
+    (-(10**20) - 1, 10**20),  # to -1
+    (10**20, -(10**20) - 7),
+    (123_456_789_012_345_678_901, 9_876_543_210_987_654_321_099),  # carries through chunks
+    (-(10**22) + 3, 10**7),
+    (10**7, -(10**22)),
+]
+
+
+@pytest.mark.parametrize(("stored", "added"), EDGES)
+def test_hash_figures_sum_exactly_beyond_2_to_the_53(
+    store: LiveStore, redis_client: redis.Redis, stored: int, added: int
+) -> None:
+    store.apply(_revenue_delta(0, stored), expected=_expect(-1))
+    store.apply(_revenue_delta(1, added), expected=_expect(0))
+
+    for scope in ("s1", None):
+        revenue = redis_client.hget(keys.day_key(SPACE, "live", DAY, "revenue", scope), "x")
+        total = redis_client.hget(keys.day_key(SPACE, "live", DAY, "totals", scope), "revenue")
+        assert revenue == total == str(stored + added).encode()
+
+
+def test_the_largest_lines_the_schema_allows_sum_exactly(
+    store: LiveStore, redis_client: redis.Redis, settings: Settings
+) -> None:
+    # quantity 100,000 at "10000000" is 10^16 money units a line, past 2^53 in one line
+    rng = random.Random(15)
+    baskets: list[Checkout] = []
+    for offset in range(0, 60, 3):
+        batch = [
+            _checkout(
+                rng.choice(["s1", "s2"]),
+                *(
+                    (rng.choice(["big", "huge"]), rng.randint(1, 100_000), price)
+                    for price in rng.sample(["10000000", "999999999999.9999", "0.0001", "1"], 2)
+                ),
+                kind="sale",
+            ),
+            _checkout("s1", ("big", -rng.randint(1, 100_000), "999999999999.9999"), kind="return"),
+            _checkout("s2", ("huge", 7, "-999999999999.9999"), kind="adjustment"),
+        ]
+        baskets += batch
+        store.apply(_delta(offset, offset + 2, batch), expected=_expect(offset - 1))
+
+    assert live_figures(redis_client, [DAY], SPACE) == truth(baskets, settings.zone)
+    totals = redis_client.hgetall(keys.day_key(SPACE, "live", DAY, "totals"))
+    expected = sum(
+        line.quantity * line.unit_price for checkout in baskets for line in checkout.lines
+    )
+    assert Decimal(totals[b"revenue"].decode()).scaleb(-4) == expected
+
+
+def test_net_units_past_2_to_the_53_refuse_the_batch_with_a_clear_error(
+    store: LiveStore, redis_client: redis.Redis
+) -> None:
+    store.apply(_revenue_delta(0, 5, units=2**53 - 10), expected=_expect(-1))
+    before = live_figures(redis_client, [DAY], SPACE)
+
+    with pytest.raises(
+        FigureLimitError, match=r"net units of x in kassa:live:\S+ would pass 2\^53"
+    ):
+        store.apply(_revenue_delta(1, 5, units=10), expected=_expect(0))
+
+    assert live_figures(redis_client, [DAY], SPACE) == before
+    assert store.watermarks([0]) == {0: 0}
+
+
+def test_random_integers_of_any_length_sum_exactly(
+    store: LiveStore, redis_client: redis.Redis
+) -> None:
+    rng = random.Random(53)
+
+    def number() -> int:
+        return rng.choice([-1, 1]) * rng.randrange(10 ** rng.randint(1, 40))
+
+    pairs = {f"sku{n}": (number(), number()) for n in range(500)}
+    for offset, side in enumerate((0, 1)):
+        delta = PartitionDelta(0, first_offset=offset, last_offset=offset)
+        delta.items[(DAY, "s1")] = {sku: [1, 0, 0, pair[side], 0] for sku, pair in pairs.items()}
+        store.apply(delta, expected=_expect(offset - 1))
+
+    stored = redis_client.hgetall(keys.day_key(SPACE, "live", DAY, "revenue", "s1"))
+    assert {sku.decode(): int(value) for sku, value in stored.items()} == {
+        sku: a + b for sku, (a, b) in pairs.items() if a or b
+    }

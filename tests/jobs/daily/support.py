@@ -39,7 +39,7 @@ def checkout(
         register_id="r1",
         occurred_at=occurred_at,
         kind=kind,  # type: ignore[arg-type]
-        currency="EUR",
+        currency="GBP",
         lines=tuple(Line(sku, qty, Decimal(price), f"item {sku}") for sku, qty, price in lines),
     )
 

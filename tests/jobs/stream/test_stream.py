@@ -91,19 +91,19 @@ BAD: list[tuple[bytes | None, Reason]] = [
     (b'{"transaction_id": "x", "store_id": "s1"}', Reason.MISSING_FIELD),
     (
         b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
-        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": '
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "GBP", "lines": '
         b'[{"sku": "a", "quantity": "three", "unit_price": "1.00"}]}',
         Reason.INVALID_FIELD,
     ),
     (
         b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
-        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": '
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "GBP", "lines": '
         b'[{"sku": "a", "quantity": 0, "unit_price": "1.00"}]}',
         Reason.ZERO_QUANTITY,
     ),
     (
         b'{"transaction_id": "x", "store_id": "s1", "register_id": "r", "occurred_at": '
-        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "EUR", "lines": ['
+        b'"2026-11-21T10:00:00Z", "kind": "sale", "currency": "GBP", "lines": ['
         + b",".join([b'{"sku": "a", "quantity": 1, "unit_price": "1.00"}'] * 30)
         + b"]}",
         Reason.TOO_MANY_LINES,
