@@ -280,7 +280,7 @@ def test_net_units_past_2_to_the_53_refuse_the_batch_with_a_clear_error(
     before = live_figures(redis_client, [DAY], SPACE)
 
     with pytest.raises(
-        FigureLimitError, match=r"net units of x in kassa:live:\S+ would pass 2\^53"
+        FigureLimitError, match=r"net units of x in kassa:\S+:units would pass 2\^53"
     ):
         store.apply(_revenue_delta(1, 5, units=10), expected=_expect(0))
 
