@@ -155,7 +155,7 @@ def _run_stream_until_caught_up(settings: Settings, client: redis.Redis, tmp_pat
 
 
 def _dead_letter_counts(client: redis.Redis, settings: Settings) -> dict[str, int]:
-    raw = client.hgetall(keys.dead_letters_key(settings.topic))
+    raw = client.hgetall(keys.dead_letters_key(settings.key_space))
     return {reason.decode(): int(count) for reason, count in raw.items()}
 
 
@@ -190,7 +190,7 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_counts_around_it_are_ex
     _run_stream_until_caught_up(settings, redis_client, tmp_path)
 
     expected = truth([*good, *_seals()], BERLIN)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
     assert _dead_letter_counts(redis_client, settings) == Counter(r for _, r in poison)
     letters = _read_dead_letters(settings, len(poison))
     assert len(letters) == len(poison)
@@ -234,9 +234,9 @@ def test_a_topic_with_two_currencies_counts_only_the_configured_one(
     _run_stream_until_caught_up(settings, redis_client, tmp_path)
 
     expected = truth([*pounds, *_seals()], BERLIN)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
     assert _dead_letter_counts(redis_client, settings) == {"currency": len(euros)}
-    totals = redis_client.hgetall(keys.day_key("live", DAY, "totals"))
+    totals = redis_client.hgetall(keys.day_key(settings.key_space, "live", DAY, "totals"))
     revenue = sum(line.quantity * line.unit_price for c in pounds for line in c.lines)
     assert int(totals[b"revenue"]) == to_money_units(revenue)
 

@@ -220,7 +220,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
         report.summary()
     )
     expected = truth(checkouts, LONDON)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
 
     stop_day = measured["stop_day"]
     assert isinstance(stop_day, date)

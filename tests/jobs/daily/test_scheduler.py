@@ -226,11 +226,13 @@ def test_late_records_of_a_finalized_day_are_restated_by_the_next_pass(
     assert found["late_records"]["2026-11-16"]["records"] == 5
     expected = expected_of(on_time + late, day, window.zone)
     assert parquet_figures(parquet.table_path(window.data_dir, "daily_item_sales", day)) == expected
-    ranking = redis_client.zrange(keys.day_key("daily", day, "units"), 0, -1, withscores=True)
+    ranking = redis_client.zrange(
+        keys.day_key(window.key_space, "daily", day, "units"), 0, -1, withscores=True
+    )
     assert {sku.decode(): int(units) for sku, units in ranking} == {
         sku: row[0] for sku, row in expected.items()
     }
-    assert redis_client.hget(keys.manifest_key(day), "revision") == b"2"
+    assert redis_client.hget(keys.manifest_key(window.key_space, day), "revision") == b"2"
     assert day_status(window.data_dir, day).state == "restated"
     assert _sample(daily, "kassa_daily_late_records_total") == 5
     assert _sample(daily, "kassa_daily_days", state="restated") == 1
