@@ -214,6 +214,7 @@ class _Context:
 
 def _add_figure_routes(app: FastAPI, context: _Context) -> None:
     client, retention, days = context.client, context.retention, context.days
+    space = context.settings.key_space
 
     @app.get(
         "/api/rankings",
@@ -234,7 +235,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         by: By = "units",
     ) -> dict[str, Any]:
         start, end = days.resolve(day, first, last, days.ranking_default(source))
-        query = RankingQuery(source, start, end, n, by, store)
+        query = RankingQuery(space, source, start, end, n, by, store)
         items = top(client, query, retention, datetime.now(UTC))
         return {
             "source": source,
@@ -265,7 +266,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         if not 1 <= len(sku) <= 64:
             raise InvalidQueryError("sku", f"sku {sku!r} is not accepted: {ACCEPTED['sku']}")
         start, end = days.resolve(day, first, last, days.history_default())
-        name, history = item_history(client, source, sku, day_range(start, end), store)
+        name, history = item_history(client, space, source, sku, day_range(start, end), store)
         rows = [entry.as_json() for entry in history]
         fields = ("units", "units_sold", "units_returned", "revenue", "checkouts")
         return {
@@ -295,7 +296,9 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         store: Store = None,
     ) -> dict[str, Any]:
         start, end = days.resolve(day, first, last, days.history_default())
-        rows = [t.as_json() for t in day_totals(client, source, day_range(start, end), store)]
+        rows = [
+            t.as_json() for t in day_totals(client, space, source, day_range(start, end), store)
+        ]
         fields = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
         return {
             "source": source,
@@ -322,7 +325,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
             "source": source,
             "from": start.isoformat(),
             "to": end.isoformat(),
-            "stores": stores_of(client, source, day_range(start, end)),
+            "stores": stores_of(client, space, source, day_range(start, end)),
         }
 
 
@@ -339,7 +342,9 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
     )
     def day_status(first: First = None, last: Last = None) -> dict[str, Any]:
         start, end = days.resolve(None, first, last, days.history_default())
-        statuses = day_statuses(client, day_range(start, end), retention, datetime.now(UTC))
+        statuses = day_statuses(
+            client, settings.key_space, day_range(start, end), retention, datetime.now(UTC)
+        )
         return {
             "from": start.isoformat(),
             "to": end.isoformat(),

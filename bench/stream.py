@@ -82,8 +82,9 @@ def _variant(settings: Settings, **update: Any) -> Settings:
 
 
 def _clear(client: redis.Redis, topic: str, day: date = BENCH_DAY) -> None:
-    patterns = (f"kassa:live:{day.isoformat()}*", f"kassa:live:*:{topic}", "bench:naive:*")
-    for pattern in (*patterns, keys.NAMES):
+    space = keys.namespace_prefix(topic, "live")  # the key space is the topic's name
+    patterns = (f"{space}{day.isoformat()}*", f"{space}*", "bench:naive:*")
+    for pattern in (*patterns, keys.names_key(topic)):
         batch = list(client.scan_iter(pattern, count=1000))
         if batch:
             client.delete(*batch)
@@ -252,7 +253,8 @@ class _Watermarks:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            marks = {int(k): int(v) for k, v in self._client.hgetall(self._key).items()}
+            raw = self._client.hgetall(self._key).items()
+            marks = {int(k): int(v) for k, v in raw if k.isdigit()}
             self.seen.append((time.time(), marks))
             time.sleep(0.005)
 
@@ -331,7 +333,7 @@ def _freshness(settings: Settings) -> tuple[list[float], int]:
         stderr=subprocess.DEVNULL,
     )
     client = redis.Redis.from_url(variant.redis_url)
-    applied_key = keys.applied_offsets_key(variant.topic)
+    applied_key = keys.applied_offsets_key(variant.key_space)
     try:
         time.sleep(8)  # let the job start and join its group
         with _Watermarks(client, applied_key) as watermarks:

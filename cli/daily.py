@@ -1,8 +1,10 @@
-"""``kassa daily run|backfill|schedule``: finalize business days into Parquet and Redis.
+"""``kassa daily run|backfill|schedule|status``: finalize business days into Parquet and Redis.
 
 Exit status: 0 done; 2 bad input or settings; 3 a day is not complete yet (the message names
 the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be
-read; 5 Redis could not be written (the day stays unfinished).
+read; 5 Redis could not be written (the day stays unfinished); 6 retention deleted part of
+the day's range (``--force`` finalizes what is left); 7 a forced run over such a day found
+fewer checkouts than the snapshot, which is kept.
 """
 
 from __future__ import annotations
@@ -30,17 +32,18 @@ from common.settings import Settings
 from jobs.daily.job import backfill, run_day
 from jobs.daily.manifest import DayResult
 from jobs.daily.scheduler import serve
+from jobs.daily.status import DayStatus, day_statuses
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``daily run``, ``daily backfill`` and ``daily schedule``."""
+    """Add ``daily run``, ``daily backfill``, ``daily schedule`` and ``daily status``."""
     parser = subparsers.add_parser(
         "daily",
         help="finalize business days: Parquet tables, Redis daily rankings, manifests",
         description="The daily job: read a business day's offset range from KASSA_TOPIC and "
         "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
         "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
-        "unwritable.",
+        "unwritable, 6 part of the day deleted by retention (see --force), 7 snapshot kept.",
     )
     parser.set_defaults(folders=("data_dir",), kafka=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -77,11 +80,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     schedule = actions.add_parser(
         "schedule",
-        help="run every day at KASSA_DAILY_AT, catching up missed days",
-        description="Catch up the days of the last KASSA_DAILY_CATCHUP_DAYS without a "
-        "manifest, then run every day at KASSA_DAILY_AT (KASSA_TIMEZONE) until interrupted.",
+        help="run every day at KASSA_DAILY_AT, retrying until done, catching up missed days",
+        description="Catch up the days of the last KASSA_DAILY_CATCHUP_DAYS, then run at "
+        "KASSA_DAILY_AT (KASSA_TIMEZONE) and re-check every KASSA_DAILY_RETRY_SECONDS until "
+        "interrupted; metrics on 127.0.0.1:KASSA_DAILY_METRICS_PORT.",
     )
     schedule.set_defaults(handler=schedule_command)
+
+    status = actions.add_parser(
+        "status",
+        help="list recent days: complete, forced, late-pending, restated, missing, running",
+        description="Each day's state from its manifest (newest first); reads no Kafka or Redis.",
+    )
+    status.add_argument(
+        "--days",
+        type=arguments.positive_int,
+        default=7,
+        metavar="N",
+        help="how many days (default 7)",
+    )
+    status.add_argument(
+        "--to", dest="last", type=arguments.day, help="newest day listed (default: yesterday)"
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON list")
+    status.set_defaults(handler=status_command)
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,6 +133,30 @@ def schedule_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scheduler until interrupted."""
     serve(settings)
     return 0
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the state of each recent day."""
+    last: date = args.last or yesterday(datetime.now(UTC), settings.zone)
+    statuses = day_statuses(settings.data_dir, last, args.days)
+    if args.json:
+        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+    else:
+        for status in statuses:
+            print(_status_line(status))
+    return 0
+
+
+def _status_line(status: DayStatus) -> str:
+    text = f"{status.day} {status.state:<12}"
+    if status.revision is None:
+        return text.rstrip()
+    cases = ", ".join(f"{count} {case}" for case, count in (status.completeness or {}).items())
+    text += f" revision {status.revision}: {status.checkouts:,} checkouts ({status.reason})"
+    text += f"; partitions: {cases}"
+    if status.late_pending:
+        text += f"; {status.late_pending:,} late records pending"
+    return text
 
 
 class ProgressBars:
@@ -153,13 +199,16 @@ def _summary(result: DayResult, settings: Settings) -> str:
     manifest: dict[str, Any] = result.manifest
     totals = manifest["totals"]
     counts = manifest["counts"]
-    state = "complete" if manifest["complete"] else "FORCED (incomplete)"
+    state = "complete"
+    if manifest["forced"]:
+        state = "FORCED (incomplete)" if not manifest["complete"] else "FORCED (retention gap)"
     text = (
         f"{manifest['day']} {state}: {totals['checkouts']:,} checkouts, {totals['lines']:,} "
         f"lines, {totals['units']:,} units, revenue {totals['revenue']}; "
         f"{counts.get('invalid_total', 0):,} invalid, {counts.get('duplicates', 0):,} "
         f"duplicates, {counts.get('outside_day', 0):,} outside the day; "
-        f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}"
+        f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}; "
+        f"revision {manifest['revision']} ({manifest['revision_reason']})"
     )
     reconciliation = manifest["reconciliation"]
     if reconciliation["live_items"]:

@@ -105,7 +105,7 @@ def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     rate = None if args.max else (args.rate or 100.0)
     stop = threading.Event()
     checkouts: Iterator[Checkout] = synthetic.generate(
-        args.seed, start, args.count, store_count=args.stores
+        args.seed, start, args.count, store_count=args.stores, currency=settings.currency
     )
     checkouts = not_ahead_of_clock(checkouts, stop)
     ensure_topics(settings)

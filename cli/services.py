@@ -1,9 +1,10 @@
-"""``kassa services up | down | status | fetch``: local Kafka and Redis."""
+"""``kassa services up | down | status | fetch``: a local Kafka cluster and Redis."""
 
 from __future__ import annotations
 
 import argparse
 
+from cli import arguments
 from common.settings import Settings
 from services import manager
 from services.kafka import ensure_jars
@@ -13,27 +14,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``services`` and its actions."""
     parser = subparsers.add_parser(
         "services",
-        help="start, stop or show the local Kafka broker and Redis server",
-        description="Run a real Apache Kafka broker (KRaft) and redis-server on this machine.",
+        help="start, stop or show the local Kafka cluster and Redis server",
+        description="Run real Apache Kafka nodes (KRaft) and redis-server on this machine.",
     )
     parser.add_argument(
         "action",
         choices=("up", "down", "status", "fetch"),
-        help="up: start (reusing what already answers) and create topics; down: stop what up "
-        "started; status: show each service; fetch: only download the Kafka jars",
+        help="up: start (reusing what already runs) and create topics; down: stop every "
+        "process up started; status: show each Kafka node, the active controller and Redis; "
+        "fetch: only download the Kafka jars",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=arguments.positive_int,
+        help="up: Kafka nodes of a new local cluster (default 1); node i listens on the "
+        "KASSA_KAFKA_BOOTSTRAP port + 2(i-1), nodes 1-3 are also the controller quorum",
+    )
+    parser.add_argument(
+        "--heap",
+        help="up: Java heap of each Kafka node started (default KASSA_KAFKA_HEAP), e.g. 384m",
     )
     parser.set_defaults(handler=run, folders=("state_dir",))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Carry out one services action and print a line per service."""
+    """Carry out one services action and print a line per service (and per Kafka node)."""
     if args.action == "fetch":
         print(ensure_jars(settings.cache_dir, settings.kafka_version))
         return 0
-    action = {"up": manager.up, "down": manager.down, "status": manager.status}[args.action]
-    statuses = action(settings)
+    if args.action == "up":
+        statuses = manager.up(settings, brokers=args.brokers, heap=args.heap)
+    elif args.action == "down":
+        statuses = manager.down(settings)
+    else:
+        statuses = manager.status(settings)
     for status in statuses:
-        parts = [f"{status.name:<6}", f"{status.address:<21}", f"{status.state:<8}"]
+        parts = [f"{status.name:<8}", f"{status.address:<21}", f"{status.state:<8}"]
+        if status.role:
+            parts.append(f"{status.role:<17}")
         if status.version:
             parts.append(status.version)
         if status.pid:
@@ -43,6 +61,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if status.detail:
             parts.append(status.detail)
         print("  ".join(parts))
-    if args.action == "status" and any(s.state == "down" for s in statuses):
+    if args.action == "status" and any(s.state in ("down", "degraded") for s in statuses):
         return 1
     return 0

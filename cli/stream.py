@@ -28,6 +28,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "exit); default 0 = run until SIGTERM",
     )
     parser.set_defaults(handler=run, folders=("state_dir",), kafka=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="clear live days and let the stream job recount them from Kafka, exactly",
+        description="The one answer to 'the live figures are wrong': clear the live figures "
+        "of every day (or of DAY and later) and move the stream job's watermarks back so it "
+        "recounts them from Kafka. Safe while 'kassa stream' runs: its next batch finds "
+        "Redis behind and it resumes from the new watermarks. Refused when Kafka no longer "
+        "holds the start of those days (the daily job's --repair-live repairs those).",
+    )
+    rebuild.add_argument(
+        "--from",
+        dest="first",
+        type=arguments.day,
+        metavar="DAY",
+        help="rebuild DAY (YYYY-MM-DD in KASSA_TIMEZONE) and later days only",
+    )
+    rebuild.add_argument("--yes", action="store_true", help="do it (without: only print the plan)")
+    rebuild.set_defaults(handler=rebuild_command)
+
+
+def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the rebuild plan; with ``--yes``, carry it out."""
+    import redis  # noqa: PLC0415 - keep 'kassa stream' imports as they were
+
+    from jobs.stream.rebuild import execute_rebuild, plan_rebuild  # noqa: PLC0415
+    from storage.live import LiveStore  # noqa: PLC0415
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
+        plan = plan_rebuild(settings, store, args.first)
+        print(plan.describe())
+        if not args.yes:
+            print("nothing changed: run again with --yes to rebuild")
+            return 0
+        cleared = execute_rebuild(store, plan)
+    finally:
+        client.close()
+    print(f"rebuilt: {cleared} live keys cleared; 'kassa stream' recounts them now")
+    return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -97,10 +97,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
             if args.stores:
-                stores = stores_of(client, args.source, day_range(first, last))
+                stores = stores_of(client, settings.key_space, args.source, day_range(first, last))
                 print(json.dumps(stores) if args.json else "\n".join(stores))
                 return 0
-            query = RankingQuery(args.source, first, last, args.n, args.by, args.store)
+            query = RankingQuery(
+                settings.key_space, args.source, first, last, args.n, args.by, args.store
+            )
             retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
             ranking = top(client, query, retention, datetime.now(UTC))
     finally:

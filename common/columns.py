@@ -24,7 +24,6 @@ import pyarrow.json as pj
 
 from common.errors import InvalidCheckout
 from common.schema import (
-    CURRENCY_PATTERN,
     KINDS,
     MAX_IDENTIFIER_LENGTH,
     MAX_SKU_LENGTH,
@@ -53,8 +52,9 @@ LINE_SCHEMA: Final = pl.Schema(
 )
 """The columns of a decoded batch: one row per line, ``message`` = index in the batch.
 
-The currency is checked but not kept: no output uses it, and a column repeated on every line
-costs the screen more than any other step."""
+The currency is checked (it is :attr:`Limits.currency` in every accepted message) but not kept:
+no output uses it, and a column repeated on every line costs the screen more than any other
+step."""
 
 _ARROW_SCHEMA: Final = pa.schema(
     [
@@ -94,6 +94,14 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The instants ``occurred_at`` may take: ``[earliest, latest]``."""
+
+    earliest: datetime
+    latest: datetime
+
+
 @dataclass
 class Decoded:
     """The valid lines of a batch and the invalid messages counted by reason."""
@@ -104,16 +112,24 @@ class Decoded:
     slow: int = 0
 
 
-def decode_batch(values: list[bytes | None], limits: Limits) -> Decoded:
-    """Decode a batch of record values into line columns (:data:`LINE_SCHEMA`), in order."""
+def decode_batch(
+    values: list[bytes | None], limits: Limits, now: datetime | None = None
+) -> Decoded:
+    """Decode a batch of record values into line columns (:data:`LINE_SCHEMA`), in order.
+
+    ``now`` is the judging clock of the event-time window (default: the wall clock).
+    """
+    if now is None:
+        now = datetime.now(UTC)
+    window = _Window(limits.earliest_event, now + limits.max_event_ahead)
     candidates, suspects, payload = _candidates(values, limits)
     frames: list[pl.DataFrame] = []
-    _parse_block(values, candidates, limits, frames, suspects, payload=payload)
+    _parse_block(values, candidates, limits, window, frames, suspects, payload=payload)
     fast_messages = len(values) - len(suspects)
     decoded = Decoded(lines=pl.DataFrame(schema=LINE_SCHEMA), fast=fast_messages)
     if suspects:
         suspects.sort()
-        frames.append(_decode_slowly(values, suspects, limits, decoded.invalid))
+        frames.append(_decode_slowly(values, suspects, limits, now, decoded.invalid))
         decoded.slow = len(suspects)
     frames = [frame for frame in frames if frame.height]
     if not frames:
@@ -164,10 +180,11 @@ def _candidates(
     return candidates, suspects, None
 
 
-def _parse_block(
+def _parse_block(  # noqa: PLR0917 - private and recursive
     values: list[bytes | None],
     indices: list[int],
     limits: Limits,
+    window: _Window,
     frames: list[pl.DataFrame],
     suspects: list[int],
     *,
@@ -190,15 +207,17 @@ def _parse_block(
             suspects.extend(indices)
             return
         middle = len(indices) // 2
-        _parse_block(values, indices[:middle], limits, frames, suspects)
-        _parse_block(values, indices[middle:], limits, frames, suspects)
+        _parse_block(values, indices[:middle], limits, window, frames, suspects)
+        _parse_block(values, indices[middle:], limits, window, frames, suspects)
         return
-    accepted, rejected = _screen(table, indices, limits)
+    accepted, rejected = _screen(table, indices, limits, window)
     frames.append(accepted)
     suspects.extend(rejected)
 
 
-def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.DataFrame, list[int]]:
+def _screen(
+    table: pa.Table, indices: list[int], limits: Limits, window: _Window
+) -> tuple[pl.DataFrame, list[int]]:
     """The lines of the messages certainly valid, and the indices of the others."""
     messages = pl.from_arrow(table)
     assert isinstance(messages, pl.DataFrame)
@@ -216,12 +235,15 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
         pl.col(name).str.len_bytes().is_between(1, MAX_IDENTIFIER_LENGTH)
         for name in ("transaction_id", "store_id", "register_id")
     ]
+    # A JSON null and a missing field are both null here, and decode_checkout accepts only
+    # the latter for schema_version: a null version is left to decode_checkout. (The
+    # producers always write it, so this costs nothing in practice.)
     message_ok = pl.all_horizontal(
         *identifiers,
-        pl.col("occurred_at").is_not_null(),
+        pl.col("occurred_at").is_between(window.earliest, window.latest),
         pl.col("kind").is_in(list(KINDS)),
-        pl.col("currency").str.contains(CURRENCY_PATTERN),
-        pl.col("schema_version").fill_null(SCHEMA_VERSION) == SCHEMA_VERSION,
+        pl.col("currency") == limits.currency,
+        pl.col("schema_version") == SCHEMA_VERSION,
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
     checked = messages.select(pl.exclude("schema_version", "currency"), message_ok=message_ok)
@@ -258,12 +280,16 @@ def _screen(table: pa.Table, indices: list[int], limits: Limits) -> tuple[pl.Dat
 
 
 def _decode_slowly(
-    values: list[bytes | None], indices: list[int], limits: Limits, invalid: Counter[str]
+    values: list[bytes | None],
+    indices: list[int],
+    limits: Limits,
+    now: datetime,
+    invalid: Counter[str],
 ) -> pl.DataFrame:
     columns: dict[str, list[object]] = {name: [] for name in LINE_SCHEMA.names()}
     for index in indices:
         try:
-            checkout = decode_checkout(values[index] or b"", limits)
+            checkout = decode_checkout(values[index] or b"", limits, now)
         except InvalidCheckout as exc:
             invalid[exc.reason.value] += 1
             continue

@@ -67,6 +67,33 @@ class InvalidDayRange(KassaError):  # noqa: N818 - reads as "raise InvalidDayRan
         self.last = last
 
 
+class DayOutOfRange(KassaError):  # noqa: N818 - reads as "raise DayOutOfRange(...)"
+    """An instant or day whose business day or bounds Python's dates cannot hold."""
+
+    def __init__(self, value: object, zone: str) -> None:
+        super().__init__(
+            f"{value} in {zone} lies outside the business days kassa can compute "
+            "(years 1 to 9999); checkouts this far out are refused as event_time "
+            "(KASSA_EVENT_TIME_MIN, KASSA_EVENT_TIME_MAX_AHEAD_SECONDS)"
+        )
+        self.value = str(value)
+        self.zone = zone
+
+
+class FigureLimitError(KassaError):
+    """A live figure would pass what Redis holds exactly (net units beyond +-2^53)."""
+
+    exit_code = 3
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"net units of {where} would pass 2^53, beyond what the live ranking holds "
+            "exactly, so the batch was not written; the daily job still counts the day "
+            "exactly: delete that key or lower KASSA_MAX_QUANTITY, then restart kassa stream"
+        )
+        self.where = where
+
+
 class KafkaUnavailableError(KassaError):
     """The Kafka cluster could not be reached."""
 
@@ -88,6 +115,28 @@ class TopicError(KassaError):
         super().__init__(f"cannot create topic {topic!r}: {cause}")
         self.topic = topic
         self.cause = str(cause)
+
+
+class ReplicationFactorError(KassaError):
+    """Topics would get more replicas than the cluster has brokers up."""
+
+    def __init__(self, factor: int, brokers: int, bootstrap: str) -> None:
+        super().__init__(
+            f"KASSA_REPLICATION_FACTOR={factor} is larger than the {brokers} broker(s) up at "
+            f"{bootstrap!r}; start more brokers ('kassa services up --brokers {factor}') or "
+            f"lower KASSA_REPLICATION_FACTOR to {brokers} or less"
+        )
+        self.factor = factor
+        self.brokers = brokers
+
+
+class TopicNotFoundError(KassaError):
+    """Topics kassa was asked about do not exist."""
+
+    def __init__(self, topics: list[str]) -> None:
+        names = ", ".join(repr(topic) for topic in topics)
+        super().__init__(f"no topic {names}; create it with 'kassa topics create'")
+        self.topics = topics
 
 
 class RedisUnavailableError(KassaError):

@@ -16,6 +16,13 @@ Money is exact: ``unit_price`` is a decimal string with at most :data:`MONEY_DEC
 decimal places; sums are kept as integers of ``10**-MONEY_DECIMALS`` currency units
 (:func:`to_money_units`).
 
+A checkout is in the one currency kassa counts (``KASSA_CURRENCY``, :attr:`Limits.currency`)
+and its ``occurred_at`` lies in the plausibility window ``[earliest_event, now +
+max_event_ahead]`` (``KASSA_EVENT_TIME_MIN``, ``KASSA_EVENT_TIME_MAX_AHEAD_SECONDS``), where
+``now`` is the clock of whoever judges the message (each decoder takes it as an argument and
+reads the wall clock when it is not given). The window keeps every accepted instant far
+inside the range in which business days can be computed (:mod:`common.days`).
+
 Quantity signs follow the kind: a ``sale`` has only positive quantities, a ``return`` only
 negative ones, an ``adjustment`` (stock correction, bad debt) any non-zero ones. Net units are
 the plain sum of quantities over all kinds; units sold are the quantities of sales; units
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Annotated, Final, Generic, Literal, TypeVar
 
@@ -44,6 +51,16 @@ MAX_SKU_LENGTH: Final = 64
 """Characters of a sku (at least one)."""
 CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
 """An ISO 4217 code: three capital letters."""
+MAX_QUANTITY_CAP: Final = 1_000_000
+"""The largest ``KASSA_MAX_QUANTITY``: it keeps net units (the live ranking, a Redis sorted
+set of doubles) exact up to 2^53 for more lines of an item in a day than a job can process
+(docs/stream.md, "Exact sums")."""
+CURRENCY: Final = "GBP"
+"""The default currency kassa counts: the UCI Online Retail dataset's."""
+EARLIEST_EVENT: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""The default earliest plausible ``occurred_at``."""
+MAX_EVENT_AHEAD: Final = timedelta(days=1)
+"""The default of how far ``occurred_at`` may lie ahead of the judging clock."""
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_DECIMALS)
 _EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _MAX_PRICE: Final = Decimal(10**PRICE_DIGITS)
@@ -116,15 +133,22 @@ class Reason(enum.StrEnum):
     SIGN_MISMATCH = "sign_mismatch"
     PRICE_PRECISION = "price_precision"
     NEGATIVE_PRICE = "negative_price"
+    CURRENCY = "currency"
+    EVENT_TIME = "event_time"
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Sizes beyond which a checkout is refused as absurd (``KASSA_MAX_*`` settings)."""
+    """What a checkout must satisfy beyond its types: sizes beyond which it is absurd
+    (``KASSA_MAX_*``), the currency counted (``KASSA_CURRENCY``) and the plausibility
+    window of its ``occurred_at`` (``KASSA_EVENT_TIME_*``)."""
 
     max_lines: int = 2000
     max_quantity: int = 100_000
     max_message_bytes: int = 1_000_000
+    currency: str = CURRENCY
+    earliest_event: datetime = EARLIEST_EVENT
+    max_event_ahead: timedelta = MAX_EVENT_AHEAD
 
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
@@ -136,8 +160,13 @@ def encode_checkout(checkout: Checkout) -> bytes:
     return _encoder.encode(checkout)
 
 
-def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
-    """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason."""
+def decode_checkout(
+    data: bytes, limits: Limits = Limits(), now: datetime | None = None
+) -> Checkout:
+    """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason.
+
+    ``now`` is the judging clock of the plausibility window (default: the wall clock).
+    """
     if len(data) > limits.max_message_bytes:
         detail = (
             f"message of {len(data)} bytes exceeds KASSA_MAX_MESSAGE_BYTES="
@@ -151,7 +180,7 @@ def decode_checkout(data: bytes, limits: Limits = Limits()) -> Checkout:
         raise InvalidCheckout(reason or Reason.INVALID_FIELD, str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidCheckout(Reason.MALFORMED_JSON, str(exc)) from None
-    validate_checkout(checkout, limits)
+    validate_checkout(checkout, limits, now)
     return checkout
 
 
@@ -170,26 +199,37 @@ class WireDecoder:
     make one per process or thread and keep it for its lifetime.
     """
 
-    __slots__ = ("_limits", "_prices")
+    __slots__ = ("_latest", "_limits", "_now", "_prices")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self._limits = limits
         self._prices: set[str] = set()
         """Non-negative unit prices already found valid, as ``str(price)``: what lets
         :meth:`decode` accept a plain message without Decimal arithmetic."""
+        self._now: datetime | None = None
+        self._latest = EARLIEST_EVENT
+        """The window's end for :attr:`_now` (computed once per clock reading)."""
 
-    def decode(self, data: bytes) -> WireCheckout:
-        """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason."""
+    def decode(self, data: bytes, now: datetime | None = None) -> WireCheckout:
+        """Decode and validate one message, or raise :class:`InvalidCheckout` with the reason.
+
+        ``now`` is the judging clock (default: the wall clock); pass the same object for a
+        whole batch.
+        """
         limits = self._limits
+        if now is None:
+            now = datetime.now(UTC)
+        if now is not self._now:
+            self._now, self._latest = now, now + limits.max_event_ahead
         if len(data) <= limits.max_message_bytes:
             try:
                 checkout = _wire_decoder.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 pass
             else:
-                if _plainly_valid(checkout, limits, self._prices):
+                if _plainly_valid(checkout, limits, self._prices, self._latest):
                     return checkout
-        full = decode_checkout(data, limits)
+        full = decode_checkout(data, limits, now)
         if full.kind != "adjustment":
             self._learn(full)
         return _to_wire(full)
@@ -201,11 +241,19 @@ class WireDecoder:
         prices.update(str(line.unit_price) for line in checkout.lines)
 
 
-def _plainly_valid(checkout: WireCheckout, limits: Limits, prices: set[str]) -> bool:
+def _plainly_valid(
+    checkout: WireCheckout, limits: Limits, prices: set[str], latest: datetime
+) -> bool:
     """True when ``checkout`` certainly passes :func:`validate_checkout` (a few operations
-    per line), given ``prices`` known valid; False means "not sure", never "invalid"."""
+    per line), given ``prices`` known valid and the window's end ``latest``; False means
+    "not sure", never "invalid"."""
     lines = checkout.lines
-    if checkout.schema_version != SCHEMA_VERSION or not 0 < len(lines) <= limits.max_lines:
+    if (
+        checkout.schema_version != SCHEMA_VERSION
+        or not 0 < len(lines) <= limits.max_lines
+        or checkout.currency != limits.currency
+        or not limits.earliest_event <= checkout.occurred_at <= latest
+    ):
         return False
     most = limits.max_quantity
     kind = checkout.kind
@@ -239,11 +287,23 @@ def _to_wire(checkout: Checkout) -> WireCheckout:
     )
 
 
-def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:
-    """Check the rules a well-typed checkout must still follow (see the module docstring)."""
+def validate_checkout(
+    checkout: Checkout, limits: Limits = Limits(), now: datetime | None = None
+) -> None:
+    """Check the rules a well-typed checkout must still follow (see the module docstring).
+
+    ``now`` is the judging clock of the plausibility window (default: the wall clock).
+    """
     if checkout.schema_version != SCHEMA_VERSION:
         detail = f"schema_version {checkout.schema_version}; this kassa reads {SCHEMA_VERSION}"
         raise InvalidCheckout(Reason.UNSUPPORTED_VERSION, detail)
+    if checkout.currency != limits.currency:
+        detail = (
+            f"currency {checkout.currency!r}; this kassa counts {limits.currency!r} "
+            "(KASSA_CURRENCY)"
+        )
+        raise InvalidCheckout(Reason.CURRENCY, detail)
+    _check_event_time(checkout.occurred_at, limits, now)
     count = len(checkout.lines)
     if count == 0:
         raise InvalidCheckout(Reason.NO_LINES, "a checkout needs at least one line")
@@ -278,6 +338,28 @@ def validate_checkout(checkout: Checkout, limits: Limits = Limits()) -> None:
         if price < 0 and kind != "adjustment":
             detail = f"$.lines[{index}].unit_price {price} is negative in a {kind!r} checkout"
             raise InvalidCheckout(Reason.NEGATIVE_PRICE, detail)
+
+
+def _check_event_time(occurred_at: datetime, limits: Limits, now: datetime | None) -> None:
+    """Refuse an ``occurred_at`` outside ``[earliest_event, now + max_event_ahead]``."""
+    if now is None:
+        now = datetime.now(UTC)
+    latest = now + limits.max_event_ahead
+    if limits.earliest_event <= occurred_at <= latest:
+        return
+    if occurred_at < limits.earliest_event:
+        detail = (
+            f"occurred_at {occurred_at.isoformat()} is before KASSA_EVENT_TIME_MIN="
+            f"{limits.earliest_event.isoformat()}"
+        )
+    else:
+        seconds = round(limits.max_event_ahead.total_seconds())
+        detail = (
+            f"occurred_at {occurred_at.isoformat()} is more than "
+            f"KASSA_EVENT_TIME_MAX_AHEAD_SECONDS={seconds} after the clock "
+            f"({now.isoformat(timespec='seconds')})"
+        )
+    raise InvalidCheckout(Reason.EVENT_TIME, detail)
 
 
 def message_key(checkout: Checkout) -> bytes:

@@ -7,9 +7,10 @@ other module receives it as an argument.
 from __future__ import annotations
 
 import difflib
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -19,12 +20,22 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import SettingsError
-from common.schema import Limits
+from common.schema import (
+    CURRENCY,
+    CURRENCY_PATTERN,
+    EARLIEST_EVENT,
+    MAX_EVENT_AHEAD,
+    MAX_QUANTITY_CAP,
+    Limits,
+)
 
 ENV_PREFIX = "KASSA_"
 NOT_SETTINGS = frozenset({"KASSA_ENV_FILE", "KASSA_DEMO_SERVE", "KASSA_TEST_ARTIFACTS"})
 """``KASSA_*`` variables that are not settings: the env_file docker-compose.yml reads, and
 switches of ``make demo`` and of the dashboard test."""
+_FIRST_EVENT = datetime(1, 1, 3, tzinfo=UTC)
+"""The lowest KASSA_EVENT_TIME_MIN: UTC offsets are below a day, so every accepted instant's
+business day and its bounds exist (:mod:`common.days`)."""
 
 
 class Settings(BaseSettings):
@@ -39,11 +50,31 @@ class Settings(BaseSettings):
     topic: str = Field("sales", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="sales topic")
     dlq_topic: str = Field("", description="dead-letter topic; empty means '<topic>.dlq'")
     partitions: int = Field(3, ge=1, le=1000, description="partitions of the topics kassa creates")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="copies of each partition of the topics kassa creates (at most the "
+        "cluster's broker count; 3 for a production cluster)",
+    )
+    min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="min.insync.replicas of the topics kassa creates: an acknowledged checkout "
+        "is on at least this many brokers (2 with a replication factor of 3)",
+    )
     consumer_group: str = Field("kassa-stream", min_length=1, description="stream job's group")
 
     # Redis
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server and database"
+    )
+    redis_namespace: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="key space of this topic's Redis keys (kassa:<namespace>:...); empty means "
+        "the topic's name. Two topics on one database need two namespaces",
     )
     redis_appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec", description="AOF fsync policy of the redis-server kassa starts"
@@ -59,8 +90,33 @@ class Settings(BaseSettings):
 
     # Message limits (defaults accept every row of the UCI Online Retail dataset)
     max_lines: int = Field(2000, ge=1, description="lines per checkout")
-    max_quantity: int = Field(100_000, ge=1, description="absolute quantity per line")
+    max_quantity: int = Field(
+        100_000,
+        ge=1,
+        le=MAX_QUANTITY_CAP,
+        description="absolute quantity per line (at most 1000000: see docs/stream.md, exact sums)",
+    )
     max_message_bytes: int = Field(1_000_000, ge=256, description="encoded checkout size")
+
+    # What a checkout must be to count (docs/producers.md; others are dead-lettered)
+    currency: str = Field(
+        CURRENCY,
+        pattern=CURRENCY_PATTERN,
+        description="the one ISO 4217 currency counted; checkouts in any other are refused "
+        "(reason currency)",
+    )
+    event_time_min: datetime = Field(
+        EARLIEST_EVENT,
+        description="earliest plausible occurred_at (a day, midnight UTC, or ISO 8601 with "
+        "a UTC offset); earlier checkouts are refused (reason event_time)",
+    )
+    event_time_max_ahead_seconds: int = Field(
+        round(MAX_EVENT_AHEAD.total_seconds()),
+        ge=0,
+        le=10 * 366 * 86_400,
+        description="how far occurred_at may lie ahead of the clock of the job judging it; "
+        "later checkouts are refused (reason event_time)",
+    )
 
     # Producers (`kassa produce`)
     producer_linger_ms: int = Field(
@@ -167,12 +223,22 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(
         9093, ge=1, le=65535, description="KRaft controller port of the local broker"
     )
-    kafka_heap: str = Field("1g", pattern=r"^\d+[kmgKMG]$", description="local broker's Java heap")
+    kafka_heap: str = Field(
+        "1g",
+        pattern=r"^\d+[kmgKMG]$",
+        description="Java heap of each local Kafka node (384m is enough for each node of a "
+        "development cluster)",
+    )
 
     # Daily job
     daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
     lateness_seconds: int = Field(3600, ge=0, description="how late an event may arrive")
-    retention_days: int = Field(35, ge=1, description="how long per-day Redis keys live")
+    retention_days: int = Field(
+        35,
+        ge=1,
+        description="how long per-day Redis keys live after the later of their day's end and "
+        "their last write",
+    )
     daily_grace_seconds: int = Field(
         300, ge=0, le=86_400, description="daily job reads from this long before the day starts"
     )
@@ -187,6 +253,46 @@ class Settings(BaseSettings):
         le=366,
         description="days before yesterday that 'kassa daily schedule' checks for missed runs",
     )
+    daily_idle_margin_seconds: int = Field(
+        1800,
+        ge=0,
+        le=366 * 86_400,
+        description="a partition with no record past day end + lateness counts as idle (closed "
+        "stores) once the clock is this far past that and it received nothing newer meanwhile",
+    )
+    daily_lookahead_seconds: int = Field(
+        3600,
+        ge=0,
+        le=86_400,
+        description="a partition's range ends only at a record stamped this long past day end + "
+        "lateness (keep it >= KASSA_LATENESS_SECONDS so late records behind a fast clock are read)",
+    )
+    daily_lookahead_records: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="...and only if it and the records after it, this many in all, are all "
+        "stamped past day end + lateness (an isolated fast clock does not end the range)",
+    )
+    daily_retry_seconds: int = Field(
+        600,
+        ge=1,
+        le=86_400,
+        description="after KASSA_DAILY_AT the scheduler re-checks unfinished days this often",
+    )
+    daily_deadline_seconds: int = Field(
+        12 * 3600,
+        ge=0,
+        le=30 * 86_400,
+        description="a day still incomplete this long after its end is finalized as forced (and "
+        "revisited once complete)",
+    )
+    daily_metrics_port: int = Field(
+        9109,
+        ge=0,
+        le=65535,
+        description="scheduler's /metrics and /healthz port on 127.0.0.1; 0 disables it",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -197,6 +303,27 @@ class Settings(BaseSettings):
             msg = f"unknown IANA time zone {value!r}; use a name such as 'Europe/London' or 'UTC'"
             raise ValueError(msg) from None
         return value
+
+    @field_validator("event_time_min", mode="before")
+    @classmethod
+    def _day_is_utc_midnight(cls, value: object) -> object:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            return value.strip() + "T00:00:00Z"
+        return value
+
+    @field_validator("event_time_min")
+    @classmethod
+    def _aware_and_in_range(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            msg = f"{value.isoformat()} has no UTC offset; write e.g. '2000-01-01T00:00:00Z'"
+            raise ValueError(msg)
+        if value < _FIRST_EVENT:
+            msg = (
+                f"must be {_FIRST_EVENT.isoformat()} or later, so that every business day "
+                "of an accepted checkout exists in Python's dates"
+            )
+            raise ValueError(msg)
+        return value.astimezone(UTC)
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -236,6 +363,17 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
     @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            msg = (
+                f"KASSA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} is larger than "
+                f"KASSA_REPLICATION_FACTOR={self.replication_factor}: every acks=all write "
+                "would be refused; use at most the replication factor (e.g. 3 and 2)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
             path = getattr(self, name)
@@ -250,8 +388,20 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        """The message size limits every decoder applies."""
-        return Limits(self.max_lines, self.max_quantity, self.max_message_bytes)
+        """The rules every decoder applies beyond the message's types."""
+        return Limits(
+            self.max_lines,
+            self.max_quantity,
+            self.max_message_bytes,
+            self.currency,
+            self.event_time_min,
+            timedelta(seconds=self.event_time_max_ahead_seconds),
+        )
+
+    @property
+    def key_space(self) -> str:
+        """The key space of this topic's Redis keys (see :mod:`storage.keys`)."""
+        return self.redis_namespace or self.topic
 
     @property
     def dead_letter_topic(self) -> str:
@@ -270,8 +420,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
             reason = error["msg"].removeprefix("Value error, ")
+            if not error["loc"]:  # a check across variables names them in its message
+                problems.append(reason)
+                continue
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}={error.get('input')!r}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None
@@ -316,6 +469,8 @@ def env_example() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         value = default.isoformat("minutes") if isinstance(default, time) else default
+        if isinstance(default, datetime):
+            value = default.isoformat().replace("+00:00", "Z")
         value = "" if value is None else value
         if field.description:
             lines.append(f"# {field.description}")

@@ -1,17 +1,52 @@
-"""Creating kassa's Kafka topics explicitly (the broker never auto-creates them)."""
+"""Creating kassa's Kafka topics explicitly (the broker never auto-creates them), and
+describing where their partitions live."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
-from common.errors import KafkaUnavailableError, TopicError
+from common.errors import (
+    KafkaUnavailableError,
+    ReplicationFactorError,
+    TopicError,
+    TopicNotFoundError,
+)
 from common.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+MIN_INSYNC_CONFIG = "min.insync.replicas"
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """Where one partition lives: its leader (-1: none), replicas and in-sync replicas."""
+
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """One topic as the cluster reports it."""
+
+    name: str
+    partitions: tuple[PartitionState, ...]
+    min_insync_replicas: int | None
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of the first partition (kassa creates every partition alike)."""
+        return len(self.partitions[0].replicas) if self.partitions else 0
+
 
 PROBE_SECONDS = 5.0
 """How long a command waits for the broker's first answer before it gives up."""
@@ -19,7 +54,15 @@ PROBE_SECONDS = 5.0
 
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client for the configured cluster."""
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+
+
+def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> ClusterMetadata:
+    """The cluster's metadata, or :class:`KafkaUnavailableError` naming the address."""
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(settings.kafka_bootstrap, exc) from None
 
 
 def broker_problem(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
@@ -69,35 +112,127 @@ def check_broker(settings: Settings, timeout: float = PROBE_SECONDS) -> None:
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the sales and dead-letter topics if missing; return the names created.
 
-    An existing topic is kept as it is; a sales topic with a different partition count than
-    ``KASSA_PARTITIONS`` is reported, since kassa's per-partition bookkeeping follows the topic.
+    New topics get ``KASSA_PARTITIONS`` partitions, ``KASSA_REPLICATION_FACTOR`` replicas and
+    ``min.insync.replicas`` = ``KASSA_MIN_INSYNC_REPLICAS``; a replication factor larger than
+    the brokers up is refused. An existing topic is kept as it is; a different partition
+    count or a smaller replication factor than configured is reported, since the topic wins.
     """
     admin = admin_client(settings)
     wanted = [settings.topic, settings.dead_letter_topic]
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as exc:
-        raise KafkaUnavailableError(settings.kafka_bootstrap, exc) from None
+    metadata = cluster_metadata(admin, settings, timeout)
+    existing = metadata.topics
     missing = [name for name in wanted if name not in existing]
     if missing:
-        futures = admin.create_topics(
-            [NewTopic(name, settings.partitions, 1) for name in missing],
-            operation_timeout=timeout,
-        )
+        _check_replication(settings, len(metadata.brokers))
+        new_topics = [
+            NewTopic(
+                name,
+                settings.partitions,
+                settings.replication_factor,
+                config={MIN_INSYNC_CONFIG: str(settings.min_insync_replicas)},
+            )
+            for name in missing
+        ]
+        futures = admin.create_topics(new_topics, operation_timeout=timeout)
         for name, future in futures.items():
             try:
                 future.result(timeout)
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise TopicError(name, exc) from None
-            logger.info("created topic %s with %d partitions", name, settings.partitions)
-    if settings.topic in existing:
-        count = len(existing[settings.topic].partitions)
-        if count != settings.partitions:
-            logger.warning(
-                "topic %s has %d partitions, KASSA_PARTITIONS=%d; the topic wins",
-                settings.topic,
-                count,
+            logger.info(
+                "created topic %s with %d partitions, replication factor %d, min ISR %d",
+                name,
                 settings.partitions,
+                settings.replication_factor,
+                settings.min_insync_replicas,
             )
+        _await_leaders(admin, settings, missing, timeout)
+    if settings.topic in existing:
+        _report_shape(settings, [p.replicas for p in existing[settings.topic].partitions.values()])
     return missing
+
+
+def _await_leaders(
+    admin: AdminClient, settings: Settings, names: list[str], timeout: float
+) -> None:
+    """Wait until the brokers' metadata shows a leader for every partition of ``names``.
+
+    A new topic reaches the brokers' metadata a moment after the controller created it; a
+    client in that moment would find no topic.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = cluster_metadata(admin, settings, timeout).topics
+        ready = [
+            name
+            for name in names
+            if name in topics
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+        ]
+        if len(ready) == len(names):
+            return
+        if time.monotonic() >= deadline:
+            late = next(name for name in names if name not in ready)
+            cause = f"no leader {timeout:.0f} s after its creation; see the brokers' server.log"
+            raise TopicError(late, cause)
+        time.sleep(0.05)
+
+
+def _check_replication(settings: Settings, brokers: int) -> None:
+    if settings.replication_factor > brokers:
+        raise ReplicationFactorError(settings.replication_factor, brokers, settings.kafka_bootstrap)
+
+
+def _report_shape(settings: Settings, replicas: list[list[int]]) -> None:
+    if len(replicas) != settings.partitions:
+        logger.warning(
+            "topic %s has %d partitions, KASSA_PARTITIONS=%d; the topic wins",
+            settings.topic,
+            len(replicas),
+            settings.partitions,
+        )
+    factor = min(len(copies) for copies in replicas)
+    if factor < settings.replication_factor:
+        logger.warning(
+            "topic %s has %d replica(s) per partition, KASSA_REPLICATION_FACTOR=%d; the topic "
+            "wins (add replicas with kafka-reassign-partitions or recreate the topic)",
+            settings.topic,
+            factor,
+            settings.replication_factor,
+        )
+
+
+def describe_topics(
+    settings: Settings, names: list[str], timeout: float = 30.0
+) -> list[TopicState]:
+    """Each named topic's partitions (leader, replicas, ISR) and ``min.insync.replicas``."""
+    admin = admin_client(settings)
+    metadata = cluster_metadata(admin, settings, timeout)
+    found = [name for name in names if name in metadata.topics]
+    absent = [name for name in names if name not in metadata.topics]
+    if absent:
+        raise TopicNotFoundError(absent)
+    min_insync = _min_insync(admin, found, timeout)
+    states = []
+    for name in found:
+        partitions = tuple(
+            PartitionState(p.id, p.leader, tuple(p.replicas), tuple(sorted(p.isrs)))
+            for p in sorted(metadata.topics[name].partitions.values(), key=lambda p: p.id)
+        )
+        states.append(TopicState(name, partitions, min_insync.get(name)))
+    return states
+
+
+def _min_insync(admin: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    result = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            entry = future.result(timeout).get(MIN_INSYNC_CONFIG)
+        except KafkaException:
+            continue  # the partitions still describe the topic; the config is a detail
+        if entry is not None and entry.value is not None:
+            result[resource.name] = int(entry.value)
+    return result

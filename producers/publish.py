@@ -7,10 +7,17 @@ timestamp = :func:`~common.schema.record_timestamp_ms` (``occurred_at``), value 
 into Python (``delivery.report.only.error``), so a checkout costs one encode and one
 ``produce`` call; every record that was neither reported failed nor left in the queue after
 the final flush was delivered.
+
+Broker failover is librdkafka's to ride: ``NOT_ENOUGH_REPLICAS``, ``NOT_LEADER_OR_FOLLOWER``,
+``LEADER_NOT_AVAILABLE`` and lost connections are retriable, so a request is retried (to the
+new leader, without duplicates thanks to idempotence) until ``KASSA_DELIVERY_TIMEOUT_MS``;
+only what outlasts that timeout is reported failed, under the last error it met. The report
+also counts the retries, from librdkafka's statistics.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -34,6 +41,8 @@ PROGRESS_SECONDS = 1.0
 _CHECK_EVERY = 256
 _FLUSH_MARGIN_SECONDS = 5.0
 _TIMESTAMP_REASONS = ("INVALID_RECORD", "INVALID_TIMESTAMP")
+_REPLICA_REASONS = ("NOT_ENOUGH_REPLICAS", "NOT_LEADER", "LEADER_NOT_AVAILABLE")
+STATS_INTERVAL_MS = 1000
 
 
 @dataclass
@@ -45,6 +54,7 @@ class PublishReport:
     delivered: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
     elapsed: float = 0.0
     stopped_by: str | None = None
     hints: list[str] = field(default_factory=list)
@@ -60,6 +70,8 @@ class PublishReport:
             f"sent {self.sent:,} checkouts to {self.topic!r} in {self.elapsed:.1f} s "
             f"({self.rate:,.0f}/s): {self.delivered:,} delivered, {self.failed:,} failed"
         )
+        if self.retries:
+            text += f"; {self.retries:,} produce requests retried"
         if self.stopped_by:
             text += f"; stopped by {self.stopped_by}"
         for reason, count in sorted(self.failures.items(), key=lambda item: -item[1]):
@@ -77,12 +89,25 @@ def _hints(failures: Counter[str], settings: Settings) -> list[str]:
             "more than 1 h ahead, log.message.timestamp.after.max.ms); use an earlier --start "
             "or --shift-to"
         )
-    if any("_MSG_TIMED_OUT" in reason for reason in failures):
+    if any(name in reason for reason in failures for name in _REPLICA_REASONS):
         hints.append(
+            "partitions had no leader or fewer in-sync replicas than their min.insync.replicas "
+            f"(KASSA_MIN_INSYNC_REPLICAS={settings.min_insync_replicas}) for longer than "
+            f"KASSA_DELIVERY_TIMEOUT_MS={settings.delivery_timeout_ms}: are enough brokers up "
+            "('kassa topics describe')?"
+        )
+    if any("_MSG_TIMED_OUT" in reason for reason in failures):
+        hint = (
             f"no acknowledgement from KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} within "
             f"KASSA_DELIVERY_TIMEOUT_MS={settings.delivery_timeout_ms}: is the broker up "
             "('kassa services status') and the topic there ('kassa topics create')?"
         )
+        if settings.min_insync_replicas > 1:
+            hint += (
+                f" With KASSA_MIN_INSYNC_REPLICAS={settings.min_insync_replicas}, that many "
+                "brokers must hold each partition in sync ('kassa topics describe')."
+            )
+        hints.append(hint)
     return hints
 
 
@@ -92,6 +117,7 @@ class Deliveries:
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()
         self.fatal: KafkaError | None = None
+        self.retries = 0
         self._logged: dict[str, float] = {}
 
     def on_delivery(self, error: KafkaError | None, _message: Message) -> None:
@@ -109,6 +135,11 @@ class Deliveries:
         if now - self._logged.get(error.name(), -60.0) >= 10.0:
             self._logged[error.name()] = now
             logger.warning("producer: %s", error.str())
+
+    def on_stats(self, stats: str) -> None:
+        """Keep the produce requests retried so far, summed over the brokers."""
+        brokers = json.loads(stats).get("brokers", {})
+        self.retries = max(self.retries, sum(b.get("txretries", 0) for b in brokers.values()))
 
 
 def producer_config(settings: Settings, deliveries: Deliveries) -> dict[str, Any]:
@@ -128,6 +159,8 @@ def producer_config(settings: Settings, deliveries: Deliveries) -> dict[str, Any
         "delivery.report.only.error": True,
         "on_delivery": deliveries.on_delivery,
         "error_cb": deliveries.on_error,
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        "stats_cb": deliveries.on_stats,
         "log_level": 3,
     }
 
@@ -214,6 +247,7 @@ def publish(
     report.failed = sum(failures.values())
     report.hints = _hints(failures, settings)
     report.delivered = report.sent - report.failed
+    report.retries = deliveries.retries
     report.stopped_by = stopper.signal
     if deliveries.fatal is not None:
         report.stopped_by = f"fatal error {deliveries.fatal.name()}"

@@ -27,9 +27,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Final
 
-from common.schema import Checkout, Kind, Line
+from common.schema import CURRENCY, Checkout, Kind, Line
 
-CURRENCY: Final = "EUR"
 SECONDS_PER_CHECKOUT_AT_PEAK: Final = 75.0
 RETURN_RATE: Final = 0.01
 ADJUSTMENT_RATE: Final = 0.0005
@@ -205,11 +204,13 @@ def generate(
     count: int | None = None,
     *,
     store_count: int = 20,
+    currency: str = CURRENCY,
 ) -> Iterator[Checkout]:
     """Simulated checkouts from ``start`` on (``count`` of them, or without end).
 
     ``start`` must be timezone-aware; its zone is the stores' local time. The same ``seed``,
-    ``start`` and ``store_count`` always give the same checkouts.
+    ``start`` and ``store_count`` always give the same checkouts. Prices are in ``currency``
+    (kassa's default currency unless given).
     """
     if start.tzinfo is None or start.utcoffset() is None:
         msg = f"start {start.isoformat()} has no time zone; pass an aware datetime"
@@ -274,7 +275,7 @@ def generate(
             register_id=register_id,
             occurred_at=occurred_at,
             kind=kind,
-            currency=CURRENCY,
+            currency=currency,
             lines=lines,
         )
         produced += 1

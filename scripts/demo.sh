@@ -24,10 +24,19 @@ day1=$(date -u -d '5 days ago' +%F)
 day2=$(date -u -d '4 days ago' +%F)
 day3=$(date -u -d '3 days ago' +%F)
 
+# KASSA_DEMO_BROKERS=3 make demo: a three-node cluster (or the one `services up --brokers 3`
+# left running) with replicated topics: replication factor 3, min ISR 2.
+up_args=()
+if [[ -n ${KASSA_DEMO_BROKERS:-} ]]; then
+  up_args=(--brokers "$KASSA_DEMO_BROKERS")
+  export KASSA_REPLICATION_FACTOR=${KASSA_REPLICATION_FACTOR:-$((KASSA_DEMO_BROKERS < 3 ? KASSA_DEMO_BROKERS : 3))}
+  export KASSA_MIN_INSYNC_REPLICAS=${KASSA_MIN_INSYNC_REPLICAS:-$((KASSA_DEMO_BROKERS < 3 ? 1 : 2))}
+fi
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. Local services: Apache Kafka (KRaft) and redis-server, started unless already up"
-$kassa services up
+$kassa services up "${up_args[@]}"
 RUN_ID="$run_id" .venv/bin/python - <<'PY'
 import os, sys
 import redis
@@ -48,6 +57,7 @@ client.set(DEMO_DATABASE, os.environ["RUN_ID"])
 print(f"Redis: {url} (marked as the demo's own with {DEMO_DATABASE})")
 PY
 $kassa topics create
+$kassa topics describe
 
 step "2. Replay 2010-12-01 .. 2010-12-03 of the dataset shipped with kassa as $day1 .. $day3 into $KASSA_TOPIC"
 $kassa produce replay --from 2010-12-01 --to 2010-12-03 --shift-to "$day1" --speed max --quiet

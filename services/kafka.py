@@ -1,8 +1,9 @@
-"""A real Apache Kafka broker in KRaft mode, from the official jars on Maven Central.
+"""A real Apache Kafka node in KRaft mode, from the official jars on Maven Central.
 
-The jars are resolved by Maven into ``<cache_dir>/kafka-<version>/libs`` once; the broker
-runs on the machine's Java as one combined broker and controller, listening on 127.0.0.1,
-with its storage formatted by Kafka's own storage tool. Topics are never auto-created.
+The jars are resolved by Maven into ``<cache_dir>/kafka-<version>/libs`` once; a node runs on
+the machine's Java as a combined broker and controller (or as a broker only, when it has no
+controller port), listening on 127.0.0.1, with its storage formatted by Kafka's own storage
+tool. Topics are never auto-created. :mod:`services.cluster` puts several nodes together.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _probe_logger.setLevel(logging.CRITICAL)
 SERVER_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 FEATURE_TOOL_CLASS = "org.apache.kafka.tools.FeatureCommand"
+QUORUM_TOOL_CLASS = "org.apache.kafka.tools.MetadataQuorumCommand"
 
 
 def require_tool(name: str, install_hint: str) -> str:
@@ -109,16 +111,20 @@ def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     return True
 
 
-def metadata_version(libs: Path, bootstrap: str) -> str:
-    """The ``metadata.version`` the broker at ``bootstrap`` reports (asked with Kafka's tool)."""
+def _run_tool(libs: Path, main_class: str, *args: str) -> subprocess.CompletedProcess[str]:
     java, _ = java_tools()
-    result = subprocess.run(
-        [java, "-cp", f"{libs}/*", FEATURE_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe"],
+    return subprocess.run(
+        [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+def metadata_version(libs: Path, bootstrap: str) -> str:
+    """The ``metadata.version`` the broker at ``bootstrap`` reports (asked with Kafka's tool)."""
+    result = _run_tool(libs, FEATURE_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe")
     found = re.search(r"metadata\.version\s.*FinalizedVersionLevel:\s*(\S+)", result.stdout)
     if result.returncode != 0 or found is None:
         msg = f"Kafka at {bootstrap} did not describe its features: {result.stderr.strip()[-500:]}"
@@ -127,18 +133,53 @@ def metadata_version(libs: Path, bootstrap: str) -> str:
 
 
 @dataclass(frozen=True)
+class QuorumStatus:
+    """The KRaft controller quorum as Kafka's metadata-quorum tool reports it."""
+
+    leader: int
+    voters: tuple[int, ...]
+
+
+def quorum_status(libs: Path, bootstrap: str) -> QuorumStatus:
+    """The active controller (the quorum's leader) and the voters, asked through a broker.
+
+    Clients cannot ask KRaft controllers directly, and the "controller" of a metadata answer
+    is any broker; only the quorum's own description names the active controller.
+    """
+    result = _run_tool(
+        libs, QUORUM_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe", "--status"
+    )
+    leader = re.search(r"^LeaderId:\s*(-?\d+)", result.stdout, re.MULTILINE)
+    voters = re.search(r"^CurrentVoters:\s*(.*)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or leader is None or voters is None:
+        msg = f"Kafka at {bootstrap} did not describe its quorum: {result.stderr.strip()[-500:]}"
+        raise ServiceError(msg)
+    ids = tuple(sorted(int(n) for n in re.findall(r'"id":\s*(\d+)', voters.group(1))))
+    return QuorumStatus(int(leader.group(1)), ids)
+
+
+@dataclass(frozen=True)
 class KafkaServer(RecordedServer):
-    """One local Kafka broker+controller and the files it keeps under ``home``."""
+    """One local Kafka node and the files it keeps under ``home``.
+
+    With a ``controller_port`` the node is a combined broker and controller, else a broker
+    only. ``voters`` is the static controller quorum (``id@host:port,...``; default: this
+    node alone); ``internal_replicas`` is the replication factor of Kafka's own topics
+    (consumer offsets, transactions), at most the cluster's broker count.
+    """
 
     PID_NAME = "kafka.pid"
     STOP_TIMEOUT = 60.0
 
     host: str
     port: int
-    controller_port: int
+    controller_port: int | None
     home: Path
     libs: Path
     heap: str = "1g"
+    node_id: int = 1
+    voters: str = ""
+    internal_replicas: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -146,19 +187,41 @@ class KafkaServer(RecordedServer):
         return f"{self.host}:{self.port}"
 
     @property
+    def roles(self) -> str:
+        """``broker,controller`` or ``broker``."""
+        return "broker" if self.controller_port is None else "broker,controller"
+
+    @property
     def log_file(self) -> Path:
         return self.home / "server.log"
 
+    @property
+    def formatted(self) -> bool:
+        """Whether the node's storage was formatted (it then keeps its cluster id and data)."""
+        return (self.data_dir / "meta.properties").exists()
+
+    @property
+    def ports(self) -> dict[int, str]:
+        """Each port the node listens on, and what for."""
+        ports = {self.port: f"client port of Kafka node {self.node_id}"}
+        if self.controller_port is not None:
+            ports[self.controller_port] = f"controller port of Kafka node {self.node_id}"
+        return ports
+
     def _config(self) -> Path:
+        voters = self.voters or f"{self.node_id}@{self.host}:{self.controller_port}"
+        listeners = f"PLAINTEXT://{self.host}:{self.port}"
+        if self.controller_port is not None:
+            listeners += f",CONTROLLER://{self.host}:{self.controller_port}"
+        internal_min_isr = min(2, self.internal_replicas)
         config = self.home / "server.properties"
         config.write_text(
             "\n".join(
                 [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{self.port},"
-                    f"CONTROLLER://{self.host}:{self.controller_port}",
+                    f"process.roles={self.roles}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={voters}",
+                    f"listeners={listeners}",
                     f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -166,12 +229,12 @@ class KafkaServer(RecordedServer):
                     f"log.dirs={self.data_dir}",
                     "auto.create.topics.enable=false",
                     "num.partitions=3",
-                    "offsets.topic.replication.factor=1",
+                    f"offsets.topic.replication.factor={self.internal_replicas}",
                     "offsets.topic.num.partitions=10",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"transaction.state.log.replication.factor={self.internal_replicas}",
+                    f"transaction.state.log.min.isr={internal_min_isr}",
+                    f"share.coordinator.state.topic.replication.factor={self.internal_replicas}",
+                    f"share.coordinator.state.topic.min.isr={internal_min_isr}",
                     "group.initial.rebalance.delay.ms=0",
                     "log.retention.hours=-1",
                     "",
@@ -194,24 +257,41 @@ class KafkaServer(RecordedServer):
             "-cp", f"{self.libs}/*", main_class, *args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 90.0) -> int:
-        """Format storage if new, start the broker, wait until it answers; return its pid."""
+    def format(self, cluster_id: str) -> None:
+        """Format the node's storage for ``cluster_id`` unless it was formatted before."""
         self.home.mkdir(parents=True, exist_ok=True)
         config = self._config()
-        if not (self.data_dir / "meta.properties").exists():
-            cluster_id = uuid.uuid4().hex[:22]
-            result = subprocess.run(
-                self._java(STORAGE_TOOL_CLASS, "format", "-t", cluster_id, "-c", str(config)),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                output = result.stdout + result.stderr
-                msg = f"kafka-storage format failed in {self.data_dir}: {output}"
-                raise ServiceError(msg)
-        pid = spawn(self._java(SERVER_CLASS, str(config)), self.home / "stdout.log", self.pid_file)
+        if self.formatted:
+            return
+        result = subprocess.run(
+            self._java(STORAGE_TOOL_CLASS, "format", "-t", cluster_id, "-c", str(config)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            msg = f"kafka-storage format failed in {self.data_dir}: {output}"
+            raise ServiceError(msg)
+
+    def launch(self) -> int:
+        """Start the (formatted) node without waiting for it; return its pid."""
+        config = self._config()
+        return spawn(self._java(SERVER_CLASS, str(config)), self.home / "stdout.log", self.pid_file)
+
+    def await_answer(self, pid: int, timeout: float = 90.0) -> None:
+        """Wait until the launched node ``pid`` answers clients; stop it if it never does."""
         ready = lambda: kafka_answers(self.bootstrap, timeout=1.0)  # noqa: E731
         await_ready(pid, ready, f"Kafka at {self.bootstrap}", self.log_file, timeout)
-        logger.info("Kafka answers at %s (pid %d)", self.bootstrap, pid)
+        logger.info("Kafka node %d answers at %s (pid %d)", self.node_id, self.bootstrap, pid)
+
+    def start(self, timeout: float = 90.0) -> int:
+        """Format storage if new, start the node, wait until it answers; return its pid.
+
+        A node of a multi-node quorum answers only once a majority of the voters runs: start
+        those with :meth:`launch` first, then :meth:`await_answer` each.
+        """
+        self.format(uuid.uuid4().hex[:22])
+        pid = self.launch()
+        self.await_answer(pid, timeout)
         return pid

@@ -1,7 +1,8 @@
-"""``kassa services up | down | status``: the local Kafka and Redis kassa runs against."""
+"""``kassa services up | down | status``: the local Kafka cluster and Redis kassa runs against."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +11,28 @@ from urllib.parse import urlsplit
 
 from common.settings import Settings
 from common.topics import ensure_topics
+from services.cluster import LEGACY_PID, KafkaCluster, adopt_single_broker, answering
 from services.exceptions import ServiceError
-from services.kafka import KafkaServer, ensure_jars, java_tools, kafka_answers, metadata_version
+from services.kafka import (
+    KafkaServer,
+    ensure_jars,
+    java_tools,
+    kafka_answers,
+    metadata_version,
+    quorum_status,
+)
+from services.process import port_in_use, stop_recorded
 from services.redis import RedisServer, redis_info, redis_server_binary
 
 logger = logging.getLogger(__name__)
 
-State = Literal["started", "running", "reused", "stopped", "down"]
+State = Literal["started", "running", "reused", "stopped", "down", "degraded"]
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """What one service is doing, for ``status`` and as the result of ``up``/``down``."""
+    """What one service (or Kafka node) is doing, for ``status`` and as the result of
+    ``up``/``down``."""
 
     name: str
     address: str
@@ -30,19 +41,60 @@ class ServiceStatus:
     pid: int | None = None
     data_dir: Path | None = None
     detail: str = ""
+    role: str = ""
 
 
-def kafka_server(settings: Settings, libs: Path | None = None) -> KafkaServer:
-    """The local broker described by the settings (first address of the bootstrap list)."""
-    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
-    return KafkaServer(
-        host=host,
-        port=int(port),
-        controller_port=settings.kafka_controller_port,
-        home=settings.state_dir / "kafka",
-        libs=libs or ensure_jars(settings.cache_dir, settings.kafka_version),
-        heap=settings.kafka_heap,
-    )
+class PortInUseError(ServiceError):
+    """A port a local service needs is taken by another program."""
+
+    def __init__(self, port: int, what: str) -> None:
+        super().__init__(
+            f"port {port} ({what}) is in use by another program; nothing was started. Free "
+            "it, or move kassa's services (KASSA_KAFKA_BOOTSTRAP, KASSA_KAFKA_CONTROLLER_PORT, "
+            "KASSA_REDIS_URL)"
+        )
+        self.port = port
+
+
+def kafka_cluster(
+    settings: Settings, brokers: int | None = None, heap: str | None = None
+) -> KafkaCluster:
+    """The local cluster ``up`` made under ``KASSA_STATE_DIR``, else a new one to make.
+
+    A new cluster has ``brokers`` nodes (default 1), the first at the first address of
+    ``KASSA_KAFKA_BOOTSTRAP``; a recorded cluster keeps its size and ports, and asking for
+    another size is refused.
+    """
+    home = settings.state_dir / "kafka"
+    libs = ensure_jars(settings.cache_dir, settings.kafka_version)
+    cluster = KafkaCluster.load(home, libs)
+    if cluster is None:
+        adopted = adopt_single_broker(home)
+        host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+        cluster = KafkaCluster.plan(
+            home,
+            libs,
+            host=host,
+            port=int(port),
+            controller_port=settings.kafka_controller_port,
+            brokers=1 if adopted else brokers or 1,
+            heap=heap or settings.kafka_heap,
+            cluster_id=adopted,
+        )
+        if adopted:
+            cluster.save()
+    if brokers is not None and brokers != len(cluster.addresses):
+        msg = (
+            f"the local Kafka in {home} has {len(cluster.addresses)} node(s), not {brokers}; "
+            "run 'kassa services down' and delete that folder (its topics go with it), or "
+            "use another KASSA_STATE_DIR"
+        )
+        raise ServiceError(msg)
+    if heap is not None and heap != cluster.heap:
+        cluster = KafkaCluster(
+            cluster.home, cluster.cluster_id, cluster.host, heap, cluster.addresses, libs
+        )
+    return cluster
 
 
 def redis_server(settings: Settings) -> RedisServer:
@@ -62,23 +114,73 @@ def check_tools() -> None:
     redis_server_binary()
 
 
-def up(settings: Settings) -> list[ServiceStatus]:
-    """Start Kafka and Redis unless something compatible already answers; create the topics."""
+def up(
+    settings: Settings, brokers: int | None = None, heap: str | None = None
+) -> list[ServiceStatus]:
+    """Start the Kafka nodes and Redis unless running; create the topics.
+
+    A single broker or Redis that already answers at the configured address (e.g. from
+    ``docker compose``) is reused. Every port still needed is checked before anything starts.
+    """
     check_tools()
-    statuses = [_up_kafka(settings), _up_redis(settings)]
+    cluster = kafka_cluster(settings, brokers, heap)
+    redis = redis_server(settings)
+    reuse_kafka = _external_kafka(cluster)
+    redis_answers = redis_info(redis.host, redis.port) is not None
+    ports = {} if reuse_kafka else _ports_to_start(cluster)
+    if not redis_answers:
+        ports[redis.port] = "Redis"
+    for port, what in ports.items():
+        host = redis.host if what == "Redis" else cluster.host
+        if port_in_use(host, port):
+            raise PortInUseError(port, what)
+    if reuse_kafka:
+        kafka = [ServiceStatus("kafka", cluster.nodes[0].bootstrap, "reused")]
+    else:
+        kafka = _up_kafka(settings, cluster)
+    statuses = [*kafka, _up_redis(settings)]
     ensure_topics(settings)
     return statuses
 
 
-def _up_kafka(settings: Settings) -> ServiceStatus:
-    server = kafka_server(settings)
-    if kafka_answers(server.bootstrap):
-        pid = server.pid
-        state: State = "running" if pid else "reused"
-        return ServiceStatus("kafka", server.bootstrap, state, pid=pid, data_dir=_own(server))
-    pid = server.start()
+def _external_kafka(cluster: KafkaCluster) -> bool:
+    """Whether a Kafka kassa did not start answers where a one-node cluster would listen."""
+    if len(cluster.nodes) != 1 or cluster.nodes[0].pid is not None:
+        return False
+    return kafka_answers(cluster.nodes[0].bootstrap)
+
+
+def _ports_to_start(cluster: KafkaCluster) -> dict[int, str]:
+    ports = {}
+    for node in cluster.nodes:
+        if node.pid is None:
+            ports.update(node.ports)
+    return ports
+
+
+def _up_kafka(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:
+    started = {node.node_id for node in cluster.start()}
     version = f"Apache Kafka {settings.kafka_version}"
-    return ServiceStatus("kafka", server.bootstrap, "started", version, pid, server.data_dir)
+    statuses = [
+        ServiceStatus(
+            _node_name(node.node_id),
+            node.bootstrap,
+            "started" if node.node_id in started else "running",
+            version if node.node_id in started else "",
+            node.pid,
+            node.data_dir,
+            role=node.roles,
+        )
+        for node in cluster.nodes
+    ]
+    if len(cluster.nodes) > 1 and settings.kafka_bootstrap != cluster.bootstrap:
+        hint = f"clients: export KASSA_KAFKA_BOOTSTRAP={cluster.bootstrap}"
+        statuses.append(ServiceStatus("kafka", cluster.bootstrap, "running", detail=hint))
+    return statuses
+
+
+def _node_name(node_id: int) -> str:
+    return f"kafka-{node_id}"
 
 
 def _up_redis(settings: Settings) -> ServiceStatus:
@@ -99,35 +201,29 @@ def _up_redis(settings: Settings) -> ServiceStatus:
 
 
 def down(settings: Settings) -> list[ServiceStatus]:
-    """Stop the services that ``up`` started; leave any others alone."""
-    kafka = kafka_server(settings)
+    """Stop every Kafka node and the Redis that ``up`` started; leave any others alone."""
+    legacy = stop_recorded(settings.state_dir / "kafka" / LEGACY_PID, KafkaServer.STOP_TIMEOUT)
+    cluster = kafka_cluster(settings)
     redis = redis_server(settings)
-    return [
-        ServiceStatus("kafka", kafka.bootstrap, "stopped" if kafka.stop() else "down"),
-        ServiceStatus("redis", f"{redis.host}:{redis.port}", "stopped" if redis.stop() else "down"),
+    stopped = cluster.stop()
+    statuses = []
+    if legacy:
+        statuses.append(ServiceStatus("kafka", "single broker of an older kassa", "stopped"))
+    statuses += [
+        ServiceStatus(_node_name(node.node_id), node.bootstrap, "stopped" if was else "down")
+        for node, was in zip(cluster.nodes, stopped, strict=True)
     ]
+    redis_state: State = "stopped" if redis.stop() else "down"
+    statuses.append(ServiceStatus("redis", f"{redis.host}:{redis.port}", redis_state))
+    return statuses
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    """Each service's address, state, version and data directory."""
-    kafka = kafka_server(settings)
+    """Each Kafka node (id, role, address, pid, data folder), the cluster with its active
+    controller, and Redis."""
+    cluster = kafka_cluster(settings)
+    statuses = _kafka_status(settings, cluster)
     redis = redis_server(settings)
-    statuses = []
-    if kafka_answers(kafka.bootstrap):
-        try:
-            version = f"metadata.version {metadata_version(kafka.libs, kafka.bootstrap)}"
-        except ServiceError as exc:
-            version = f"unknown ({exc})"
-        if kafka.pid:
-            version = f"Apache Kafka {settings.kafka_version}, {version}"
-        statuses.append(
-            ServiceStatus(
-                "kafka", kafka.bootstrap, "running" if kafka.pid else "reused", version,
-                kafka.pid, _own(kafka),
-            )
-        )  # fmt: skip
-    else:
-        statuses.append(ServiceStatus("kafka", kafka.bootstrap, "down"))
     address = f"{redis.host}:{redis.port}"
     info = redis_info(redis.host, redis.port)
     if info is None:
@@ -142,7 +238,56 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return statuses
 
 
-def _own(server: KafkaServer | RedisServer) -> Path | None:
+def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:
+    nodes = []
+    for node in cluster.nodes:
+        pid = node.pid
+        up_here = pid is not None and kafka_answers(node.bootstrap)
+        nodes.append(
+            ServiceStatus(
+                _node_name(node.node_id),
+                node.bootstrap,
+                "running" if up_here else "down",
+                pid=pid,
+                data_dir=node.data_dir if node.formatted else None,
+                role=node.roles,
+                detail="" if up_here or pid is None else "not answering yet",
+            )
+        )
+    running = [node for node, row in zip(cluster.nodes, nodes, strict=True) if row.state != "down"]
+    if running:
+        bootstrap = ",".join(node.bootstrap for node in running)
+        state: State = "running" if len(running) == len(nodes) else "degraded"
+        version = f"Apache Kafka {settings.kafka_version}"
+        summary = ServiceStatus("kafka", cluster.bootstrap, state, version, detail="")
+    elif answering(cluster):
+        bootstrap = cluster.nodes[0].bootstrap
+        summary = ServiceStatus("kafka", bootstrap, "reused")
+        nodes = []  # another program's Kafka: kassa knows none of its nodes
+    else:
+        return [*nodes, ServiceStatus("kafka", cluster.bootstrap, "down")]
+    return [*nodes, _describe_cluster(cluster, bootstrap, summary)]
+
+
+def _describe_cluster(
+    cluster: KafkaCluster, bootstrap: str, summary: ServiceStatus
+) -> ServiceStatus:
+    """``summary`` with the metadata version and the active controller, as Kafka reports them."""
+    try:
+        version = f"metadata.version {metadata_version(cluster.libs, bootstrap)}"
+        quorum = quorum_status(cluster.libs, bootstrap)
+    except ServiceError as exc:
+        return dataclasses.replace(
+            summary, version=f"{summary.version}, unknown ({exc})".lstrip(", ")
+        )
+    voters = ",".join(map(str, quorum.voters))
+    controller = f"active controller: node {quorum.leader} (voters {voters})"
+    return dataclasses.replace(
+        summary, version=f"{summary.version}, {version}".lstrip(", "), detail=controller
+    )
+
+
+def _own(server: RedisServer) -> Path | None:
     return server.data_dir if server.pid else None
 
 

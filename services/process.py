@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -144,3 +145,35 @@ class RecordedServer:
     def stop(self) -> bool:
         """Stop the server kassa started here; return whether one was running."""
         return stop_recorded(self.pid_file, self.STOP_TIMEOUT)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails, as it would for a server started there now.
+
+    ``SO_REUSEADDR`` is set as Java's and Redis' servers set it, so connections of a server
+    that just stopped (``TIME_WAIT``) do not count as use.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def stop_all(pid_files: Sequence[Path], timeout: float = 30.0) -> list[bool]:
+    """Stop the processes recorded in ``pid_files`` together; return, per file, whether one ran.
+
+    SIGTERM goes to all first, so they shut down in parallel rather than one after another.
+    """
+    pids = [read_pid(pid_file) for pid_file in pid_files]
+    for pid in pids:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+    for pid, pid_file in zip(pids, pid_files, strict=True):
+        if pid is not None:
+            terminate(pid, timeout)
+            pid_file.unlink(missing_ok=True)
+    return [pid is not None for pid in pids]

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Final
+from typing import Final, Protocol
 
 import polars as pl
 import redis
+from redis.client import Pipeline
 
 from common.schema import MONEY_DECIMALS, to_money_units
 from storage import keys
@@ -113,7 +114,10 @@ def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
 class _Build:
     """Keys written under temporary names, to be renamed or deleted in one transaction."""
 
-    def __init__(self, client: redis.Redis, namespace: keys.Namespace, day: date) -> None:
+    def __init__(
+        self, client: redis.Redis, space: str, namespace: keys.Namespace, day: date
+    ) -> None:
+        self.space = space
         self.namespace = namespace
         self.day = day
         self.token = uuid.uuid4().hex
@@ -159,13 +163,26 @@ def _build_scope(
 ) -> None:
     store_id, items, totals = scope
     for figure, name in enumerate(NAMES):
-        final = keys.day_key(namespace, day, name, store_id)
+        final = keys.day_key(build.space, namespace, day, name, store_id)
         if figure == RANKED:
             build.zset(final, {sku: figures[figure] for sku, figures in items.items()})
         else:
             values = {sku: figures[figure] for sku, figures in items.items() if figures[figure]}
             build.hash(final, values)
-    build.hash(keys.day_key(namespace, day, "totals", store_id), totals)
+    build.hash(keys.day_key(build.space, namespace, day, "totals", store_id), totals)
+
+
+class SwapGuard(Protocol):
+    """A condition a swap must hold under ``WATCH`` of :attr:`key`."""
+
+    @property
+    def key(self) -> str:
+        """The key whose change between the check and the swap retries both."""
+        ...
+
+    def allows(self, pipe: Pipeline) -> bool:
+        """Whether to swap, read through ``pipe`` (watching, immediate mode)."""
+        ...
 
 
 class StagedDay:
@@ -181,30 +198,54 @@ class StagedDay:
         self._stores = stores
         self._store_ids = store_ids
 
-    def swap(self, expire_at: int) -> None:
+    def swap(self, expire_at: int, guard: SwapGuard | None = None) -> bool:
         """Put the staged keys in place and delete the real keys the new day no longer has.
 
-        One transaction; every key expires at ``expire_at`` (epoch seconds).
+        One transaction; every key expires at ``expire_at`` (epoch seconds). With a
+        ``guard``, the transaction ``WATCH``es ``guard.key`` and swaps only while
+        ``guard.allows(pipe)`` (reading in immediate mode) is true; a write to the key in
+        between retries the check. Returns whether the keys were swapped (a refused swap
+        discards them).
         """
         build, client = self._build, self._client
         try:
-            old_stores: set[bytes] = client.smembers(self._stores)  # type: ignore[assignment]
-            for raw in sorted(old_stores - {store.encode() for store in self._store_ids}):
-                store_id = raw.decode()
-                build.deletes.extend(
-                    keys.day_key(build.namespace, build.day, m, store_id) for m in keys.MEASURES
-                )
-            swap = client.pipeline(transaction=True)
-            for temporary, final in build.renames:
-                swap.rename(temporary, final)
-                swap.expireat(final, expire_at)
-            if build.deletes:
-                swap.delete(*build.deletes)
-            swap.execute()
+            with client.pipeline(transaction=True) as swap:
+                while True:
+                    try:
+                        if guard is not None:
+                            swap.watch(guard.key)  # type: ignore[no-untyped-call]
+                            if not guard.allows(swap):
+                                swap.reset()
+                                self.discard()
+                                return False
+                        reader = swap if guard is not None else client  # watching: immediate
+                        self._swap(swap, reader, expire_at)
+                        break
+                    except redis.WatchError:
+                        continue
         except BaseException:
             self.discard()
             raise
         build.renames = []
+        return True
+
+    def _swap(self, swap: Pipeline, reader: redis.Redis | Pipeline, expire_at: int) -> None:
+        build = self._build
+        old_stores: set[bytes] = reader.smembers(self._stores)  # type: ignore[assignment]
+        deletes = list(build.deletes)
+        for raw in sorted(old_stores - {store.encode() for store in self._store_ids}):
+            store_id = raw.decode()
+            deletes.extend(
+                keys.day_key(build.space, build.namespace, build.day, m, store_id)
+                for m in keys.MEASURES
+            )
+        swap.multi()
+        for temporary, final in build.renames:
+            swap.rename(temporary, final)
+            swap.expireat(final, expire_at)
+        if deletes:
+            swap.delete(*deletes)
+        swap.execute()
 
     def discard(self) -> None:
         """Delete the staged keys (they would expire within an hour anyway)."""
@@ -215,6 +256,7 @@ class StagedDay:
 
 def stage_day(
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     day: date,
     snapshot: DaySnapshot,
@@ -225,15 +267,15 @@ def stage_day(
 
     ``summary`` (daily namespace only) is staged as the day's manifest hash.
     """
-    build = _Build(client, namespace, day)
+    build = _Build(client, space, namespace, day)
     _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
     for store_id in sorted(snapshot.store_items):
         totals = snapshot.store_totals.get(store_id, {})
         _build_scope(build, namespace, day, (store_id, snapshot.store_items[store_id], totals))
-    stores = keys.stores_key(namespace, day)
+    stores = keys.stores_key(space, namespace, day)
     build.set(stores, sorted(snapshot.store_items))
     if summary is not None:
-        build.hash(keys.manifest_key(day), summary)
+        build.hash(keys.manifest_key(space, day), summary)
     staged = StagedDay(client, build, stores, set(snapshot.store_items))
     try:
         build.pipe.execute()
@@ -245,6 +287,7 @@ def stage_day(
 
 def replace_day(
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     day: date,
     snapshot: DaySnapshot,
@@ -257,17 +300,72 @@ def replace_day(
     ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily namespace
     only) is stored as the day's manifest hash.
     """
-    stage_day(client, namespace, day, snapshot, summary=summary).swap(expire_at)
+    stage_day(client, space, namespace, day, snapshot, summary=summary).swap(expire_at)
+
+
+@dataclass
+class LiveCaughtUp:
+    """A :class:`SwapGuard`: every partition's live watermark reached its ``ends`` - 1.
+
+    After a refused check :attr:`behind` maps each partition behind to ``(watermark, end)``.
+    """
+
+    key: str
+    ends: Mapping[int, int]
+    behind: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def allows(self, pipe: Pipeline) -> bool:
+        partitions = sorted(self.ends)
+        raw = pipe.hmget(self.key, [str(p) for p in partitions])
+        marks = [-1 if value is None else int(value) for value in raw]
+        self.behind = {
+            p: (mark, self.ends[p])
+            for p, mark in zip(partitions, marks, strict=True)
+            if mark < self.ends[p] - 1
+        }
+        return not self.behind
+
+
+def repair_live(
+    client: redis.Redis,
+    space: str,
+    day: date,
+    snapshot: DaySnapshot,
+    *,
+    ends: Mapping[int, int],
+    expire_at: int,
+) -> dict[int, tuple[int, int]]:
+    """Replace the live figures of ``day`` with ``snapshot`` if the stream job is past it.
+
+    ``ends`` maps each partition to the end of the day's offset range (exclusive; only
+    partitions with records in the range). The swap happens only while every such
+    partition's live watermark is at least ``end - 1`` (checked under ``WATCH`` of the
+    watermark hash, so a batch applied in between retries the check): the stream job then
+    adds only records after the range, and the repaired figures plus what it applies later
+    are exact. Returns the partitions behind, ``{partition: (watermark, end)}``; empty when
+    repaired.
+    """
+    guard = LiveCaughtUp(keys.applied_offsets_key(space), ends)
+    staged = stage_day(client, space, "live", day, snapshot)
+    if staged.swap(expire_at, guard):
+        return {}
+    return guard.behind
 
 
 def read_day(
-    client: redis.Redis, namespace: keys.Namespace, day: date, store_id: str | None = None
+    client: redis.Redis,
+    space: str,
+    namespace: keys.Namespace,
+    day: date,
+    store_id: str | None = None,
 ) -> dict[str, Figures]:
     """``sku -> Figures`` as ``namespace`` holds them for ``day`` (missing values are 0)."""
     pipe = client.pipeline(transaction=True)
-    pipe.zrange(keys.day_key(namespace, day, NAMES[RANKED], store_id), 0, -1, withscores=True)
+    pipe.zrange(
+        keys.day_key(space, namespace, day, NAMES[RANKED], store_id), 0, -1, withscores=True
+    )
     for figure in HASHED:
-        pipe.hgetall(keys.day_key(namespace, day, NAMES[figure], store_id))
+        pipe.hgetall(keys.day_key(space, namespace, day, NAMES[figure], store_id))
     ranking, *hashes = pipe.execute()
     by_figure: list[dict[str, int]] = [{} for _ in range(WIDTH)]
     by_figure[RANKED] = {member.decode(): int(score) for member, score in ranking}
@@ -287,21 +385,25 @@ class Reconciliation:
     drifts: tuple[Drift, ...]
 
 
-def reconcile(client: redis.Redis, day: date, daily: Mapping[str, Figures]) -> Reconciliation:
+def reconcile(
+    client: redis.Redis, space: str, day: date, daily: Mapping[str, Figures]
+) -> Reconciliation:
     """Compare the live figures of ``day`` with the daily result, item by item.
 
     A day the live namespace holds nothing for (no stream job ran) has no drifts.
     """
-    live = read_day(client, "live", day)
+    live = read_day(client, space, "live", day)
     if not live:
         return Reconciliation(day, 0, len(daily), ())
     return Reconciliation(day, len(live), len(daily), tuple(drifts(live, daily)))
 
 
-def set_missing_names(client: redis.Redis, names: Iterable[tuple[str, str | None]]) -> None:
-    """Record a display name for each item that has none yet in :data:`keys.NAMES`."""
+def set_missing_names(
+    client: redis.Redis, space: str, names: Iterable[tuple[str, str | None]]
+) -> None:
+    """Record a display name for each item that has none yet in :func:`keys.names_key`."""
     pipe = client.pipeline(transaction=False)
     for sku, name in names:
         if name is not None:
-            pipe.hsetnx(keys.NAMES, sku, name)
+            pipe.hsetnx(keys.names_key(space), sku, name)
     pipe.execute()

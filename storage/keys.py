@@ -1,35 +1,16 @@
 """Every Redis key kassa reads or writes, built in this one module.
 
-Per-day figures live in a *namespace*: ``live`` (kept up to date by the stream job) or
-``daily`` (replaced by the daily job). For namespace ``ns`` and business day ``D``
-(``YYYY-MM-DD``); an optional store scope inserts ``:store:<store_id>`` after the day:
+All keys of one sales topic live in a *key space* (``KASSA_REDIS_NAMESPACE``, by default the
+topic's name), so two topics or two chains can share one Redis database without adding into
+each other's figures. Within a key space, per-day figures live in a *namespace*: ``live``
+(kept up to date by the stream job) or ``daily`` (replaced by the daily job). For key space
+``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); an optional store scope
+inserts ``:store:<store_id>`` after the day:
 
-================================  ======  ==================================================
-key                               type    meaning
-================================  ======  ==================================================
-kassa:{ns}:{D}:units              zset    sku -> net units; ``ZREVRANGE .. WITHSCORES`` = top-N
-kassa:{ns}:{D}:sold               hash    sku -> units sold (quantities of sales)
-kassa:{ns}:{D}:returned           hash    sku -> units returned (negated quantities of returns)
-kassa:{ns}:{D}:revenue            hash    sku -> revenue, integer 1/10,000 currency units
-kassa:{ns}:{D}:checkouts          hash    sku -> number of checkouts with the sku
-kassa:{ns}:{D}:totals             hash    units, units_sold, units_returned, revenue,
-                                          checkouts, lines for the whole day (or store)
-kassa:{ns}:{D}:stores             set     store ids seen that day
-kassa:names                       hash    sku -> latest display name
-kassa:daily:{D}:manifest          hash    the daily job's manifest summary of day D
-kassa:tmp:{token}:{key}           any     a key being built, renamed over {key} when done
-kassa:tmp:ranking:{ns}:{D1}..{D2}:{by}
-                                  zset    sku -> units or revenue summed over days D1..D2
-                                          (optionally ``:store:<id>`` before ``:{by}``),
-                                          built for one query; expires within seconds
-kassa:live:applied:{topic}        hash    partition -> last Kafka offset applied to Redis
-kassa:live:dead_letters:{topic}   hash    reason -> messages sent to the dead-letter topic
-kassa:demo:database               string  run id: ``make demo`` created this database and may
-                                          empty it on its next run (never any other)
-================================  ======  ==================================================
-
+===================================  ======  ========================================
 The five per-item keys are named by their figure (:data:`storage.figures.NAMES`). Per-day
-keys expire ``KASSA_RETENTION_DAYS`` after the end of their day (:func:`expire_at`).
+keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their last write
+(:func:`expire_at`), so a replayed old day lives as long as a fresh one.
 """
 
 from __future__ import annotations
@@ -46,28 +27,82 @@ Namespace = Literal["live", "daily"]
 Measure = figures.Name | Literal["totals"]
 MEASURES: Final[tuple[Measure, ...]] = (*figures.NAMES, "totals")
 
-NAMES: Final = f"{PREFIX}:names"
+TOPIC_ID_FIELD: Final = "topic_id"
+CLUSTER_ID_FIELD: Final = "cluster_id"
+EPOCH_FIELD: Final = "epoch"
+FLOOR_DAY_FIELD: Final = "floor_day"
+IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
+"""Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
+watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
+
 RankedBy = Literal["units", "revenue"]
 RANKED_BY: Final[tuple[RankedBy, ...]] = ("units", "revenue")
 COMBINED_RANKING_TTL_SECONDS: Final = 10
 DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
-def day_scope(namespace: Namespace, day: date, store_id: str | None = None) -> str:
+def namespace_prefix(space: str, namespace: Namespace) -> str:
+    """What every per-day key of ``namespace`` starts with; the day follows."""
+    return f"{PREFIX}:{space}:{namespace}:"
+
+
+def day_scope(space: str, namespace: Namespace, day: date, store_id: str | None = None) -> str:
     """The common prefix of one day's keys, for the whole chain or one store."""
-    scope = f"{PREFIX}:{namespace}:{day.isoformat()}"
+    scope = f"{namespace_prefix(space, namespace)}{day.isoformat()}"
     return scope if store_id is None else f"{scope}:store:{store_id}"
 
 
-def day_key(namespace: Namespace, day: date, measure: Measure, store_id: str | None = None) -> str:
+def day_key(
+    space: str, namespace: Namespace, day: date, measure: Measure, store_id: str | None = None
+) -> str:
     """The key of one measure of one day (see the module table)."""
-    return f"{day_scope(namespace, day, store_id)}:{measure}"
+    return f"{day_scope(space, namespace, day, store_id)}:{measure}"
+
+
+def day_pattern(space: str, namespace: Namespace) -> str:
+    """A ``SCAN MATCH`` pattern of every per-day key of ``namespace`` (day at a fixed place)."""
+    return f"{namespace_prefix(space, namespace)}[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]:*"
+
+
+def stores_key(space: str, namespace: Namespace, day: date) -> str:
+    """The set of store ids with checkouts on ``day``."""
+    return f"{day_scope(space, namespace, day)}:stores"
+
+
+def names_key(space: str) -> str:
+    """sku -> latest display name."""
+    return f"{PREFIX}:{space}:names"
+
+
+def applied_offsets_key(space: str) -> str:
+    """The stream job's watermarks: partition -> last offset applied to Redis (and identity)."""
+    return f"{PREFIX}:{space}:live:applied"
+
+
+def floor_field(partition: int) -> str:
+    """The field of the watermark hash holding ``partition``'s replay floor (see rebuild)."""
+    return f"floor:{partition}"
+
+
+def dead_letters_key(space: str) -> str:
+    """Counts of messages the stream job dead-lettered, by reason."""
+    return f"{PREFIX}:{space}:live:dead_letters"
+
+
+def manifest_key(space: str, day: date) -> str:
+    """The summary of the daily job's manifest of ``day`` (a hash), next to its rankings."""
+    return f"{day_scope(space, 'daily', day)}:manifest"
+
+
+def temporary_key(key: str, token: str) -> str:
+    """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
+    return f"{PREFIX}:tmp:{token}:{key}"
 
 
 def expire_at(
     day: date, zone: ZoneInfo, retention_days: int, written_at: datetime | None = None
 ) -> int:
-    """When the per-day keys of ``day`` expire, in epoch seconds.
+    """When the per-day keys of ``day`` expire, in epoch seconds, live and daily alike.
 
     ``retention_days`` after the end of the day in ``zone``, or after ``written_at`` if that
     is later (keys written long after their day still live ``retention_days``).
@@ -77,40 +112,20 @@ def expire_at(
     return int((start + timedelta(days=retention_days)).timestamp())
 
 
-def stores_key(namespace: Namespace, day: date) -> str:
-    """The set of store ids with checkouts on ``day``."""
-    return f"{day_scope(namespace, day)}:stores"
-
-
-def applied_offsets_key(topic: str) -> str:
-    """The stream job's watermark: partition -> last offset of ``topic`` applied to Redis."""
-    return f"{PREFIX}:live:applied:{topic}"
-
-
-def dead_letters_key(topic: str) -> str:
-    """Counts of messages of ``topic`` the stream job dead-lettered, by reason."""
-    return f"{PREFIX}:live:dead_letters:{topic}"
-
-
-def manifest_key(day: date) -> str:
-    """The summary of the daily job's manifest of ``day`` (a hash), next to its rankings."""
-    return f"{day_scope('daily', day)}:manifest"
-
-
-def temporary_key(key: str, token: str) -> str:
-    """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
-    return f"{PREFIX}:tmp:{token}:{key}"
-
-
-def combined_ranking_key(
-    namespace: Namespace, first: date, last: date, by: RankedBy, store_id: str | None = None
+def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's coordinates
+    space: str,
+    namespace: Namespace,
+    first: date,
+    last: date,
+    by: RankedBy,
+    store_id: str | None = None,
 ) -> str:
     """The short-lived sorted set of ``by`` summed over the days ``first..last`` (inclusive).
 
     Built and read by one server-side script (:mod:`storage.rankings`); it expires after
     :data:`COMBINED_RANKING_TTL_SECONDS`.
     """
-    scope = f"{PREFIX}:tmp:ranking:{namespace}:{first.isoformat()}..{last.isoformat()}"
+    scope = f"{PREFIX}:tmp:ranking:{space}:{namespace}:{first.isoformat()}..{last.isoformat()}"
     if store_id is not None:
         scope = f"{scope}:store:{store_id}"
     return f"{scope}:{by}"

@@ -186,8 +186,9 @@ def day_range(first: date, last: date) -> list[date]:
 
 @dataclass(frozen=True, slots=True)
 class RankingQuery:
-    """Which ranking: namespace, days ``first..last``, scope, measure and length."""
+    """Which ranking: key space, namespace, days ``first..last``, scope, measure, length."""
 
+    space: str
     namespace: keys.Namespace
     first: date
     last: date
@@ -231,7 +232,9 @@ class Retention:
     data_dir: Path
 
     def expired(self, day: date, now: datetime) -> bool:
-        """Whether the keys of ``day`` have expired at ``now`` (end of day + retention)."""
+        """Whether the keys of ``day`` may have expired at ``now``: ``now`` is past the end of
+        the day + retention (they live that long after their last write, see
+        :func:`storage.keys.expire_at`, so a day replayed late may still be there)."""
         return now >= day_bounds(day, self.zone)[1] + timedelta(days=self.days)
 
     def snapshot(self, day: date, store_id: str | None) -> Path:
@@ -248,12 +251,14 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
     """
     script_keys = [
         keys.combined_ranking_key(
-            query.namespace, query.first, query.last, query.by, query.store_id
+            query.space, query.namespace, query.first, query.last, query.by, query.store_id
         )
     ]
     for day in query.days:
-        script_keys.append(keys.day_key(query.namespace, day, "units", query.store_id))
-        script_keys.append(keys.day_key(query.namespace, day, "revenue", query.store_id))
+        script_keys.append(keys.day_key(query.space, query.namespace, day, "units", query.store_id))
+        script_keys.append(
+            keys.day_key(query.space, query.namespace, day, "revenue", query.store_id)
+        )
     args = [query.by, query.limit, keys.COMBINED_RANKING_TTL_SECONDS]
     raw: list[bytes] = client.register_script(_COMBINE_SCRIPT)(keys=script_keys, args=args)
     rows = [
@@ -263,7 +268,7 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
     rows = rows[: query.limit]
     if not rows:
         return []
-    names: list[Any] = client.hmget(keys.NAMES, [sku for sku, _, _ in rows])
+    names: list[Any] = client.hmget(keys.names_key(query.space), [sku for sku, _, _ in rows])
     ranking = []
     for index, ((sku, ranked, other), name) in enumerate(zip(rows, names, strict=True)):
         units, revenue = (ranked, other) if query.by == "units" else (other, ranked)
@@ -279,8 +284,9 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
     return ranking
 
 
-def read_ranking(
+def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinates
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     day: date,
     limit: int = 10,
@@ -293,7 +299,7 @@ def read_ranking(
     if limit < 1:
         msg = f"limit {limit} is not positive; ask for at least 1 item"
         raise ValueError(msg)
-    query = RankingQuery(namespace, day, day, limit, "units", store_id)
+    query = RankingQuery(space, namespace, day, day, limit, "units", store_id)
     return combined_ranking(client, query)
 
 
@@ -317,8 +323,8 @@ def check_available(
     days = query.days
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.exists(keys.day_key(query.namespace, day, "totals"))
-        pipe.exists(keys.manifest_key(day))
+        pipe.exists(keys.day_key(query.space, query.namespace, day, "totals"))
+        pipe.exists(keys.manifest_key(query.space, day))
     answers = pipe.execute()
     present = [day for day, found in zip(days, answers[0::2], strict=True) if found]
     computed = {day for day, found in zip(days, answers[1::2], strict=True) if found}
@@ -333,7 +339,7 @@ def check_available(
     if not present:
         raise NoDataError(_no_data_message(query))
     if query.store_id is not None:
-        known = stores_of(client, query.namespace, days)
+        known = stores_of(client, query.space, query.namespace, days)
         if query.store_id not in known:
             raise UnknownStoreError(_unknown_store_message(query, known))
 
@@ -393,11 +399,13 @@ def _unknown_store_message(query: RankingQuery, known: list[str]) -> str:
     )
 
 
-def stores_of(client: redis.Redis, namespace: keys.Namespace, days: Sequence[date]) -> list[str]:
+def stores_of(
+    client: redis.Redis, space: str, namespace: keys.Namespace, days: Sequence[date]
+) -> list[str]:
     """The store ids with checkouts on any of ``days``, sorted."""
     if not days:
         return []
-    members: set[bytes] = client.sunion([keys.stores_key(namespace, day) for day in days])  # type: ignore[assignment]
+    members: set[bytes] = client.sunion([keys.stores_key(space, namespace, day) for day in days])  # type: ignore[assignment]
     return sorted(member.decode() for member in members)
 
 
@@ -430,6 +438,7 @@ class DayTotals:
 
 def day_totals(
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     days: Sequence[date],
     store_id: str | None = None,
@@ -437,7 +446,7 @@ def day_totals(
     """The ``totals`` hash of each of ``days``, in order."""
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.hmget(keys.day_key(namespace, day, "totals", store_id), list(TOTAL_FIELDS))
+        pipe.hmget(keys.day_key(space, namespace, day, "totals", store_id), list(TOTAL_FIELDS))
     result = []
     for day, values in zip(days, pipe.execute(), strict=True):
         numbers = [int(value or 0) for value in values]
@@ -481,8 +490,9 @@ class ItemDay:
         }
 
 
-def item_history(
+def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     sku: str,
     days: Sequence[date],
@@ -490,11 +500,11 @@ def item_history(
 ) -> tuple[str | None, list[ItemDay]]:
     """The display name of ``sku`` and its figures on each of ``days``, in order."""
     pipe = client.pipeline(transaction=False)
-    pipe.hget(keys.NAMES, sku)
+    pipe.hget(keys.names_key(space), sku)
     for day in days:
-        pipe.zscore(keys.day_key(namespace, day, "units", store_id), sku)
+        pipe.zscore(keys.day_key(space, namespace, day, "units", store_id), sku)
         for measure in ("sold", "returned", "revenue", "checkouts"):
-            pipe.hget(keys.day_key(namespace, day, measure, store_id), sku)
+            pipe.hget(keys.day_key(space, namespace, day, measure, store_id), sku)
     name, *answers = pipe.execute()
     history = []
     for index, day in enumerate(days):
@@ -549,13 +559,13 @@ def manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def day_statuses(
-    client: redis.Redis, days: Sequence[date], retention: Retention, now: datetime
+    client: redis.Redis, space: str, days: Sequence[date], retention: Retention, now: datetime
 ) -> list[DayStatus]:
     """The status of each of ``days``: Redis keys present, expiry and manifest summary."""
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.exists(keys.day_key("live", day, "totals"))
-        pipe.exists(keys.manifest_key(day))
+        pipe.exists(keys.day_key(space, "live", day, "totals"))
+        pipe.exists(keys.manifest_key(space, day))
     answers = pipe.execute()
     statuses = []
     for index, day in enumerate(days):

@@ -1,9 +1,11 @@
-"""Real services for the suite: one Apache Kafka broker and one redis-server per session.
+"""Real services for the suite: one Apache Kafka broker and one redis-server per session,
+and a three-node Kafka cluster for the tests that ask for it.
 
-Both are started by kassa's own service code on free ports with data under a temporary
+All are started by kassa's own service code on free ports with data under a temporary
 folder, and stopped at the end. Each test that asks for ``settings`` gets a fresh topic
-(created with 3 partitions), consumer group and Redis database. Tests that need no service
-run first.
+(created with 3 partitions), consumer group and Redis database; ``cluster_settings`` does the
+same on the cluster with replication factor 3 and min ISR 2. Tests that need no service run
+first.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import redis
 
 from common.settings import Settings
 from common.topics import ensure_topics
+from services.cluster import KafkaCluster, NodeAddress
 from services.kafka import KafkaServer, ensure_jars
 from services.redis import RedisServer
 from tests.helpers import free_port
 
-SERVICE_FIXTURES = {"services", "settings", "redis_client", "private_kafka"}
+SERVICE_FIXTURES = {
+    "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
+    "cluster_settings",
+}  # fmt: skip
+CLUSTER_NODES = 3
+CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024
 _databases = itertools.count(1)
 
@@ -35,9 +43,6 @@ class Services:
         self.kafka = kafka
         self.redis = redis_server
         self.root = root
-
-    def redis_url(self, db: int) -> str:
-        return f"redis://{self.redis.host}:{self.redis.port}/{db}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,42 +59,108 @@ def _start_kafka(home: Path) -> KafkaServer:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    """A real Kafka broker and redis-server for the whole session."""
-    root = tmp_path_factory.mktemp("services")
-    redis_server = RedisServer("127.0.0.1", free_port(), root / "redis", databases=REDIS_DATABASES)
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the whole session, shared by the broker and the cluster tests."""
+    redis_server = RedisServer(
+        "127.0.0.1",
+        free_port(),
+        tmp_path_factory.mktemp("redis"),
+        databases=REDIS_DATABASES,
+    )
     redis_server.start()
     try:
-        kafka = _start_kafka(root / "kafka")
-    except BaseException:
+        yield redis_server
+    finally:
         redis_server.stop()
-        raise
+
+
+@pytest.fixture(scope="session")
+def services(
+    tmp_path_factory: pytest.TempPathFactory, redis_service: RedisServer
+) -> Iterator[Services]:
+    """A real Kafka broker and redis-server for the whole session."""
+    root = tmp_path_factory.mktemp("services")
+    kafka = _start_kafka(root / "kafka")
     try:
-        yield Services(kafka, redis_server, root)
+        yield Services(kafka, redis_service, root)
     finally:
         kafka.stop()
-        redis_server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three real Kafka nodes (combined brokers and controllers, 3 voters) for the session.
+
+    Started only when a test asks for it; tests may kill and restart nodes, and each
+    ``cluster_settings`` starts again whatever a previous test left stopped.
+    """
+    defaults = Settings()
+    addresses = tuple(
+        NodeAddress(node_id, free_port(), free_port()) for node_id in range(1, CLUSTER_NODES + 1)
+    )
+    cluster = KafkaCluster(
+        tmp_path_factory.mktemp("cluster"),
+        uuid.uuid4().hex[:22],
+        "127.0.0.1",
+        CLUSTER_HEAP,
+        addresses,
+        ensure_jars(defaults.cache_dir, defaults.kafka_version),
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _fresh_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, bootstrap: str, redis_url: str
+) -> Settings:
+    name = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:80]
+    suffix = uuid.uuid4().hex[:8]
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        topic=f"pytest_{name}_{suffix}",
+        consumer_group=f"pytest_{name}_{suffix}",
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        state_dir=tmp_path / "state",
+        timezone="UTC",
+        partitions=3,
+        daily_metrics_port=0,
+    )
+
+
+def _redis_url(redis_server: RedisServer) -> str:
+    db = next(_databases) % REDIS_DATABASES or 1
+    return f"redis://{redis_server.host}:{redis_server.port}/{db}"
 
 
 @pytest.fixture
 def settings(services: Services, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings on the session's services with a fresh topic, group and Redis database."""
-    name = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:80]
-    suffix = uuid.uuid4().hex[:8]
-    db = next(_databases) % REDIS_DATABASES or 1
-    client = redis.Redis.from_url(services.redis_url(db))
-    client.flushdb()
-    client.close()
-    result = Settings(
-        kafka_bootstrap=services.kafka.bootstrap,
-        topic=f"pytest_{name}_{suffix}",
-        consumer_group=f"pytest_{name}_{suffix}",
-        redis_url=services.redis_url(db),
-        data_dir=tmp_path / "data",
-        state_dir=tmp_path / "state",
-        timezone="UTC",
-        partitions=3,
+    result = _fresh_settings(
+        request, tmp_path, services.kafka.bootstrap, _redis_url(services.redis)
     )
+    ensure_topics(result)
+    return result
+
+
+@pytest.fixture
+def cluster_settings(
+    cluster: KafkaCluster,
+    redis_service: RedisServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Settings:
+    """Settings on the three-node cluster (every node running): a fresh topic with
+    replication factor 3 and min ISR 2, a fresh group and Redis database."""
+    cluster.start()
+    result = _fresh_settings(request, tmp_path, cluster.bootstrap, _redis_url(redis_service))
+    result = result.model_copy(update={"replication_factor": 3, "min_insync_replicas": 2})
     ensure_topics(result)
     return result
 
@@ -112,3 +183,14 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaServer]:
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that restart or reconfigure Redis."""
+    server = RedisServer("127.0.0.1", free_port(), tmp_path / "private-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

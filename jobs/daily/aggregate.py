@@ -35,10 +35,14 @@ _COUNTED: Final = (COLUMNS[CHECKOUTS], LINES)
 
 
 class Deduplicator:
-    """Keeps the first occurrence of each transaction id over all chunks of a day."""
+    """Keeps the first occurrence of each checkout over all chunks of a day.
+
+    A checkout is identified by ``(store_id, transaction_id)``: transaction ids are unique
+    per store (the producers' contract), so two stores may send the same id.
+    """
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
 
     def first_occurrences(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """``lines`` without checkouts seen before; and the number of checkouts dropped.
@@ -46,11 +50,17 @@ class Deduplicator:
         ``lines`` must be in message order (as decoded), a message's lines together.
         """
         message = pl.col("message")
-        messages = lines.select("message", "transaction_id").filter(
+        messages = lines.select("message", "store_id", "transaction_id").filter(
             message != message.shift(1, fill_value=-1)
         )
-        first = messages.filter(pl.col("transaction_id").is_first_distinct())
-        ids = first.get_column("transaction_id").to_list()
+        first = messages.filter(pl.struct("store_id", "transaction_id").is_first_distinct())
+        ids = list(
+            zip(
+                first.get_column("store_id").to_list(),
+                first.get_column("transaction_id").to_list(),
+                strict=True,
+            )
+        )
         seen = self._seen
         if seen.isdisjoint(ids):
             seen.update(ids)
@@ -60,10 +70,10 @@ class Deduplicator:
             keep = first.get_column("message")
             return lines.filter(pl.col("message").is_in(keep.implode())), dropped
         kept: list[int] = []
-        for message, transaction_id in first.iter_rows():
-            if transaction_id not in seen:
-                seen.add(transaction_id)
-                kept.append(message)
+        for (number, *_), key in zip(first.iter_rows(), ids, strict=True):
+            if key not in seen:
+                seen.add(key)
+                kept.append(number)
         dropped = messages.height - len(kept)
         return lines.filter(pl.col("message").is_in(kept)), dropped
 

@@ -53,3 +53,58 @@ class RedisWriteError(RedisUnavailableError, DailyError):
     def __init__(self, url: str, day: date, cause: object) -> None:
         super().__init__(url, f"write the rankings of {day} to", cause)
         self.day = day
+
+
+class RetentionGap(DailyError):  # noqa: N818 - reads as "raise RetentionGap(...)"
+    """The broker no longer holds part of the day's range (retention deleted it)."""
+
+    exit_code = 6
+
+    def __init__(self, day: date, topic: str, gaps: Sequence[tuple[int, int]]) -> None:
+        listed = "; ".join(
+            f"partition {partition}: records before offset {low} are deleted"
+            for partition, low in gaps
+        )
+        super().__init__(
+            f"day {day} is partly deleted from topic {topic!r} (low watermark inside the day's "
+            f"range: {listed}); its snapshot is kept. Pass --force to finalize what is left "
+            "(a snapshot with more checkouts is never replaced)"
+        )
+        self.day = day
+        self.partitions = [partition for partition, _ in gaps]
+
+
+class SnapshotKept(DailyError):  # noqa: N818 - reads as "raise SnapshotKept(...)"
+    """A forced run over a partly deleted day found fewer checkouts than the day's snapshot."""
+
+    exit_code = 7
+
+    def __init__(self, day: date, found: int, kept: int, revision: int) -> None:
+        super().__init__(
+            f"day {day}: the broker now holds {found} checkout(s) of it, the snapshot (revision "
+            f"{revision}) has {kept}; retention deleted part of the day, so the snapshot and "
+            "ranking are kept unchanged"
+        )
+        self.day = day
+        self.found = found
+        self.kept = kept
+
+
+class LiveRepairRefused(DailyError):  # noqa: N818 - reads as "raise LiveRepairRefused(...)"
+    """``--repair-live`` found the stream job behind the day's range: live left as it was."""
+
+    exit_code = 3
+
+    def __init__(self, day: date, behind: dict[int, tuple[int, int]]) -> None:
+        listed = "; ".join(
+            f"partition {p}: live watermark {mark}, range ends at offset {end}"
+            for p, (mark, end) in sorted(behind.items())
+        )
+        super().__init__(
+            f"day {day} is finished, but its live figures were NOT repaired: the stream job "
+            f"has not applied the whole day yet ({listed}); a repair now would count the "
+            "records it applies later twice. Let 'kassa stream' catch up, then run "
+            f"'kassa daily run --day {day} --repair-live' again"
+        )
+        self.day = day
+        self.partitions = sorted(behind)

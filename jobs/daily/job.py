@@ -1,15 +1,20 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
-A run has five phases. **Plan**: locate the day's offset range (:mod:`jobs.daily.reader`) and
-check that it is complete. **Read**: fetch the range on one thread and decode it
+A run has five phases. **Plan**: locate the day's offset range (:mod:`jobs.daily.reader`),
+starting where the previous day's range ended and reaching as far as later runs found late
+records of the day (:mod:`jobs.daily.revisions`); refuse it when it is incomplete or retention
+deleted part of it. **Read**: fetch the range on one thread and decode it
 (:mod:`common.columns`) on two others, two chunks at once (:mod:`jobs.daily.pipeline`), while
 the calling thread cuts each chunk to the day, drops duplicate checkouts and folds it into
 partial aggregates (:mod:`jobs.daily.aggregate`); one more thread compresses ``sales_lines``.
-At most a few chunks are in memory at once. **Write**: rename the four tables into place on a
-thread while the day's Redis keys are staged (:mod:`storage.daily`). **Finish Redis**: swap
-the keys in atomically and reconcile them with the live counts. **Manifest**: written last
-(:mod:`jobs.daily.manifest`); a day with a manifest is finished. Runs of the same day are
-serialized by a file lock (:mod:`jobs.daily.lock`).
+Records of earlier, finalized days met on the way are counted as late records. At most a few
+chunks are in memory at once. A forced run over a retention gap that found fewer checkouts
+than the day's snapshot stops here and keeps the snapshot. **Write**: rename the four tables
+into place on a thread while the day's Redis keys are staged (:mod:`storage.daily`).
+**Finish Redis**: swap the keys in atomically and reconcile them with the live counts.
+**Manifest**: written last (:mod:`jobs.daily.manifest`) with the run's revision of the day; a
+day with a manifest is finished. Runs of the same day are serialized by a file lock
+(:mod:`jobs.daily.lock`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -34,23 +39,31 @@ from confluent_kafka import Consumer
 from common.columns import Decoded
 from common.days import check_day_order
 from common.settings import Settings
+from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError
+from jobs.daily.exceptions import (
+    IncompleteDay,
+    LiveRepairRefused,
+    RedisWriteError,
+    RetentionGap,
+    SnapshotKept,
+)
 from jobs.daily.lock import day_lock
 from jobs.daily.manifest import DayResult, Run, build_manifest, summary
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
-from jobs.daily.reader import DayRange, open_consumer, plan_day, read_partition
+from jobs.daily.reader import DayRange, LateRecords, open_consumer, plan_day, read_partition
 from storage import keys, parquet
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
     StagedDay,
     reconcile,
-    replace_day,
+    repair_live,
     set_missing_names,
     snapshot_of,
     stage_day,
 )
+from storage.figures import CHECKOUTS, COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +117,18 @@ def run_day(
     progress: Progress = SILENT,
     chunk_messages: int = CHUNK_MESSAGES,
     now: datetime | None = None,
+    reason: str | None = None,
 ) -> DayResult:
     """Finalize ``day``: Parquet tables, Redis daily rankings, reconciliation, manifest.
 
-    Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, unless
-    ``force``; ``repair_live`` overwrites the live figures with the daily ones on drift.
+    Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, and
+    :class:`RetentionGap` (6) when retention deleted part of the range, unless ``force``;
+    a forced run over such a gap raises :class:`SnapshotKept` (7) instead of replacing a
+    snapshot with more checkouts. ``repair_live`` overwrites the live figures with the daily
+    ones on drift. ``now`` (default: the clock) decides completeness; ``reason`` is recorded
+    as the revision's reason (default: :func:`revisions.reason`).
     """
-    run = _DayRun(settings, day, force, repair_live, progress, chunk_messages)
+    run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
     with day_lock(settings, day), closing(redis.Redis.from_url(settings.redis_url)) as client:
         return run.execute(client, now or datetime.now(UTC))
 
@@ -122,6 +140,7 @@ def backfill(
     *,
     force: bool = False,
     progress: Progress = SILENT,
+    now: datetime | None = None,
 ) -> list[DayResult]:
     """Run every day from ``first`` to ``last`` (inclusive), in order.
 
@@ -132,7 +151,7 @@ def backfill(
     progress.start("backfill", len(days))
     results = []
     for day in days:
-        results.append(run_day(settings, day, force=force, progress=progress))
+        results.append(run_day(settings, day, force=force, progress=progress, now=now))
         progress.advance("backfill")
     progress.finish("backfill")
     return results
@@ -156,33 +175,71 @@ class _DayRun:
     repair_live: bool
     progress: Progress
     chunk_messages: int
+    reason: str | None = None
+    """The revision's reason; ``None``: :func:`revisions.reason` names it."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
 
     def execute(self, client: redis.Redis, now: datetime) -> DayResult:
         started = time.perf_counter()
+        previous = parquet.read_manifest(self.settings.data_dir, self.day)
+        late_reach = revisions.late_reach(self.settings.data_dir, self.day, previous)
         with closing(open_consumer(self.settings)) as consumer:
-            plan = self._plan(consumer)
-            run = Run(self.run_id, plan, self.force and not plan.complete, now)
+            plan = self._plan(consumer, now, late_reach.reach)
+            run = self._run(plan, now, previous, late_reach)
+            late = self._late_records(plan)
             with parquet.StagedFiles() as staged:
-                partials = self._read(consumer, plan, staged)
+                partials = self._read(consumer, plan, staged, late)
+                _keep_larger_snapshot(plan, previous, self.counts["checkouts"])
                 written = self._write(client, run, staged, partials)
-        reconciliation, repaired = self._finish_redis(client, written, now)
+        reconciliation, behind = self._finish_redis(client, run.plan, written, now)
         self.timings["total"] = time.perf_counter() - started
-        return self._finish(run, written, reconciliation, repaired)
+        result = self._finish(run, written, reconciliation, behind, late)
+        if behind:
+            raise LiveRepairRefused(self.day, behind)
+        return result
 
-    def _plan(self, consumer: Consumer) -> DayRange:
+    def _plan(self, consumer: Consumer, now: datetime, reach: dict[int, int]) -> DayRange:
+        """The day's range; refused when retention cut into it or it is incomplete."""
         tick = time.perf_counter()
-        plan = plan_day(consumer, self.settings, self.day)
+        before = parquet.read_manifest(self.settings.data_dir, self.day - timedelta(days=1))
+        since = revisions.range_ends(before, self.settings.topic)
+        plan = plan_day(consumer, self.settings, self.day, now=now, reach=reach, since=since)
         self.timings["plan"] = time.perf_counter() - tick
+        if plan.gaps and not self.force:
+            raise RetentionGap(self.day, plan.topic, plan.gaps)
         if not plan.complete and not self.force:
             raise IncompleteDay(self.day, plan.topic, plan.behind)
         if not plan.complete:
             logger.warning("finalizing incomplete day %s (--force): %s", self.day, plan.behind)
         return plan
 
-    def _read(self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles) -> Partials:
+    def _run(
+        self,
+        plan: DayRange,
+        now: datetime,
+        previous: dict[str, Any] | None,
+        late_reach: revisions.LateReach,
+    ) -> Run:
+        """This run: forced or not, its revision of the day and the revision's reason."""
+        reason = self.reason or revisions.reason(previous, late_reach, plan.complete)
+        forced = self.force and (not plan.complete or bool(plan.gaps))
+        revision = revisions.revision(previous)
+        return Run(self.run_id, plan, forced, now, revision, reason, previous)
+
+    def _late_records(self, plan: DayRange) -> LateRecords:
+        """Counts the records of earlier finalized days past the ends of their ranges."""
+        data_dir, topic = self.settings.data_dir, plan.topic
+        return LateRecords(
+            plan.start,
+            self.settings.zone,
+            lambda day: revisions.range_ends(parquet.read_manifest(data_dir, day), topic),
+        )
+
+    def _read(
+        self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles, late: LateRecords
+    ) -> Partials:
         """Fold the day's lines into partial aggregates, staging ``sales_lines`` meanwhile."""
         tick = time.perf_counter()
         partials = Partials(self.settings.zone)
@@ -192,7 +249,7 @@ class _DayRun:
         schema = parquet.arrow_schema(parquet.SALES_LINES)
         task = f"read {plan.day}"
         self.progress.start(task, plan.records)
-        batches = closing(in_background(self._decoded(consumer, plan)))
+        batches = closing(in_background(self._decoded(consumer, plan, late)))
         with (
             gc_paused(),
             staged.writer(final, schema, "sales_lines") as writer,
@@ -216,11 +273,15 @@ class _DayRun:
         self.timings["read_decode_aggregate"] = time.perf_counter() - tick
         return partials
 
-    def _decoded(self, consumer: Consumer, plan: DayRange) -> Iterator[tuple[int, Decoded]]:
-        with closing(in_background(self._chunks(consumer, plan), depth=1)) as chunks:
+    def _decoded(
+        self, consumer: Consumer, plan: DayRange, late: LateRecords
+    ) -> Iterator[tuple[int, Decoded]]:
+        with closing(in_background(self._chunks(consumer, plan, late), depth=1)) as chunks:
             yield from decode_ahead(chunks, self.settings.limits)
 
-    def _chunks(self, consumer: Consumer, plan: DayRange) -> Iterator[list[bytes | None]]:
+    def _chunks(
+        self, consumer: Consumer, plan: DayRange, late: LateRecords
+    ) -> Iterator[list[bytes | None]]:
         """Chunks of ``chunk_messages`` values over all partitions, in partition order.
 
         A partition's last values are topped up from the next partition, so a day has no
@@ -229,7 +290,8 @@ class _DayRun:
         size = self.chunk_messages
         pending: list[bytes | None] = []
         for part in plan.partitions:
-            with closing(read_partition(consumer, plan.topic, part, size)) as chunks:
+            reader = read_partition(consumer, plan.topic, part, size, late=late)
+            with closing(reader) as chunks:
                 pending = yield from _rechunked(chunks, pending, size)
         if pending:
             yield pending
@@ -289,7 +351,12 @@ class _DayRun:
         """Stage the day's keys while ``files`` are written; both, or neither, succeed."""
         try:
             day_keys = stage_day(
-                client, "daily", self.day, snapshot, summary=summary(run, snapshot.totals)
+                client,
+                self.settings.key_space,
+                "daily",
+                self.day,
+                snapshot,
+                summary=summary(run, snapshot.totals),
             )
         except redis.RedisError as exc:
             files.result()  # the files go in place, but without a manifest the day is unfinished
@@ -302,28 +369,42 @@ class _DayRun:
             raise
 
     def _finish_redis(
-        self, client: redis.Redis, written: _Written, now: datetime
-    ) -> tuple[Reconciliation, bool]:
-        """Swap the staged keys in, record new names, reconcile (and repair) the live day."""
+        self, client: redis.Redis, plan: DayRange, written: _Written, now: datetime
+    ) -> tuple[Reconciliation, dict[int, tuple[int, int]] | None]:
+        """Swap the staged keys in, record new names, reconcile (and repair) the live day.
+
+        The live day is repaired only once the stream job applied every partition's range
+        (:func:`storage.daily.repair_live`). Returns the reconciliation and, when a repair was
+        due, the partitions behind (empty: repaired); ``None`` when none was due.
+        """
         tick = time.perf_counter()
         settings = self.settings
         expire_at = keys.expire_at(self.day, settings.zone, settings.retention_days, written_at=now)
         items = written.tables["daily_item_sales"]
         snapshot = written.snapshot
+        space = settings.key_space
+        behind: dict[int, tuple[int, int]] | None = None
         try:
             written.day_keys.swap(expire_at)
-            set_missing_names(client, items.select("sku", "name").iter_rows())
-            reconciliation = reconcile(client, self.day, snapshot.items)
-            repaired = bool(self.repair_live and reconciliation.drifts)
-            if repaired:
-                replace_day(client, "live", self.day, snapshot, expire_at=expire_at)
+            set_missing_names(client, space, items.select("sku", "name").iter_rows())
+            reconciliation = reconcile(client, space, self.day, snapshot.items)
+            if self.repair_live and reconciliation.drifts:
+                ends = {part.partition: part.end for part in plan.partitions if part.records}
+                behind = repair_live(
+                    client, space, self.day, snapshot, ends=ends, expire_at=expire_at
+                )
         except redis.RedisError as exc:
             raise self._redis_error(exc) from None
         self.timings["redis"] = time.perf_counter() - tick
-        return reconciliation, repaired
+        return reconciliation, behind
 
     def _finish(
-        self, run: Run, written: _Written, reconciliation: Reconciliation, repaired: bool
+        self,
+        run: Run,
+        written: _Written,
+        reconciliation: Reconciliation,
+        behind: dict[int, tuple[int, int]] | None,
+        late: LateRecords,
     ) -> DayResult:
         """Write the manifest: the day is finished."""
         rows: dict[parquet.Table, int] = {name: f.height for name, f in written.tables.items()}
@@ -336,9 +417,14 @@ class _DayRun:
             sizes=written.sizes,
             rows=rows,
             reconciliation=reconciliation,
-            repaired=repaired,
+            repaired=behind == {},
+            late=late,
             timings=self.timings,
         )
+        manifest["reconciliation"]["repair_refused"] = [
+            {"partition": p, "live_watermark": mark, "range_end": end}
+            for p, (mark, end) in sorted((behind or {}).items())
+        ]
         parquet.write_manifest(self.settings.data_dir, self.day, manifest)
         logger.info(
             "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
@@ -347,7 +433,7 @@ class _DayRun:
             self.counts["lines"],
             rows["daily_item_sales"],
             self.timings["total"],
-            "complete" if run.plan.complete else "FORCED",
+            "FORCED" if run.forced else "complete",
         )
         return DayResult(self.day, manifest, reconciliation)
 
@@ -373,3 +459,14 @@ def _rechunked(
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:
     """Append a chunk's ``sales_lines`` rows (converted on the compressing thread)."""
     writer.write_table(sales_lines(lines).to_arrow())
+
+
+def _keep_larger_snapshot(
+    plan: DayRange, previous: Mapping[str, Any] | None, checkouts: int
+) -> None:
+    """Refuse to replace a snapshot that has more checkouts than a range retention cut into."""
+    if not plan.gaps or previous is None:
+        return
+    kept = int(previous["totals"][COLUMNS[CHECKOUTS]])
+    if checkouts < kept:
+        raise SnapshotKept(plan.day, checkouts, kept, int(previous.get("revision", 1)))

@@ -2,6 +2,8 @@
 
 The manifest is written last (:func:`storage.parquet.write_manifest`): a day with a manifest
 is finished. Its summary (:func:`summary`) is stored beside the day's rankings in Redis.
+Each run of a day is a revision of it (:mod:`jobs.daily.revisions`): the manifest says which,
+why, which late records of earlier days the run found, and what retention had deleted.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any, Final
 
 from common.schema import SCHEMA_VERSION, from_money_units
 from common.settings import Settings
-from jobs.daily.reader import DayRange
+from jobs.daily import revisions
+from jobs.daily.reader import DayRange, LateRecords
 from storage import parquet
 from storage.daily import Reconciliation
 from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE, TOTALS
 
-MANIFEST_VERSION: Final = 1
+MANIFEST_VERSION: Final = 2
 DRIFTS_IN_MANIFEST: Final = 100
 
 
@@ -48,8 +51,14 @@ class Run:
     run_id: str
     plan: DayRange
     forced: bool
-    """Finalized although partitions were behind (``--force``)."""
+    """Finalized what a plain run refuses: partitions behind or a retention gap (``--force``)."""
     run_at: datetime
+    revision: int
+    """1 for the day's first run, one more for each later run."""
+    reason: str
+    """Why the day was run (again)."""
+    previous: Mapping[str, Any] | None
+    """The day's manifest before this run (``None``: the first run)."""
 
 
 def summary(run: Run, totals: Mapping[str, int]) -> dict[str, str | int]:
@@ -59,6 +68,7 @@ def summary(run: Run, totals: Mapping[str, int]) -> dict[str, str | int]:
         "run_id": run.run_id,
         "complete": int(run.plan.complete),
         "forced": int(run.forced),
+        "revision": run.revision,
         checkouts: totals.get(checkouts, 0),
         LINES: totals.get(LINES, 0),
         revenue: totals.get(revenue, 0),
@@ -77,6 +87,7 @@ def build_manifest(
     rows: Mapping[parquet.Table, int],
     reconciliation: Reconciliation,
     repaired: bool,
+    late: LateRecords,
     timings: Mapping[str, float],
 ) -> dict[str, Any]:
     """The manifest of ``run`` (see ``docs/daily.md`` for every field)."""
@@ -104,6 +115,10 @@ def build_manifest(
             round(tables["sales_lines"]["bytes"] / lines, 2) if lines else None
         ),
         "reconciliation": _reconciliation(reconciliation, repaired),
+        "revision": run.revision,
+        "revision_reason": run.reason,
+        "late_records": revisions.late_entries(late.counts, late.reach),
+        "missing": _missing(plan, run.previous),
         "code_version": code_version(),
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -123,8 +138,28 @@ def _partitions(plan: DayRange) -> list[dict[str, Any]]:
             "low_watermark": part.low,
             "high_watermark": part.high,
             "complete": part.complete,
+            "completeness": part.case,
+            "reason": part.reason,
+            "read_to": part.read_to,
+            "newest_record_at": part.newest_at.isoformat() if part.newest_at else None,
+            "retention_gap": part.gap,
         }
         for part in plan.partitions
+    ]
+
+
+def _missing(plan: DayRange, previous: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Each retention gap: its partition, its low watermark, the previous run's start there."""
+    starts = {}
+    if previous is not None and previous.get("topic") == plan.topic:
+        starts = {int(p["partition"]): int(p["start_offset"]) for p in previous["partitions"]}
+    return [
+        {
+            "partition": partition,
+            "deleted_before_offset": low,
+            "previous_start_offset": starts.get(partition),
+        }
+        for partition, low in plan.gaps
     ]
 
 

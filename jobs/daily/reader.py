@@ -1,23 +1,28 @@
 """A business day's offset range from Kafka, read with a plain assigned consumer.
 
 The reader never joins a consumer group and never commits: it locates the day with
-``offsets_for_times`` and reads exactly that range, partition after partition (so the order of
-records, and hence every output, is the same on every run). librdkafka prefetches the next
-fetches on its own threads while Python decodes the previous batch.
+``offsets_for_times``, decides where each partition's range ends without trusting any one
+producer's clock (:func:`plan_day`) and whether the partition is complete
+(:func:`judge_partition`), and reads exactly that range, partition after partition (so the
+order of records, and hence every output, is the same on every run). librdkafka prefetches
+the next fetches on its own threads while Python decodes the previous batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from common.days import day_bounds
+from common.days import business_day_of_ms, day_bounds
 from common.settings import Settings
 from jobs.daily.exceptions import KafkaReadError, ReadError
 
@@ -27,6 +32,70 @@ CONSUME_BATCH: Final = 10_000
 CONSUME_TIMEOUT: Final = 0.2
 STALL_SECONDS: Final = 30.0
 _READER_GROUP: Final = "kassa-daily-reader-never-joins"
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Whether one partition is complete for a day, which case applied and why."""
+
+    complete: bool
+    case: str
+    """``records`` (a confirmed record past the cut-off), ``idle`` (quiet since before the
+    cut-off), ``open`` (the cut-off is still ahead) or ``waiting``."""
+    reason: str
+
+
+def judge_partition(
+    now: datetime,
+    cut_off: datetime,
+    idle_margin: timedelta,
+    confirmed_at: datetime | None,
+    newest_at: datetime | None,
+) -> Completeness:
+    """The completeness rule of one partition for one day (the only place it is decided).
+
+    ``cut_off`` is the day's end plus the lateness; ``confirmed_at`` the stamp of the record
+    that ended the partition's range by the look-ahead rule (:func:`plan_day`), if one did;
+    ``newest_at`` the newest stamp among the partition's last records (``None``: empty log).
+
+    1. ``open``: ``now`` is before the cut-off. Today and future days are never complete.
+    2. ``records``: a record confirmed past the cut-off that is not stamped in the future.
+    3. ``idle``: ``now`` is at least ``idle_margin`` past the cut-off and the partition's
+       newest record is at least ``idle_margin`` old: nothing arrived in that time.
+    4. ``waiting`` otherwise: records of the day may still come.
+
+    A supermarket night (day D in UTC, lateness 1 h, idle margin 30 min, look-ahead 1 h):
+    the stores close at 22:00, the last record is stamped D 21:58, the next one D+1 07:01.
+    At 00:55 the day is ``open`` (the cut-off is 01:00); at 01:10 ``waiting``; from 01:30 on
+    ``idle`` (the newest record, 21:58, is older than 01:00). Had a register with a clock
+    30 min fast sent a record stamped 01:05 at 00:35, it would not end the range (it is not
+    1 h past the cut-off) and the records of D that arrive after it are read. A partition of
+    24-hour stores is complete by ``records`` once a record stamped 02:00 or later and the
+    look-ahead records after it are in the log.
+    """
+    if now < cut_off:
+        return Completeness(
+            False,
+            "open",
+            f"the day is still open: {now:%Y-%m-%d %H:%M} UTC is before the cut-off "
+            f"{cut_off:%Y-%m-%d %H:%M} UTC (day end + lateness)",
+        )
+    if confirmed_at is not None and confirmed_at <= now:
+        return Completeness(
+            True, "records", f"has records from {confirmed_at:%Y-%m-%d %H:%M} UTC on"
+        )
+    if now >= cut_off + idle_margin and (newest_at is None or newest_at <= now - idle_margin):
+        newest = "empty" if newest_at is None else f"newest record {newest_at:%Y-%m-%d %H:%M} UTC"
+        return Completeness(
+            True, "idle", f"idle ({newest}, nothing newer for {idle_margin} past the cut-off)"
+        )
+    newest = "none" if newest_at is None else f"{newest_at:%Y-%m-%d %H:%M} UTC"
+    return Completeness(
+        False,
+        "waiting",
+        f"no record confirmed past the cut-off {cut_off:%Y-%m-%d %H:%M} UTC (day end + "
+        f"lateness) and not idle for {idle_margin} (newest record {newest})",
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +109,13 @@ class PartitionRange:
     high: int
     complete: bool
     reason: str
+    case: str = "records"
+    """Which completeness case applied (:class:`Completeness`)."""
+    read_to: str = ""
+    """Why the range ends at ``end`` (the look-ahead rule, the end of the log, late records)."""
+    newest_at: datetime | None = None
+    gap: bool = False
+    """Retention deleted records the range may need: the first record left is its start."""
 
     @property
     def records(self) -> int:
@@ -61,7 +137,7 @@ class DayRange:
 
     @property
     def complete(self) -> bool:
-        """Every partition has a record past ``end + lateness`` or holds nothing of the day."""
+        """Every partition is complete (:func:`judge_partition`)."""
         return all(part.complete for part in self.partitions)
 
     @property
@@ -70,9 +146,50 @@ class DayRange:
         return [(part.partition, part.reason) for part in self.partitions if not part.complete]
 
     @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """``(partition, low watermark)`` of each partition retention cut into the range of."""
+        return [(part.partition, part.low) for part in self.partitions if part.gap]
+
+    @property
     def records(self) -> int:
         """Records in the whole range."""
         return sum(part.records for part in self.partitions)
+
+
+class LateRecords:
+    """Records of earlier, finalized days found while reading a later day's range.
+
+    A record is late for day D when its timestamp falls on D and its offset is at or after
+    the end of D's finalized range in its partition (``ends_of(D)``, from D's manifest; a day
+    without one has no late records). :attr:`counts` and :attr:`reach` (per day and
+    partition, the offset after the last late record) go into the reading day's manifest; a
+    revision of D reads up to :attr:`reach`.
+    """
+
+    def __init__(
+        self,
+        before: datetime,
+        zone: ZoneInfo,
+        ends_of: Callable[[date], Mapping[int, int] | None],
+    ) -> None:
+        self.before_ms = _ms(before)
+        self._zone = zone
+        self._ends_of = ends_of
+        self._ends: dict[date, Mapping[int, int] | None] = {}
+        self.counts: Counter[date] = Counter()
+        self.reach: dict[date, dict[int, int]] = {}
+
+    def check(self, partition: int, offset: int, timestamp_ms: int) -> None:
+        """Count the record if it is late (called for records stamped before ``before``)."""
+        day = business_day_of_ms(timestamp_ms, self._zone)
+        if day not in self._ends:
+            self._ends[day] = self._ends_of(day)
+        ends = self._ends[day]
+        if ends is None or partition not in ends or offset < ends[partition]:
+            return
+        self.counts[day] += 1
+        reach = self.reach.setdefault(day, {})
+        reach[partition] = max(reach.get(partition, 0), offset + 1)
 
 
 def open_consumer(settings: Settings) -> Consumer:
@@ -97,11 +214,90 @@ def open_consumer(settings: Settings) -> Consumer:
     return Consumer(config)
 
 
-def plan_day(consumer: Consumer, settings: Settings, day: date, timeout: float = 30.0) -> DayRange:
-    """Locate ``day`` in every partition of ``settings.topic`` (see :class:`DayRange`)."""
+@dataclass(frozen=True)
+class _Window:
+    """What decides where a partition's range ends (instants in Kafka milliseconds) and
+    whether the partition is complete (:func:`judge_partition`)."""
+
+    day_end_ms: int
+    cut_off_ms: int
+    confirm_ms: int
+    records: int
+    now: datetime
+    cut_off: datetime
+    idle_margin: timedelta
+
+
+def _window(settings: Settings, end: datetime, now: datetime) -> _Window:
+    cut_off = end + timedelta(seconds=settings.lateness_seconds)
+    confirm = cut_off + timedelta(seconds=settings.daily_lookahead_seconds)
+    return _Window(
+        _ms(end),
+        _ms(cut_off),
+        _ms(confirm),
+        settings.daily_lookahead_records,
+        now,
+        cut_off,
+        timedelta(seconds=settings.daily_idle_margin_seconds),
+    )
+
+
+def plan_day(
+    consumer: Consumer,
+    settings: Settings,
+    day: date,
+    timeout: float = 30.0,
+    *,
+    now: datetime | None = None,
+    reach: Mapping[int, int] | None = None,
+    since: Mapping[int, int] | None = None,
+) -> DayRange:
+    """Locate ``day`` in every partition of ``settings.topic`` (see :class:`DayRange`).
+
+    A partition's range starts at its first record stamped at or after the day's start minus
+    ``KASSA_DAILY_GRACE_SECONDS``. It ends by the look-ahead rule: at the first record stamped
+    ``KASSA_DAILY_LOOKAHEAD_SECONDS`` or more past the cut-off (day end + lateness) which,
+    with the records after it (``KASSA_DAILY_LOOKAHEAD_RECORDS`` in all), lies past the
+    cut-off; a record stamped before the cut-off among them is read, and the search goes on
+    after it. Without such a record the range runs to the end of the log; so it does when one
+    of the log's last records is stamped before the day's end (records appended out of time
+    order, e.g. an older day replayed into a topic with newer data). ``reach`` (partition ->
+    offset) extends ranges over late records found by later runs; ``since`` (partition ->
+    the end of the previous day's range) starts them no later than that, so a late record
+    appended between two days' ranges is seen (:class:`LateRecords`). ``now`` (default: the
+    clock) decides completeness (:func:`judge_partition`).
+    """
     start, end = day_bounds(day, settings.zone)
     grace = timedelta(seconds=settings.daily_grace_seconds)
+    window = _window(settings, end, now or datetime.now(UTC))
+    topic = settings.topic
+    numbers = _partitions_of(consumer, settings, timeout)
+    firsts, candidates, marks = _offsets(
+        consumer, topic, numbers, (_ms(start - grace), window.confirm_ms), timeout=timeout, day=day
+    )
+    parts = []
+    for number, first, candidate, watermarks in zip(
+        numbers, firsts, candidates, marks, strict=True
+    ):
+        source = _Source(consumer, topic, number, timeout)
+        bounds = (first.offset, candidate.offset, (reach or {}).get(number, 0))
+        part = _partition_range(source, window, watermarks, bounds, (since or {}).get(number))
+        if part.gap:
+            logger.warning(
+                "partition %d of %s starts at offset %d inside the range of %s: "
+                "retention deleted part of the day",
+                number,
+                topic,
+                part.low,
+                day,
+            )
+        parts.append(part)
     lateness = timedelta(seconds=settings.lateness_seconds)
+    return DayRange(day, topic, start, end, grace, lateness, tuple(parts))
+
+
+def _partitions_of(consumer: Consumer, settings: Settings, timeout: float) -> list[int]:
+    """The partition numbers of ``settings.topic``, in order."""
     topic = settings.topic
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
@@ -110,48 +306,219 @@ def plan_day(consumer: Consumer, settings: Settings, day: date, timeout: float =
     if metadata is None or metadata.error is not None or not metadata.partitions:
         msg = f"topic {topic!r} does not exist; create it with 'kassa topics create'"
         raise ReadError(msg)
-    numbers = sorted(metadata.partitions)
-    first_ms = int((start - grace).timestamp() * 1000)
-    last_ms = int((end + lateness).timestamp() * 1000)
-    try:
-        firsts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, first_ms) for p in numbers], timeout=timeout
-        )
-        lasts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, last_ms) for p in numbers], timeout=timeout
-        )
-        marks = [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
-            for p in numbers
-        ]
-    except KafkaException as exc:
-        msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
-        raise ReadError(msg) from None
-    parts = []
-    for number, first, last, (low, high) in zip(numbers, firsts, lasts, marks, strict=True):
-        begin = first.offset if first.offset >= 0 else high
-        finish = last.offset if last.offset >= 0 else high
-        if last.offset >= 0:
-            complete, reason = True, f"has records from {end + lateness:%Y-%m-%d %H:%M} UTC on"
-        elif first.offset < 0:
-            complete, reason = True, "holds no record of the day or later (end of log)"
+    return sorted(metadata.partitions)
+
+
+def _offsets(
+    consumer: Consumer,
+    topic: str,
+    numbers: list[int],
+    at_ms: tuple[int, int],
+    *,
+    timeout: float,
+    day: date,
+) -> tuple[list[TopicPartition], list[TopicPartition], list[tuple[int, int]]]:
+    """Per partition: the offsets of the first records at or after each of ``at_ms``, and the
+    watermarks; looked up again while the partitions' leaders are being elected."""
+    settle_until = time.monotonic() + timeout
+    first_ms, confirm_ms = at_ms
+    while True:
+        try:
+            firsts = consumer.offsets_for_times(
+                [TopicPartition(topic, p, first_ms) for p in numbers], timeout=timeout
+            )
+            candidates = consumer.offsets_for_times(
+                [TopicPartition(topic, p, confirm_ms) for p in numbers], timeout=timeout
+            )
+            marks = [
+                consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout, cached=False
+                )
+                for p in numbers
+            ]
+        except KafkaException as exc:
+            if not _settling(exc) or time.monotonic() >= settle_until:
+                msg = f"cannot look up the offsets of {day} in topic {topic!r}: {exc}"
+                raise ReadError(msg) from None
         else:
-            complete = False
-            reason = (
-                f"no record at or after {end + lateness:%Y-%m-%d %H:%M} UTC "
-                f"(day end + {lateness}) yet; log ends at offset {high}"
-            )
-        if begin == low and low > 0:
-            logger.warning(
-                "partition %d of %s starts at offset %d inside the range of %s: "
-                "retention may have deleted part of the day",
-                number,
-                topic,
-                low,
-                day,
-            )
-        parts.append(PartitionRange(number, begin, finish, low, high, complete, reason))
-    return DayRange(day, topic, start, end, grace, lateness, tuple(parts))
+            return firsts, candidates, marks
+        time.sleep(0.1)
+
+
+def _partition_range(
+    source: _Source,
+    window: _Window,
+    marks: tuple[int, int],
+    bounds: tuple[int, int, int],
+    previous_end: int | None,
+) -> PartitionRange:
+    """One partition's range (:func:`plan_day`). ``bounds``: the offset of the first record
+    of the day (-1: none), of the first past the look-ahead (-1: none), and the offset later
+    runs found late records up to; ``previous_end``: the end of the previous day's range."""
+    low, high = marks
+    first, candidate, wanted = bounds
+    begin = first if first >= 0 else high
+    if previous_end is not None and low <= previous_end < begin:
+        begin = previous_end
+    finish, confirmed_at, read_to = _range_end(source, window, begin, candidate, high)
+    newest_at, finish, read_to = _tail(source, window, marks, finish, read_to)
+    if wanted > finish:
+        finish = min(wanted, high)
+        read_to += f"; extended to offset {finish} over late records found by later runs"
+    verdict = judge_partition(
+        window.now, window.cut_off, window.idle_margin, confirmed_at, newest_at
+    )
+    # The log starts where the range does: what retention deleted may be of the day,
+    # unless it all lay in the previous day's range.
+    gap = begin == low and low > 0 and previous_end != low
+    return PartitionRange(
+        source.partition,
+        begin,
+        finish,
+        low,
+        high,
+        verdict.complete,
+        verdict.reason,
+        verdict.case,
+        read_to,
+        newest_at,
+        gap,
+    )
+
+
+_SETTLING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _settling(exc: KafkaException) -> bool:
+    """Whether ``exc`` only says the partitions' leaders are still being elected."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (error.retriable() or error.code() in _SETTLING)
+
+
+def _ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def _at(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One partition, read for its records' timestamps."""
+
+    consumer: Consumer
+    topic: str
+    partition: int
+    timeout: float
+
+    def stamps(self, start: int, stop: int) -> Generator[tuple[int, int], None, None]:
+        """``(offset, timestamp in ms)`` of the records in ``[start, stop)``, in order."""
+        if start >= stop:
+            return
+        self.consumer.assign([TopicPartition(self.topic, self.partition, start)])
+        try:
+            yield from self._stamps_assigned(start, stop)
+        finally:
+            self.consumer.unassign()
+
+    def _stamps_assigned(self, start: int, stop: int) -> Generator[tuple[int, int], None, None]:
+        position = start
+        last_progress = time.monotonic()
+        while position < stop:
+            wanted = min(CONSUME_BATCH, stop - position)
+            for message in self.consumer.consume(wanted, timeout=CONSUME_TIMEOUT):
+                if message.partition() != self.partition:
+                    continue
+                if _is_eof(message):
+                    position = max(position, message.offset())
+                    continue
+                if message.offset() >= stop:
+                    return
+                position = message.offset() + 1
+                last_progress = time.monotonic()
+                yield message.offset(), message.timestamp()[1]
+            if time.monotonic() - last_progress > self.timeout:
+                msg = (
+                    f"no progress reading partition {self.partition} of {self.topic!r} at "
+                    f"offset {position} for {self.timeout:.0f} s; is the broker up?"
+                )
+                raise ReadError(msg)
+
+
+def _is_eof(message: Message) -> bool:
+    """Whether ``message`` only marks the end of its partition; raises on any other error."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() == KafkaError._PARTITION_EOF:
+        return True
+    msg = f"error reading partition {message.partition()}: {error}"
+    raise ReadError(msg)
+
+
+def _range_end(
+    source: _Source, window: _Window, begin: int, candidate: int, high: int
+) -> tuple[int, datetime | None, str]:
+    """The look-ahead rule (:func:`plan_day`): the end offset, its record's stamp, and why."""
+    if candidate < 0:
+        return high, None, f"end of the log (offset {high}): no record stamped past the look-ahead"
+    found: int | None = None
+    found_ms = seen = 0
+    with closing(source.stamps(max(candidate, begin), high)) as stamps:
+        for offset, timestamp_ms in stamps:
+            if timestamp_ms < window.cut_off_ms:
+                found, seen = None, 0
+            elif found is None and timestamp_ms >= window.confirm_ms:
+                found, found_ms, seen = offset, timestamp_ms, 1
+            elif found is not None:
+                seen += 1
+            if found is not None and seen >= window.records:
+                break
+    if found is None or seen < window.records:
+        return (
+            high,
+            None,
+            (
+                f"end of the log (offset {high}): no record past the look-ahead with "
+                f"{window.records - 1} more after it past the cut-off"
+            ),
+        )
+    return (
+        found,
+        _at(found_ms),
+        (
+            f"look-ahead: offset {found} is stamped {_at(found_ms):%Y-%m-%d %H:%M} UTC and it and "
+            f"the {window.records - 1} record(s) after it all lie past the cut-off"
+        ),
+    )
+
+
+def _tail(
+    source: _Source, window: _Window, marks: tuple[int, int], finish: int, read_to: str
+) -> tuple[datetime | None, int, str]:
+    """The newest stamp among the log's last records; and the range's end, moved to the end
+    of the log when one of those records is stamped before the day's end."""
+    low, high = marks
+    stamps = list(source.stamps(max(low, high - window.records), high))
+    if not stamps:
+        return None, finish, read_to
+    newest_at = _at(max(timestamp_ms for _, timestamp_ms in stamps))
+    early = [offset for offset, timestamp_ms in stamps if timestamp_ms < window.day_end_ms]
+    if early and finish < high:
+        read_to = (
+            f"end of the log (offset {high}): offset {early[-1]} near the end is stamped before "
+            "the day's end (records appended out of time order, e.g. an older day replayed "
+            "into a topic with newer data)"
+        )
+        finish = high
+    return newest_at, finish, read_to
 
 
 def read_partition(
@@ -160,10 +527,13 @@ def read_partition(
     part: PartitionRange,
     chunk_messages: int,
     stall_seconds: float | None = None,
+    *,
+    late: LateRecords | None = None,
 ) -> Generator[list[bytes | None], None, None]:
     """The values of ``part``'s range, in offset order, in chunks of ``chunk_messages``.
 
-    Chunk boundaries depend only on the range, never on fetch timing. Raises
+    Chunk boundaries depend only on the range, never on fetch timing. Records stamped before
+    ``late.before_ms`` are shown to ``late`` (:class:`LateRecords`). Raises
     :class:`ReadError` when no record arrives for ``stall_seconds`` (default
     :data:`STALL_SECONDS`), e.g. because the broker went away.
     """
@@ -178,7 +548,7 @@ def read_partition(
         while position < part.end:
             wanted = min(CONSUME_BATCH, part.end - position)
             messages = consumer.consume(wanted, timeout=CONSUME_TIMEOUT)
-            values, position = _values_before(messages, part, position)
+            values, position = _values_before(messages, part, position, late)
             if values:
                 last_progress = time.monotonic()
                 pending.extend(values)
@@ -199,10 +569,11 @@ def read_partition(
 
 
 def _values_before(
-    messages: list[Message], part: PartitionRange, position: int
+    messages: list[Message], part: PartitionRange, position: int, late: LateRecords | None
 ) -> tuple[list[bytes | None], int]:
     """The values of ``messages`` with offsets below ``part.end``, and the next position."""
     values: list[bytes | None] = []
+    before_ms = late.before_ms if late is not None else 0
     for message in messages:
         if message.partition() != part.partition:
             continue
@@ -216,6 +587,10 @@ def _values_before(
         offset = message.offset()
         if offset >= part.end:
             return values, part.end
+        if late is not None:
+            timestamp_ms = message.timestamp()[1]
+            if timestamp_ms < before_ms:
+                late.check(part.partition, offset, timestamp_ms)
         values.append(message.value())
         position = offset + 1
     return values, position

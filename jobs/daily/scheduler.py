@@ -1,10 +1,13 @@
-"""``kassa daily schedule``: the daily job once per business day, and missed days caught up.
+"""``kassa daily schedule``: every business day finalized once it is complete, retried until
+it is, restated when late records arrive.
 
-APScheduler 3.x runs :func:`catch_up` at ``KASSA_DAILY_AT`` local time every day with
-``coalesce`` (missed fire times collapse into one run), ``max_instances=1`` and a misfire
-grace time; :func:`catch_up` also runs once at start. It finalizes yesterday and each of the
-``KASSA_DAILY_CATCHUP_DAYS`` days before it that has no manifest yet, oldest first, so each
-missed day is run exactly once and a finished day is never run again.
+APScheduler 3.x runs a pass (:func:`catch_up`) at ``KASSA_DAILY_AT`` local time every day
+and every ``KASSA_DAILY_RETRY_SECONDS`` in between, with ``coalesce`` (missed fire times
+collapse into one run) and ``max_instances=1``; a pass also runs once at start. A pass looks
+at yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it whose ``KASSA_DAILY_AT`` has
+come (never today): a day without a manifest is run once it is complete (or as forced
+``KASSA_DAILY_DEADLINE_SECONDS`` after its end), a day with late records pending is restated,
+and a forced day is revisited once complete. A finished day is never run again otherwise.
 
 APScheduler's ``CronTrigger`` fires twice on the day daylight saving time ends when the run
 time falls in the repeated hour (and can then repeat the second time). :class:`DailyTrigger`
@@ -16,22 +19,29 @@ change (one hour later on the clock).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
-from common.days import yesterday
+from common.days import day_bounds, yesterday
+from common.metrics import MetricsServer
 from common.settings import Settings
-from jobs.daily.exceptions import IncompleteDay
+from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
 from jobs.daily.manifest import DayResult
+from jobs.daily.metrics import DailyMetrics
+from jobs.daily.status import day_status
 from storage import parquet
 
 logger = logging.getLogger(__name__)
 
 JOB_ID = "kassa-daily"
+RETRY_JOB_ID = "kassa-daily-retry"
 
 
 class DailyTrigger(BaseTrigger):  # type: ignore[misc]
@@ -67,60 +77,190 @@ class DailyTrigger(BaseTrigger):  # type: ignore[misc]
         return f"daily at {self.at:%H:%M} {self.zone.key}"
 
 
-def missed_days(settings: Settings, now: datetime) -> list[date]:
-    """Yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it, if they have no
-    manifest, oldest first."""
+def due_days(settings: Settings, now: datetime) -> list[date]:
+    """Yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it whose scheduled time
+    (``KASSA_DAILY_AT`` on the day after) has come, oldest first. Never today or later."""
     last = yesterday(now, settings.zone)
-    finished = set(parquet.manifest_days(settings.data_dir))
+    trigger = DailyTrigger(settings.daily_at, settings.zone)
     window = [last - timedelta(days=n) for n in range(settings.daily_catchup_days, -1, -1)]
-    return [day for day in window if day not in finished]
+    return [day for day in window if trigger.fire_time(day + timedelta(days=1)) <= now]
 
 
-def catch_up(settings: Settings, now: datetime | None = None) -> list[DayResult]:
-    """Run every missed day once, oldest first; stop at the first incomplete day."""
-    results = []
-    for day in missed_days(settings, now or datetime.now(UTC)):
-        try:
-            results.append(run_day(settings, day))
-        except IncompleteDay as exc:
-            logger.warning("%s; will try again at the next run", exc)
+def missed_days(settings: Settings, now: datetime) -> list[date]:
+    """The due days (:func:`due_days`) that have no manifest, oldest first."""
+    finished = set(parquet.manifest_days(settings.data_dir))
+    return [day for day in due_days(settings, now) if day not in finished]
+
+
+def deadline(settings: Settings, day: date) -> datetime:
+    """When an incomplete ``day`` is finalized as forced: its end + the deadline."""
+    _, end = day_bounds(day, settings.zone)
+    return end + timedelta(seconds=settings.daily_deadline_seconds)
+
+
+def _todo(settings: Settings, day: date) -> str | None:
+    """What a pass does with ``day``: ``missing``, ``late`` (restate), ``forced`` (revisit)."""
+    state = day_status(settings.data_dir, day).state
+    return {"missing": "missing", "late-pending": "late", "forced": "forced"}.get(state)
+
+
+def catch_up(
+    settings: Settings, now: datetime | None = None, metrics: DailyMetrics | None = None
+) -> list[DayResult]:
+    """One pass of the scheduler over the due days, oldest first (see the module docstring).
+
+    A day without a manifest is run; incomplete, it is finalized as forced once its deadline
+    has passed, otherwise the pass stops there (later days wait for it). A day with late
+    records pending is restated; a forced day is revisited and rewritten once complete. The
+    days are swept again while a sweep ran something (a run may find late records).
+    """
+    clock = now or datetime.now(UTC)
+    results: list[DayResult] = []
+    for _ in range(settings.daily_catchup_days + 2):
+        ran = _sweep(settings, clock, metrics, results)
+        if not ran:
             break
+    if metrics is not None:
+        statuses = [day_status(settings.data_dir, day) for day in due_days(settings, clock)]
+        metrics.on_window(statuses, lambda day: day_bounds(day, settings.zone)[0])
     return results
 
 
-def _scheduled_run(settings: Settings) -> None:
+def _sweep(
+    settings: Settings, now: datetime, metrics: DailyMetrics | None, results: list[DayResult]
+) -> bool:
+    ran = False
+    for day in due_days(settings, now):
+        todo = _todo(settings, day)
+        if todo is None:
+            continue
+        result = _run(settings, day, now, todo, metrics)
+        if result is None and todo == "missing":
+            return ran
+        if result is not None:
+            results.append(result)
+            ran = True
+            if metrics is not None:
+                metrics.on_run(result.manifest, now)
+    return ran
+
+
+def _run(
+    settings: Settings, day: date, now: datetime, todo: str, metrics: DailyMetrics | None
+) -> DayResult | None:
+    """Run ``day`` for ``todo``; ``None`` when it cannot be finalized now.
+
+    Late records of a forced day are restated as forced again; a forced day is revisited
+    without ``force``, so it is rewritten only once complete.
+    """
+    previous = parquet.read_manifest(settings.data_dir, day)
+    force = todo == "late" and bool(previous and previous["forced"])
+    refusal = None
     try:
-        results = catch_up(settings)
-    except Exception:
-        logger.exception("daily run failed; will try again at the next run")
-        return
-    logger.info("daily run finished %d day(s): %s", len(results), [str(r.day) for r in results])
+        return run_day(settings, day, now=now, force=force)
+    except IncompleteDay as exc:
+        outcome = "incomplete"
+        due = deadline(settings, day)
+        if todo == "missing" and now >= due:
+            logger.warning("%s; deadline %s passed: finalizing as forced", exc, due)
+            reason = f"deadline {due.isoformat()} passed: finalized incomplete"
+            return run_day(settings, day, now=now, force=True, reason=reason)
+        if todo == "missing":
+            logger.warning("%s; will check again in %d s", exc, settings.daily_retry_seconds)
+        else:
+            logger.info("%s day %s is not complete yet: %s", todo, day, exc)
+    except (RetentionGap, SnapshotKept) as exc:
+        outcome = "retention_gap" if isinstance(exc, RetentionGap) else "snapshot_kept"
+        refusal = str(exc)
+    if refusal is not None:
+        logger.error("%s; the scheduler leaves this day to an operator", refusal)
+    if metrics is not None:
+        metrics.runs.labels(outcome).inc()
+    return None
 
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
-    """The scheduler with the daily job added (not started)."""
+class Scheduler:
+    """The passes of ``kassa daily schedule``: one at a time, with metrics and health."""
+
+    def __init__(
+        self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = DailyMetrics(clock)
+        self._lock = threading.Lock()
+
+    def run_pass(self) -> list[DayResult]:
+        """One pass at ``clock()``; skipped while another pass runs; failures are logged."""
+        if not self._lock.acquire(blocking=False):
+            return []
+        try:
+            results = catch_up(self.settings, self.clock(), self.metrics)
+        except Exception as exc:
+            logger.exception(
+                "daily pass failed; will try again in %d s", self.settings.daily_retry_seconds
+            )
+            self.metrics.runs.labels("failed").inc()
+            self.metrics.state = "failing"
+            self.metrics.last_error = f"{type(exc).__name__}: {exc}"
+            return []
+        finally:
+            self._lock.release()
+        self.metrics.state = "running"
+        self.metrics.last_error = None
+        if results:
+            logger.info(
+                "daily run finished %d day(s): %s", len(results), [str(r.day) for r in results]
+            )
+        return results
+
+
+def build_scheduler(settings: Settings, daily: Scheduler | None = None) -> BlockingScheduler:
+    """The scheduler with the daily job and its retries added (not started)."""
+    passes = daily or Scheduler(settings)
     scheduler = BlockingScheduler(timezone=settings.zone)
     scheduler.add_job(
-        _scheduled_run,
+        passes.run_pass,
         DailyTrigger(settings.daily_at, settings.zone),
-        args=[settings],
         id=JOB_ID,
         coalesce=True,
         max_instances=1,
         misfire_grace_time=settings.daily_misfire_grace_seconds,
         replace_existing=True,
     )
+    scheduler.add_job(
+        passes.run_pass,
+        IntervalTrigger(seconds=settings.daily_retry_seconds, timezone=settings.zone),
+        id=RETRY_JOB_ID,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=settings.daily_retry_seconds,
+        replace_existing=True,
+    )
     return scheduler
 
 
 def serve(settings: Settings) -> None:
-    """Catch up missed days, then run every day at ``KASSA_DAILY_AT`` until interrupted."""
-    _scheduled_run(settings)
-    scheduler = build_scheduler(settings)
-    trigger = DailyTrigger(settings.daily_at, settings.zone)
-    logger.info(
-        "daily job scheduled %s; next run %s",
-        trigger,
-        trigger.get_next_fire_time(None, datetime.now(UTC)),
-    )
-    scheduler.start()
+    """Catch up, then pass at ``KASSA_DAILY_AT`` and every ``KASSA_DAILY_RETRY_SECONDS`` until
+    interrupted; metrics and health on 127.0.0.1:``KASSA_DAILY_METRICS_PORT`` (0: none)."""
+    daily = Scheduler(settings)
+    server = None
+    if settings.daily_metrics_port:
+        server = MetricsServer(
+            daily.metrics, settings.daily_metrics_port, name="kassa-daily-metrics"
+        )
+        server.start()
+    try:
+        daily.run_pass()
+        scheduler = build_scheduler(settings, daily)
+        trigger = DailyTrigger(settings.daily_at, settings.zone)
+        logger.info(
+            "daily job scheduled %s, re-checked every %d s; next run %s",
+            trigger,
+            settings.daily_retry_seconds,
+            trigger.get_next_fire_time(None, datetime.now(UTC)),
+        )
+        scheduler.start()
+    finally:
+        if server is not None:
+            server.stop()

@@ -12,24 +12,32 @@ from typing import Any
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from quixstreams import Application
 from quixstreams.exceptions import PartitionAssignmentError
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
 
 from common.errors import KafkaUnavailableError, KassaError, redacted
+from common.metrics import MetricsServer
 from common.settings import Settings
-from common.topics import broker_problem
+from common.topics import admin_client, broker_problem
+from jobs.stream.commits import retrying_commit
 from jobs.stream.exceptions import (
+    EvictionPolicyError,
+    IdentityMismatchError,
     InstanceFencedError,
     KafkaContactLostError,
+    RecordsLostError,
     RecoverableStreamError,
     StreamError,
     StreamRedisUnavailableError,
+    WatermarksLostError,
 )
+from jobs.stream.identity import read_identity
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.membership import claimed_instance_id
-from jobs.stream.metrics import KafkaProbe, MetricsServer, StreamMetrics
-from jobs.stream.sink import LiveSink
+from jobs.stream.metrics import KafkaProbe, StreamMetrics
+from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
 from storage.connections import redis_failures
 from storage.live import LiveStore
@@ -57,26 +65,43 @@ FENCED_AGAIN_SECONDS = 300.0
 
 
 class StreamApplication(Application):
-    """A Quix ``Application`` that also tells the sink about each partition assignment.
+    """A Quix ``Application`` that resumes every partition from what Redis applied.
 
-    Quix has no public rebalance hook; this overrides its ``_on_assign`` callback and, after
-    Quix's own work, hands the group's committed offsets to :meth:`LiveSink.on_assign`;
+    Quix has no public rebalance hook; this overrides its ``_on_assign`` callback and, BEFORE
+    Quix's own work (which calls ``consumer.assign`` with the list it gets), checks that
+    Redis's watermarks count this topic (:class:`~storage.live.Identity`) and sets each sales
+    partition's start offset to its watermark + 1 (:func:`resume_offsets`): Redis is the
+    truth about what was applied, whether it is ahead of the group's commit or behind it.
     ``_on_revoke`` and ``_on_lost`` make the sink forget the partitions it no longer owns.
     """
 
     def __init__(
-        self, sink: LiveSink, metrics: StreamMetrics, topic: str, redis_url: str, **kwargs: Any
+        self,
+        sink: LiveSink,
+        metrics: StreamMetrics,
+        store: LiveStore,
+        admin: AdminClient,
+        *,
+        topic: str,
+        exactly_once: bool,
+        redis_url: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._live_sink = sink
         self._metrics = metrics
+        self._store = store
+        self._admin = admin
         self._sales_topic = topic
+        self._exactly_once = exactly_once
         self._redis_url = redis_url
         self.stopping = False
         """Set by SIGTERM/SIGINT: the job is to stop, not to be rebuilt."""
 
     def _get_internal_consumer(self, *args: Any, **kwargs: Any) -> Any:
         consumer = super()._get_internal_consumer(*args, **kwargs)
+        # ride a group coordinator moving to another broker (Quix would stop on it)
+        consumer.commit = retrying_commit(consumer.commit)  # type: ignore[method-assign]
         # Quix logs every librdkafka error as an ERROR line (several a second while the
         # broker is away); the job's probe and restart loop say what matters.
         consumer._user_error_cb = _ErrorLog()
@@ -93,29 +118,98 @@ class StreamApplication(Application):
         super()._on_sigint(*args)  # type: ignore[no-untyped-call]  # Quix is untyped
 
     def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
-        super()._on_assign(consumer, topic_partitions)
         mine = [tp for tp in topic_partitions if tp.topic == self._sales_topic]
-        if not mine:
-            return
-        committed = consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
-        with redis_failures(
-            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
-        ):
-            self._live_sink.on_assign({tp.partition: tp.offset for tp in committed})
+        if mine:
+            self._resume(consumer, mine)
+        super()._on_assign(consumer, topic_partitions)
         self._metrics.record_assigned(tp.partition for tp in mine)
 
     def _on_revoke(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
         super()._on_revoke(consumer, topic_partitions)  # commits what the sink holds first
-        self._forget(topic_partitions)
+        self._live_sink.on_revoke(self._partitions(topic_partitions))
+        self._metrics.record_revoked(self._partitions(topic_partitions))
 
     def _on_lost(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
-        self._forget(topic_partitions)
+        self._live_sink.on_revoke(self._partitions(topic_partitions))
+        self._metrics.record_revoked(self._partitions(topic_partitions))
         super()._on_lost(consumer, topic_partitions)
 
-    def _forget(self, topic_partitions: list[TopicPartition]) -> None:
-        partitions = [tp.partition for tp in topic_partitions if tp.topic == self._sales_topic]
-        self._live_sink.on_revoke(partitions)
-        self._metrics.record_revoked(partitions)
+    def _partitions(self, topic_partitions: list[TopicPartition]) -> list[int]:
+        return [tp.partition for tp in topic_partitions if tp.topic == self._sales_topic]
+
+    def _resume(self, consumer: Any, mine: list[TopicPartition]) -> None:
+        """Check Redis's watermarks for ``mine`` and set each one's start offset in place."""
+        partitions = [tp.partition for tp in mine]
+        identity = read_identity(self._admin, self._sales_topic)
+        with redis_failures(
+            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
+        ):
+            state = self._store.state(partitions)
+            if state.identity is not None and state.identity != identity:
+                raise IdentityMismatchError(self._store.space, state.identity, identity)
+            if not state.exists and self._store.has_day_keys():
+                raise WatermarksLostError(self._store.applied_key)
+            if state.exists and state.identity is None:
+                logger.warning("recording %s in %s", identity, self._store.applied_key)
+                self._store.claim(identity)
+        committed = {
+            tp.partition: tp.offset
+            for tp in consumer.committed(mine, timeout=COMMITTED_TIMEOUT_SECONDS)
+        }
+        logs = {
+            tp.partition: consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition),
+                timeout=COMMITTED_TIMEOUT_SECONDS,
+                cached=False,
+            )
+            for tp in mine
+        }
+        starts = resume_offsets(self._sales_topic, state.watermarks, logs)
+        check_watermarks(committed, state.watermarks, self._metrics)
+        if self._exactly_once:
+            for tp in mine:
+                tp.offset = starts[tp.partition]
+        self._live_sink.on_assign(state, identity, starts)
+
+
+def resume_offsets(
+    topic: str, watermarks: dict[int, int], logs: dict[int, tuple[int, int]]
+) -> dict[int, int]:
+    """Where each partition resumes: its watermark + 1, or the log start without a watermark.
+
+    ``logs`` maps each partition to its ``(low, high)`` offsets. Raises
+    :class:`RecordsLostError` when retention deleted records Redis has not applied, and
+    :class:`StreamError` when Redis claims offsets past the end of the log.
+    """
+    starts: dict[int, int] = {}
+    lost: dict[int, tuple[int, int]] = {}
+    for partition, watermark in sorted(watermarks.items()):
+        low, high = logs[partition]
+        if watermark < 0:
+            if low > 0:
+                logger.warning(
+                    "partition %d of %s has no watermark in Redis and its log starts at offset "
+                    "%d: offsets 0..%d (deleted by retention) are not counted",
+                    partition,
+                    topic,
+                    low,
+                    low - 1,
+                )
+            starts[partition] = low
+        elif watermark + 1 < low:
+            lost[partition] = (watermark + 1, low - 1)
+        elif watermark + 1 > high:
+            msg = (
+                f"Redis holds offsets up to {watermark} of partition {partition} of {topic!r}, "
+                f"whose log ends at {high}: the watermarks belong to another topic (a shared "
+                "KASSA_REDIS_NAMESPACE?); reset them with 'kassa stream rebuild'"
+            )
+            raise StreamError(msg)
+        else:
+            starts[partition] = watermark + 1
+    if lost:
+        raise RecordsLostError(topic, lost)
+    return starts
 
 
 @dataclass
@@ -126,6 +220,7 @@ class StreamJob:
     sink: LiveSink
     metrics: StreamMetrics
     redis_client: redis.Redis
+    store: LiveStore
     redis_url: str
     instance_id: str | None = None
     """The consumer's ``group.instance.id`` (None: dynamic membership)."""
@@ -138,10 +233,9 @@ class StreamJob:
         :class:`~jobs.stream.exceptions.KafkaContactLostError` when Kafka or the group
         membership was lost.
         """
-        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
-            self.redis_client.ping()
-        self.metrics.state = "running"
         try:
+            self._check_redis()
+            self.metrics.state = "running"
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
             cause = _kassa_cause(exc) or _kafka_failure(exc, self.instance_id)
@@ -153,6 +247,14 @@ class StreamJob:
             self.metrics.record_revoked()
             self.sink.close()
             self.redis_client.close()
+
+    def _check_redis(self) -> None:
+        """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""
+        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
+            self.redis_client.ping()
+            policy = self.store.eviction_policy()
+        if policy != "noeviction":
+            raise EvictionPolicyError(self.redis_url, policy)
 
 
 def _kassa_cause(exc: BaseException) -> KassaError | None:
@@ -223,19 +325,23 @@ def build_stream_job(
     instance_id = settings.stream_instance_id if settings.stream_static_membership else ""
     membership = {"group.instance.id": instance_id} if instance_id else {}
     client = redis.Redis.from_url(settings.redis_url)
-    store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
+    store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
+    exactly_once = settings.stream_guarantee == "exactly-once"
     sink = LiveSink(
         store,
         BatchWriter(settings),
         metrics=metrics,
-        exactly_once=settings.stream_guarantee == "exactly-once",
+        exactly_once=exactly_once,
         write_interval=settings.stream_write_interval,
     )
     app = StreamApplication(
         sink,
         metrics,
-        settings.topic,
-        settings.redis_url,
+        store,
+        admin_client(settings),
+        topic=settings.topic,
+        exactly_once=exactly_once,
+        redis_url=settings.redis_url,
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
@@ -261,7 +367,7 @@ def build_stream_job(
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)
-    return StreamJob(app, sink, metrics, client, settings.redis_url, instance_id or None)
+    return StreamJob(app, sink, metrics, client, store, settings.redis_url, instance_id or None)
 
 
 def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
@@ -276,19 +382,19 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
     metrics = StreamMetrics(settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds)
     with claimed_instance_id(settings) as instance_id:
         settings = settings.model_copy(update={"stream_instance_id": instance_id or ""})
+        metrics.watch_redis(settings.redis_url)
         server = None
         if settings.metrics_port:
-            server = MetricsServer(
-                metrics, settings.metrics_host, settings.metrics_port, settings.redis_url
-            )
+            server = MetricsServer(metrics, settings.metrics_port, settings.metrics_host)
             server.start()
         logger.info(
-            "kassa stream: topic %s, group %s as %s, %s, Redis %s",
+            "kassa stream: topic %s, group %s as %s, %s, Redis %s (key space %s)",
             settings.topic,
             settings.consumer_group,
             instance_id or "a dynamic member",
             settings.stream_guarantee,
             redacted(settings.redis_url),
+            settings.key_space,
         )
         probe = KafkaProbe(metrics, settings.kafka_bootstrap)
         probe.start()
@@ -298,14 +404,17 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
             probe.stop()
             if server is not None:
                 server.stop()
+            metrics.close()
     logger.info("kassa stream stopped cleanly")
 
 
 def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout: float) -> None:
-    """Run the job; after a :class:`RecoverableStreamError` log it as one ERROR line, wait
-    until Kafka answers and run a new job (a new consumer: it rejoins the group and resumes
-    from what Redis holds). Raises the error instead when a signal asked the job to stop, or
-    when the replica is fenced twice within :data:`FENCED_AGAIN_SECONDS`."""
+    """Run the job; after a :class:`RecoverableStreamError` (Redis found behind the job, Kafka
+    or the group membership lost) log it as one ERROR line, wait until Kafka answers and run
+    a new job: its new consumer rejoins the group and resumes every partition from Redis's
+    watermarks. Raises the error instead when a signal asked the job to stop (a refused last
+    flush is never "stopped cleanly"), or when the replica is fenced twice within
+    :data:`FENCED_AGAIN_SECONDS`."""
     fenced_at = -FENCED_AGAIN_SECONDS
     while True:
         job = build_stream_job(settings, metrics)

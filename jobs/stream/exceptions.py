@@ -73,3 +73,89 @@ class WriterDiedError(StreamError):
             "a writer process of the stream job died (killed, or out of memory? see the "
             "kernel log); restart kassa stream: it resumes from the last commit"
         )
+
+
+class RedisBehindError(RecoverableStreamError):
+    """Redis holds less than the job applied (it lost writes, or was rebuilt) while running."""
+
+    def __init__(self, partitions: dict[int, tuple[int, int]]) -> None:
+        listed = ", ".join(
+            f"partition {p}: Redis holds offsets up to {stored}, the job applied up to {mine}"
+            for p, (stored, mine) in sorted(partitions.items())
+        )
+        super().__init__(
+            f"REDIS IS BEHIND the stream job ({listed}): Redis lost writes (restored from an "
+            "older copy, a failover) or 'kassa stream rebuild' reset it; the job resumes "
+            "those partitions from Redis's watermark + 1"
+        )
+        self.partitions = partitions
+
+
+class IdentityMismatchError(StreamError):
+    """The watermarks in Redis count another topic or cluster than the one consumed."""
+
+    def __init__(self, space: str, stored: object, current: object) -> None:
+        super().__init__(
+            f"the live figures of key space {space!r} count {stored}, but the topic is now "
+            f"{current} (deleted and recreated, or another cluster): their watermarks mean "
+            "nothing for the new topic. Reset the live figures with 'kassa stream rebuild' "
+            "(it recounts what the new topic holds), or point KASSA_REDIS_NAMESPACE elsewhere"
+        )
+
+
+class WatermarksLostError(StreamError):
+    """Live day keys exist but the watermark hash is gone: counting on top would double."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"the watermark hash {key} is missing but live day keys of its key space exist "
+            "(a stray DEL, or an eviction): counting from Kafka on top of them would count "
+            "records twice. Reset the live figures with 'kassa stream rebuild' (or "
+            "'kassa stream rebuild --from DAY' after the daily job repaired the older days)"
+        )
+
+
+class RecordsLostError(StreamError):
+    """Records Redis has not applied are no longer in Kafka (retention deleted them)."""
+
+    def __init__(self, topic: str, lost: dict[int, tuple[int, int]]) -> None:
+        listed = ", ".join(
+            f"partition {p}: offsets {first}..{last}" for p, (first, last) in sorted(lost.items())
+        )
+        super().__init__(
+            f"Redis has not applied records that topic {topic!r} no longer holds ({listed}; "
+            "deleted by retention): the live figures of their days are short. Repair the "
+            "days the daily job has with 'kassa daily run --day DAY --repair-live', then "
+            "'kassa stream rebuild --from DAY' for the first day Kafka still holds whole"
+        )
+
+
+class EvictionPolicyError(StreamError):
+    """Redis may evict kassa's keys (any ``maxmemory-policy`` but ``noeviction``)."""
+
+    def __init__(self, url: str, policy: str) -> None:
+        super().__init__(
+            f"Redis at KASSA_REDIS_URL={url!r} has maxmemory-policy {policy!r}, which may evict "
+            "kassa's keys (the watermarks, or day keys: they carry a TTL) and silently lose or "
+            "double counts; run 'redis-cli CONFIG SET maxmemory-policy noeviction' and set "
+            "'maxmemory-policy noeviction' in redis.conf"
+        )
+
+
+class RebuildRefusedError(StreamError):
+    """``kassa stream rebuild`` cannot rebuild the live figures as asked (the message says why)."""
+
+
+class WriterError(StreamError):
+    """The writer process failed on a batch in a way kassa did not foresee."""
+
+    def __init__(self, partition: int, first: int, last: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the stream job's writer failed on partition {partition}, offsets {first}..{last}: "
+            f"{type(cause).__name__}: {cause}; restart kassa stream (it resumes from the last "
+            "commit) and report the traceback above if it happens again"
+        )
+        self.partition = partition
+        self.first = first
+        self.last = last
+        self.cause = f"{type(cause).__name__}: {cause}"

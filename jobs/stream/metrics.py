@@ -1,4 +1,4 @@
-"""Prometheus metrics and the ``/healthz`` + ``/metrics`` HTTP endpoint of the stream job."""
+"""Prometheus metrics and the health of the stream job (served by :mod:`common.metrics`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from common.topics import broker_problem
 from jobs.stream.writer import BatchReport, RawBatch
@@ -86,7 +84,8 @@ class StreamMetrics:
         )
         self.redis_behind = Gauge(
             "kassa_stream_redis_behind",
-            "1 when Redis' watermark was found behind the committed offset (Redis lost data)",
+            "1 once Redis was found behind the committed offset or the job (it lost data), until "
+            "the process ends",
             ["partition"],
             registry=registry,
         )
@@ -108,6 +107,7 @@ class StreamMetrics:
         self.kafka_reachable.set(1)
         self.state = "starting"
         self.last_batch_at = 0.0
+        self._behind: set[int] = set()
         self.kafka_down_since: float | None = None
         """``time.monotonic()`` when Kafka was last found unreachable, None while it answers."""
         self._unassigned_limit = unassigned_limit
@@ -115,6 +115,7 @@ class StreamMetrics:
         self._assigned: set[int] = set()
         self._unassigned_since: float | None = time.monotonic()
         self._oldest_waiting: Callable[[], float | None] = lambda: None
+        self._redis: redis.Redis | None = None
 
     def watch_writers(self, oldest_waiting: Callable[[], float | None]) -> None:
         """Report ``oldest_waiting()`` (``time.monotonic()`` when the oldest batch still waiting
@@ -181,7 +182,16 @@ class StreamMetrics:
     def record_watermark(self, partition: int, watermark: int, *, behind: bool) -> None:
         """Publish a newly assigned partition's watermark and whether Redis is behind Kafka."""
         self.applied_offset.labels(str(partition)).set(watermark)
-        self.redis_behind.labels(str(partition)).set(1 if behind else 0)
+        if behind:
+            self.record_redis_behind(partition)
+        elif partition not in self._behind:
+            self.redis_behind.labels(str(partition)).set(0)
+
+    def record_redis_behind(self, partition: int) -> None:
+        """Redis was found behind on ``partition``: 1 until the process ends (an alert that
+        the next assignment, once the recount caught up, must not clear)."""
+        self._behind.add(partition)
+        self.redis_behind.labels(str(partition)).set(1)
 
     def on_kafka_stats(self, stats_json: str) -> None:
         """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""
@@ -192,10 +202,22 @@ class StreamMetrics:
                 if partition != "-1" and lag >= 0:
                     self.consumer_lag.labels(partition).set(lag)
 
-    def health(self, redis_problem: str | None = None) -> tuple[int, dict[str, Any]]:
+    def watch_redis(self, url: str) -> None:
+        """Ping the Redis server at ``url`` for each ``/healthz`` (see :meth:`close`)."""
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=PROBE_SECONDS, socket_connect_timeout=PROBE_SECONDS
+        )
+
+    def close(self) -> None:
+        """Close the connection of :meth:`watch_redis` and stop pinging."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    def health(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/healthz``: 200 while the job runs and nothing is wrong,
-        else 503 with the reasons (``redis_problem``: why Redis did not answer, if it did not).
-        """
+        else 503 with the reasons."""
+        redis_problem = self._redis_problem()
         now = time.monotonic()
         reasons = []
         if self.state != "running":
@@ -224,6 +246,15 @@ class StreamMetrics:
             "seconds_since_last_batch": age,
         }
         return (503 if reasons else 200), body
+
+    def _redis_problem(self) -> str | None:
+        if self._redis is None:
+            return None
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            return str(exc) or type(exc).__name__
+        return None
 
 
 class KafkaProbe:
@@ -259,75 +290,3 @@ class KafkaProbe:
                 logger.warning("Kafka does not answer (%s); /healthz reports 503", problem)
             elif problem is None and was_down:
                 logger.info("Kafka answers again")
-
-
-class MetricsServer:
-    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON) from a daemon thread."""
-
-    def __init__(
-        self, metrics: StreamMetrics, host: str, port: int, redis_url: str | None = None
-    ) -> None:
-        probe = None
-        if redis_url is not None:
-            probe = redis.Redis.from_url(
-                redis_url, socket_timeout=PROBE_SECONDS, socket_connect_timeout=PROBE_SECONDS
-            )
-        self._probe = probe
-        handler = _handler_for(metrics, probe)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kassa-metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The port actually bound (useful when 0 was asked for)."""
-        port: int = self._server.server_address[1]
-        return port
-
-    def start(self) -> None:
-        """Start serving."""
-        self._thread.start()
-        logger.info("metrics on http://%s:%d/metrics", *self._server.server_address[:2])
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        if self._probe is not None:
-            self._probe.close()
-
-
-def _redis_problem(client: redis.Redis | None) -> str | None:
-    if client is None:
-        return None
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return str(exc) or type(exc).__name__
-    return None
-
-
-def _handler_for(
-    metrics: StreamMetrics, redis_client: redis.Redis | None
-) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                status, body, kind = 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                status, payload = metrics.health(_redis_problem(redis_client))
-                body, kind = json.dumps(payload).encode(), "application/json"
-            else:
-                status, body, kind = 404, b"try /metrics or /healthz\n", "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("metrics request: " + format, *args)
-
-    return Handler

@@ -12,10 +12,16 @@ from typing import Any
 
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 
-from jobs.stream.exceptions import KafkaContactLostError, StreamError, WriterDiedError
+from jobs.stream.exceptions import (
+    IdentityMismatchError,
+    KafkaContactLostError,
+    RedisBehindError,
+    StreamError,
+    WriterDiedError,
+)
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.writer import BatchReport, BatchWriter, RawBatch
-from storage.live import ApplyStatus, LiveStore
+from storage.live import ApplyStatus, Expectation, Identity, LiveState, LiveStore, ReplayFloor
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +77,9 @@ class LiveSink(BaseSink):
         self._max_in_flight = max_in_flight
         self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
+        self._identity: Identity | None = None
+        self._epoch = 0
+        self._floor: ReplayFloor | None = None
         self._skipped = 0
         self._pending: list[tuple[RawBatch, Future[BatchReport]]] = []
         self._lock = threading.Lock()  # batches, watermarks and pending: add vs the timer
@@ -83,22 +92,31 @@ class LiveSink(BaseSink):
     def __repr__(self) -> str:
         return "<LiveSink>"
 
-    def on_assign(self, committed: dict[int, int]) -> None:
-        """Load the watermarks of newly assigned partitions and compare them with Kafka.
+    def on_assign(self, state: LiveState, identity: Identity, starts: dict[int, int]) -> None:
+        """Take over newly assigned partitions: Redis's ``state`` and where Kafka resumes.
 
-        ``committed`` maps each partition to the group's committed offset (negative when the
-        group has none); see :func:`check_watermarks`.
+        ``starts`` maps each partition to the offset the consumer resumes from (Redis's
+        watermark + 1, see :class:`~jobs.stream.app.StreamApplication`).
         """
-        watermarks = self._store.watermarks(committed)
         with self._lock:
-            self._watermarks.update(watermarks)
-        check_watermarks(committed, watermarks, self._metrics)
+            for partition in starts:
+                self._batches.pop(partition, None)
+            self._watermarks.update(state.watermarks)
+            self._identity = identity
+            self._epoch = state.epoch
+            self._floor = state.floor
+        logger.info(
+            "assigned partitions %s, watermarks %s, resuming at %s",
+            sorted(starts),
+            state.watermarks,
+            starts,
+        )
 
     def on_revoke(self, partitions: list[int]) -> None:
         """Forget revoked or lost partitions: their unsubmitted batches and watermarks.
 
-        Another replica may apply them meanwhile; if they come back, their watermarks are
-        read from Redis again.
+        Another replica may apply them meanwhile; if they come back, :meth:`on_assign` reads
+        the watermarks again and the consumer resumes after them.
         """
         with self._lock:
             for partition in partitions:
@@ -128,7 +146,8 @@ class LiveSink(BaseSink):
             batch = self._batches.get(partition)
             if batch is None:
                 if partition not in self._watermarks:
-                    self._watermarks.update(self._store.watermarks([partition]))
+                    msg = f"partition {partition} was not assigned to the sink (on_assign)"
+                    raise StreamError(msg)
                 if self._exactly_once and offset <= self._watermarks[partition]:
                     self._skipped += 1
                     return
@@ -154,8 +173,13 @@ class LiveSink(BaseSink):
         ``add`` waits too: memory stays bounded when Redis or the writer is slow).
         """
         batch = self._batches[partition]
-        expected = self._watermarks[partition] if self._exactly_once else None
-        future = self._writer.submit(batch, expected)
+        watermark = self._watermarks[partition]
+        assert self._identity is not None, "on_assign comes before the first record"
+        expected = Expectation(
+            self._identity, self._epoch, watermark if self._exactly_once else None
+        )
+        floor = None if self._floor is None else self._floor.of(partition)
+        future = self._writer.submit(batch, expected, floor)
         del self._batches[partition]
         self._watermarks[partition] = batch.last_offset
         self._pending.append((batch, future))
@@ -209,16 +233,29 @@ class LiveSink(BaseSink):
             self._metrics.record_replayed(self._skipped)
             self._skipped = 0
         conflict = False
+        behind: dict[int, tuple[int, int]] = {}
+        refused: set[int] = set()
         for batch, future in pending:
             report = self._report(future)
             partition = batch.partition
             result = report.result
             if result.status is ApplyStatus.APPLIED:
                 continue  # counted by _count as soon as it was written
+            if result.status is ApplyStatus.FOREIGN:
+                assert self._identity is not None
+                space = self._store.space
+                raise IdentityMismatchError(space, "another topic or cluster", self._identity)
+            if result.status is ApplyStatus.BEHIND and partition not in refused:
+                # The first refusal of the partition: Redis lost writes (or was rebuilt).
+                # After a refused batch, the later ones expect more than Redis holds anyway.
+                behind.setdefault(partition, (result.watermark, batch.first_offset - 1))
+                self._metrics.record_redis_behind(partition)
+                continue
+            refused.add(partition)
             with self._lock:
                 self._watermarks[partition] = result.watermark
             self._metrics.record_batch(batch, report)
-            if result.status is ApplyStatus.CONFLICT:
+            if result.status is not ApplyStatus.DUPLICATE:
                 conflict = True
                 logger.warning(
                     "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
@@ -236,6 +273,10 @@ class LiveSink(BaseSink):
                     batch.last_offset,
                     result.watermark,
                 )
+        if behind:
+            # Not a rewind to the last commit: that would skip what Redis lost. The whole
+            # application is rebuilt and resumes from Redis's watermarks (run_stream).
+            raise RedisBehindError(behind)
         if conflict:
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
         if self._metrics.kafka_down_since is not None:
@@ -276,9 +317,10 @@ def check_watermarks(
 ) -> None:
     """Compare the watermarks Redis holds with the offsets the consumer group committed.
 
-    A watermark below ``committed - 1`` means Redis lost writes that Kafka considers done:
-    logged as an error and shown by ``kassa_stream_redis_behind``. A watermark at or past the
-    committed offset is normal after a crash between the Redis write and the commit.
+    A watermark below ``committed - 1`` means Redis lost writes that Kafka considers done
+    (the job recounts them from the watermark on): logged as an error and shown by
+    ``kassa_stream_redis_behind``. A watermark at or past the committed offset is normal after
+    a crash between the Redis write and the commit.
     """
     for partition, watermark in watermarks.items():
         offset = committed[partition]
@@ -287,9 +329,8 @@ def check_watermarks(
         if behind:
             logger.error(
                 "REDIS IS BEHIND KAFKA on partition %d: Redis holds offsets up to %d but "
-                "the consumer group committed %d, so the live counts of offsets %d..%d "
-                "are missing (Redis lost data: restarted without its AOF, flushed?). "
-                "Repair with the daily job or reset the group and clear the live keys.",
+                "the consumer group committed %d (Redis lost data: restored from an older "
+                "copy, restarted without its AOF?); recounting offsets %d..%d from Kafka",
                 partition,
                 watermark,
                 offset,
@@ -299,12 +340,11 @@ def check_watermarks(
         elif watermark >= offset >= 0:
             logger.info(
                 "partition %d: Redis is ahead of the committed offset %d (watermark %d); "
-                "offsets up to the watermark will be skipped",
+                "resuming after the watermark",
                 partition,
                 offset,
                 watermark,
             )
-    logger.info("assigned partitions %s, watermarks %s", sorted(committed), watermarks)
 
 
 def _log_dead_letters(batch: RawBatch, report: BatchReport) -> None:

@@ -12,6 +12,11 @@ child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the sam
    partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
    a :class:`~jobs.stream.exceptions.StreamRedisUnavailableError`, pickled like the report).
 
+A message never stops the job: it counts or is dead-lettered with its reason (the decoder's
+checks come before anything that could fail on its values). A failure of the writer itself
+reaches the consumer process as a :class:`~common.errors.KassaError` that survives pickling
+(anything else becomes a :class:`~jobs.stream.exceptions.WriterError` naming it).
+
 Quix and the writers thus work at the same time on all cores, and the consumer process does
 nothing per batch but hand it over and read the report. A partition's batches are applied
 in the order they were handed over, and the sink waits for every one of them before Quix
@@ -24,24 +29,26 @@ import gc
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Final
 
 import redis
 
-from common.errors import InvalidCheckout
+from common.errors import InvalidCheckout, KassaError
 from common.schema import Reason, WireDecoder
 from common.settings import Settings
-from jobs.stream.aggregate import Aggregator
+from jobs.stream.aggregate import Aggregator, DayCutter
 from jobs.stream.dead_letters import DeadLetters
-from jobs.stream.exceptions import StreamRedisUnavailableError
+from jobs.stream.exceptions import StreamRedisUnavailableError, WriterError
 from jobs.stream.malloc import keep_batch_memory
 from storage.connections import redis_failures
-from storage.live import ApplyResult, LiveStore, PartitionDelta
+from storage.live import ApplyResult, Expectation, LiveStore, PartitionDelta
 
 MAX_REFUSALS_REPORTED: Final = 100
 """Refused messages of one batch described individually in its report (the rest counted)."""
@@ -105,25 +112,36 @@ class _Writer:
         self._store = _live_store(settings)  # connects at the first batch
         self._redis_url = settings.redis_url
         self._aggregator = Aggregator(settings.zone)
+        self._days = DayCutter(settings.zone)
         self._bootstrap = settings.kafka_bootstrap
         self._dead_letter_topic = settings.dead_letter_topic
         self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
         self._decoder = WireDecoder(settings.limits)
 
-    def write(self, batch: RawBatch, expected: int | None) -> BatchReport:
+    def write(
+        self, batch: RawBatch, expected: Expectation, floor: tuple[date, int] | None
+    ) -> BatchReport:
         delta = PartitionDelta(batch.partition, batch.first_offset, batch.last_offset)
         refusals: list[Refusal] = []
         aggregate = self._aggregator.add
         decode = self._decoder.decode
+        # Below a rebuild's replay floor, records of the days it kept were counted already.
+        floor_day, floor_offset = floor if floor is not None else (date.min, -1)
+        now = datetime.now(UTC)  # the clock of the event-time window, once per batch
         for index, value in enumerate(batch.values):
+            replayed = batch.offsets[index] <= floor_offset
             try:
-                checkout = decode(value if value is not None else b"")
+                checkout = decode(value if value is not None else b"", now)
             except InvalidCheckout as exc:
-                self._refuse(batch, index, delta, refusals, exc)
+                if not replayed:
+                    self._refuse(batch, index, delta, refusals, exc)
                 continue
             except Exception as exc:  # a decoder bug must not stop the job either
-                error = InvalidCheckout(Reason.INVALID_FIELD, f"{type(exc).__name__}: {exc}")
-                self._refuse(batch, index, delta, refusals, error)
+                if not replayed:
+                    error = InvalidCheckout(Reason.INVALID_FIELD, f"{type(exc).__name__}: {exc}")
+                    self._refuse(batch, index, delta, refusals, error)
+                continue
+            if replayed and self._days.day_of(checkout.occurred_at) < floor_day:
                 continue
             aggregate(delta, checkout)
         if self._dead_letters is not None:
@@ -171,7 +189,7 @@ class _Writer:
 
 def _live_store(settings: Settings) -> LiveStore:
     client = redis.Redis.from_url(settings.redis_url)
-    return LiveStore(client, settings.topic, settings.zone, settings.retention_days)
+    return LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
 
 
 _writer: _Writer | None = None
@@ -206,9 +224,32 @@ def _ready() -> bool:
     return _writer is not None
 
 
-def _write(batch: RawBatch, expected: int | None) -> BatchReport:
+def _write(batch: RawBatch, expected: Expectation, floor: tuple[date, int] | None) -> BatchReport:
     assert _writer is not None, "the writer process was not initialised"
-    return _writer.write(batch, expected)
+    try:
+        return _writer.write(batch, expected, floor)
+    except Exception as exc:
+        error = _picklable(exc, batch)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _picklable(error: Exception, batch: RawBatch) -> KassaError:
+    """``error`` as the consumer process can unpickle it: itself if it is a kassa error that
+    survives the round trip, else a :class:`WriterError` naming it (an exception the pool
+    cannot unpickle would break the pool and hide the cause)."""
+    if isinstance(error, KassaError) and _survives_pickling(error):
+        return error
+    return WriterError(batch.partition, batch.first_offset, batch.last_offset, error)
+
+
+def _survives_pickling(error: KassaError) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
 
 
 class BatchWriter:
@@ -226,10 +267,13 @@ class BatchWriter:
         for started in [pool.submit(_ready) for pool in self._pools]:
             started.result()
 
-    def submit(self, batch: RawBatch, expected: int | None) -> Future[BatchReport]:
-        """Queue ``batch``; ``expected`` is the watermark Redis must hold (None: no check)."""
+    def submit(
+        self, batch: RawBatch, expected: Expectation, floor: tuple[date, int] | None = None
+    ) -> Future[BatchReport]:
+        """Queue ``batch``; ``expected`` is what the watermark hash must hold; records at or
+        below ``floor``'s offset of days before its day are skipped (see rebuild)."""
         pool = self._pools[batch.partition % len(self._pools)]
-        return pool.submit(_write, batch, expected)
+        return pool.submit(_write, batch, expected, floor)
 
     def close(self) -> None:
         """Wait for queued batches, then stop the processes."""

@@ -45,6 +45,7 @@ def _checkouts(first: date, last: date) -> list[Checkout]:
 
 def _redis_ranking(
     client: redis.Redis,
+    space: str,
     namespace: keys.Namespace,
     *,
     days: list[date],
@@ -56,7 +57,7 @@ def _redis_ranking(
     figures: Figures = {}
     for day in days:
         for sku, (units, sold, returned, revenue, baskets) in read_day(
-            client, namespace, day, store
+            client, space, namespace, day, store
         ).items():
             figures[(day, store, sku)] = (units, sold, returned, from_money_units(revenue), baskets)
     return expected_ranking(figures, days, store, by, limit)
@@ -123,6 +124,7 @@ def test_rankings_agree_for_sources_days_ranges_stores_and_measures(
                         assert as_rows(_cli(args, capsys)) == expected, case
                         direct = _redis_ranking(
                             redis_client,
+                            settings.key_space,
                             source,
                             days=span,
                             store=scope,

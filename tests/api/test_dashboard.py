@@ -113,7 +113,10 @@ def test_the_dashboard_shows_live_top_items_updates_and_switches_store(
             chain = [("milk", 7), ("apple", 5), ("bread", 3), ("eggs", 2)]
             wait_until(_shows(browser, chain), 30, f"the page to show {chain}")
             day = datetime.now(UTC).date()
-            from_redis = [(i.sku, i.units) for i in read_ranking(redis_client, "live", day)]
+            from_redis = [
+                (i.sku, i.units)
+                for i in read_ranking(redis_client, settings.key_space, "live", day)
+            ]
             assert from_redis == chain
             status, body = get(f"{base}/api/rankings")
             assert status == 200

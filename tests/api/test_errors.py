@@ -16,7 +16,7 @@ TODAY = datetime.now(UTC).date()
 EXPIRED = TODAY - timedelta(days=40)
 
 
-def fill_live_day(client: redis.Redis, day: date) -> None:
+def fill_live_day(client: redis.Redis, space: str, day: date) -> None:
     """A small live day in two stores, written with the storage layer's own function."""
     totals = {"units": 3, "units_sold": 3, "units_returned": 0, "revenue": 30000, "checkouts": 2}
     snapshot = DaySnapshot(
@@ -29,12 +29,12 @@ def fill_live_day(client: redis.Redis, day: date) -> None:
         },
     )
     expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
-    replace_day(client, "live", day, snapshot, expire_at=expire_at)
+    replace_day(client, space, "live", day, snapshot, expire_at=expire_at)
 
 
 @pytest.fixture
 def base(settings: Settings, redis_client: redis.Redis) -> Iterator[str]:
-    fill_live_day(redis_client, TODAY)
+    fill_live_day(redis_client, settings.key_space, TODAY)
     with serving(settings, probe_kafka=False) as url:
         yield url
 

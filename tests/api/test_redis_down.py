@@ -29,7 +29,7 @@ def test_redis_stopped_gives_503_and_the_api_recovers_when_it_is_back(
         monkeypatch.setenv(name, value)
     today = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url)
-    fill_live_day(client, today)
+    fill_live_day(client, settings.key_space, today)
     client.close()
     try:
         with serving(settings, probe_kafka=False) as base:

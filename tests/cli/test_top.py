@@ -20,7 +20,7 @@ TODAY = datetime.now(UTC).date()
 def environment(
     settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    fill_live_day(redis_client, TODAY)
+    fill_live_day(redis_client, settings.key_space, TODAY)
     for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
     return settings

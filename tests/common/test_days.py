@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.days import business_day, business_day_of_ms, day_bounds, parse_day
-from common.errors import InvalidDay
+from common.errors import DayOutOfRange, InvalidDay
 
 LONDON = ZoneInfo("Europe/London")
 ZONES = st.sampled_from(
@@ -69,3 +70,25 @@ def test_a_day_that_is_not_a_date_names_the_format() -> None:
     with pytest.raises(InvalidDay, match=r"'21/11/2026' is not a date; write it as YYYY-MM-DD"):
         parse_day("21/11/2026")
     assert parse_day("2026-11-21") == date(2026, 11, 21)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    "compute",
+    [
+        lambda: business_day(datetime(9999, 12, 31, 23, 30, tzinfo=UTC), BERLIN),
+        lambda: business_day(datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), BERLIN),
+        lambda: day_bounds(date(9999, 12, 31), BERLIN),
+        lambda: day_bounds(date(1, 1, 1), BERLIN),
+        lambda: business_day_of_ms(2**62, BERLIN),
+        lambda: business_day_of_ms(-(2**62), BERLIN),
+    ],
+    ids=["after-9999", "before-year-1", "last-day", "first-day", "ms-high", "ms-low"],
+)
+def test_days_beyond_pythons_dates_are_a_clear_error_not_an_overflow(
+    compute: Callable[[], object],
+) -> None:
+    with pytest.raises(DayOutOfRange, match="outside the business days kassa can compute"):
+        compute()

@@ -15,7 +15,9 @@ from common.errors import (
     KafkaUnavailableError,
     KassaError,
     RedisUnavailableError,
+    ReplicationFactorError,
     TopicError,
+    TopicNotFoundError,
 )
 from common.schema import Reason
 
@@ -33,6 +35,18 @@ ERRORS = [
         4,
     ),
     (TopicError("sales", "POLICY_VIOLATION"), "cannot create topic 'sales': POLICY_VIOLATION", 2),
+    (
+        ReplicationFactorError(3, 1, "127.0.0.1:9092"),
+        "KASSA_REPLICATION_FACTOR=3 is larger than the 1 broker(s) up at '127.0.0.1:9092'; start "
+        "more brokers ('kassa services up --brokers 3') or lower KASSA_REPLICATION_FACTOR to 1 "
+        "or less",
+        2,
+    ),
+    (
+        TopicNotFoundError(["sales", "sales.dlq"]),
+        "no topic 'sales', 'sales.dlq'; create it with 'kassa topics create'",
+        2,
+    ),
     (
         InvalidDay("21/11/2026"),
         "day '21/11/2026' is not a date; write it as YYYY-MM-DD, e.g. 2026-11-21",

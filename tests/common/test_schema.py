@@ -33,6 +33,8 @@ from common.schema import (
 from tests.helpers import repo_root
 
 LIMITS = Limits()
+NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+"""The judging clock of the tests that pass one."""
 identifiers = st.text(min_size=1, max_size=40)
 prices = st.decimals(
     min_value=Decimal(0), max_value=Decimal(10**9), places=MONEY_DECIMALS, allow_nan=False
@@ -41,7 +43,7 @@ offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
 )
 instants = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=offsets
+    min_value=datetime(2000, 1, 2), max_value=datetime(2026, 11, 21), timezones=offsets
 )
 quantities = st.integers(min_value=1, max_value=LIMITS.max_quantity)
 
@@ -74,7 +76,8 @@ def checkouts(draw: st.DrawFn) -> Checkout:
 @given(checkouts())
 @settings(max_examples=300)
 def test_a_checkout_survives_encode_and_decode(checkout: Checkout) -> None:
-    decoded = decode_checkout(encode_checkout(checkout), LIMITS)
+    limits = Limits(currency=checkout.currency)
+    decoded = decode_checkout(encode_checkout(checkout), limits, NOW)
 
     assert decoded == checkout
     assert decoded.occurred_at.utcoffset() == checkout.occurred_at.utcoffset()
@@ -111,7 +114,7 @@ def _valid() -> dict[str, Any]:
         "register_id": "r01",
         "occurred_at": "2026-11-21T10:15:00+01:00",
         "kind": "sale",
-        "currency": "EUR",
+        "currency": "GBP",
         "lines": [{"sku": "4011", "name": "Bananas", "quantity": 3, "unit_price": "0.25"}],
     }
 
@@ -167,6 +170,12 @@ INVALID = [
     ),
     pytest.param(_with("lines.0.unit_price", "1e12"), Reason.PRICE_PRECISION, id="absurd-price"),
     pytest.param(_with("lines.0.unit_price", "-1.00"), Reason.NEGATIVE_PRICE, id="negative-price"),
+    pytest.param(_with("schema_version", None), Reason.INVALID_FIELD, id="null-version"),
+    pytest.param(_with("currency", "EUR"), Reason.CURRENCY, id="other-currency"),
+    pytest.param(_with("occurred_at", "9999-12-31T12:00:00Z"), Reason.EVENT_TIME, id="year-9999"),
+    pytest.param(_with("occurred_at", "0001-01-01T00:30:00+01:00"), Reason.EVENT_TIME, id="year-1"),
+    pytest.param(_with("occurred_at", "1999-12-31T23:59:59Z"), Reason.EVENT_TIME, id="before-2000"),
+    pytest.param(_with("occurred_at", "2026-11-22T12:00:01Z"), Reason.EVENT_TIME, id="a-day-ahead"),
 ]
 
 
@@ -180,7 +189,7 @@ def test_the_template_of_the_invalid_cases_is_valid() -> None:
 @pytest.mark.parametrize(("data", "reason"), INVALID)
 def test_an_invalid_message_is_rejected_with_its_reason(data: bytes, reason: Reason) -> None:
     with pytest.raises(InvalidCheckout) as caught:
-        decode_checkout(data, LIMITS)
+        decode_checkout(data, LIMITS, NOW)
 
     assert caught.value.reason is reason
     assert caught.value.detail
@@ -204,6 +213,40 @@ def test_limits_are_configurable() -> None:
         decode_checkout(data, Limits(max_lines=2))
 
 
+def test_the_event_time_window_is_inclusive_and_configurable() -> None:
+    limits = Limits(
+        earliest_event=datetime(2026, 11, 21, 10, 15, tzinfo=UTC),
+        max_event_ahead=timedelta(hours=1),
+    )
+    first = _with("occurred_at", "2026-11-21T11:15:00+01:00")  # 10:15 UTC
+    last = _with("occurred_at", "2026-11-21T13:00:00Z")
+
+    assert decode_checkout(first, limits, NOW).occurred_at == limits.earliest_event
+    assert decode_checkout(last, limits, NOW).occurred_at == NOW + timedelta(hours=1)
+    with pytest.raises(InvalidCheckout, match="KASSA_EVENT_TIME_MIN=2026-11-21T10:15:00"):
+        decode_checkout(_with("occurred_at", "2026-11-21T10:14:59Z"), limits, NOW)
+    with pytest.raises(InvalidCheckout, match="KASSA_EVENT_TIME_MAX_AHEAD_SECONDS=3600"):
+        decode_checkout(_with("occurred_at", "2026-11-21T13:00:00.000001Z"), limits, NOW)
+
+
+def test_the_currency_is_configurable() -> None:
+    data = _with("currency", "EUR")
+
+    assert decode_checkout(data, Limits(currency="EUR"), NOW).currency == "EUR"
+    with pytest.raises(InvalidCheckout, match="KASSA_CURRENCY") as caught:
+        decode_checkout(data, LIMITS, NOW)
+    assert caught.value.reason is Reason.CURRENCY
+
+
+_ODD_TIMES = (
+    datetime(2026, 1, 1, tzinfo=UTC),
+    datetime(2000, 1, 1, tzinfo=UTC),
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    NOW + timedelta(days=1),
+    NOW + timedelta(days=1, microseconds=1),
+    datetime(9999, 12, 31, 12, tzinfo=UTC),
+    datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+)
 _ODD_PRICES = ("2.5", "0", "-0", "-1.00", "1.00001", "1e12", "NaN", "sNaN", "Infinity", "9.9999")
 
 
@@ -221,9 +264,9 @@ def odd_checkouts(draw: st.DrawFn) -> Checkout:
         transaction_id="t",
         store_id="s",
         register_id="r",
-        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        occurred_at=draw(st.sampled_from(_ODD_TIMES)),
         kind=draw(st.sampled_from(KINDS)),
-        currency="EUR",
+        currency=draw(st.sampled_from(["GBP", "GBP", "EUR"])),
         lines=tuple(lines),
         schema_version=draw(st.sampled_from([SCHEMA_VERSION, SCHEMA_VERSION, 2])),
     )
@@ -233,6 +276,10 @@ def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # no
     """The rules of the module docstring, restated plainly (first broken rule wins)."""
     if checkout.schema_version != SCHEMA_VERSION:
         return Reason.UNSUPPORTED_VERSION
+    if checkout.currency != limits.currency:
+        return Reason.CURRENCY
+    if not limits.earliest_event <= checkout.occurred_at <= NOW + limits.max_event_ahead:
+        return Reason.EVENT_TIME
     if not checkout.lines:
         return Reason.NO_LINES
     if len(checkout.lines) > limits.max_lines:
@@ -254,7 +301,7 @@ def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # no
 
 def _reason(checkout: Checkout, limits: Limits) -> Reason | None:
     try:
-        validate_checkout(checkout, limits)
+        validate_checkout(checkout, limits, NOW)
     except InvalidCheckout as exc:
         return exc.reason
     return None

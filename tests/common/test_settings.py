@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from common.errors import SettingsError
-from common.settings import Settings, check_folders, env_example, load_settings, unknown_variables
+from common.schema import Limits
+from common.settings import (
+    Settings,
+    check_folders,
+    env_example,
+    load_settings,
+    unknown_variables,
+)
 from tests.helpers import repo_root
 
 
@@ -134,3 +142,56 @@ def test_commands_warn_about_unknown_variables_and_refuse_unwritable_folders(
         f"kassa: error: KASSA_STATE_DIR={str(blocker)!r} is not a folder this user can write "
         "(File exists); create it for this user or point KASSA_STATE_DIR at one"
     ]
+
+
+def test_replication_defaults_work_on_one_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REPLICATION_FACTOR", "MIN_INSYNC_REPLICAS"):
+        monkeypatch.delenv(f"KASSA_{name}", raising=False)
+    settings = load_settings()
+    assert (settings.replication_factor, settings.min_insync_replicas) == (1, 1)
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KASSA_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("KASSA_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "KASSA_MIN_INSYNC_REPLICAS=3 is larger than KASSA_REPLICATION_FACTOR=2" in str(
+        raised.value
+    )
+
+
+def test_the_acceptance_rules_reach_every_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"KASSA_{name.upper()}", raising=False)
+    assert load_settings().limits == Limits()  # the defaults are the schema's
+    monkeypatch.setenv("KASSA_CURRENCY", "EUR")
+    monkeypatch.setenv("KASSA_EVENT_TIME_MIN", "2010-12-01")
+    monkeypatch.setenv("KASSA_EVENT_TIME_MAX_AHEAD_SECONDS", "600")
+
+    limits = load_settings().limits
+
+    assert limits.currency == "EUR"
+    assert limits.earliest_event == datetime(2010, 12, 1, tzinfo=UTC)
+    assert limits.max_event_ahead == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fix"),
+    [
+        ("KASSA_CURRENCY", "eur", "should match pattern"),
+        ("KASSA_EVENT_TIME_MIN", "2000-01-01T00:00:00", "has no UTC offset"),
+        ("KASSA_EVENT_TIME_MIN", "0001-01-01T00:00:00Z", "must be 0001-01-03"),
+        ("KASSA_EVENT_TIME_MAX_AHEAD_SECONDS", "-1", "greater than or equal to 0"),
+        ("KASSA_MAX_QUANTITY", "1000001", "less than or equal to 1000000"),
+    ],
+)
+def test_acceptance_rules_outside_what_kassa_can_hold_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fix: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError, match=f"{name}='?{value}'?: .*{fix}"):
+        load_settings()

@@ -16,7 +16,7 @@ from common.schema import (
     decode_checkout,
     encode_checkout,
 )
-from tests.common.test_columns import LIMITS, MUTATIONS, _mutate, checkouts
+from tests.common.test_columns import LIMITS, MUTATIONS, NOW, _mutate, checkouts
 
 
 def _outcome(decode: Callable[[bytes], object], value: bytes) -> object:
@@ -61,8 +61,8 @@ def test_the_wire_decoder_accepts_and_refuses_what_decode_checkout_does(
     values = [_mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
     decoder = WireDecoder(LIMITS)
     for value in values * 2:
-        wire = _outcome(decoder.decode, value)
-        full = _outcome(lambda data: decode_checkout(data, LIMITS), value)
+        wire = _outcome(lambda data: decoder.decode(data, NOW), value)
+        full = _outcome(lambda data: decode_checkout(data, LIMITS, NOW), value)
         if isinstance(full, Checkout):
             assert isinstance(wire, WireCheckout), (value, wire)
             expected = tuple(
@@ -76,7 +76,7 @@ def test_the_wire_decoder_accepts_and_refuses_what_decode_checkout_does(
 def test_a_known_price_is_read_from_its_text() -> None:
     value = (
         b'{"transaction_id":"t","store_id":"s","register_id":"r",'
-        b'"occurred_at":"2026-11-20T10:00:00Z","kind":"sale","currency":"EUR",'
+        b'"occurred_at":"2026-11-20T10:00:00Z","kind":"sale","currency":"GBP",'
         b'"lines":[{"sku":"a","quantity":2,"unit_price":"1.2500"}]}'
     )
     decoder = WireDecoder(LIMITS)

@@ -106,7 +106,7 @@ def test_up_twice_starts_nothing_twice_and_down_leaves_no_process(
     first = kassa("services", "up", env=fresh_env)
     assert first.returncode == 0, first.stderr
     started = pids_in(first.stdout)
-    assert set(started) == {"kafka", "redis"}
+    assert set(started) == {"kafka-1", "redis"}
     assert first.stdout.count(" started ") == 2
     try:
         second = kassa("services", "up", env=fresh_env)
@@ -151,7 +151,7 @@ def test_missing_redis_server_is_named_with_the_command_that_installs_it(
     assert result.returncode == 3
     assert "'redis-server' is not installed" in result.stderr
     assert "apt-get install redis-server" in result.stderr
-    assert not (Path(fresh_env["KASSA_STATE_DIR"]) / "kafka" / "kafka.pid").exists()
+    assert not list(Path(fresh_env["KASSA_STATE_DIR"]).rglob("kafka.pid"))
 
 
 def test_nothing_answers_where_no_broker_listens() -> None:

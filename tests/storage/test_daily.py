@@ -9,12 +9,23 @@ from decimal import Decimal
 import polars as pl
 import pytest
 import redis
+from redis.client import Pipeline
 
 from common.settings import Settings
 from storage import keys
-from storage.daily import DaySnapshot, item_figures, read_day, reconcile, replace_day, stage_day
+from storage.daily import (
+    DaySnapshot,
+    LiveCaughtUp,
+    item_figures,
+    read_day,
+    reconcile,
+    replace_day,
+    stage_day,
+)
+from storage.live import Expectation, Identity, LiveStore, PartitionDelta
 
 DAY = date(2026, 11, 20)
+SPACE = "pytest"
 
 
 def _snapshot(stores: dict[str, dict[str, tuple[int, int, int, int, int]]]) -> DaySnapshot:
@@ -33,6 +44,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
     expire_at = int(time.time()) + 3600
     replace_day(
         redis_client,
+        SPACE,
         "daily",
         DAY,
         _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}, "s2": {"b": (1, 2, 1, 10, 1)}}),
@@ -41,6 +53,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
     )
     replace_day(
         redis_client,
+        SPACE,
         "daily",
         DAY,
         _snapshot({"s1": {"a": (7, 7, 0, 140, 3)}}),
@@ -48,13 +61,13 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         summary={"run_id": "two"},
     )
 
-    assert read_day(redis_client, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
-    assert redis_client.smembers(keys.stores_key("daily", DAY)) == {b"s1"}
-    assert redis_client.exists(keys.day_key("daily", DAY, "units", "s2")) == 0
-    assert redis_client.exists(keys.day_key("daily", DAY, "returned")) == 0
-    assert redis_client.hget(keys.manifest_key(DAY), "run_id") == b"two"
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
+    assert redis_client.smembers(keys.stores_key(SPACE, "daily", DAY)) == {b"s1"}
+    assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "units", "s2")) == 0
+    assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "returned")) == 0
+    assert redis_client.hget(keys.manifest_key(SPACE, DAY), "run_id") == b"two"
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
-    assert 0 < redis_client.ttl(keys.day_key("daily", DAY, "units")) <= 3600
+    assert 0 < redis_client.ttl(keys.day_key(SPACE, "daily", DAY, "units")) <= 3600
 
 
 def test_a_failure_before_the_swap_leaves_the_old_day(
@@ -62,16 +75,21 @@ def test_a_failure_before_the_swap_leaves_the_old_day(
 ) -> None:
     expire_at = int(time.time()) + 3600
     replace_day(
-        redis_client, "daily", DAY, _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}), expire_at=expire_at
+        redis_client,
+        SPACE,
+        "daily",
+        DAY,
+        _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}),
+        expire_at=expire_at,
     )
     broken = _snapshot({"s1": {"a": (9, 9, 0, 100, 2)}})
     # The stores key of the wrong type makes the step between building and swapping fail.
-    redis_client.set(keys.stores_key("daily", DAY), "a string, not a set")
+    redis_client.set(keys.stores_key(SPACE, "daily", DAY), "a string, not a set")
 
     with pytest.raises(redis.ResponseError):
-        replace_day(redis_client, "daily", DAY, broken, expire_at=expire_at)
+        replace_day(redis_client, SPACE, "daily", DAY, broken, expire_at=expire_at)
 
-    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
 
 
@@ -80,22 +98,22 @@ def test_a_staged_day_is_invisible_until_swapped_and_discard_removes_it(
 ) -> None:
     expire_at = int(time.time()) + 3600
     old = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
-    replace_day(redis_client, "daily", DAY, old, expire_at=expire_at)
+    replace_day(redis_client, SPACE, "daily", DAY, old, expire_at=expire_at)
     new = _snapshot({"s1": {"a": (9, 9, 0, 180, 3)}})
 
-    discarded = stage_day(redis_client, "daily", DAY, new)
+    discarded = stage_day(redis_client, SPACE, "daily", DAY, new)
     assert list(redis_client.scan_iter("kassa:tmp:*")) != []
-    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
     discarded.discard()
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
-    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
 
-    staged = stage_day(redis_client, "daily", DAY, new, summary={"run_id": "three"})
-    assert read_day(redis_client, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    staged = stage_day(redis_client, SPACE, "daily", DAY, new, summary={"run_id": "three"})
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
     staged.swap(expire_at)
-    assert read_day(redis_client, "daily", DAY) == {"a": (9, 9, 0, 180, 3)}
-    assert read_day(redis_client, "daily", DAY, "s1") == {"a": (9, 9, 0, 180, 3)}
-    assert redis_client.hget(keys.manifest_key(DAY), "run_id") == b"three"
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (9, 9, 0, 180, 3)}
+    assert read_day(redis_client, SPACE, "daily", DAY, "s1") == {"a": (9, 9, 0, 180, 3)}
+    assert redis_client.hget(keys.manifest_key(SPACE, DAY), "run_id") == b"three"
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
 
 
@@ -103,10 +121,10 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     daily = {"a": (5, 5, 0, 100, 2), "b": (1, 1, 0, 10, 1)}
-    redis_client.zadd(keys.day_key("live", DAY, "units"), {"a": 4, "c": 2})
-    redis_client.hset(keys.day_key("live", DAY, "sold"), mapping={"a": 4, "c": 2})
+    redis_client.zadd(keys.day_key(SPACE, "live", DAY, "units"), {"a": 4, "c": 2})
+    redis_client.hset(keys.day_key(SPACE, "live", DAY, "sold"), mapping={"a": 4, "c": 2})
 
-    report = reconcile(redis_client, DAY, daily)
+    report = reconcile(redis_client, SPACE, DAY, daily)
 
     assert report.live_items > 0
     assert [drift.sku for drift in report.drifts] == ["a", "b", "c"]
@@ -119,9 +137,14 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
     }
 
     replace_day(
-        redis_client, "live", DAY, DaySnapshot(daily, {"units": 6}), expire_at=int(time.time()) + 60
+        redis_client,
+        SPACE,
+        "live",
+        DAY,
+        DaySnapshot(daily, {"units": 6}),
+        expire_at=int(time.time()) + 60,
     )
-    assert reconcile(redis_client, DAY, daily).drifts == ()
+    assert reconcile(redis_client, SPACE, DAY, daily).drifts == ()
 
 
 def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> None:
@@ -145,3 +168,36 @@ def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> Non
     assert item_figures(frame) == expected
     wider = frame.with_columns(pl.col("revenue").cast(pl.Decimal(38, 6)))
     assert item_figures(wider) == expected
+
+
+class _RacingGuard(LiveCaughtUp):
+    """Lets ``kassa stream rebuild`` land between its check and the swap's EXEC, once."""
+
+    def __init__(self, key: str, ends: dict[int, int], store: LiveStore, identity: Identity):
+        super().__init__(key, ends)
+        self._race: tuple[LiveStore, Identity] | None = (store, identity)
+
+    def allows(self, pipe: Pipeline) -> bool:
+        allowed = super().allows(pipe)
+        if self._race is not None:
+            store, identity = self._race
+            self._race = None
+            store.rebuild(identity, 0, {0: 0}, DAY)  # another client, between WATCH and EXEC
+        return allowed
+
+
+def test_a_rebuild_between_the_repair_check_and_its_swap_refuses_the_repair(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = LiveStore(redis_client, SPACE, settings.zone, settings.retention_days)
+    identity = Identity("topic-id", "cluster-id")
+    delta = PartitionDelta(0, 0, 9, items={(DAY, "s1"): {"a": [5, 5, 0, 100, 2, 0]}})
+    delta.stores[(DAY, "s1")] = [2, 2]
+    store.apply(delta, Expectation(identity, 0, -1))
+    daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
+    guard = _RacingGuard(keys.applied_offsets_key(SPACE), {0: 10}, store, identity)
+
+    staged = stage_day(redis_client, SPACE, "live", DAY, daily)
+    assert staged.swap(int(time.time()) + 3600, guard) is False
+    assert guard.behind == {0: (-1, 10)}  # the rebuild moved the watermark back
+    assert read_day(redis_client, SPACE, "live", DAY) == {}  # cleared for the recount, not repaired

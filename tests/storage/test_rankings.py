@@ -12,13 +12,16 @@ from storage import keys
 from storage.rankings import RankedItem, read_ranking
 
 DAY = date(2026, 3, 29)
+SPACE = "pytest"
 
 
 def _fill(client: redis.Redis, namespace: keys.Namespace, store: str | None = None) -> None:
     units = {"a": 5, "b": 9, "c": 5, "d": 1, "e": 5}
-    client.zadd(keys.day_key(namespace, DAY, "units", store), units)
-    client.hset(keys.day_key(namespace, DAY, "revenue", store), mapping={"b": 123456, "a": 1})
-    client.hset(keys.NAMES, mapping={"a": "Apple", "b": "Bread"})
+    client.zadd(keys.day_key(SPACE, namespace, DAY, "units", store), units)
+    client.hset(
+        keys.day_key(SPACE, namespace, DAY, "revenue", store), mapping={"b": 123456, "a": 1}
+    )
+    client.hset(keys.names_key(SPACE), mapping={"a": "Apple", "b": "Bread"})
 
 
 @pytest.mark.parametrize("namespace", ["live", "daily"])
@@ -26,7 +29,7 @@ def test_best_first_ties_by_sku_revenue_exact(
     redis_client: redis.Redis, namespace: keys.Namespace
 ) -> None:
     _fill(redis_client, namespace)
-    ranking = read_ranking(redis_client, namespace, DAY, limit=3)
+    ranking = read_ranking(redis_client, SPACE, namespace, DAY, limit=3)
     assert ranking == [
         RankedItem(1, "b", "Bread", 9, Decimal("12.3456")),
         RankedItem(2, "a", "Apple", 5, Decimal("0.0001")),
@@ -43,11 +46,13 @@ def test_best_first_ties_by_sku_revenue_exact(
 
 def test_store_scope_and_unknown_day(redis_client: redis.Redis) -> None:
     _fill(redis_client, "live", store="s7")
-    assert [i.sku for i in read_ranking(redis_client, "live", DAY, 10, "s7")] == list("baced")
-    assert read_ranking(redis_client, "live", DAY, 10) == []
-    assert read_ranking(redis_client, "live", date(2026, 3, 30), 10, "s7") == []
+    assert [i.sku for i in read_ranking(redis_client, SPACE, "live", DAY, 10, "s7")] == list(
+        "baced"
+    )
+    assert read_ranking(redis_client, SPACE, "live", DAY, 10) == []
+    assert read_ranking(redis_client, SPACE, "live", date(2026, 3, 30), 10, "s7") == []
 
 
 def test_limit_must_be_positive(redis_client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        read_ranking(redis_client, "live", DAY, 0)
+        read_ranking(redis_client, SPACE, "live", DAY, 0)

@@ -10,7 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
 from common.settings import Settings
@@ -38,7 +39,7 @@ def checkout(
         register_id="r1",
         occurred_at=occurred_at,
         kind=kind,  # type: ignore[arg-type]
-        currency="EUR",
+        currency="GBP",
         lines=tuple(Line(sku, qty, Decimal(price), f"item {sku}") for sku, qty, price in lines),
     )
 
@@ -71,10 +72,14 @@ def produce_raw(settings: Settings, values: Iterable[bytes], timestamp: datetime
 
 
 def seal(settings: Settings, after: datetime, partitions: Iterable[int] = (0, 1, 2)) -> None:
-    """One record at ``after`` in each partition, so earlier days count as complete."""
+    """Records at ``after`` in each partition (as many as the look-ahead wants), so earlier
+    days count as complete by records."""
     for partition in partitions:
-        sentinel = checkout(f"seal-{partition}-{after.isoformat()}", after, [("seal", 1, "1")])
-        produce(settings, [sentinel], partition)
+        sentinels = [
+            checkout(f"seal-{partition}-{after.isoformat()}-{n}", after, [("seal", 1, "1")])
+            for n in range(settings.daily_lookahead_records)
+        ]
+        produce(settings, sentinels, partition)
 
 
 def dataset_expected(day: date) -> Expected:
@@ -139,3 +144,11 @@ def data_files(data_dir: Path) -> dict[str, bytes]:
 def a_day_later(instant: datetime) -> datetime:
     """``instant`` plus 24 hours."""
     return instant + timedelta(days=1)
+
+
+def delete_records(settings: Settings, partition: int, before: int) -> None:
+    """Delete the records of ``partition`` before offset ``before``, as retention would."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    futures = admin.delete_records([TopicPartition(settings.topic, partition, before)])
+    for future in futures.values():
+        assert future.result(timeout=30).low_watermark == before

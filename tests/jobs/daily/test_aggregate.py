@@ -74,21 +74,21 @@ def test_chunked_aggregation_equals_reference(
         lines, _ = dedup.first_occurrences(lines)
         partials.add(lines)
 
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     expected: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), set(), None])
     hours: dict[datetime, int] = defaultdict(int)
-    for tid, _store, seconds, kind, lines in messages:
+    for tid, store, seconds, kind, lines in messages:
         instant = START + timedelta(seconds=seconds)
-        if not START <= instant < END or tid in seen:
+        if not START <= instant < END or (store, tid) in seen:
             continue
-        seen.add(tid)
+        seen.add((store, tid))
         for sku, quantity, price, name in lines:
             row = expected[sku]
             row[0] += quantity  # type: ignore[operator]
             row[1] += quantity if kind == "sale" else 0  # type: ignore[operator]
             row[2] -= quantity if kind == "return" else 0  # type: ignore[operator]
             row[3] += quantity * price  # type: ignore[operator]
-            row[4].add(tid)  # type: ignore[union-attr]
+            row[4].add((store, tid))  # type: ignore[union-attr]
             if name is not None and (row[5] is None or (instant, name) >= row[5]):  # type: ignore[operator]
                 row[5] = (instant, name)
             local = instant.astimezone(ZONE)

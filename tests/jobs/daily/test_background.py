@@ -62,7 +62,7 @@ def test_decoded_ahead_chunks_keep_their_order() -> None:
                     register_id="r1",
                     occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
                     kind="sale",
-                    currency="EUR",
+                    currency="GBP",
                     lines=(Line("a", 1, Decimal("1.5"), None),),
                 )
             )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import urllib.request
+from datetime import date
 
 import polars as pl
 import pyarrow.dataset as ds
 
 from common.settings import Settings
+from jobs.daily.job import day_lock, run_day
 from storage import parquet
-from tests.helpers import settings_env
+from tests.helpers import free_port, settings_env
 from tests.jobs.daily.support import checkout, produce, seal, utc
 
 KASSA = (sys.executable, "-m", "cli.main")
@@ -59,7 +63,8 @@ def test_bad_input_exits_2(settings: Settings) -> None:
 
 
 def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) -> None:
-    window = settings.model_copy(update={"daily_catchup_days": 1})
+    port = free_port()
+    window = settings.model_copy(update={"daily_catchup_days": 1, "daily_metrics_port": port})
     child = subprocess.Popen(
         [*KASSA, "daily", "schedule"],
         env=settings_env(window),
@@ -76,6 +81,10 @@ def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) ->
         log = "".join(lines)
         assert "daily run finished 2 day(s)" in log, log
         assert "next run" in log
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as health:
+            assert json.loads(health.read())["state"] == "running"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
+            assert 'kassa_daily_runs_total{outcome="complete"} 2.0' in metrics.read().decode()
         child.send_signal(signal.SIGINT)
         assert child.wait(30) == 130
     finally:
@@ -84,3 +93,37 @@ def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) ->
         if child.stderr is not None:
             child.stderr.close()
     assert len(parquet.manifest_days(window.data_dir)) == 2
+
+
+def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
+    idle_soon = settings.model_copy(update={"daily_idle_margin_seconds": 366 * 86_400})
+    produce(settings, [checkout("a", utc(2026, 11, 17, 9), [("soap", 2, "1.10")])], partition=0)
+    produce(settings, [checkout("b", utc(2026, 11, 18, 9), [("tea", 1, "2")])], partition=1)
+    run_day(settings, date(2026, 11, 16))
+    run_day(settings, date(2026, 11, 17))
+    run_day(idle_soon, date(2026, 11, 18), force=True)  # partitions not idle yet: forced
+    # A late record of 2026-11-17 on partition 0, found by the run of 2026-11-19.
+    produce(settings, [checkout("late", utc(2026, 11, 17, 21), [("soap", 1, "1.10")])], partition=0)
+    run_day(settings, date(2026, 11, 19))
+    run_day(settings, date(2026, 11, 16))  # a second revision
+    lines = {}
+    with day_lock(settings, date(2026, 11, 21)):
+        shown = _kassa(settings, "daily", "status", "--days", "6", "--to", "2026-11-21")
+        as_json = _kassa(settings, "daily", "status", "--days", "6", "--to", "2026-11-21", "--json")
+    assert shown.returncode == 0, shown.stderr
+    for line in shown.stdout.splitlines():
+        day, state, *_ = line.split()
+        lines[day] = state
+    assert lines == {
+        "2026-11-21": "running",
+        "2026-11-20": "missing",
+        "2026-11-19": "complete",
+        "2026-11-18": "forced",
+        "2026-11-17": "late-pending",
+        "2026-11-16": "restated",
+    }
+    assert "1 late records pending" in shown.stdout
+    entries = {entry["day"]: entry for entry in json.loads(as_json.stdout)}
+    assert entries["2026-11-17"]["late_pending"] == 1
+    assert entries["2026-11-16"]["revision"] == 2
+    assert entries["2026-11-19"]["completeness"] == {"idle": 3}

@@ -6,7 +6,14 @@ import pickle
 from datetime import date
 
 from common.errors import KafkaUnavailableError, RedisUnavailableError
-from jobs.daily.exceptions import DailyError, KafkaReadError, ReadError, RedisWriteError
+from jobs.daily.exceptions import (
+    DailyError,
+    KafkaReadError,
+    ReadError,
+    RedisWriteError,
+    RetentionGap,
+    SnapshotKept,
+)
 
 
 def test_redis_down_means_parquet_written_and_the_day_unfinished() -> None:
@@ -37,3 +44,17 @@ def test_kafka_down_is_a_read_error() -> None:
     assert str(copy) == str(KafkaUnavailableError("127.0.0.1:1", "timed out"))
     assert isinstance(copy, ReadError)
     assert copy.exit_code == 4
+
+
+def test_retention_refusals_name_partitions_offsets_and_their_exit_statuses() -> None:
+    gap = RetentionGap(date(2026, 11, 20), "sales", [(0, 20), (2, 7)])
+    kept = SnapshotKept(date(2026, 11, 20), 10, 30, 1)
+
+    assert gap.exit_code == 6
+    assert gap.partitions == [0, 2]
+    assert "partition 0: records before offset 20 are deleted" in str(gap)
+    assert "partition 2: records before offset 7 are deleted" in str(gap)
+    assert "--force" in str(gap)
+    assert kept.exit_code == 7
+    assert str(pickle.loads(pickle.dumps(kept))) == str(kept)
+    assert "holds 10 checkout(s) of it, the snapshot (revision 1) has 30" in str(kept)

@@ -16,7 +16,7 @@ import redis
 
 from common.schema import encode_checkout, to_money_units
 from common.settings import Settings
-from jobs.daily.exceptions import IncompleteDay, RedisWriteError
+from jobs.daily.exceptions import IncompleteDay, RedisWriteError, SnapshotKept
 from jobs.daily.job import run_day
 from producers.publish import publish
 from producers.replay import checkouts as replay_checkouts
@@ -28,6 +28,7 @@ from tests.jobs.daily.support import (
     checkout,
     data_files,
     dataset_expected,
+    delete_records,
     expected_of,
     parquet_figures,
     produce,
@@ -82,11 +83,13 @@ def test_dataset_day_equals_an_independent_computation(
     assert manifest["counts"]["invalid_total"] == 0
     assert manifest["totals"]["units"] == sum(row[0] for row in expected.values())
     assert Decimal(manifest["totals"]["revenue"]) == sum(row[3] for row in expected.values())
-    ranking = redis_client.zrange(keys.day_key("daily", day, "units"), 0, -1, withscores=True)
+    ranking = redis_client.zrange(
+        keys.day_key(settings.key_space, "daily", day, "units"), 0, -1, withscores=True
+    )
     assert {sku.decode(): int(units) for sku, units in ranking} == {
         sku: row[0] for sku, row in expected.items()
     }
-    revenue = redis_client.hgetall(keys.day_key("daily", day, "revenue"))
+    revenue = redis_client.hgetall(keys.day_key(settings.key_space, "daily", day, "revenue"))
     assert {sku.decode(): int(value) for sku, value in revenue.items()} == {
         sku: to_money_units(row[3]) for sku, row in expected.items() if row[3]
     }
@@ -189,6 +192,9 @@ def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settin
 
 
 def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> None:
+    # Partitions 0 and 2 have nothing past the cut-off; a year of idle margin keeps them from
+    # counting as idle (closed stores) for the CLI run too, which uses the real clock.
+    settings = settings.model_copy(update={"daily_idle_margin_seconds": 366 * 86_400})
     day = date(2026, 11, 20)
     for partition in range(3):
         produce(
@@ -288,8 +294,14 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     day = date(2026, 11, 20)
     produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("soap", 2, "1.10"), ("tea", 1, "3")])])
     seal(settings, utc(2026, 11, 22))
-    redis_client.zadd(keys.day_key("live", day, "units"), {"soap": 1, "tea": 1})
-    redis_client.hset(keys.day_key("live", day, "revenue"), mapping={"soap": 11000, "tea": 30000})
+    redis_client.zadd(keys.day_key(settings.key_space, "live", day, "units"), {"soap": 1, "tea": 1})
+    redis_client.hset(
+        keys.day_key(settings.key_space, "live", day, "revenue"),
+        mapping={"soap": 11000, "tea": 30000},
+    )
+    # As if the stream job had applied the whole day (a repair waits for that).
+    applied = keys.applied_offsets_key(settings.key_space)
+    redis_client.hset(applied, mapping={str(p): 10**6 for p in range(settings.partitions)})
 
     drifting = run_day(settings, day).manifest["reconciliation"]
     assert drifting["drifted_items"] == 2
@@ -300,7 +312,7 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     repaired = run_day(settings, day, repair_live=True).manifest["reconciliation"]
     assert repaired["repaired_live"] is True
     assert run_day(settings, day).manifest["reconciliation"]["drifted_items"] == 0
-    assert redis_client.zscore(keys.day_key("live", day, "units"), "soap") == 2
+    assert redis_client.zscore(keys.day_key(settings.key_space, "live", day, "units"), "soap") == 2
 
 
 def test_small_chunks_give_the_same_day_as_one_chunk(settings: Settings) -> None:
@@ -344,3 +356,86 @@ def test_redis_down_leaves_the_day_unfinished_with_status_5(settings: Settings) 
     assert failed.value.exit_code == 5
     assert parquet.table_path(settings.data_dir, "daily_item_sales", day).exists()
     assert parquet.read_manifest(settings.data_dir, day) is None
+
+
+def test_checkouts_are_deduplicated_by_store_and_transaction_id(settings: Settings) -> None:
+    day = date(2026, 11, 20)
+    first = checkout("r01-000042", utc(2026, 11, 20, 9), [("soap", 1, "1")], store_id="s01")
+    other_store = checkout("r01-000042", utc(2026, 11, 20, 9), [("soap", 2, "1")], store_id="s02")
+    produce(settings, [first, other_store, first], partition=0)
+
+    manifest = run_day(settings, day).manifest
+
+    assert manifest["totals"]["checkouts"] == 2
+    assert manifest["totals"]["units"] == 3
+    assert manifest["counts"]["duplicates"] == 1
+
+
+def test_today_and_future_days_are_never_complete(settings: Settings) -> None:
+    produce(settings, [checkout("a", utc(2026, 11, 20, 9), [("tea", 1, "3")])], partition=0)
+    for day, now in (
+        (date(2030, 1, 1), None),
+        (date(2026, 11, 20), utc(2026, 11, 20, 23)),
+        (date(2026, 11, 20), utc(2026, 11, 21, 0, 59)),
+    ):
+        with pytest.raises(IncompleteDay, match="the day is still open") as refused:
+            run_day(settings, day, now=now)
+        assert refused.value.partitions == [0, 1, 2]
+        assert parquet.read_manifest(settings.data_dir, day) is None
+
+    cli = subprocess.run(
+        [*KASSA, "daily", "run", "--day", "2030-01-01", "--quiet"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 3, cli.stderr
+    assert "still open" in cli.stderr
+
+
+def test_retention_never_replaces_a_snapshot_with_fewer_records(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    day = date(2026, 11, 20)
+    sales = [
+        checkout(
+            f"t{n}", utc(2026, 11, 20, 8) + timedelta(minutes=10 * n), [(f"sku{n % 3}", 1, "2")]
+        )
+        for n in range(30)
+    ]
+    later = [checkout(f"n{n}", utc(2026, 11, 22, 9, n), [("tea", 1, "1")]) for n in range(10)]
+    produce(settings, sales + later, partition=0)
+    first = run_day(settings, day).manifest
+    assert first["totals"]["checkouts"] == 30
+    files = data_files(settings.data_dir)
+    state = _redis_state(redis_client, "daily")
+    delete_records(settings, 0, 20)
+
+    refused = subprocess.run(
+        [*KASSA, "daily", "run", "--day", "2026-11-20", "--quiet"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 6, refused.stderr
+    assert "partition 0: records before offset 20 are deleted" in refused.stderr
+    with pytest.raises(SnapshotKept, match="10 checkout") as kept:
+        run_day(settings, day, force=True)
+    assert kept.value.exit_code == 7
+
+    assert data_files(settings.data_dir) == files
+    assert _redis_state(redis_client, "daily") == state
+    assert parquet.read_manifest(settings.data_dir, day) == first
+
+    # With no snapshot to protect, --force finalizes what is left and says what is missing.
+    fresh = settings.model_copy(update={"data_dir": settings.data_dir.parent / "fresh"})
+    forced = run_day(fresh, day, force=True).manifest
+    assert forced["totals"]["checkouts"] == 10
+    assert forced["forced"] is True
+    assert forced["missing"] == [
+        {"partition": 0, "deleted_before_offset": 20, "previous_start_offset": None}
+    ]

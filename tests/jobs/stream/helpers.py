@@ -11,8 +11,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
@@ -26,19 +27,19 @@ from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
 from tests.helpers import Figures, settings_env
 
 
-def live_figures(client: redis.Redis, days: Iterable[date]) -> Figures:
-    """Every live figure of ``days`` as stored in Redis (missing hash fields count 0)."""
+def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figures:
+    """Every live figure of ``days`` in key space ``space`` (missing hash fields count 0)."""
     result: Figures = {}
     for day in days:
-        stores = sorted(m.decode() for m in client.smembers(keys.stores_key("live", day)))
+        stores = sorted(m.decode() for m in client.smembers(keys.stores_key(space, "live", day)))
         for store in [None, *stores]:
-            ranking = keys.day_key("live", day, NAMES[RANKED], store)
+            ranking = keys.day_key(space, "live", day, NAMES[RANKED], store)
             units = client.zrange(ranking, 0, -1, withscores=True)
             hashes = {
                 figure: {
                     k.decode(): int(v)
                     for k, v in client.hgetall(
-                        keys.day_key("live", day, NAMES[figure], store)
+                        keys.day_key(space, "live", day, NAMES[figure], store)
                     ).items()
                 }
                 for figure in (SOLD, RETURNED, REVENUE, CHECKOUTS)
@@ -115,11 +116,16 @@ def caught_up(client: redis.Redis, settings: Settings) -> Callable[[], bool]:
     ends = end_offsets(settings)
 
     def check() -> bool:
-        raw = client.hgetall(keys.applied_offsets_key(settings.topic))
-        marks = {int(k): int(v) for k, v in raw.items()}
+        marks = watermarks(client, settings.key_space)
         return all(marks.get(p, -1) >= end - 1 for p, end in ends.items() if end > 0)
 
     return check
+
+
+def watermarks(client: redis.Redis, space: str) -> dict[int, int]:
+    """Partition -> live watermark in Redis (the hash's other fields left out)."""
+    raw = client.hgetall(keys.applied_offsets_key(space))
+    return {int(k): int(v) for k, v in raw.items() if k.isdigit()}
 
 
 def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -144,15 +150,14 @@ def health(port: int) -> tuple[int, dict[str, object]]:
         return 0, {}
 
 
-class Traffic:
-    """Synthetic checkouts published at ``rate`` per second from a thread until finished;
-    keeps what it sent (delivery may wait out a broker outage of ``delivery_timeout_ms``)."""
+class Load:
+    """Synthetic checkouts published at ``rate`` from a thread until stopped; keeps them."""
 
     def __init__(self, settings: Settings, seed: int, rate: float) -> None:
         self.sent: list[Checkout] = []
-        self._stop = threading.Event()
+        self.stop = threading.Event()
         self._settings = settings
-        self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=UTC))
+        self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=ZoneInfo("Europe/London")))
         self._rate = rate
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -163,11 +168,11 @@ class Traffic:
             yield checkout
 
     def _run(self) -> None:
-        self.report = publish(self._settings, self._pulled(), rate=self._rate, stop=self._stop)
+        self.report = publish(self._settings, self._pulled(), rate=self._rate, stop=self.stop)
 
     def finish(self) -> list[Checkout]:
         """Stop, wait for delivery, and return exactly the checkouts that were delivered."""
-        self._stop.set()
+        self.stop.set()
         self._thread.join()
         assert self.report.failed == 0, self.report.summary()
         return self.sent[: self.report.sent]

@@ -28,7 +28,7 @@ def test_idle_timeout_counts_the_backlog_then_exits_zero(
 
     assert result.returncode == 0, result.stderr[-2000:]
     expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
 
 
 def test_a_negative_idle_timeout_is_refused(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from services.kafka import KafkaServer
 from storage import keys
 from tests.helpers import free_port, repo_root, settings_env, truth
 from tests.jobs.stream.helpers import (
-    Traffic,
+    Load,
     caught_up,
     days_of,
     health,
@@ -66,7 +66,7 @@ def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
     )
     ensure_topics(settings)
     log = tmp_path / "stream.log"
-    traffic = Traffic(settings, 41, rate=500.0)
+    traffic = Load(settings, 41, rate=500.0)
     child = start_stream(settings, log)
     try:
         wait_until(lambda: _watermark_sum(redis_client, settings) > 0, 120, "a first batch")
@@ -142,7 +142,7 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
     )
     second = first.model_copy(update={"metrics_port": port_b})
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    traffic = Traffic(first, 43, rate=1000.0)
+    traffic = Load(first, 43, rate=1000.0)
     replica_a = start_stream(first, log_a)
     replica_b = None
     try:

@@ -19,9 +19,11 @@ from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
 from producers.synthetic import generate
 from storage import keys
-from storage.live import LiveStore
+from storage.live import Identity, LiveStore
 from tests.helpers import truth
-from tests.jobs.stream.helpers import days_of, live_figures, wait_until
+from tests.jobs.stream.helpers import days_of, live_figures, wait_until, watermarks
+
+IDENTITY = Identity("topic-id", "cluster-id")
 
 
 @contextmanager
@@ -36,7 +38,7 @@ def _sink(
     max_in_flight: int = 16,
 ) -> Iterator[LiveSink]:
     """A sink assigned partitions 0-2 with no watermark yet, closed on exit."""
-    store = LiveStore(client, settings.topic, settings.zone, settings.retention_days)
+    store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
     sink = LiveSink(
         store,
         BatchWriter(settings),
@@ -48,7 +50,7 @@ def _sink(
         max_in_flight=max_in_flight,
     )
     try:
-        sink.on_assign({partition: -1001 for partition in range(3)})
+        sink.on_assign(store.state(range(3)), IDENTITY, dict.fromkeys(range(3), 0))
         yield sink
     finally:
         sink.close()
@@ -57,7 +59,7 @@ def _sink(
 def _assert_redis_holds(client: redis.Redis, checkouts: list[Checkout], settings: Settings) -> None:
     """Every live figure in Redis is the ground truth of ``checkouts``, each counted once."""
     expected = truth(checkouts, settings.zone)
-    assert live_figures(client, days_of(expected)) == expected
+    assert live_figures(client, days_of(expected), settings.key_space) == expected
 
 
 def _feed(sink: LiveSink, topic: str, checkouts: list[Checkout], first: int = 0) -> None:
@@ -79,9 +81,9 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
         _feed(stale, settings.topic, checkouts[:20])
         with pytest.raises(SinkBackpressureError):
             stale.flush()  # expected watermark -1, Redis holds 11: refused
-        assert live_figures(redis_client, days_of(truth(checkouts, settings.zone))) == truth(
-            checkouts[:12], settings.zone
-        )
+        assert live_figures(
+            redis_client, days_of(truth(checkouts, settings.zone)), settings.key_space
+        ) == truth(checkouts[:12], settings.zone)
         _feed(stale, settings.topic, checkouts)  # Quix replays from the last commit
         stale.flush()
         _assert_redis_holds(redis_client, checkouts, settings)
@@ -91,7 +93,7 @@ def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 6))
-    applied = keys.applied_offsets_key(settings.topic)
+    applied = keys.applied_offsets_key(settings.key_space)
     with _sink(settings, redis_client, write_interval=2.0) as sink:
         _feed(sink, settings.topic, checkouts)
         assert redis_client.hget(applied, "0") is None  # young batch: still collecting
@@ -105,7 +107,7 @@ def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = list(generate(5, datetime(2026, 11, 21, 9, tzinfo=UTC), 12))
-    applied = keys.applied_offsets_key(settings.topic)
+    applied = keys.applied_offsets_key(settings.key_space)
     with _sink(settings, redis_client, idle_seconds=0.05) as sink:  # write interval: 60 s
         for first, end in ((0, 6), (6, 12)):
             _feed(sink, settings.topic, checkouts[:end], first)
@@ -128,8 +130,7 @@ def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
             partition, offset = index % 3, index // 3
             sink.add(encode_checkout(checkout), b"k", 0, [], settings.topic, partition, offset)
         sink.flush()  # a batch applied out of order would be refused: SinkBackpressureError
-        applied = redis_client.hgetall(keys.applied_offsets_key(settings.topic))
-        assert applied == {b"0": b"19", b"1": b"19", b"2": b"19"}
+        assert watermarks(redis_client, settings.key_space) == {0: 19, 1: 19, 2: 19}
         _assert_redis_holds(redis_client, checkouts, settings)
 
 
@@ -138,7 +139,7 @@ def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
 ) -> None:
     checkouts = list(generate(6, datetime(2026, 11, 21, 9, tzinfo=UTC), 40))
     values = [encode_checkout(checkout) for checkout in checkouts]
-    applied = keys.applied_offsets_key(settings.topic)
+    applied = keys.applied_offsets_key(settings.key_space)
     with _sink(settings, redis_client, spill_bytes=sum(map(len, values[:5]))) as sink:
         _feed(sink, settings.topic, checkouts)
 
@@ -168,6 +169,22 @@ def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
             redis_client.execute_command("CLIENT", "UNPAUSE")
 
 
+def test_a_partition_lost_mid_batch_and_reassigned_drops_its_stale_batch(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    checkouts = list(generate(12, datetime(2026, 11, 21, 9, tzinfo=UTC), 30))
+    store = LiveStore(redis_client, settings.key_space, settings.zone, settings.retention_days)
+    with _sink(settings, redis_client) as mine, _sink(settings, redis_client) as other:
+        _feed(mine, settings.topic, checkouts[:10])  # an open batch 0..9, not yet submitted
+        mine.on_revoke([0])  # the group takes partition 0 away (lost: no commit)
+        _feed(other, settings.topic, checkouts[:20])  # the new owner applies 0..19
+        other.flush()
+        mine.on_assign(store.state([0]), IDENTITY, {0: 20})  # back again, resuming at 20
+        _feed(mine, settings.topic, checkouts, first=20)
+        mine.flush()
+        _assert_redis_holds(redis_client, checkouts, settings)
+
+
 def test_an_assignment_with_redis_behind_kafka_is_reported_loudly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -177,7 +194,7 @@ def test_an_assignment_with_redis_behind_kafka_is_reported_loudly(
         check_watermarks(committed, {0: 42, 1: 60, 2: -1}, metrics)
 
     assert "REDIS IS BEHIND KAFKA on partition 0" in caplog.text
-    assert "offsets 43..99 are missing" in caplog.text
+    assert "recounting offsets 43..99 from Kafka" in caplog.text
     assert "partition 1: Redis is ahead of the committed offset 50" in caplog.text
     assert "partition 2" not in caplog.text
     gauges = {
