@@ -75,7 +75,9 @@ class _Job:
 
 
 def _watermarks(client: redis.Redis, settings: Settings) -> int:
-    return sum(int(v) for v in client.hvals(keys.applied_offsets_key(settings.topic)))
+    """The sum of the live watermarks (the hash's identity fields left out)."""
+    raw = client.hgetall(keys.applied_offsets_key(settings.key_space))
+    return sum(int(v) for k, v in raw.items() if k.isdigit())
 
 
 def _first_write(client: redis.Redis, settings: Settings, above: int, since: float) -> float:

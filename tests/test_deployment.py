@@ -177,5 +177,5 @@ def test_the_stream_job_runs_as_an_unprivileged_user_with_the_compose_settings(
     result = _as_nobody(env, app, "stream", "--idle-timeout", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
     assert (nobody_folder / "var/lib/kassa/instances").is_dir()

@@ -13,7 +13,6 @@ import redis
 from common.settings import Settings
 from common.topics import ensure_topics
 from services.kafka import KafkaServer
-from storage import keys
 from tests.helpers import free_port, repo_root, settings_env, truth
 from tests.jobs.stream.helpers import (
     Load,
@@ -24,11 +23,12 @@ from tests.jobs.stream.helpers import (
     start_stream,
     topic_checkouts,
     wait_until,
+    watermarks,
 )
 
 
 def _watermark_sum(client: redis.Redis, settings: Settings) -> int:
-    return sum(int(v) for v in client.hvals(keys.applied_offsets_key(settings.topic)))
+    return sum(watermarks(client, settings.key_space).values())
 
 
 def _partitions(port: int) -> list[int]:
@@ -96,7 +96,7 @@ def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
     stored = topic_checkouts(settings)
     assert {c.transaction_id for c in stored} == {c.transaction_id for c in checkouts}
     expected = truth(stored, settings.zone)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
 
 
 def test_an_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_4(
@@ -174,7 +174,7 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
         statuses = [_stop(replica_a), replica_b and _stop(replica_b)]
     assert statuses == [0, 0], (log_a.read_text()[-3000:], log_b.read_text()[-3000:])
     expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected)) == expected
+    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
 
 
 def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
