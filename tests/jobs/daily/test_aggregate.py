@@ -128,3 +128,47 @@ def test_tables_have_the_published_columns_and_types(lines: int) -> None:
     assert partials.item_sales().schema == parquet.schema("daily_item_sales", ZONE)
     assert partials.store_item_sales().schema == parquet.schema("daily_store_item_sales", ZONE)
     assert partials.hourly_sales().schema == parquet.schema("hourly_sales", ZONE)
+
+
+def _ids_frame(ids: list[tuple[str, str]]) -> pl.DataFrame:
+    """One line per checkout, in the decoded layout the deduplicator reads."""
+    return pl.DataFrame(
+        {
+            "message": list(range(len(ids))),
+            "store_id": [store for store, _ in ids],
+            "transaction_id": [tid for _, tid in ids],
+        },
+        schema={"message": pl.Int64(), "store_id": pl.String(), "transaction_id": pl.String()},
+    )
+
+
+def test_ids_that_concatenate_alike_are_different_checkouts() -> None:
+    dedup = Deduplicator()
+    dedup.first_occurrences(_ids_frame([("s1", "2x"), ("s", "12x")]))
+    lines, dropped = dedup.first_occurrences(_ids_frame([("s12", "x"), ("s1", "2x")]))
+
+    assert dropped == 1
+    assert lines.get_column("store_id").to_list() == ["s12"]
+
+
+def test_a_day_of_many_chunks_drops_exactly_the_repeated_checkouts() -> None:
+    # 300,000 ids outgrow the first bitmap and several runs; every 7th id comes again
+    # in a later chunk and every 11th one twice in its own chunk.
+    dedup = Deduplicator()
+    seen: set[tuple[str, str]] = set()
+    kept = dropped = 0
+    for chunk in range(30):
+        ids = [(f"s{n % 13}", f"t{n}") for n in range(chunk * 10_000, (chunk + 1) * 10_000)]
+        ids += [(f"s{n % 13}", f"t{n}") for n in range(0, chunk * 10_000, 7 * (chunk + 1))]
+        ids += ids[::11]
+        lines, duplicates = dedup.first_occurrences(_ids_frame(ids))
+        expected = []
+        for key in ids:
+            if key not in seen:
+                seen.add(key)
+                expected.append(key)
+        assert list(zip(lines["store_id"], lines["transaction_id"], strict=True)) == expected
+        assert duplicates == len(ids) - len(expected)
+        kept += lines.height
+        dropped += duplicates
+    assert dedup.ids() == kept == len(seen) == 300_000
