@@ -2,7 +2,8 @@
 
 Each chunk of decoded lines is cut to the day, freed of duplicate checkouts and reduced to
 *partial* aggregates; partials add up exactly (every checkout lies in one chunk), so a day of
-any size needs memory for one chunk plus the partials, never for all its lines.
+any size needs memory for one chunk, the partials and the ids of its checkouts (about 45
+bytes each, :class:`Deduplicator`), never for all its lines.
 
 The figures are those of :mod:`storage.figures`, the tables' columns and types those of
 :func:`storage.parquet.schema`. ``name`` is the name on the item's latest line (latest
@@ -50,10 +51,10 @@ class Deduplicator:
     never holds many ids twice. A lookup is a binary search of every run that compares
     full ids, so the result is exact.
 
-    Searching every run for every id would cost more than the old set, so a bitmap with
-    ``SLOTS_PER_ID`` bits per id seen answers first: an id whose hash slot is clear was never
-    seen; only the others (about 1 in 16 plus the duplicates) are searched. A hash only
-    decides what is searched, never what is dropped.
+    Searching every run for every id would cost several times what a set costs, so a bitmap
+    of ``SLOTS_PER_ID`` bits per id seen (2 to 4 bytes per id as it grows) answers first: an
+    id whose hash bit is clear was never seen; only the others (about 1 in 16, and the
+    duplicates) are searched. A hash only decides what is searched, never what is dropped.
     """
 
     MAX_RUN: Final = 1 << 21
@@ -139,7 +140,7 @@ class Deduplicator:
             return
         size = self._slots.len()
         while self._ids * self.SLOTS_PER_ID > size:
-            size *= 4
+            size *= 2
         self._slots = pl.repeat(False, size, eager=True)
         for run in runs:
             slots = run.to_frame().select(self._slot(pl.col("id"))).to_series()

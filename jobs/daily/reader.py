@@ -541,31 +541,43 @@ def read_partition(
     if part.records <= 0:
         return
     consumer.assign([TopicPartition(topic, part.partition, part.start)])
-    pending: list[bytes | None] = []
-    last_progress = time.monotonic()
     try:
-        position = part.start
-        while position < part.end:
-            wanted = min(CONSUME_BATCH, part.end - position)
-            messages = consumer.consume(wanted, timeout=CONSUME_TIMEOUT)
-            values, position = _values_before(messages, part, position, late)
-            if values:
-                last_progress = time.monotonic()
-                pending.extend(values)
-                while len(pending) >= chunk_messages:
-                    yield pending[:chunk_messages]
-                    pending = pending[chunk_messages:]
-            elif time.monotonic() - last_progress > stall:
-                msg = (
-                    f"no progress reading partition {part.partition} of {topic!r} at offset "
-                    f"{position} (range ends at {part.end}) for {stall:.0f} s; "
-                    "is the broker up?"
-                )
-                raise ReadError(msg)
+        pending: list[bytes | None] = []
+        for values in _batches(consumer, topic, part, stall, late):
+            pending.extend(values)
+            while len(pending) >= chunk_messages:
+                yield pending[:chunk_messages]
+                pending = pending[chunk_messages:]
         if pending:
             yield pending
     finally:
         consumer.unassign()
+
+
+def _batches(
+    consumer: Consumer,
+    topic: str,
+    part: PartitionRange,
+    stall: float,
+    late: LateRecords | None,
+) -> Generator[list[bytes | None], None, None]:
+    """The values of ``part``'s range (assigned to ``consumer``) as consumed, never empty."""
+    position = part.start
+    last_progress = time.monotonic()
+    while position < part.end:
+        wanted = min(CONSUME_BATCH, part.end - position)
+        messages = consumer.consume(wanted, timeout=CONSUME_TIMEOUT)
+        values, position = _values_before(messages, part, position, late)
+        if values:
+            last_progress = time.monotonic()
+            yield values
+        elif time.monotonic() - last_progress > stall:
+            msg = (
+                f"no progress reading partition {part.partition} of {topic!r} at offset "
+                f"{position} (range ends at {part.end}) for {stall:.0f} s; "
+                "is the broker up?"
+            )
+            raise ReadError(msg)
 
 
 def _values_before(
