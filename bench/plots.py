@@ -35,7 +35,7 @@ def stacked_bars(
 ) -> Plot:
     """One horizontal bar per stack label, split into its parts."""
     labels = list(stacks)[::-1]
-    parts = sorted({part for stack in stacks.values() for part in stack})
+    parts = list(dict.fromkeys(part for stack in stacks.values() for part in stack))
     fig, axes = plt.subplots(figsize=(_SIZE[0], max(2.0, 0.6 * len(labels) + 1.2)))
     left = [0.0] * len(labels)
     for part in parts:

@@ -40,7 +40,8 @@ def fresh_topic(settings: Settings, name: str, partitions: int | None = None) ->
     variant = settings.model_copy(update=update)
     ensure_topics(variant)
     keep = ConfigResource("topic", variant.topic, set_config={"retention.ms": "-1"})
-    for future in admin_client(variant).alter_configs([keep]).values():
+    admin = admin_client(variant)  # kept alive until the futures are done
+    for future in admin.alter_configs([keep]).values():
         future.result()
     return variant
 
