@@ -31,7 +31,7 @@ from common.settings import Settings
 logger = logging.getLogger(__name__)
 
 MODULES: Final = (
-    "broker", "producer", "stream", "scaling", "restart", "daily", "capacity",
+    "broker", "producer", "stream", "scaling", "restart", "rebuild", "daily", "capacity",
 )  # fmt: skip
 
 
