@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -25,6 +26,7 @@ import redis
 
 from bench import plots
 from bench.report import Figure, Section, figure, spread, table
+from bench.scale import Scale
 from bench.session import Bench
 from bench.workload import child_environment, drop_topic, fresh_topic
 from common.settings import Settings
@@ -86,11 +88,11 @@ def _first_write(client: redis.Redis, settings: Settings, above: int, since: flo
 
 
 def _restarts(
-    job: StreamChild, client: redis.Redis, settings: Settings, how: signal.Signals, count: int
+    job: StreamChild, client: redis.Redis, settings: Settings, how: signal.Signals, scale: Scale
 ) -> list[float]:
     seconds = []
-    for _ in range(count):
-        time.sleep(3)  # some batches and a commit or two after the previous start
+    for _ in range(scale.restarts):
+        time.sleep(scale.restart_pause)
         job.stop(how)
         written = sum(watermarks(client, settings).values())
         started = job.start()
@@ -100,11 +102,10 @@ def _restarts(
 
 
 def _measure(bench: Bench, settings: Settings, client: redis.Redis, log: Path) -> list[Figure]:
-    count = bench.scale.restarts
     job = StreamChild(settings, log)
     _first_write(client, settings, -len(watermarks(client, settings)) - 1, job.start())
-    killed = _restarts(job, client, settings, signal.SIGKILL, count)
-    stopped = _restarts(job, client, settings, signal.SIGTERM, count)
+    killed = _restarts(job, client, settings, signal.SIGKILL, bench.scale)
+    stopped = _restarts(job, client, settings, signal.SIGTERM, bench.scale)
     job.stop(signal.SIGTERM)
     found = [
         figure(NAME, "s", killed, stopped_by="kill -9", membership="static"),
@@ -114,7 +115,8 @@ def _measure(bench: Bench, settings: Settings, client: redis.Redis, log: Path) -
         dynamic = StreamChild(settings.model_copy(update={"stream_static_membership": False}), log)
         started = dynamic.start()
         _first_write(client, settings, sum(watermarks(client, settings).values()), started)
-        slow = _restarts(dynamic, client, settings, signal.SIGKILL, 1)
+        once = replace(bench.scale, restarts=1)
+        slow = _restarts(dynamic, client, settings, signal.SIGKILL, once)
         dynamic.stop(signal.SIGTERM)
         found.append(
             figure(NAME, "s", slow, "baseline", stopped_by="kill -9", membership="dynamic")

@@ -27,6 +27,8 @@ class Scale:
     scaling_writers: tuple[int, ...]
     scaling_messages: int
     restarts: int
+    restart_pause: float
+    """Seconds the job runs (batches, a commit or two) before each restart."""
     dynamic_restart: bool
     """Also measure one restart with dynamic membership (waits for the session timeout)."""
     rebuild_messages: int
@@ -51,6 +53,7 @@ FULL: Final = Scale(
     scaling_writers=(1, 2),
     scaling_messages=300_000,
     restarts=3,
+    restart_pause=3.0,
     dynamic_restart=True,
     rebuild_messages=600_000,
     daily_sizes=(100_000, 1_000_000, 5_000_000),
@@ -73,6 +76,7 @@ QUICK: Final = Scale(
     scaling_writers=(1, 2),
     scaling_messages=100_000,
     restarts=1,
+    restart_pause=3.0,
     dynamic_restart=False,
     rebuild_messages=200_000,
     daily_sizes=(100_000, 1_000_000),
@@ -95,6 +99,7 @@ TINY: Final = Scale(
     scaling_writers=(1,),
     scaling_messages=2_000,
     restarts=1,
+    restart_pause=1.0,
     dynamic_restart=False,
     rebuild_messages=2_000,
     daily_sizes=(2_000, 5_000),

@@ -83,8 +83,16 @@ def clear_live(client: redis.Redis, space: str) -> None:
         client.delete(*batch)
 
 
-def stream_run(bench: Bench, source: Settings, **update: Any) -> Run:
-    """The real job (in this process, its writers in children) over ``source``'s topic."""
+Inspect = Callable[[redis.Redis, Settings], None]
+
+
+def stream_run(
+    bench: Bench, source: Settings, inspect: Inspect | None = None, **update: Any
+) -> Run:
+    """The real job (in this process, its writers in children) over ``source``'s topic.
+
+    ``inspect(client, settings)`` looks at what the job wrote before it is deleted.
+    """
     group = f"bench_stream_{os.urandom(4).hex()}"
     variant = source.model_copy(
         update={"consumer_group": group, "retention_days": 36500, "metrics_port": 0, **update}
@@ -104,7 +112,10 @@ def stream_run(bench: Bench, source: Settings, **update: Any) -> Run:
         return clock.count, clock.first, end
 
     try:
-        return metered(bench, work, writers)
+        measured = metered(bench, work, writers)
+        if inspect is not None:
+            inspect(client, variant)
+        return measured
     finally:
         clear_live(client, variant.key_space)
         client.close()
