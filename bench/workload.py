@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from common.days import day_bounds
 from common.schema import Checkout, encode_checkout
@@ -39,9 +39,10 @@ def fresh_topic(settings: Settings, name: str, partitions: int | None = None) ->
         update["partitions"] = partitions
     variant = settings.model_copy(update=update)
     ensure_topics(variant)
-    keep = ConfigResource("topic", variant.topic, set_config={"retention.ms": "-1"})
+    forever = ConfigEntry("retention.ms", "-1", incremental_operation=AlterConfigOpType.SET)
+    keep = ConfigResource("topic", variant.topic, incremental_configs=[forever])
     admin = admin_client(variant)  # kept alive until the futures are done
-    for future in admin.alter_configs([keep]).values():
+    for future in admin.incremental_alter_configs([keep]).values():
         future.result()
     return variant
 
