@@ -193,7 +193,9 @@ def run(bench: Bench) -> Section:
             table(
                 ["resource", "use at the plan's rate"], [(k, f"{v:.0%}") for k, v in use.items()]
             ),
-            f"First bottleneck: **{first}** ({use[first]:.0%} of it). The stream job's "
+            f"First bottleneck: **{first}** ({use[first]:.0%} of it at the plan's rate): the "
+            f"chain's traffic could grow about {1 / max(use[first], 1e-9):,.0f}x on this plan "
+            "before it saturates (replicas, brokers and Redis as above). The stream job's "
             "consumer is one thread per replica: adding replicas (and partitions) is how "
             "the job grows; Redis is one core and is shared by every replica.",
         ]

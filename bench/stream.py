@@ -247,7 +247,12 @@ def run(bench: Bench) -> Section:
     ceiling = bench.find("broker", CONSUME)
     rate_figures = [f for f in found if f.name != CPU] + ([ceiling] if ceiling else [])
     rows = [
-        (f.name, f"{f.labels.get('checkouts', 0):,}", f"{f.median:,.0f}", spread(f))
+        (
+            f.name,
+            f"{f.labels['checkouts']:,}" if "checkouts" in f.labels else "",
+            f"{f.median:,.0f}",
+            spread(f),
+        )
         for f in rate_figures
     ]
     plot_rates = plots.bars(
