@@ -11,6 +11,7 @@ The backlog days' totals must come out exactly as before (the ground truth).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def run(bench: Bench) -> Section:
     try:
         produce(settings, stream_checkouts(SEED, bench.scale.rebuild_messages))
         measured = _measure(bench, settings, state / "stream.log")
+        shutil.rmtree(state)  # kept after a failure: its stream.log says why
     finally:
         drop_topic(settings)
     records = measured["records"]

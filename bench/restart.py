@@ -11,6 +11,7 @@ full run also measures dynamic membership after ``kill -9`` once, for comparison
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,7 @@ def run(bench: Bench) -> Section:
     publisher = traffic(settings, stop)
     try:
         found = _measure(bench, settings, client, state / "stream.log")
+        shutil.rmtree(state)  # kept after a failure: its stream.log says why
     finally:
         stop.set()
         publisher.join()
