@@ -145,9 +145,8 @@ def _finalized(settings: Settings, days: Sequence[date], now: datetime) -> dict[
     """The run of each of ``days`` that has a manifest and whose keys should be in Redis."""
     snapshots: dict[date, Published] = {}
     for day in days:
-        expired = keys.expire_at(day, settings.zone, settings.retention_days) <= now.timestamp()
         manifest = parquet.read_manifest(settings.data_dir, day)
-        if manifest is None or expired or is_running(settings.data_dir, day):
+        if manifest is None or _expired(settings, day, now) or is_running(settings.data_dir, day):
             continue
         snapshots[day] = Published.of(manifest)
     return snapshots
@@ -175,8 +174,20 @@ def _republish_if_stale(settings: Settings, client: redis.Redis, day: date, now:
 
 
 def redis_states(
-    client: redis.Redis, space: str, snapshots: Mapping[date, Published]
+    settings: Settings, client: redis.Redis, snapshots: Mapping[date, Published], now: datetime
 ) -> dict[date, str]:
-    """For ``kassa daily status``: ``current`` or why Redis does not hold each day's run."""
-    held = published_in_redis(client, space, list(snapshots))
-    return {day: staleness(snapshot, held[day]) or "current" for day, snapshot in snapshots.items()}
+    """For ``kassa daily status``, per day: ``current`` (Redis holds the snapshot's run),
+    ``expired`` (past retention) or why Redis does not hold it (:func:`staleness`)."""
+    held = published_in_redis(client, settings.key_space, list(snapshots))
+    states = {}
+    for day, snapshot in snapshots.items():
+        why = staleness(snapshot, held[day])
+        if why is not None and _expired(settings, day, now):
+            why = "expired"
+        states[day] = why or "current"
+    return states
+
+
+def _expired(settings: Settings, day: date, now: datetime) -> bool:
+    """Whether the keys of ``day`` expired as designed (retention after the day's end)."""
+    return keys.expire_at(day, settings.zone, settings.retention_days) <= now.timestamp()
