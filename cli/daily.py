@@ -33,6 +33,7 @@ from jobs.daily.job import backfill, run_day
 from jobs.daily.manifest import DayResult
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
+from storage import figures
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -197,14 +198,12 @@ def progress_bars(*, enabled: bool) -> Iterator[ProgressBars]:
 
 def _summary(result: DayResult, settings: Settings) -> str:
     manifest: dict[str, Any] = result.manifest
-    totals = manifest["totals"]
     counts = manifest["counts"]
     state = "complete"
     if manifest["forced"]:
         state = "FORCED (incomplete)" if not manifest["complete"] else "FORCED (retention gap)"
     text = (
-        f"{manifest['day']} {state}: {totals['checkouts']:,} checkouts, {totals['lines']:,} "
-        f"lines, {totals['units']:,} units, revenue {totals['revenue']}; "
+        f"{manifest['day']} {state}: {figures.summary(manifest['totals'])}; "
         f"{counts.get('invalid_total', 0):,} invalid, {counts.get('duplicates', 0):,} "
         f"duplicates, {counts.get('outside_day', 0):,} outside the day; "
         f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}; "

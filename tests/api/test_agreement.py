@@ -26,6 +26,7 @@ from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
 from storage.daily import read_day
+from storage.figures import RANKED_BY, RankedBy
 from tests.api.support import QUANTUM, as_rows, expected_ranking, get, serving
 from tests.helpers import Figures, settings_env, truth
 from tests.jobs.stream.helpers import wait_until
@@ -50,7 +51,7 @@ def _redis_ranking(
     *,
     days: list[date],
     store: str | None,
-    by: keys.RankedBy,
+    by: RankedBy,
     limit: int,
 ) -> list[tuple[int, str, int, str]]:
     """The ranking a direct reader computes from each day's documented keys."""
@@ -98,7 +99,7 @@ def test_rankings_agree_for_sources_days_ranges_stores_and_measures(
             for first, last in spans:
                 span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
                 for scope in (None, store):
-                    for by in keys.RANKED_BY:
+                    for by in RANKED_BY:
                         case = f"{source} {first}..{last} store={scope} by={by}"
                         expected = expected_ranking(figures, span, scope, by, 7)
                         assert len(expected) == 7, case
