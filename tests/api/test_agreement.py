@@ -27,9 +27,8 @@ from producers.synthetic import generate
 from storage import keys
 from storage.daily import read_day
 from storage.figures import RANKED_BY, RankedBy
-from tests.api.support import QUANTUM, as_rows, expected_ranking, get, serving
-from tests.helpers import Figures, settings_env, truth
-from tests.jobs.stream.helpers import wait_until
+from tests.api.helpers import QUANTUM, as_rows, expected_ranking, get, serving
+from tests.helpers import Figures, settings_env, truth, wait_until
 
 STORES = 3
 SOURCES: tuple[keys.Namespace, ...] = ("live", "daily")
@@ -65,6 +64,8 @@ def _redis_ranking(
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
+    # In process, not run_kassa: this asks ``kassa top`` 24 rankings in a loop, and a child
+    # process each would spend most of the test importing kassa.
     assert kassa(args) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 

@@ -60,7 +60,7 @@ def test_keys_expire_retention_after_the_day_or_after_a_late_write() -> None:
 
 
 def test_rankings_rank_by_figures_of_the_model() -> None:
-    assert figures.RANKED_BY == (figures.NAMES[figures.UNITS], figures.NAMES[figures.REVENUE])
+    assert (figures.NAMES[figures.UNITS], figures.NAMES[figures.REVENUE]) == figures.RANKED_BY
     assert figures.RANKED_BY_CHOICES == "'units' or 'revenue'"
 
 
