@@ -267,7 +267,7 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
     )
     shown = _kassa(settings, "top", "--source", "daily", "--day", day.isoformat())
     assert shown.returncode == 1
-    assert str(parquet.table_path(settings.data_dir, "daily_item_sales", day)) in shown.err
+    assert str(parquet.table_path(settings.data_dir, "daily_item_sales", day)) in shown.stderr
 
 
 def test_two_topics_on_one_redis_database_stay_apart(
