@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo test bench lint services-up services-down env-example clean
+.PHONY: bootstrap demo test bench bench-quick lint services-up services-down env-example clean
 
 ## bootstrap: Python deps (pinned), Java/Maven/redis-server checks, Kafka jars
 bootstrap: $(STAMP)
@@ -27,10 +27,14 @@ demo: bootstrap
 test: bootstrap lint
 	$(BIN)/pytest
 
-## bench: benchmarks against local services; writes BENCHMARKS.md
+## bench: every benchmark at full size on services it starts (KASSA_* settings); writes
+## BENCHMARKS.md, bench/results/*.json and the plots
 bench: bootstrap
-	$(BIN)/kassa services up
-	$(BIN)/python -m bench --command "make bench" --output BENCHMARKS.md
+	$(BIN)/python -m bench --services --command "make bench"
+
+## bench-quick: the same benchmarks on smaller workloads, fewer repetitions (under 5 minutes)
+bench-quick: bootstrap
+	$(BIN)/python -m bench --services --quick --command "make bench-quick"
 
 ## lint: formatting, lint rules and strict typing
 lint: $(STAMP)

@@ -1,90 +1,76 @@
-"""``python -m bench``: run every benchmark against running services and write BENCHMARKS.md.
+"""``python -m bench``: run the benchmarks and write BENCHMARKS.md, bench/results/*.json, plots.
 
-Each module in :data:`MODULES` has ``run(settings) -> str`` returning a Markdown section.
+``--quick`` chooses the smaller workloads of ``make bench-quick``; ``--services`` starts
+kassa's local Kafka and Redis (``kassa services up``, with the ``KASSA_*`` settings) and
+stops them at the end if it started them. The benchmarks write only under Redis database
+:data:`REDIS_DB` and delete their topics.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
-import platform
-import subprocess
 import sys
-import time
-import traceback
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
+from bench.scale import QUICK, SCALES
+from bench.session import MODULES, run_benchmarks
 from common.settings import Settings, load_settings
+from services import manager
 
-MODULES = ("producer", "stream", "restart", "daily")
-HISTORY = "## History"
-"""The hand-written section of BENCHMARKS.md that a new run keeps (how the figures came about)."""
+REDIS_DB: Final = 15
 logger = logging.getLogger("bench")
 
 
-def machine() -> str:
-    """One line about the machine the numbers come from."""
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    memory_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal"):
-            memory_kb = int(line.split()[1])
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    return (
-        f"{os.cpu_count()} cores ({model}), {memory_kb / 2**20:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"{java.stderr.splitlines()[0] if java.stderr else 'java ?'}"
-    )
+@contextmanager
+def local_services(settings: Settings) -> Iterator[None]:
+    """``kassa services up`` now, ``down`` at the end if everything was started here."""
+    statuses = manager.up(settings)
+    started = all(status.state == "started" for status in statuses)
+    logger.info("services: %s", ", ".join(f"{s.name} {s.state}" for s in statuses))
+    try:
+        yield
+    finally:
+        if started:
+            manager.down(settings)
 
 
-def kept_history(report: Path) -> str:
-    """The History section of an earlier ``report`` (to its end), or nothing."""
-    if not report.is_file():
-        return ""
-    text = report.read_text()
-    start = text.find(f"\n{HISTORY}\n")
-    return "" if start < 0 else text[start:]
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the bench-quick workloads")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--services", action="store_true", help="start and stop the services")
+    parser.add_argument("--command", default="python -m bench", help="recorded in the report")
+    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    parser.add_argument("--only", nargs="*", choices=MODULES, default=list(MODULES))
+    return parser.parse_args()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--command", default="python -m bench", help="recorded in the report")
-    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
-    parser.add_argument("--only", nargs="*", choices=MODULES, default=list(MODULES))
-    args = parser.parse_args()
+    """Run the benchmarks; exit status 1 if one of them failed."""
+    args = _arguments()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings: Settings = load_settings()
-    sections = []
-    failed = False
-    for name in args.only:
-        logger.info("running bench.%s", name)
-        started = time.perf_counter()
-        try:
-            module = importlib.import_module(f"bench.{name}")
-            sections.append(module.run(settings).strip())
-        except Exception:  # a broken benchmark is reported; the others still run
-            failed = True
-            sections.append(f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```")
-        logger.info("bench.%s took %.0f s", name, time.perf_counter() - started)
-    header = (
-        "# Benchmarks\n\n"
-        f"Produced by `{args.command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n\n"
-        f"Machine: {machine()}. Kafka {settings.kafka_version} and Redis run on the same "
-        "machine (127.0.0.1), started by `kassa services up`.\n\n"
-        "Every figure is the median of the repetitions stated in its section; baselines are "
-        "measured in the same run on the same data.\n"
-    )
-    body = header + "\n" + "\n\n".join(sections) + "\n" + kept_history(args.output)
-    args.output.write_text(body)
-    print(f"wrote {args.output}")
-    return 1 if failed else 0
+    logging.getLogger("quixstreams").setLevel(logging.WARNING)
+    settings = load_settings()
+    scale = QUICK if args.quick else SCALES[args.scale]
+    redis_url = urlunsplit(urlsplit(settings.redis_url)._replace(path=f"/{REDIS_DB}"))
+    bench_settings = settings.model_copy(update={"redis_url": redis_url, "metrics_port": 0})
+    with local_services(settings) if args.services else _nothing():
+        sections = run_benchmarks(
+            bench_settings, scale, args.output, args.results, only=args.only, command=args.command
+        )
+    print(f"wrote {args.output} and {args.results}/")
+    return 1 if any(s.title.endswith("(FAILED)") for s in sections) else 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 if __name__ == "__main__":

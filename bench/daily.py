@@ -1,201 +1,196 @@
-"""Daily job throughput: one pre-produced business day from the broker to Parquet and Redis.
+"""The daily job by day size and by partitions: time, throughput, CPU and peak memory.
 
-Baselines measured in the same run on the same records: a raw consume of the day's offset
-range (values only, no decoding) and an in-memory decode + aggregation of the same bytes
-(no Kafka, no files; decoded ahead by the job's decoder threads, as in the job). The three are
-interleaved in each repetition so that load from other processes hits them alike. Run alone
-with ``python -m bench.daily`` against running services.
+Each day is produced to a fresh topic (seeded checkouts spread evenly over one UTC day, then
+a few records after it in every partition, so the day is complete) before timing. The job
+runs as a child process, ``kassa daily run --day D --json --quiet``, and ``os.wait4``'s
+rusage gives its CPU seconds and peak resident memory: only the job counts, not the
+benchmark. Next to it, interleaved in each repetition: a bare confluent-kafka consume of the
+same topic (values only), the raw-consume baseline of the same offset range.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import resource
-import statistics
+import json
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+import redis
 
-from common.days import day_bounds
-from common.schema import Checkout
-from common.settings import Settings, load_settings
-from common.topics import ensure_topics
-from jobs.daily.aggregate import Deduplicator, Partials, in_day
-from jobs.daily.job import CHUNK_MESSAGES, run_day
-from jobs.daily.pipeline import decode_ahead, in_background
-from jobs.daily.reader import open_consumer, plan_day, read_partition
-from producers.publish import publish
-from producers.synthetic import generate
+from bench import plots
+from bench.broker import python_consume
+from bench.processes import ChildRun, run_child
+from bench.report import Figure, Plot, Section, figure, table
+from bench.session import Bench
+from bench.stream import clear_live
+from bench.workload import (
+    child_environment,
+    day_of_checkouts,
+    day_seal,
+    drop_topic,
+    fresh_topic,
+    produce,
+)
+from common.settings import Settings
 
-logger = logging.getLogger(__name__)
-
-CHECKOUTS: Final = 300_000
-REPETITIONS: Final = 3
-
-
-def _day_of_checkouts(day: date, count: int) -> Iterator[Checkout]:
-    """Synthetic baskets spread evenly over ``day`` (UTC), the sentinels after it."""
-    start, end = day_bounds(day, UTC)  # type: ignore[arg-type]
-    step = (end - start) / count
-    source = generate(7, start, count, store_count=20)
-    for index, item in enumerate(source):
-        yield msgspec.structs.replace(item, occurred_at=start + index * step)
+SEED: Final = 7
+JOB: Final = "job seconds (manifest)"
+PROCESS: Final = "process seconds (start-up included)"
+RAW: Final = "raw consume, values only (baseline)"
+MB: Final = 2**20
 
 
-def _seal(day: date, partitions: int) -> Iterator[Checkout]:
-    _, end = day_bounds(day, UTC)  # type: ignore[arg-type]
-    template = next(generate(8, end, 1))
-    for partition in range(partitions * 8):
-        yield msgspec.structs.replace(
-            template,
-            transaction_id=f"seal-{partition}",
-            store_id=f"seal-{partition}",
-            occurred_at=end + timedelta(hours=3),
-        )
+def _day() -> date:
+    return datetime.now(UTC).date() - timedelta(days=3)
 
 
-def _median(runs: list[float]) -> float:
-    return statistics.median(runs)
+def _job(settings: Settings, day: date, folder: Path) -> tuple[ChildRun, dict[str, Any]]:
+    """One child run of the daily job; its measurements and manifest."""
+    command = [sys.executable, "-m", "cli.main", "daily", "run", "--day", day.isoformat()]
+    output = folder / "manifest.json"
+    child = run_child([*command, "--json", "--quiet"], child_environment(settings), output)
+    return child, json.loads(output.read_text())
 
 
-def _cpu_seconds() -> float:
-    """User plus system CPU seconds of this process so far (all threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def _timed_job(settings: Settings, day: date) -> tuple[float, float, dict[str, Any]]:
-    """Wall seconds, CPU seconds and manifest of one ``run_day``."""
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
-    manifest = run_day(settings, day).manifest
-    return time.perf_counter() - started, _cpu_seconds() - cpu_started, manifest
-
-
-def run(settings: Settings, checkouts: int = CHECKOUTS, repetitions: int = REPETITIONS) -> str:
-    """Produce one day of ``checkouts``, then time the daily job and its two baselines."""
-    day = datetime.now(UTC).date() - timedelta(days=3)
+def _measure_day(
+    bench: Bench, checkouts: int, partitions: int | None, labels: dict[str, Any]
+) -> list[Figure]:
+    """Produce one day; time the job and the raw consume, interleaved."""
+    day = _day()
     with tempfile.TemporaryDirectory(prefix="kassa-bench-daily-") as folder:
-        bench = settings.model_copy(
-            update={
-                "topic": f"bench_daily_{uuid.uuid4().hex[:8]}",
-                "timezone": "UTC",
-                "data_dir": Path(folder),
-                "redis_url": settings.redis_url.rsplit("/", 1)[0] + "/14",
-            }
+        settings = fresh_topic(bench.settings, "daily", partitions=partitions).model_copy(
+            update={"timezone": "UTC", "data_dir": Path(folder) / "data", "daily_metrics_port": 0}
         )
-        ensure_topics(bench)
-        logger.info("producing %d checkouts of %s to %s", checkouts, day, bench.topic)
-        report = publish(bench, _day_of_checkouts(day, checkouts))
-        publish(bench, _seal(day, bench.partitions))
-        if report.failed:
-            msg = f"could not produce the benchmark day: {report.summary()}"
-            raise RuntimeError(msg)
-
-        consumer = open_consumer(bench)
-        plan = plan_day(consumer, bench, day)
-        records = plan.records
-        payload: list[list[bytes | None]] = []
-        for part in plan.partitions:
-            payload.extend(read_partition(consumer, bench.topic, part, CHUNK_MESSAGES))
-        payload_bytes = sum(len(v or b"") for chunk in payload for v in chunk)
-
-        def raw_consume() -> None:
-            total = 0
-            for part in plan.partitions:
-                for chunk in read_partition(consumer, bench.topic, part, CHUNK_MESSAGES):
-                    total += len(chunk)
-            assert total == records
-
-        def decode_and_group() -> None:
-            partials = Partials(bench.zone)
-            dedup = Deduplicator()
-            decoded = decode_ahead(payload, bench.limits)
-            for _, batch in in_background(decoded):
-                lines, _ = in_day(batch.lines, plan.start, plan.end)
-                lines, _ = dedup.first_occurrences(lines)
-                partials.add(lines)
-            partials.item_sales()
-            partials.store_item_sales()
-            partials.hourly_sales()
-
-        raw: list[float] = []
-        memory: list[float] = []
-        jobs: list[tuple[float, float, dict[str, Any]]] = []
-        for _ in range(repetitions):
-            raw.append(_timed(raw_consume))
-            memory.append(_timed(decode_and_group))
-            jobs.append(_timed_job(bench, day))
-        consumer.close()
-        end_to_end = [seconds for seconds, _, _ in jobs]
-        cpu = [cpu_seconds for _, cpu_seconds, _ in jobs]
-        manifest = jobs[-1][2]
-        _delete_topic(bench)
-
-    lines = manifest["counts"]["lines"]
-    e2e_rate = records / _median(end_to_end)
-    raw_rate = records / _median(raw)
-    memory_rate = records / _median(memory)
-    rows = [
-        ("end to end: Kafka -> Parquet + Redis (`run_day`)", _median(end_to_end), e2e_rate),
-        ("baseline: raw consume, values only", _median(raw), raw_rate),
-        ("baseline: in-memory decode + group-by", _median(memory), memory_rate),
-    ]
-    table = "\n".join(
-        f"| {name} | {seconds:.2f} | {rate:,.0f} | {rate * lines / records:,.0f} |"
-        for name, seconds, rate in rows
-    )
-    timings = manifest["timings_seconds"]
-    return f"""## Daily job (`bench.daily`)
-
-One UTC business day of {records:,} synthetic checkouts ({lines:,} lines,
-{payload_bytes / records:,.0f} bytes per message, {bench.partitions} partitions) produced
-before timing; medians of {repetitions} repetitions.
-
-| measurement | seconds | checkouts/s | lines/s |
-|---|---:|---:|---:|
-{table}
-
-- End to end is {e2e_rate / raw_rate:.0%} of the raw consume rate (target >= 25%) and
-  {e2e_rate / memory_rate:.0%} of the in-memory decode + group-by (target >= 50%);
-  target >= 150,000 checkouts/s.
-- CPU: `run_day` used {_median(cpu):.2f} CPU-seconds per run ({_median(cpu) / records * 1e6:.1f} µs
-  per checkout; all threads of the process, the broker not included).
-- `sales_lines`: {manifest["sales_lines_bytes_per_line"]} bytes per line (zstd, arrival order;
-  target <= 10).
-- Last run's phases (s): {", ".join(f"{k} {v}" for k, v in timings.items())}.
-- Load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other
-  processes share the machine; the broker runs on it too).
-- Decoded on the columnar fast path: {manifest["counts"]["decoded_fast"]:,} messages; by
-  `decode_checkout` one at a time: {manifest["counts"]["decoded_slow"]:,}.
-"""
-
-
-def _delete_topic(settings: Settings) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    for future in admin.delete_topics([settings.topic, settings.dead_letter_topic]).values():
         try:
-            future.result(30)
-        except KafkaException:
-            logger.warning("could not delete topic %s", settings.topic)
+            produce(settings, day_of_checkouts(SEED, day, checkouts))
+            produce(settings, day_seal(day, settings.partitions))
+            runs, raw = [], []
+            for _ in range(bench.scale.repetitions):
+                raw.append(checkouts / python_consume(settings, checkouts))
+                runs.append(_job(settings, day, Path(folder)))
+        finally:
+            drop_topic(settings)
+            client = redis.Redis.from_url(settings.redis_url)
+            clear_live(client, settings.key_space)
+            client.close()
+    return _figures(checkouts, runs, raw, labels)
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else CHECKOUTS
-    print(run(load_settings(), count))
+def _figures(
+    checkouts: int,
+    runs: list[tuple[ChildRun, dict[str, Any]]],
+    raw: list[float],
+    labels: dict[str, Any],
+) -> list[Figure]:
+    lines = runs[-1][1]["counts"]["lines"]
+    job_seconds = [m.get("timings_seconds", {}).get("total", c.seconds) for c, m in runs]
+    return [
+        figure(JOB, "s", job_seconds, **labels),
+        figure(PROCESS, "s", [c.seconds for c, _ in runs], **labels),
+        figure("checkouts/s", "checkouts/s", [checkouts / s for s in job_seconds], **labels),
+        figure("lines/s", "lines/s", [lines / s for s in job_seconds], **labels),
+        figure("CPU seconds", "s", [c.cpu_seconds for c, _ in runs], **labels),
+        figure("peak RSS", "MB", [c.peak_rss_bytes / MB for c, _ in runs], **labels),
+        figure(RAW, "s", raw, "baseline", **labels),
+        figure("lines", "lines", [lines], "input", **labels),
+    ]
+
+
+def _value(found: list[Figure], name: str, **labels: Any) -> float:
+    return next(f.median for f in found if f.name == name and labels.items() <= f.labels.items())
+
+
+def _size_table(found: list[Figure], sizes: tuple[int, ...]) -> str:
+    rows = []
+    for size in sizes:
+        at = {"checkouts": size}
+        job, raw = _value(found, JOB, **at), _value(found, RAW, **at)
+        rows.append((
+            f"{size:,}", f"{job:.2f}", f"{_value(found, PROCESS, **at):.2f}",
+            f"{_value(found, 'checkouts/s', **at):,.0f}", f"{_value(found, 'lines/s', **at):,.0f}",
+            f"{_value(found, 'CPU seconds', **at):.2f}", f"{_value(found, 'peak RSS', **at):,.0f}",
+            f"{raw:.2f}", f"{raw / job:.0%}",
+        ))  # fmt: skip
+    headers = [
+        "checkouts", "job s", "process s", "checkouts/s", "lines/s", "CPU s", "peak RSS MB",
+        "raw consume s", "job rate / raw",
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def _growth(found: list[Figure], sizes: tuple[int, ...]) -> str:
+    """Peak memory growth per checkout, and the throughput of the largest day vs the smallest."""
+    small, large = sizes[0], sizes[-1]
+    rss = _value(found, "peak RSS", checkouts=large) - _value(found, "peak RSS", checkouts=small)
+    per_checkout = rss * MB / (large - small)
+    rates = [_value(found, "checkouts/s", checkouts=s) for s in sizes]
+    return (
+        f"Peak memory grows by {per_checkout:,.0f} bytes per checkout from {small:,} to "
+        f"{large:,} checkouts (target: no growth beyond the day's transaction-id set; at most "
+        f"1.5 GB at 5,000,000). Throughput from the smallest to the largest day: "
+        f"{rates[-1] / rates[0]:.0%} (target: within 10%)."
+    )
+
+
+def run(bench: Bench) -> Section:
+    """The day sizes (3 partitions), then the partition counts at one size."""
+    scale = bench.scale
+    found = [f for n in scale.daily_sizes for f in _measure_day(bench, n, None, {"checkouts": n})]
+    size = scale.daily_partition_checkouts
+    by_partitions = [
+        f for p in scale.daily_partitions
+        for f in _measure_day(bench, size, p, {"partitions": p, "checkouts_per_day": size})
+    ]  # fmt: skip
+    sizes = scale.daily_sizes
+    part_rows = [
+        (f"{p}", f"{_value(by_partitions, JOB, partitions=p):.2f}",
+         f"{_value(by_partitions, 'checkouts/s', partitions=p):,.0f}",
+         f"{_value(by_partitions, 'peak RSS', partitions=p):,.0f}",
+         f"{_value(by_partitions, RAW, partitions=p):.2f}")
+        for p in scale.daily_partitions
+    ]  # fmt: skip
+    drawn = _plots(bench, found, by_partitions)
+    markdown = "\n\n".join(
+        [
+            f"`kassa daily run` as a child process on one UTC day of seeded checkouts, median "
+            f"of {scale.repetitions} runs; job seconds are the manifest's total (process "
+            "start-up excluded), CPU and peak RSS are the child's (`os.wait4`). The raw "
+            "consume reads the same topic's offset range in the benchmark's process. "
+            "Command: `python -m bench --only daily`.",
+            "By day size (3 partitions):",
+            _size_table(found, sizes),
+            _growth(found, sizes),
+            f"By partitions ({size:,} checkouts):",
+            table(
+                ["partitions", "job s", "checkouts/s", "peak RSS MB", "raw consume s"], part_rows
+            ),
+        ]
+    )
+    figures = (*found, *by_partitions)
+    return Section("daily", "Daily job", markdown, figures, drawn)
+
+
+def _plots(bench: Bench, found: list[Figure], by_partitions: list[Figure]) -> tuple[Plot, ...]:
+    scale = bench.scale
+    size = scale.daily_partition_checkouts
+    sizes = scale.daily_sizes
+    plot_size = plots.lines(
+        bench.results, "daily-size.png", "Daily job by day size",
+        x=list(sizes), series={
+            "job seconds": [_value(found, JOB, checkouts=n) for n in sizes],
+            "raw consume seconds": [_value(found, RAW, checkouts=n) for n in sizes],
+        }, axis_labels=("checkouts in the day", "s"), log_x=True,
+    )  # fmt: skip
+    plot_memory = plots.lines(
+        bench.results, "daily-memory.png", "Daily job peak resident memory (MB)",
+        x=list(sizes), series={"peak RSS": [_value(found, "peak RSS", checkouts=n) for n in sizes]},
+        axis_labels=("checkouts in the day", "MB"), log_x=True,
+    )  # fmt: skip
+    plot_parts = plots.bars(
+        bench.results, "daily-partitions.png", f"Daily job seconds, {size:,} checkouts",
+        {f"{p} partitions": _value(by_partitions, JOB, partitions=p)
+         for p in scale.daily_partitions}, "s",
+    )  # fmt: skip
+    return plot_size, plot_memory, plot_parts

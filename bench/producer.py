@@ -1,6 +1,6 @@
 """Producer throughput: ``kassa produce synthetic --max`` against baselines in the same run.
 
-Rows (median of :data:`REPETITIONS` runs each, one fresh topic per row):
+Rows (the median of the scale's repetitions each, one fresh topic per run):
 
 * **kassa publish(synthetic)**: simulator -> ``encode_checkout`` -> ``publish`` (what
   ``kassa produce synthetic --max`` runs, minus interpreter start-up), every record delivered;
@@ -11,8 +11,8 @@ Rows (median of :data:`REPETITIONS` runs each, one fresh topic per row):
   message (the simplest correct code): the baseline;
 * **simulator alone** and **simulator + encode**: no Kafka, to show where the time goes.
 
-Run alone with ``python -m bench.producer`` (uses the ``KASSA_*`` settings, e.g. the dev
-broker on 127.0.0.1:9092).
+The Kafka ceiling (``ProducerPerformance`` on the same records) comes from :mod:`bench.broker`
+when it ran first. Run alone with ``python -m bench --only broker producer``.
 """
 
 from __future__ import annotations
@@ -21,53 +21,41 @@ import itertools
 import json
 import statistics
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Producer
 
+from bench import plots
+from bench.broker import PRODUCE
+from bench.report import Figure, Role, Section, figure, spread, table
+from bench.session import Bench
+from bench.workload import drop_topic, fresh_topic
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
-from common.topics import admin_client, ensure_topics
 from producers.publish import Deliveries, producer_config, publish
 from producers.synthetic import generate
 
-REPETITIONS = 3
-MESSAGES = 400_000
-NAIVE_MESSAGES = 2_000
-SEED = 42
+SEED: Final = 42
 
 
 def _start() -> datetime:
     return (datetime.now(UTC) - timedelta(days=90)).replace(microsecond=0)
 
 
-def _topic(settings: Settings, name: str) -> Settings:
-    variant = settings.model_copy(update={"topic": f"bench_producer_{name}_{uuid.uuid4().hex[:8]}"})
-    ensure_topics(variant)
-    return variant
-
-
-def _drop(settings: Settings) -> None:
-    topics = [settings.topic, settings.dead_letter_topic]
-    admin = admin_client(settings)
-    for future in admin.delete_topics(topics, operation_timeout=30).values():
-        future.result()
-
-
-def _kassa(settings: Settings) -> tuple[int, float]:
-    report = publish(settings, generate(SEED, _start(), MESSAGES))
+def _kassa(settings: Settings, count: int) -> tuple[int, float]:
+    report = publish(settings, generate(SEED, _start(), count))
     if report.failed:
         raise RuntimeError(report.summary())
     return report.delivered, report.elapsed
 
 
-def _raw(settings: Settings) -> tuple[int, float]:
+def _raw(settings: Settings, count: int) -> tuple[int, float]:
     records = [
         (encode_checkout(c), message_key(c), record_timestamp_ms(c))
-        for c in generate(SEED, _start(), MESSAGES)
+        for c in generate(SEED, _start(), count)
     ]
     deliveries = Deliveries()
     producer = Producer(producer_config(settings, deliveries))
@@ -104,7 +92,7 @@ def _as_dict(checkout: Checkout) -> dict[str, Any]:
     }
 
 
-def _naive(settings: Settings) -> tuple[int, float]:
+def _naive(settings: Settings, count: int) -> tuple[int, float]:
     producer = Producer(
         {"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
     )
@@ -115,7 +103,7 @@ def _naive(settings: Settings) -> tuple[int, float]:
         failures += error is not None
 
     started = time.perf_counter()
-    for checkout in generate(SEED, _start(), NAIVE_MESSAGES):
+    for checkout in generate(SEED, _start(), count):
         value = json.dumps(_as_dict(checkout)).encode()
         producer.produce(
             settings.topic,
@@ -128,80 +116,102 @@ def _naive(settings: Settings) -> tuple[int, float]:
     elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"naive producer: {failures} failed deliveries")
-    return NAIVE_MESSAGES, elapsed
+    return count, elapsed
 
 
-def _simulator(_settings: Settings) -> tuple[int, float]:
+def _simulator(_settings: Settings, count: int) -> tuple[int, float]:
     started = time.perf_counter()
-    count = sum(1 for _ in generate(SEED, _start(), MESSAGES))
+    made = sum(1 for _ in generate(SEED, _start(), count))
+    return made, time.perf_counter() - started
+
+
+def _simulator_encode(_settings: Settings, count: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    size = 0
+    for checkout in generate(SEED, _start(), count):
+        size += len(encode_checkout(checkout))
     return count, time.perf_counter() - started
 
 
-def _simulator_encode(_settings: Settings) -> tuple[int, float]:
-    started = time.perf_counter()
-    size = 0
-    for checkout in generate(SEED, _start(), MESSAGES):
-        size += len(encode_checkout(checkout))
-    return MESSAGES, time.perf_counter() - started
+Measure = Callable[[Settings, int], tuple[int, float]]
 
 
-Variant = tuple[str, Callable[[Settings], tuple[int, float]], bool]
-VARIANTS: tuple[Variant, ...] = (
-    ("kassa publish(synthetic) = `kassa produce synthetic --max`", _kassa, True),
-    ("raw produce of pre-encoded bytes (ceiling)", _raw, True),
-    ("naive: json.dumps + produce + flush per message (baseline)", _naive, True),
-    ("simulator alone (no Kafka)", _simulator, False),
-    ("simulator + encode_checkout (no Kafka)", _simulator_encode, False),
+@dataclass(frozen=True)
+class _Variant:
+    name: str
+    measure: Measure
+    kafka: bool
+    role: Role
+    naive: bool = False
+
+
+VARIANTS: Final = (
+    _Variant("kassa publish(synthetic) = `kassa produce synthetic --max`", _kassa, True, "kassa"),
+    _Variant("raw produce of pre-encoded bytes (client ceiling)", _raw, True, "ceiling"),
+    _Variant(
+        "naive: json.dumps + produce + flush per message", _naive, True, "baseline", naive=True
+    ),
+    _Variant("simulator alone (no Kafka)", _simulator, False, "input"),
+    _Variant("simulator + encode_checkout (no Kafka)", _simulator_encode, False, "input"),
 )
 
 
-def run(settings: Settings) -> str:
-    """Measure every variant :data:`REPETITIONS` times; a Markdown section of medians."""
-    rows = []
-    medians: dict[str, float] = {}
-    for name, measure, kafka in VARIANTS:
-        rates = []
-        count = 0
-        for _ in range(REPETITIONS):
-            target = _topic(settings, measure.__name__.strip("_")) if kafka else settings
-            try:
-                count, elapsed = measure(target)
-            finally:
-                if kafka:
-                    _drop(target)
-            rates.append(count / elapsed)
-        medians[name] = statistics.median(rates)
-        spread = f"{min(rates):,.0f} - {max(rates):,.0f}"
-        rows.append(f"| {name} | {count:,} | {medians[name]:,.0f} | {spread} |")
-    kassa, naive = medians[VARIANTS[0][0]], medians[VARIANTS[2][0]]
-    ceiling = medians[VARIANTS[1][0]]
+def _rates(bench: Bench, variant: _Variant) -> Figure:
+    scale = bench.scale
+    count = scale.naive_messages if variant.naive else scale.producer_messages
+    rates = []
+    for _ in range(scale.repetitions):
+        target = fresh_topic(bench.settings, "producer") if variant.kafka else bench.settings
+        try:
+            delivered, elapsed = variant.measure(target, count)
+        finally:
+            if variant.kafka:
+                drop_topic(target)
+        rates.append(delivered / elapsed)
+    return figure(variant.name, "checkouts/s", rates, variant.role, checkouts=count)
+
+
+def run(bench: Bench) -> Section:
+    """Measure every variant; medians, ratios and the broker's own producer next to them."""
+    figures = [_rates(bench, variant) for variant in VARIANTS]
+    ceiling = bench.find("broker", PRODUCE)
+    if ceiling is not None:
+        figures.append(ceiling)
+    kassa, raw, naive = figures[0].median, figures[1].median, figures[2].median
+    rows = [
+        (
+            f.name,
+            f"{f.labels['checkouts']:,}" if "checkouts" in f.labels else "",
+            f"{f.median:,.0f}",
+            spread(f),
+        )
+        for f in figures
+    ]
     sample = list(itertools.islice(generate(SEED, _start()), 10_000))
     average = statistics.mean(len(encode_checkout(c)) for c in sample)
     lines = statistics.mean(len(c.lines) for c in sample)
-    return "\n".join(
+    settings = bench.settings
+    ratios = [
+        f"kassa's producer runs at {kassa / naive:,.0f}x the naive baseline and {kassa / raw:.0%} "
+        "of the raw-produce ceiling"
+    ]
+    if ceiling is not None:
+        ratios.append(f"{kassa / ceiling.median:.0%} of Kafka's own ProducerPerformance")
+    plot = plots.bars(
+        bench.results, "producer.png", "Producer throughput (checkouts/s)",
+        {f.name: f.median for f in figures}, "checkouts/s",
+    )  # fmt: skip
+    markdown = "\n\n".join(
         [
-            "## Producer throughput",
-            "",
-            f"Checkouts per second from one Python process to the broker at "
-            f"`{settings.kafka_bootstrap}` (3 partitions, acks=all, idempotent, "
-            f"{settings.producer_compression}, linger {settings.producer_linger_ms} ms), "
-            f"median of {REPETITIONS} runs; a simulated checkout averages {lines:.1f} lines and "
-            f"{average:,.0f} bytes. Target: 100,000/s. Command: `python -m bench.producer`.",
-            "",
-            "| variant | checkouts per run | median checkouts/s | min - max |",
-            "|---|---:|---:|---:|",
-            *rows,
-            "",
-            f"kassa's producer runs at {kassa / naive:,.0f}x the naive baseline and "
-            f"{kassa / ceiling:.0%} of the raw-produce ceiling.",
+            f"Checkouts per second from one Python process to the broker (3 partitions, "
+            f"acks=all, idempotent, {settings.producer_compression}, linger "
+            f"{settings.producer_linger_ms} ms), median of {bench.scale.repetitions} runs, one "
+            f"fresh topic per run; a simulated checkout averages {lines:.1f} lines and "
+            f"{average:,.0f} bytes. Target: 100,000/s. Command: `python -m bench --only "
+            "broker producer`.",
+            table(["variant", "checkouts per run", "median checkouts/s", "min - max"], rows),
+            "; ".join(ratios) + ".",
         ]
     )
-
-
-if __name__ == "__main__":
-    import logging
-
-    from common.settings import load_settings
-
-    logging.basicConfig(level=logging.WARNING)
-    print(run(load_settings()))
+    notes = {"bytes_per_checkout": average, "lines_per_checkout": lines}
+    return Section("producer", "Producer throughput", markdown, tuple(figures), (plot,), notes)
