@@ -224,6 +224,8 @@ class StreamJob:
     redis_url: str
     instance_id: str | None = None
     """The consumer's ``group.instance.id`` (None: dynamic membership)."""
+    started: bool = False
+    """Redis answered when the job started (a Redis failure after that is an outage)."""
 
     def run(self, timeout: float = 0.0) -> None:
         """Consume until SIGTERM/SIGINT, or until ``timeout`` seconds pass without a message.
@@ -235,6 +237,7 @@ class StreamJob:
         """
         try:
             self._check_redis()
+            self.started = True
             self.metrics.state = "running"
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
@@ -417,18 +420,22 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
 
 def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout: float) -> None:
     """Run the job; after a :class:`RecoverableStreamError` (Redis found behind the job, Kafka
-    or the group membership lost) log it as one ERROR line, wait until Kafka answers and run
-    a new job: its new consumer rejoins the group and resumes every partition from Redis's
-    watermarks. Raises the error instead when a signal asked the job to stop (a refused last
-    flush is never "stopped cleanly"), or when the replica is fenced twice within
+    or the group membership lost) or a Redis outage while it ran, log it as one ERROR line,
+    wait until Kafka and Redis answer and run a new job: its new consumer rejoins the group
+    and resumes every partition from Redis's watermarks. Raises the error instead when a
+    signal asked the job to stop (a refused last flush is never "stopped cleanly"), when
+    Redis did not answer at start-up, or when the replica is fenced twice within
     :data:`FENCED_AGAIN_SECONDS`."""
     fenced_at = -FENCED_AGAIN_SECONDS
+    started = False
     while True:
         job = build_stream_job(settings, metrics)
         try:
             job.run(timeout=idle_timeout)
-        except RecoverableStreamError as exc:
-            if job.app.stopping:
+        except (RecoverableStreamError, StreamRedisUnavailableError) as exc:
+            started = started or job.started
+            redis_down = isinstance(exc, StreamRedisUnavailableError)
+            if job.app.stopping or (redis_down and not started):
                 raise
             fenced = isinstance(exc, InstanceFencedError)
             if fenced and time.monotonic() - fenced_at < FENCED_AGAIN_SECONDS:
@@ -438,38 +445,67 @@ def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout:
             logger.error("%s; restarting the stream job's consumer", exc)  # noqa: TRY400
             metrics.restarts.inc()
             metrics.state = "restarting"
-            if _await_kafka(settings, metrics):
+            if _await_services(settings, metrics, redis_was_down=redis_down):
                 continue
-        return  # ran to its end, or stopped by a signal while waiting for Kafka
+        return  # ran to its end, or stopped by a signal while waiting for Kafka or Redis
 
 
-def _await_kafka(settings: Settings, metrics: StreamMetrics) -> bool:
-    """Wait until Kafka answers (True) or SIGTERM/SIGINT arrives (False).
+def _await_services(settings: Settings, metrics: StreamMetrics, redis_was_down: bool) -> bool:
+    """Wait until Kafka and Redis answer (True) or SIGTERM/SIGINT arrives (False).
 
-    Raises :class:`KafkaUnavailableError` once the outage (counted from when the consumer
-    last found Kafka unreachable) lasts ``KASSA_STREAM_OUTAGE_LIMIT_SECONDS``.
+    Each outage counts from when it was first seen (Kafka's from when the consumer or the
+    probe last found it unreachable; Redis's from now when ``redis_was_down``, else from
+    the first failed ping here). Raises :class:`KafkaUnavailableError` or
+    :class:`StreamRedisUnavailableError` once one lasts ``KASSA_STREAM_OUTAGE_LIMIT_SECONDS``.
     """
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    redis_since = time.monotonic() if redis_was_down else None
     try:
         stop.wait(RETRY_SECONDS)
-        problem = broker_problem(settings.kafka_bootstrap)
-        while problem is not None and not stop.is_set():
-            metrics.record_kafka(reachable=False)
-            metrics.state = "waiting for Kafka"
-            down = time.monotonic() - (metrics.kafka_down_since or time.monotonic())
-            limit = settings.stream_outage_limit_seconds
-            if down >= limit:
-                cause = f"no answer for {down:.0f} s, KASSA_STREAM_OUTAGE_LIMIT_SECONDS={limit}"
-                raise KafkaUnavailableError(settings.kafka_bootstrap, f"{cause}: {problem}")
-            logger.warning("Kafka does not answer for %.0f s (%s); retrying", down, problem)
+        while not stop.is_set():
+            kafka = broker_problem(settings.kafka_bootstrap)
+            metrics.record_kafka(reachable=kafka is None)
+            redis_problem = metrics.redis_problem()
+            if kafka is None and redis_problem is None:
+                break
+            if redis_problem is None:
+                redis_since = None
+            elif redis_since is None:
+                redis_since = time.monotonic()
+            _give_up_after_the_limit(settings, metrics, kafka, redis_problem, redis_since)
             stop.wait(RETRY_SECONDS)
-            problem = broker_problem(settings.kafka_bootstrap)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if stop.is_set():
         metrics.state = "stopped"
         return False
-    metrics.record_kafka(reachable=True)
     return True
+
+
+def _give_up_after_the_limit(
+    settings: Settings,
+    metrics: StreamMetrics,
+    kafka: str | None,
+    redis_problem: str | None,
+    redis_since: float | None,
+) -> None:
+    """Log the outages, or raise the error of one that lasted the outage limit."""
+    now = time.monotonic()
+    limit = settings.stream_outage_limit_seconds
+    setting = f"KASSA_STREAM_OUTAGE_LIMIT_SECONDS={limit}"
+    if kafka is not None:
+        metrics.state = "waiting for Kafka"
+        down = now - (metrics.kafka_down_since or now)
+        if down >= limit:
+            cause = f"no answer for {down:.0f} s, {setting}: {kafka}"
+            raise KafkaUnavailableError(settings.kafka_bootstrap, cause)
+        logger.warning("Kafka does not answer for %.0f s (%s); retrying", down, kafka)
+    if redis_problem is not None and redis_since is not None:
+        metrics.state = "waiting for Redis"
+        down = now - redis_since
+        if down >= limit:
+            cause = f"no answer for {down:.0f} s, {setting}: {redis_problem}"
+            raise StreamRedisUnavailableError(settings.redis_url, "reach", cause)
+        logger.warning("Redis does not answer for %.0f s (%s); retrying", down, redis_problem)

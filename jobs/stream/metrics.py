@@ -218,7 +218,7 @@ class StreamMetrics:
     def health(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/healthz``: 200 while the job runs and nothing is wrong,
         else 503 with the reasons."""
-        redis_problem = self._redis_problem()
+        redis_problem = self.redis_problem()
         now = time.monotonic()
         reasons = []
         if self.state != "running":
@@ -248,7 +248,8 @@ class StreamMetrics:
         }
         return (503 if reasons else 200), body
 
-    def _redis_problem(self) -> str | None:
+    def redis_problem(self) -> str | None:
+        """Why Redis does not answer a PING (None when it does, or when no Redis is watched)."""
         if self._redis is None:
             return None
         try:

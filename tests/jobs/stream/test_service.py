@@ -13,7 +13,9 @@ import redis
 from common.settings import Settings
 from common.topics import ensure_topics
 from services.kafka import KafkaServer
+from services.redis import RedisServer
 from tests.helpers import free_port, run_kassa, settings_env, truth, wait_until
+from tests.jobs.stream.faults import redis_url_of
 from tests.jobs.stream.helpers import (
     Load,
     caught_up,
@@ -125,6 +127,77 @@ def test_an_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_4(
     assert "Traceback" not in output
     [line] = _error_lines(log)
     assert "cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP=" in line
+    assert "KASSA_STREAM_OUTAGE_LIMIT_SECONDS=10" in line
+
+
+def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
+    settings: Settings, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "redis_url": redis_url_of(private_redis),
+            "metrics_port": port,
+            "stream_commit_interval": 1.0,
+        }
+    )
+    client = redis.Redis.from_url(settings.redis_url)
+    log = tmp_path / "stream.log"
+    traffic = Load(settings, 47, rate=500.0)
+    child = start_stream(settings, log)
+    try:
+        wait_until(lambda: _watermark_sum(client, settings) > 0, 120, "a first batch")
+        private_redis.stop()
+        try:
+            stopped = time.monotonic()
+            wait_until(lambda: health(port)[0] == 503, 30, "/healthz to report Redis down")
+            reasons = health(port)[1]["reasons"]
+            assert any("Redis unreachable" in r for r in reasons), reasons  # type: ignore[attr-defined]
+            while time.monotonic() - stopped < 20:
+                assert child.poll() is None, log.read_text()[-3000:]
+                time.sleep(1)
+        finally:
+            private_redis.start()
+        wait_until(lambda: health(port)[0] == 200, 120, "/healthz to recover after Redis")
+        checkouts = traffic.finish()
+        wait_until(caught_up(client, settings), 120, "the job to catch up")
+        assert child.poll() is None, log.read_text()[-3000:]
+    finally:
+        traffic.finish()
+        status = _stop(child)
+    assert status == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(client, days_of(expected), settings.key_space) == expected
+
+
+def test_a_redis_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_3(
+    settings: Settings, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "redis_url": redis_url_of(private_redis),
+            "metrics_port": 0,
+            "stream_outage_limit_seconds": 10,
+        }
+    )
+    log = tmp_path / "stream.log"
+    traffic = Load(settings, 53, rate=50.0)  # a job without traffic has nothing to write
+    child = start_stream(settings, log)
+    try:
+        wait_until(lambda: "assigned partitions" in log.read_text(), 120, "an assignment")
+        private_redis.stop()
+        status = child.wait(180)
+    finally:
+        traffic.finish()
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    output = log.read_text()
+    assert status == 3, output[-3000:]
+    assert "Traceback" not in output
+    [line] = _error_lines(log)
+    assert f"KASSA_REDIS_URL={settings.redis_url!r}" in line
     assert "KASSA_STREAM_OUTAGE_LIMIT_SECONDS=10" in line
 
 
