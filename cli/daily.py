@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
+import redis
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -30,10 +31,14 @@ from cli import arguments
 from common.days import yesterday
 from common.settings import Settings
 from jobs.daily.job import backfill, run_day
-from jobs.daily.manifest import DayResult
+from jobs.daily.manifest import DayResult, Published
+from jobs.daily.republish import redis_states
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
 from storage import figures
+
+REDIS_TIMEOUT: Final = 5.0
+"""Seconds ``kassa daily status`` waits for Redis before it reports it unreachable."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = actions.add_parser(
         "status",
         help="list recent days: complete, forced, late-pending, restated, missing, running",
-        description="Each day's state from its manifest (newest first); reads no Kafka or Redis.",
+        description="Each day's state from its manifest (newest first), and whether Redis holds "
+        "the run of it the manifest names; reads no Kafka.",
     )
     status.add_argument(
         "--days",
@@ -140,15 +146,36 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the state of each recent day."""
     last: date = args.last or yesterday(datetime.now(UTC), settings.zone)
     statuses = day_statuses(settings.data_dir, last, args.days)
+    in_redis = _redis_states(settings, statuses)
     if args.json:
-        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+        entries = [{**s.as_dict(), "redis": in_redis.get(s.day)} for s in statuses]
+        print(json.dumps(entries, indent=2))
     else:
         for status in statuses:
-            print(_status_line(status))
+            print(_status_line(status, in_redis.get(status.day)))
     return 0
 
 
-def _status_line(status: DayStatus) -> str:
+def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, str]:
+    """Whether Redis holds each finished day's run (:func:`jobs.daily.republish.redis_states`)."""
+    snapshots = {
+        s.day: Published(s.revision, s.run_id)
+        for s in statuses
+        if s.revision is not None and s.run_id is not None
+    }
+    if not snapshots:
+        return {}
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        )
+        with closing(client):
+            return redis_states(settings, client, snapshots, datetime.now(UTC))
+    except redis.RedisError as exc:
+        return dict.fromkeys(snapshots, f"unknown: Redis unreachable ({exc})")
+
+
+def _status_line(status: DayStatus, in_redis: str | None) -> str:
     text = f"{status.day} {status.state:<12}"
     if status.revision is None:
         return text.rstrip()
@@ -157,6 +184,8 @@ def _status_line(status: DayStatus) -> str:
     text += f"; partitions: {cases}"
     if status.late_pending:
         text += f"; {status.late_pending:,} late records pending"
+    if in_redis is not None:
+        text += f"; Redis: {in_redis}"
     return text
 
 

@@ -12,7 +12,7 @@ the same function repairs the ``live`` namespace from the daily result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -407,3 +407,18 @@ def set_missing_names(
         if name is not None:
             pipe.hsetnx(keys.names_key(space), sku, name)
     pipe.execute()
+
+
+def manifest_fields(
+    client: redis.Redis, space: str, days: Sequence[date], fields: Sequence[str]
+) -> dict[date, list[str | None]]:
+    """``fields`` of each day's manifest hash (:func:`keys.manifest_key`), ``None`` where
+    absent; one ``HMGET`` per day, all in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.hmget(keys.manifest_key(space, day), list(fields))
+    answers: list[list[bytes | None]] = pipe.execute()
+    return {
+        day: [None if value is None else value.decode() for value in values]
+        for day, values in zip(days, answers, strict=True)
+    }

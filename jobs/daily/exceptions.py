@@ -108,3 +108,16 @@ class LiveRepairRefused(DailyError):  # noqa: N818 - reads as "raise LiveRepairR
         )
         self.day = day
         self.partitions = sorted(behind)
+
+
+class SnapshotUnusable(DailyError):  # noqa: N818 - reads as "raise SnapshotUnusable(...)"
+    """A finalized day cannot be republished to Redis from its Parquet snapshot."""
+
+    exit_code = 2
+
+    def __init__(self, day: date, problem: str) -> None:
+        super().__init__(
+            f"day {day} cannot be republished to Redis from its snapshot: {problem}; run it "
+            f"again from Kafka with 'kassa daily run --day {day}'"
+        )
+        self.day = day

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
 
-from common.schema import SCHEMA_VERSION, from_money_units
+from common.schema import SCHEMA_VERSION, from_money_units, to_money_units
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.reader import DayRange, LateRecords
@@ -24,6 +25,10 @@ from storage.daily import Reconciliation
 from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE, TOTALS
 
 MANIFEST_VERSION: Final = 2
+RUN_ID: Final = "run_id"
+REVISION: Final = "revision"
+PUBLISHED_FIELDS: Final = (REVISION, RUN_ID)
+"""The fields of the Redis manifest hash that name the run whose snapshot it holds."""
 DRIFTS_IN_MANIFEST: Final = 100
 
 
@@ -45,6 +50,19 @@ class DayResult:
 
 
 @dataclass(frozen=True)
+class Published:
+    """Which run of a day published its snapshot: the revision and the run's id."""
+
+    revision: int
+    run_id: str
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> Published:
+        """The run that wrote ``manifest`` (a manifest without ``revision`` is revision 1)."""
+        return cls(int(manifest.get(REVISION, 1)), str(manifest[RUN_ID]))
+
+
+@dataclass(frozen=True)
 class Run:
     """One run of one day: who it was and what it found."""
 
@@ -63,18 +81,47 @@ class Run:
 
 def summary(run: Run, totals: Mapping[str, int]) -> dict[str, str | int]:
     """The manifest hash stored with the day's rankings in Redis."""
+    published = Published(run.revision, run.run_id)
+    finished_at = datetime.now(UTC).isoformat()
+    return _summary(published, run.plan.complete, run.forced, totals, (finished_at, code_version()))
+
+
+def summary_of(manifest: Mapping[str, Any]) -> dict[str, str | int]:
+    """The manifest hash the run that wrote ``manifest`` stored in Redis (to republish it)."""
+    finished = (str(manifest["finished_at"]), str(manifest.get("code_version", "unknown")))
+    complete, forced = bool(manifest["complete"]), bool(manifest["forced"])
+    return _summary(Published.of(manifest), complete, forced, recorded_totals(manifest), finished)
+
+
+def _summary(
+    published: Published,
+    complete: bool,
+    forced: bool,
+    totals: Mapping[str, int],
+    finished: tuple[str, str],
+) -> dict[str, str | int]:
     checkouts, revenue = COLUMNS[CHECKOUTS], COLUMNS[REVENUE]
+    finished_at, code = finished
     return {
-        "run_id": run.run_id,
-        "complete": int(run.plan.complete),
-        "forced": int(run.forced),
-        "revision": run.revision,
+        RUN_ID: published.run_id,
+        "complete": int(complete),
+        "forced": int(forced),
+        REVISION: published.revision,
         checkouts: totals.get(checkouts, 0),
         LINES: totals.get(LINES, 0),
         revenue: totals.get(revenue, 0),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "code_version": code_version(),
+        "finished_at": finished_at,
+        "code_version": code,
     }
+
+
+def recorded_totals(manifest: Mapping[str, Any]) -> dict[str, int]:
+    """The day's totals as ``manifest`` records them, revenue in integer money units."""
+    recorded = manifest["totals"]
+    revenue = COLUMNS[REVENUE]
+    totals = {name: int(recorded.get(name, 0)) for name in TOTALS if name != revenue}
+    totals[revenue] = to_money_units(Decimal(str(recorded.get(revenue, 0))))
+    return totals
 
 
 def build_manifest(

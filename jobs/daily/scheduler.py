@@ -7,7 +7,9 @@ collapse into one run) and ``max_instances=1``; a pass also runs once at start. 
 at yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it whose ``KASSA_DAILY_AT`` has
 come (never today): a day without a manifest is run once it is complete (or as forced
 ``KASSA_DAILY_DEADLINE_SECONDS`` after its end), a day with late records pending is restated,
-and a forced day is revisited once complete. A finished day is never run again otherwise.
+and a forced day is revisited once complete. A finished day is never run again otherwise;
+when Redis does not hold the run of it the manifest names (Redis flushed, or restored from an
+older copy), the pass republishes it from its Parquet snapshot (:mod:`jobs.daily.republish`).
 
 APScheduler's ``CronTrigger`` fires twice on the day daylight saving time ends when the run
 time falls in the repeated hour (and can then repeat the second time). :class:`DailyTrigger`
@@ -35,6 +37,7 @@ from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
 from jobs.daily.manifest import DayResult
 from jobs.daily.metrics import DailyMetrics
+from jobs.daily.republish import republish_stale
 from jobs.daily.status import day_status
 from storage import parquet
 
@@ -112,7 +115,9 @@ def catch_up(
     A day without a manifest is run; incomplete, it is finalized as forced once its deadline
     has passed, otherwise the pass stops there (later days wait for it). A day with late
     records pending is restated; a forced day is revisited and rewritten once complete. The
-    days are swept again while a sweep ran something (a run may find late records).
+    days are swept again while a sweep ran something (a run may find late records). Last,
+    every finalized day whose run Redis does not hold is republished from its snapshot
+    (:func:`jobs.daily.republish.republish_stale`; not among the results: nothing was run).
     """
     clock = now or datetime.now(UTC)
     results: list[DayResult] = []
@@ -120,6 +125,7 @@ def catch_up(
         ran = _sweep(settings, clock, metrics, results)
         if not ran:
             break
+    republish_stale(settings, due_days(settings, clock), clock)
     if metrics is not None:
         statuses = [day_status(settings.data_dir, day) for day in due_days(settings, clock)]
         metrics.on_window(statuses, lambda day: day_bounds(day, settings.zone)[0])

@@ -34,6 +34,8 @@ class DayStatus:
     finished_at: str | None = None
     completeness: dict[str, int] | None = None
     """How many partitions were complete by each case (``records``, ``idle``, ...)."""
+    run_id: str | None = None
+    """The run that wrote the manifest."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -87,6 +89,7 @@ def day_status(data_dir: Path, day: date) -> DayStatus:
         late.records,
         manifest.get("finished_at"),
         dict(sorted(cases.items())),
+        manifest.get("run_id"),
     )
 
 

@@ -6,14 +6,16 @@ import json
 import signal
 import subprocess
 import urllib.request
+from contextlib import closing
 from datetime import date
 
 import polars as pl
 import pyarrow.dataset as ds
+import redis
 
 from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
-from storage import parquet
+from storage import keys, parquet
 from tests.helpers import KASSA, free_port, run_kassa, settings_env
 from tests.jobs.daily.helpers import checkout, produce, seal, utc
 
@@ -117,3 +119,19 @@ def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
     assert entries["2026-11-17"]["late_pending"] == 1
     assert entries["2026-11-16"]["revision"] == 2
     assert entries["2026-11-19"]["completeness"] == {"idle": 3}
+    assert {day: entry["redis"] for day, entry in entries.items()} == {
+        "2026-11-21": None,
+        "2026-11-20": None,
+        "2026-11-19": "current",
+        "2026-11-18": "current",
+        "2026-11-17": "current",
+        "2026-11-16": "current",
+    }
+    assert shown.stdout.count("; Redis: current") == 4
+
+    with closing(redis.Redis.from_url(settings.redis_url)) as client:
+        client.delete(keys.manifest_key(settings.key_space, date(2026, 11, 19)))
+    lost = _kassa(settings, "daily", "status", "--days", "1", "--to", "2026-11-19")
+    assert lost.stdout.endswith(
+        "; Redis: missing from Redis (restored from an older copy, or flushed?)\n"
+    ), lost.stdout
