@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -29,11 +28,12 @@ from api import models
 from api.health import KafkaProbe, last_daily_run
 from common.days import business_day, yesterday
 from common.settings import Settings
-from storage import parquet
+from storage import figures, parquet
 from storage.rankings import (
     MAX_LIMIT,
     DailyNotComputedError,
     DayExpiredError,
+    DayFigures,
     InvalidQueryError,
     NoDataError,
     RankingError,
@@ -46,6 +46,7 @@ from storage.rankings import (
     item_history,
     stores_of,
     top,
+    total_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ HISTORY_DAYS: Final = 14
 REDIS_TIMEOUT_SECONDS: Final = 2.0
 ACCEPTED: Final = {
     "source": "'live' or 'daily'",
-    "by": "'units' or 'revenue'",
+    "by": figures.RANKED_BY_CHOICES,
     "day": "a date YYYY-MM-DD, e.g. 2026-11-21",
     "from": "a date YYYY-MM-DD, e.g. 2026-11-15 (with to)",
     "to": "a date YYYY-MM-DD, e.g. 2026-11-21 (with from)",
@@ -96,7 +97,7 @@ Store = Annotated[
     Query(min_length=1, max_length=128, description="one store; absent = the whole chain"),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many items")]
-By = Annotated[Literal["units", "revenue"], Query(description="rank by net units or revenue")]
+By = Annotated[figures.RankedBy, Query(description="rank by net units or revenue")]
 
 
 def _problem(status: int, error: str, detail: str, parameter: str | None = None) -> JSONResponse:
@@ -144,14 +145,18 @@ class _Days:
         return today - timedelta(days=HISTORY_DAYS - 1), today
 
 
-def _sums(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, int | str]:
-    total: dict[str, int | str] = {}
-    for name in fields:
-        if name == "revenue":
-            total[name] = str(sum((Decimal(row[name]) for row in rows), Decimal(0)))
-        else:
-            total[name] = sum(int(row[name]) for row in rows)
-    return total
+def _over_days(
+    source: str, start: date, end: date, store: str | None, days: list[DayFigures]
+) -> dict[str, Any]:
+    """The body of figures over days: the query, each day's figures and their sum."""
+    return {
+        "source": source,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "store": store,
+        "days": [entry.as_json() for entry in days],
+        "total": total_json(days),
+    }
 
 
 def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
@@ -232,7 +237,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         last: Last = None,
         store: Store = None,
         n: Limit = 10,
-        by: By = "units",
+        by: By = figures.BY_UNITS,
     ) -> dict[str, Any]:
         start, end = days.resolve(day, first, last, days.ranking_default(source))
         query = RankingQuery(space, source, start, end, n, by, store)
@@ -267,18 +272,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
             raise InvalidQueryError("sku", f"sku {sku!r} is not accepted: {ACCEPTED['sku']}")
         start, end = days.resolve(day, first, last, days.history_default())
         name, history = item_history(client, space, source, sku, day_range(start, end), store)
-        rows = [entry.as_json() for entry in history]
-        fields = ("units", "units_sold", "units_returned", "revenue", "checkouts")
-        return {
-            "sku": sku,
-            "name": name,
-            "source": source,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "store": store,
-            "days": rows,
-            "total": _sums(rows, fields),
-        }
+        return {"sku": sku, "name": name, **_over_days(source, start, end, store, history)}
 
     @app.get(
         "/api/totals",
@@ -296,18 +290,8 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         store: Store = None,
     ) -> dict[str, Any]:
         start, end = days.resolve(day, first, last, days.history_default())
-        rows = [
-            t.as_json() for t in day_totals(client, space, source, day_range(start, end), store)
-        ]
-        fields = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
-        return {
-            "source": source,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "store": store,
-            "days": rows,
-            "total": _sums(rows, fields),
-        }
+        found = day_totals(client, space, source, day_range(start, end), store)
+        return _over_days(source, start, end, store, found)
 
     @app.get(
         "/api/stores",

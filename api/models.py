@@ -6,8 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage import figures
+
 SKU_EXAMPLE = "85123A"
 NAME_EXAMPLE = "WHITE HANGING HEART T-LIGHT HOLDER"
+MANIFEST_EXAMPLE: dict[str, Any] = {
+    "complete": True,
+    "forced": False,
+    "finished_at": "2026-11-21T02:31:07+00:00",
+    "run_id": "6f1c0d2e",
+    figures.COLUMNS[figures.CHECKOUTS]: 1390,
+    figures.COLUMNS[figures.REVENUE]: "58635.5600",
+    "drifted_items": 0,
+}
 
 
 class RankedItem(BaseModel):
@@ -32,23 +43,23 @@ class Ranking(BaseModel):
                     "from": "2026-11-21",
                     "to": "2026-11-21",
                     "store": None,
-                    "by": "units",
+                    "by": figures.BY_UNITS,
                     "n": 2,
                     "items": [
-                        {
-                            "rank": 1,
-                            "sku": SKU_EXAMPLE,
-                            "name": NAME_EXAMPLE,
-                            "units": 454,
-                            "revenue": "1272.8000",
-                        },
-                        {
-                            "rank": 2,
-                            "sku": "84879",
-                            "name": "ASSORTED COLOUR BIRD ORNAMENT",
-                            "units": 376,
-                            "revenue": "636.0000",
-                        },
+                        RankedItem(
+                            rank=1,
+                            sku=SKU_EXAMPLE,
+                            name=NAME_EXAMPLE,
+                            units=454,
+                            revenue="1272.8000",
+                        ).model_dump(),
+                        RankedItem(
+                            rank=2,
+                            sku="84879",
+                            name="ASSORTED COLOUR BIRD ORNAMENT",
+                            units=376,
+                            revenue="636.0000",
+                        ).model_dump(),
                     ],
                 }
             ]
@@ -59,7 +70,7 @@ class Ranking(BaseModel):
     first: str = Field(alias="from", description="first day YYYY-MM-DD")
     last: str = Field(alias="to", description="last day YYYY-MM-DD (inclusive)")
     store: str | None = Field(description="the store, or null for the whole chain")
-    by: Literal["units", "revenue"]
+    by: figures.RankedBy
     n: int
     items: list[RankedItem]
 
@@ -90,7 +101,7 @@ class Totals(BaseModel):
     total: dict[str, int | str] = Field(
         description="the sums over the range (revenue as a decimal string)",
         examples=[
-            {"units": 26814, "units_sold": 27000, "units_returned": 186, "revenue": "58635.5600"}
+            dict(zip(figures.TOTALS, (26814, 27000, 186, "58635.5600", 1390, 2412), strict=True))
         ],
     )
 
@@ -142,17 +153,7 @@ class DayStatus(BaseModel):
     expired: bool = Field(description="past the Redis retention (see the Parquet snapshot)")
     manifest: dict[str, Any] | None = Field(
         description="summary of the daily manifest under KASSA_DATA_DIR, or null",
-        examples=[
-            {
-                "complete": True,
-                "forced": False,
-                "finished_at": "2026-11-21T02:31:07+00:00",
-                "run_id": "6f1c0d2e",
-                "checkouts": 1390,
-                "revenue": "58635.5600",
-                "drifted_items": 0,
-            }
-        ],
+        examples=[MANIFEST_EXAMPLE],
     )
 
 
@@ -186,7 +187,7 @@ class Health(BaseModel):
                         "probed_seconds_ago": 1.2,
                     },
                     "stream": {"consumer_group": "kassa-stream", "topic": "sales", "lag": 0},
-                    "daily": {"day": "2026-11-20", "complete": True, "checkouts": 1390},
+                    "daily": {"day": "2026-11-20", **MANIFEST_EXAMPLE},
                 }
             ]
         }

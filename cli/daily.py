@@ -35,6 +35,7 @@ from jobs.daily.manifest import DayResult, Published
 from jobs.daily.republish import redis_states
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
+from storage import figures
 
 REDIS_TIMEOUT: Final = 5.0
 """Seconds ``kassa daily status`` waits for Redis before it reports it unreachable."""
@@ -226,14 +227,12 @@ def progress_bars(*, enabled: bool) -> Iterator[ProgressBars]:
 
 def _summary(result: DayResult, settings: Settings) -> str:
     manifest: dict[str, Any] = result.manifest
-    totals = manifest["totals"]
     counts = manifest["counts"]
     state = "complete"
     if manifest["forced"]:
         state = "FORCED (incomplete)" if not manifest["complete"] else "FORCED (retention gap)"
     text = (
-        f"{manifest['day']} {state}: {totals['checkouts']:,} checkouts, {totals['lines']:,} "
-        f"lines, {totals['units']:,} units, revenue {totals['revenue']}; "
+        f"{manifest['day']} {state}: {figures.summary(manifest['totals'])}; "
         f"{counts.get('invalid_total', 0):,} invalid, {counts.get('duplicates', 0):,} "
         f"duplicates, {counts.get('outside_day', 0):,} outside the day; "
         f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}; "

@@ -16,7 +16,7 @@ from cli import arguments
 from common.days import business_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
-from storage import keys
+from storage import figures
 from storage.connections import redis_failures
 from storage.rankings import (
     MAX_LIMIT,
@@ -55,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-n", type=_item_count, default=10, help=f"how many items, 1..{MAX_LIMIT} (default 10)"
     )
     parser.add_argument(
-        "--by", choices=keys.RANKED_BY, default="units", help="rank by net units or revenue"
+        "--by",
+        choices=figures.RANKED_BY,
+        default=figures.BY_UNITS,
+        help="rank by net units or revenue",
     )
     parser.add_argument("--store", help="one store's ranking instead of the whole chain")
     parser.add_argument(
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _table(ranking: list[RankedItem], title: str) -> str:
-    rows = [("rank", "sku", "name", "units", "revenue")]
+    rows: list[tuple[str, ...]] = [("rank", "sku", "name", figures.BY_UNITS, figures.BY_REVENUE)]
     rows += [
         (str(i.rank), i.sku, (i.name or "").strip(), str(i.units), str(i.revenue)) for i in ranking
     ]

@@ -36,6 +36,7 @@ import polars as pl
 from common.days import check_day_order
 from common.schema import MONEY_DECIMALS, Checkout, Kind, Line
 from producers.exceptions import DatasetError, DatasetNotFoundError
+from storage import figures
 
 DATASET_ZONE: Final = ZoneInfo("Europe/London")
 CURRENCY: Final = "GBP"
@@ -178,7 +179,7 @@ class ReplayTotals:
 
     def table(self) -> str:
         """A plain-text table: one row per day and a total row."""
-        header = ("day", "messages", "lines", "quantity", "revenue")
+        header = ("day", "messages", figures.LINES, "quantity", figures.COLUMNS[figures.REVENUE])
         rows = [
             (str(day), f"{t.messages:,}", f"{t.lines:,}", f"{t.quantity:,}", f"{t.revenue:,f}")
             for day, t in sorted(self.days.items())

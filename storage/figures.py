@@ -39,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from common.schema import from_money_units
+
 UNITS: Final = 0
 SOLD: Final = 1
 RETURNED: Final = 2
@@ -63,6 +65,14 @@ TOTALS: Final[tuple[str, ...]] = (*COLUMNS, LINES)
 CHECKOUT_COUNT: Final = 0
 LINE_COUNT: Final = 1
 
+RankedBy = Literal["units", "revenue"]
+BY_UNITS: Final[RankedBy] = "units"
+BY_REVENUE: Final[RankedBy] = "revenue"
+RANKED_BY: Final[tuple[RankedBy, ...]] = (BY_UNITS, BY_REVENUE)
+"""The figures a ranking ranks by (their :data:`NAMES`), and the two a ranking shows."""
+RANKED_BY_CHOICES: Final = " or ".join(repr(name) for name in RANKED_BY)
+"""``'units' or 'revenue'``, for messages that name the accepted values."""
+
 Figures = tuple[int, int, int, int, int]
 """An item's figures in the layout."""
 ZERO: Final[Figures] = (0, 0, 0, 0, 0)
@@ -72,6 +82,25 @@ ZERO: Final[Figures] = (0, 0, 0, 0, 0)
 def figures_of(values: Sequence[int]) -> Figures:
     """The item figures in ``values``, a sequence in the layout (extra slots are ignored)."""
     return (values[UNITS], values[SOLD], values[RETURNED], values[REVENUE], values[CHECKOUTS])
+
+
+def columns_json(values: Mapping[str, int]) -> dict[str, int | str]:
+    """``values`` by column (:data:`COLUMNS`, :data:`TOTALS`), JSON-ready: revenue, in money
+    units, as an exact decimal string."""
+    revenue = COLUMNS[REVENUE]
+    return {
+        column: str(from_money_units(value)) if column == revenue else value
+        for column, value in values.items()
+    }
+
+
+def summary(totals: Mapping[str, object]) -> str:
+    """``1,390 checkouts, 2,412 lines, 26,814 units, revenue 58635.5600``: day totals
+    (:data:`TOTALS`, revenue as a decimal) in one phrase."""
+    return (
+        f"{totals[COLUMNS[CHECKOUTS]]:,} checkouts, {totals[LINES]:,} lines, "
+        f"{totals[COLUMNS[UNITS]]:,} units, revenue {totals[COLUMNS[REVENUE]]}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

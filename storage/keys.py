@@ -35,8 +35,6 @@ IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
 """Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
 watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
 
-RankedBy = Literal["units", "revenue"]
-RANKED_BY: Final[tuple[RankedBy, ...]] = ("units", "revenue")
 COMBINED_RANKING_TTL_SECONDS: Final = 10
 DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
@@ -117,7 +115,7 @@ def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's c
     namespace: Namespace,
     first: date,
     last: date,
-    by: RankedBy,
+    by: figures.RankedBy,
     store_id: str | None = None,
 ) -> str:
     """The short-lived sorted set of ``by`` summed over the days ``first..last`` (inclusive).

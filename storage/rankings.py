@@ -27,18 +27,19 @@ import redis
 from common.days import day_bounds
 from common.errors import KassaError
 from common.schema import from_money_units
-from storage import keys, parquet
+from storage import figures, keys, parquet
+from storage.figures import BY_REVENUE, BY_UNITS, COLUMNS, TOTALS
 
 MAX_RANGE_DAYS: Final = 366
 MAX_LIMIT: Final = 1000
 STORES_IN_MESSAGE: Final = 20
-TOTAL_FIELDS: Final = ("units", "units_sold", "units_returned", "revenue", "checkouts", "lines")
 
 _COMBINE_SCRIPT: Final = """
 -- KEYS[1]: destination; then per day its units sorted set and its revenue hash.
--- ARGV: 'units' | 'revenue', limit, ttl seconds. Returns {sku, ranked score, other} * n.
+-- ARGV: 1 (rank by units) | 0 (by revenue), limit, ttl seconds.
+-- Returns {sku, ranked score, other} * n.
 local dest = KEYS[1]
-local by = ARGV[1]
+local by_units = ARGV[1] == '1'
 local limit = tonumber(ARGV[2])
 local days = (#KEYS - 1) / 2
 local units, revenue = {}, {}
@@ -47,9 +48,9 @@ for d = 1, days do
   revenue[d] = KEYS[2 * d + 1]
 end
 local source = dest
-if by == 'units' and days == 1 then
+if by_units and days == 1 then
   source = units[1]
-elseif by == 'units' then
+elseif by_units then
   redis.call('ZUNIONSTORE', dest, days, unpack(units))
 else
   local union = {dest, days}
@@ -97,7 +98,7 @@ for first = 1, #members, 1000 do
   for i = first, math.min(first + 999, #members) do chunk[#chunk + 1] = members[i] end
   for d = 1, days do
     local values
-    if by == 'units' then
+    if by_units then
       values = redis.call('HMGET', revenue[d], unpack(chunk))
     else
       values = redis.call('ZMSCORE', units[d], unpack(chunk))
@@ -167,8 +168,8 @@ class RankedItem:
             "rank": self.rank,
             "sku": self.sku,
             "name": self.name,
-            "units": self.units,
-            "revenue": str(self.revenue),
+            BY_UNITS: self.units,
+            BY_REVENUE: str(self.revenue),
         }
 
 
@@ -193,15 +194,15 @@ class RankingQuery:
     first: date
     last: date
     limit: int = 10
-    by: keys.RankedBy = "units"
+    by: figures.RankedBy = BY_UNITS
     store_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.namespace not in ("live", "daily"):
             msg = f"source {self.namespace!r} is unknown; use 'live' or 'daily'"
             raise InvalidQueryError("source", msg)
-        if self.by not in keys.RANKED_BY:
-            msg = f"by {self.by!r} is unknown; rank by 'units' or 'revenue'"
+        if self.by not in figures.RANKED_BY:
+            msg = f"by {self.by!r} is unknown; rank by {figures.RANKED_BY_CHOICES}"
             raise InvalidQueryError("by", msg)
         if not 1 <= self.limit <= MAX_LIMIT:
             msg = f"n {self.limit} is out of range; ask for 1 to {MAX_LIMIT} items"
@@ -255,11 +256,14 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
         )
     ]
     for day in query.days:
-        script_keys.append(keys.day_key(query.space, query.namespace, day, "units", query.store_id))
         script_keys.append(
-            keys.day_key(query.space, query.namespace, day, "revenue", query.store_id)
+            keys.day_key(query.space, query.namespace, day, BY_UNITS, query.store_id)
         )
-    args = [query.by, query.limit, keys.COMBINED_RANKING_TTL_SECONDS]
+        script_keys.append(
+            keys.day_key(query.space, query.namespace, day, BY_REVENUE, query.store_id)
+        )
+    by_units = int(query.by == BY_UNITS)
+    args = [by_units, query.limit, keys.COMBINED_RANKING_TTL_SECONDS]
     raw: list[bytes] = client.register_script(_COMBINE_SCRIPT)(keys=script_keys, args=args)
     rows = [
         (raw[index], int(raw[index + 1]), int(raw[index + 2])) for index in range(0, len(raw), 3)
@@ -271,7 +275,7 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
     names: list[Any] = client.hmget(keys.names_key(query.space), [sku for sku, _, _ in rows])
     ranking = []
     for index, ((sku, ranked, other), name) in enumerate(zip(rows, names, strict=True)):
-        units, revenue = (ranked, other) if query.by == "units" else (other, ranked)
+        units, revenue = (ranked, other) if by_units else (other, ranked)
         ranking.append(
             RankedItem(
                 rank=index + 1,
@@ -299,7 +303,7 @@ def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinat
     if limit < 1:
         msg = f"limit {limit} is not positive; ask for at least 1 item"
         raise ValueError(msg)
-    query = RankingQuery(space, namespace, day, day, limit, "units", store_id)
+    query = RankingQuery(space, namespace, day, day, limit, BY_UNITS, store_id)
     return combined_ranking(client, query)
 
 
@@ -410,30 +414,34 @@ def stores_of(
 
 
 @dataclass(frozen=True, slots=True)
-class DayTotals:
-    """One day's totals of a scope (zeros and ``present=False`` when Redis has none)."""
+class DayFigures:
+    """One day's figures of an item or of a scope's totals, from Redis.
+
+    ``values`` holds them by column (:data:`figures.COLUMNS` for an item, its
+    :data:`figures.TOTALS` for a scope), revenue in money units; zeros and
+    ``present=False`` when Redis has none.
+    """
 
     day: date
     present: bool
-    units: int
-    units_sold: int
-    units_returned: int
-    revenue: Decimal
-    checkouts: int
-    lines: int
+    values: dict[str, int]
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready (revenue as a decimal string)."""
         return {
             "day": self.day.isoformat(),
             "present": self.present,
-            "units": self.units,
-            "units_sold": self.units_sold,
-            "units_returned": self.units_returned,
-            "revenue": str(self.revenue),
-            "checkouts": self.checkouts,
-            "lines": self.lines,
+            **figures.columns_json(self.values),
         }
+
+
+def total_json(days: Sequence[DayFigures]) -> dict[str, int | str]:
+    """The sum of each figure over ``days``, JSON-ready (revenue as a decimal string)."""
+    total: dict[str, int] = {}
+    for entry in days:
+        for column, value in entry.values.items():
+            total[column] = total.get(column, 0) + value
+    return figures.columns_json(total)
 
 
 def day_totals(
@@ -442,52 +450,17 @@ def day_totals(
     namespace: keys.Namespace,
     days: Sequence[date],
     store_id: str | None = None,
-) -> list[DayTotals]:
-    """The ``totals`` hash of each of ``days``, in order."""
+) -> list[DayFigures]:
+    """The ``totals`` hash of each of ``days``, in order (its :data:`figures.TOTALS`)."""
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.hmget(keys.day_key(space, namespace, day, "totals", store_id), list(TOTAL_FIELDS))
+        pipe.hmget(keys.day_key(space, namespace, day, "totals", store_id), list(TOTALS))
     result = []
     for day, values in zip(days, pipe.execute(), strict=True):
-        numbers = [int(value or 0) for value in values]
-        result.append(
-            DayTotals(
-                day=day,
-                present=any(value is not None for value in values),
-                units=numbers[0],
-                units_sold=numbers[1],
-                units_returned=numbers[2],
-                revenue=from_money_units(numbers[3]),
-                checkouts=numbers[4],
-                lines=numbers[5],
-            )
-        )
+        present = any(value is not None for value in values)
+        numbers = {field: int(value or 0) for field, value in zip(TOTALS, values, strict=True)}
+        result.append(DayFigures(day, present, numbers))
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class ItemDay:
-    """One item's figures on one day (zeros and ``present=False`` when it had none)."""
-
-    day: date
-    present: bool
-    units: int
-    units_sold: int
-    units_returned: int
-    revenue: Decimal
-    checkouts: int
-
-    def as_json(self) -> dict[str, Any]:
-        """JSON-ready (revenue as a decimal string)."""
-        return {
-            "day": self.day.isoformat(),
-            "present": self.present,
-            "units": self.units,
-            "units_sold": self.units_sold,
-            "units_returned": self.units_returned,
-            "revenue": str(self.revenue),
-            "checkouts": self.checkouts,
-        }
 
 
 def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
@@ -497,29 +470,23 @@ def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
     sku: str,
     days: Sequence[date],
     store_id: str | None = None,
-) -> tuple[str | None, list[ItemDay]]:
+) -> tuple[str | None, list[DayFigures]]:
     """The display name of ``sku`` and its figures on each of ``days``, in order."""
     pipe = client.pipeline(transaction=False)
     pipe.hget(keys.names_key(space), sku)
     for day in days:
-        pipe.zscore(keys.day_key(space, namespace, day, "units", store_id), sku)
-        for measure in ("sold", "returned", "revenue", "checkouts"):
-            pipe.hget(keys.day_key(space, namespace, day, measure, store_id), sku)
+        for index, measure in enumerate(figures.NAMES):
+            key = keys.day_key(space, namespace, day, measure, store_id)
+            if index == figures.RANKED:
+                pipe.zscore(key, sku)
+            else:
+                pipe.hget(key, sku)
     name, *answers = pipe.execute()
     history = []
     for index, day in enumerate(days):
-        units, sold, returned, revenue, checkouts = answers[5 * index : 5 * index + 5]
-        history.append(
-            ItemDay(
-                day=day,
-                present=units is not None,
-                units=int(units or 0),
-                units_sold=int(sold or 0),
-                units_returned=int(returned or 0),
-                revenue=from_money_units(int(revenue or 0)),
-                checkouts=int(checkouts or 0),
-            )
-        )
+        values = answers[figures.WIDTH * index : figures.WIDTH * (index + 1)]
+        numbers = {column: int(value or 0) for column, value in zip(COLUMNS, values, strict=True)}
+        history.append(DayFigures(day, values[figures.RANKED] is not None, numbers))
     return (None if name is None else name.decode()), history
 
 
@@ -547,13 +514,14 @@ class DayStatus:
 def manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     """The fields of a daily manifest a status line shows."""
     totals = manifest.get("totals", {})
+    checkouts, revenue = COLUMNS[figures.CHECKOUTS], COLUMNS[figures.REVENUE]
     return {
         "complete": manifest.get("complete"),
         "forced": manifest.get("forced"),
         "finished_at": manifest.get("finished_at"),
         "run_id": manifest.get("run_id"),
-        "checkouts": totals.get("checkouts"),
-        "revenue": totals.get("revenue"),
+        checkouts: totals.get(checkouts),
+        revenue: totals.get(revenue),
         "drifted_items": manifest.get("reconciliation", {}).get("drifted_items"),
     }
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from common.schema import Checkout
@@ -19,6 +23,31 @@ from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
 """(day, store or None for the chain, sku) -> the item's figures in the layout of
 :mod:`storage.figures`, revenue as a Decimal."""
+
+
+KASSA: Final = (sys.executable, "-m", "cli.main")
+"""The ``kassa`` command for a child process (``subprocess.Popen([*KASSA, ...])``): the
+interpreter that runs the tests, so no test depends on where a virtual environment lives."""
+
+
+def run_kassa(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kassa *args`` in a child process to its end: stdout and stderr captured as text,
+    the exit status left to the caller to check."""
+    return subprocess.run(
+        [*KASSA, *args], env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.1 s; fail the test naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout:.0f} s waiting for {what}"
+            raise AssertionError(msg)
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from common.settings import ENV_PREFIX, Settings
 from jobs.stream.exceptions import InstanceFencedError
 from producers.publish import publish
 from producers.synthetic import generate
-from tests.helpers import free_port, repo_root, truth
+from tests.helpers import KASSA, free_port, repo_root, truth
 from tests.jobs.stream.helpers import days_of, live_figures
 
 KASSA_SERVICES = ("topics", "stream", "scheduler", "api")
@@ -135,7 +135,7 @@ def _as_nobody(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Complet
     return subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
          "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
-         str(repo_root() / ".venv/bin/kassa"), *args],
+         *KASSA, *args],
         cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=180,
     )  # fmt: skip
 

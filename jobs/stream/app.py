@@ -326,7 +326,6 @@ def build_stream_job(
         settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds
     )
     instance_id = settings.stream_instance_id if settings.stream_static_membership else ""
-    membership = {"group.instance.id": instance_id} if instance_id else {}
     client = redis.Redis.from_url(settings.redis_url)
     store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
     exactly_once = settings.stream_guarantee == "exactly-once"
@@ -356,21 +355,29 @@ def build_stream_job(
         on_consumer_error=_consumer_failed,
         loglevel=None,  # Quix logs through the handlers the CLI configured (e.g. --log-json)
         state_dir=settings.state_dir / "quix",
-        consumer_extra_config={
-            "session.timeout.ms": settings.stream_session_timeout_ms,
-            "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            **FETCH_CONFIG,
-            **membership,
-            # librdkafka's own log lines repeat what the error callback reports (see
-            # _ErrorLog), several a second while the broker is away: kept for ``kassa -v``.
-            "log_level": 7 if logger.isEnabledFor(logging.DEBUG) else 2,
-            "stats_cb": metrics.on_kafka_stats,
-        },
+        consumer_extra_config=_consumer_config(settings, metrics, instance_id),
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)
     return StreamJob(app, sink, metrics, client, store, settings.redis_url, instance_id or None)
+
+
+def _consumer_config(
+    settings: Settings, metrics: StreamMetrics, instance_id: str
+) -> dict[str, Any]:
+    """The librdkafka settings of the job's consumer beyond Quix's own."""
+    membership = {"group.instance.id": instance_id} if instance_id else {}
+    return {
+        "session.timeout.ms": settings.stream_session_timeout_ms,
+        "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        **FETCH_CONFIG,
+        **membership,
+        # librdkafka's own log lines repeat what the error callback reports (see
+        # _ErrorLog), several a second while the broker is away: kept for ``kassa -v``.
+        "log_level": 7 if logger.isEnabledFor(logging.DEBUG) else 2,
+        "stats_cb": metrics.on_kafka_stats,
+    }
 
 
 def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
@@ -430,17 +437,17 @@ def _run_until_stopped(settings: Settings, metrics: StreamMetrics, idle_timeout:
             redis_down = isinstance(exc, StreamRedisUnavailableError)
             if job.app.stopping or (redis_down and not started):
                 raise
-            if isinstance(exc, InstanceFencedError):
-                if time.monotonic() - fenced_at < FENCED_AGAIN_SECONDS:
-                    raise  # another live replica has this id
+            fenced = isinstance(exc, InstanceFencedError)
+            if fenced and time.monotonic() - fenced_at < FENCED_AGAIN_SECONDS:
+                raise  # another live replica has this id
+            if fenced:
                 fenced_at = time.monotonic()
             logger.error("%s; restarting the stream job's consumer", exc)  # noqa: TRY400
             metrics.restarts.inc()
             metrics.state = "restarting"
-            if not _await_services(settings, metrics, redis_was_down=redis_down):
-                return  # stopped by a signal while waiting
-            continue
-        return
+            if _await_services(settings, metrics, redis_was_down=redis_down):
+                continue
+        return  # ran to its end, or stopped by a signal while waiting for Kafka or Redis
 
 
 def _await_services(settings: Settings, metrics: StreamMetrics, redis_was_down: bool) -> bool:

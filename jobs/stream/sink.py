@@ -196,21 +196,27 @@ class LiveSink(BaseSink):
         while not self._stopped.wait(tick):
             try:
                 with self._lock:
-                    now = time.monotonic()
-                    for partition, batch in list(self._batches.items()):
-                        length = len(batch.offsets)
-                        last = seen.get(partition)
-                        if last is None or last[0] is not batch or last[1] != length:
-                            seen[partition] = last = (batch, length, now)
-                        idle = now - last[2] >= self._idle_seconds
-                        if idle or now - batch.opened >= self._write_interval:
-                            self._submit(partition)
-                    for partition in seen.keys() - self._batches.keys():
-                        del seen[partition]  # handed over (by anyone): let the batch go
+                    self._hand_over_due(seen, time.monotonic())
             except Exception as exc:  # flush() hands the batches over again and raises
                 logger.exception("cannot hand a batch to the writer")
                 self._timer_failure = exc
                 return
+
+    def _hand_over_due(self, seen: dict[int, tuple[RawBatch, int, float]], now: float) -> None:
+        """Hand over the batches old or idle at ``now``; the caller holds the lock.
+
+        ``seen`` is the timer's record of each open batch: its length and when that changed.
+        """
+        for partition, batch in list(self._batches.items()):
+            length = len(batch.offsets)
+            last = seen.get(partition)
+            if last is None or last[0] is not batch or last[1] != length:
+                seen[partition] = last = (batch, length, now)
+            idle = now - last[2] >= self._idle_seconds
+            if idle or now - batch.opened >= self._write_interval:
+                self._submit(partition)
+        for partition in seen.keys() - self._batches.keys():
+            del seen[partition]  # handed over (by anyone): let the batch go
 
     def flush(self) -> None:
         """Hand over every partition's batch and wait for all batches of this checkpoint.
@@ -232,6 +238,24 @@ class LiveSink(BaseSink):
         if self._skipped:
             self._metrics.record_replayed(self._skipped)
             self._skipped = 0
+        behind, conflict = self._settle(pending)
+        if behind:
+            # Not a rewind to the last commit: that would skip what Redis lost. The whole
+            # application is rebuilt and resumes from Redis's watermarks (run_stream).
+            raise RedisBehindError(behind)
+        if conflict:
+            raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
+        if self._metrics.kafka_down_since is not None:
+            # librdkafka's offset commit would block until the group coordinator is back.
+            raise KafkaContactLostError("Kafka does not answer the job's probe")
+
+    def _settle(
+        self, pending: list[tuple[RawBatch, Future[BatchReport]]]
+    ) -> tuple[dict[int, tuple[int, int]], bool]:
+        """Take in the refused batches of a checkpoint: the partitions Redis is behind on
+        (its watermark and the offset the job expected), and whether another replica wrote
+        part of a batch (a conflict). A batch of another topic or cluster raises
+        :class:`IdentityMismatchError`."""
         conflict = False
         behind: dict[int, tuple[int, int]] = {}
         refused: set[int] = set()
@@ -255,33 +279,9 @@ class LiveSink(BaseSink):
             with self._lock:
                 self._watermarks[partition] = result.watermark
             self._metrics.record_batch(batch, report)
-            if result.status is not ApplyStatus.DUPLICATE:
-                conflict = True
-                logger.warning(
-                    "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
-                    "another replica; rewinding to the last commit",
-                    partition,
-                    batch.first_offset,
-                    batch.last_offset,
-                    result.watermark,
-                )
-            else:
-                logger.info(
-                    "partition %d: batch %d..%d was already applied (watermark %d)",
-                    partition,
-                    batch.first_offset,
-                    batch.last_offset,
-                    result.watermark,
-                )
-        if behind:
-            # Not a rewind to the last commit: that would skip what Redis lost. The whole
-            # application is rebuilt and resumes from Redis's watermarks (run_stream).
-            raise RedisBehindError(behind)
-        if conflict:
-            raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
-        if self._metrics.kafka_down_since is not None:
-            # librdkafka's offset commit would block until the group coordinator is back.
-            raise KafkaContactLostError("Kafka does not answer the job's probe")
+            conflict = conflict or result.status is not ApplyStatus.DUPLICATE
+            _log_refused(batch, report)
+        return behind, conflict
 
     def _report(self, future: Future[BatchReport]) -> BatchReport:
         try:
@@ -345,6 +345,28 @@ def check_watermarks(
                 offset,
                 watermark,
             )
+
+
+def _log_refused(batch: RawBatch, report: BatchReport) -> None:
+    """The log line of a batch refused because Redis already held (part of) it."""
+    result = report.result
+    if result.status is ApplyStatus.DUPLICATE:
+        logger.info(
+            "partition %d: batch %d..%d was already applied (watermark %d)",
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+            result.watermark,
+        )
+    else:
+        logger.warning(
+            "partition %d: batch %d..%d refused, Redis holds watermark %d written by "
+            "another replica; rewinding to the last commit",
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+            result.watermark,
+        )
 
 
 def _log_dead_letters(batch: RawBatch, report: BatchReport) -> None:

@@ -26,9 +26,9 @@ from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
 from storage.daily import read_day
-from tests.api.support import QUANTUM, as_rows, expected_ranking, get, serving
-from tests.helpers import Figures, settings_env, truth
-from tests.jobs.stream.helpers import wait_until
+from storage.figures import RANKED_BY, RankedBy
+from tests.api.helpers import QUANTUM, as_rows, expected_ranking, get, serving
+from tests.helpers import Figures, settings_env, truth, wait_until
 
 STORES = 3
 SOURCES: tuple[keys.Namespace, ...] = ("live", "daily")
@@ -50,7 +50,7 @@ def _redis_ranking(
     *,
     days: list[date],
     store: str | None,
-    by: keys.RankedBy,
+    by: RankedBy,
     limit: int,
 ) -> list[tuple[int, str, int, str]]:
     """The ranking a direct reader computes from each day's documented keys."""
@@ -64,6 +64,8 @@ def _redis_ranking(
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
+    # In process, not run_kassa: this asks ``kassa top`` 24 rankings in a loop, and a child
+    # process each would spend most of the test importing kassa.
     assert kassa(args) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 
@@ -98,7 +100,7 @@ def test_rankings_agree_for_sources_days_ranges_stores_and_measures(
             for first, last in spans:
                 span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
                 for scope in (None, store):
-                    for by in keys.RANKED_BY:
+                    for by in RANKED_BY:
                         case = f"{source} {first}..{last} store={scope} by={by}"
                         expected = expected_ranking(figures, span, scope, by, 7)
                         assert len(expected) == 7, case

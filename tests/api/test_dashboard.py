@@ -27,10 +27,10 @@ from selenium.webdriver.support.ui import Select
 from common.schema import Checkout
 from common.settings import Settings
 from storage.rankings import read_ranking
-from tests.api.support import get, serving
-from tests.helpers import repo_root
-from tests.jobs.daily.support import checkout, produce
-from tests.jobs.stream.helpers import caught_up, start_stream, wait_until
+from tests.api.helpers import get, serving
+from tests.helpers import repo_root, wait_until
+from tests.jobs.daily.helpers import checkout, produce
+from tests.jobs.stream.helpers import caught_up, start_stream
 
 ARTIFACTS = Path(os.environ.get("KASSA_TEST_ARTIFACTS") or repo_root() / "test-artifacts")
 PHONE = (412, 915)

@@ -10,7 +10,7 @@ import redis
 
 from common.settings import Settings
 from storage.daily import DaySnapshot, replace_day
-from tests.api.support import get, serving
+from tests.api.helpers import get, serving
 
 TODAY = datetime.now(UTC).date()
 EXPIRED = TODAY - timedelta(days=40)

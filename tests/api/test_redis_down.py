@@ -5,28 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import redis
 
-from cli.main import main as kassa
 from common.settings import Settings
 from services.redis import RedisServer
-from tests.api.support import get, serving
+from tests.api.helpers import get, serving
 from tests.api.test_errors import fill_live_day
-from tests.helpers import free_port, settings_env
+from tests.helpers import free_port, run_kassa, settings_env
 
 
 def test_redis_stopped_gives_503_and_the_api_recovers_when_it_is_back(
-    settings: Settings,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    settings: Settings, tmp_path: Path
 ) -> None:
     server = RedisServer("127.0.0.1", free_port(), tmp_path / "redis", appendfsync="always")
     server.start()
     settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{server.port}/0"})
-    for name, value in settings_env(settings).items():
-        monkeypatch.setenv(name, value)
     today = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url)
     fill_live_day(client, settings.key_space, today)
@@ -51,8 +44,9 @@ def test_redis_stopped_gives_503_and_the_api_recovers_when_it_is_back(
                 assert "KASSA_REDIS_URL" in body["detail"]
                 assert "\n" not in body["detail"]
                 assert "Traceback" not in body["detail"]
-            assert kassa(["top"]) == 3
-            assert "KASSA_REDIS_URL" in capsys.readouterr().err
+            shown = run_kassa("top", env=settings_env(settings))
+            assert shown.returncode == 3
+            assert "KASSA_REDIS_URL" in shown.stderr
 
             server.start()
             assert get(f"{base}/health")[0] == 200

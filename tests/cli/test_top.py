@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+# In process, not run_kassa: the parser's errors are asserted as the SystemExit they raise,
+# and a child process per case would spend seconds importing kassa for a one-line answer.
 from cli.main import main as kassa
 from common.settings import Settings
 from tests.api.test_errors import fill_live_day

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from common.settings import (
     load_settings,
     unknown_variables,
 )
-from tests.helpers import repo_root
+from tests.helpers import repo_root, run_kassa
 
 
 def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,12 +63,8 @@ def test_bad_value_names_variable_and_fix(
 
 
 def test_cli_refuses_bad_settings_at_start_up() -> None:
-    result = subprocess.run(
-        [str(repo_root() / ".venv/bin/kassa"), "services", "status"],
-        env={"KASSA_TIMEZONE": "Mars/Olympus", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_kassa(
+        "services", "status", env={"KASSA_TIMEZONE": "Mars/Olympus", "PATH": "/usr/bin:/bin"}
     )
     assert result.returncode == 2
     assert "KASSA_TIMEZONE='Mars/Olympus'" in result.stderr
@@ -128,10 +123,7 @@ def test_commands_warn_about_unknown_variables_and_refuse_unwritable_folders(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     env = {"PATH": "/usr/bin:/bin", "KASSA_STATE_DIR": str(blocker), "KASSA_TIMEZOEN": "UTC"}
-    result = subprocess.run(
-        [str(repo_root() / ".venv/bin/kassa"), "services", "status"],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    result = run_kassa("services", "status", env=env)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert (

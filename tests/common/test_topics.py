@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from common.errors import ReplicationFactorError
 from common.settings import Settings
 from common.topics import admin_client, describe_topics, ensure_topics
-from tests.helpers import settings_env
+from tests.helpers import run_kassa, settings_env
 
 
 def test_a_replication_factor_larger_than_the_cluster_is_refused_naming_both(
@@ -48,14 +45,7 @@ def test_topics_on_the_cluster_have_three_replicas_in_sync_and_min_isr_2(
             leaders.add(part.leader)
         assert leaders == {1, 2, 3}, "leadership is spread over the brokers"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "topics", "describe"],
-        env=settings_env(cluster_settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_kassa("topics", "describe", env=settings_env(cluster_settings), timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert (

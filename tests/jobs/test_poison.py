@@ -41,9 +41,9 @@ from storage import keys, parquet
 from storage.figures import REVENUE
 from storage.live import PartitionDelta
 from tests.common.test_columns import MUTATIONS, NOW, _mutate, checkouts
-from tests.helpers import truth
-from tests.jobs.daily.support import expected_of, parquet_figures
-from tests.jobs.stream.helpers import caught_up, days_of, live_figures, start_stream, wait_until
+from tests.helpers import truth, wait_until
+from tests.jobs.daily.helpers import expected_of, parquet_figures
+from tests.jobs.stream.helpers import caught_up, days_of, live_figures, start_stream
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 11, 21)

@@ -6,7 +6,6 @@ import itertools
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +19,10 @@ from common.topics import ensure_topics
 from producers.publish import publish
 from producers.synthetic import generate
 from services.kafka import KafkaServer
-from tests.helpers import settings_env
-from tests.producers.records import read_all
+from tests.helpers import KASSA, run_kassa, settings_env
+from tests.producers.helpers import read_all
 
 PAST = datetime(2026, 11, 2, 6, 0, tzinfo=UTC) - timedelta(days=30)
-
-
-def _kassa(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
 
 
 def test_every_checkout_arrives_once_keyed_by_store_at_its_time(settings: Settings) -> None:
@@ -88,7 +83,7 @@ def test_stop_ends_the_stream_and_flushes_what_was_accepted(settings: Settings) 
 
 def test_sigint_stops_the_cli_which_flushes_and_exits_0(settings: Settings) -> None:
     with subprocess.Popen(
-        _kassa("produce", "synthetic", "--rate", "2000", "--start", PAST.isoformat()),
+        [*KASSA, "produce", "synthetic", "--rate", "2000", "--start", PAST.isoformat()],
         env=settings_env(settings),
         stderr=subprocess.PIPE,
         text=True,
@@ -116,10 +111,10 @@ def test_a_broker_that_goes_away_fails_the_run_loudly(
     )
     ensure_topics(private)
     with subprocess.Popen(
-        _kassa(
-            "produce", "synthetic", "--rate", "1000", "--duration", "6",
+        [
+            *KASSA, "produce", "synthetic", "--rate", "1000", "--duration", "6",
             "--start", PAST.isoformat(),
-        ),
+        ],
         env=settings_env(private),
         stderr=subprocess.PIPE,
         text=True,
@@ -196,14 +191,10 @@ def test_a_held_clock_still_ends_at_the_duration(settings: Settings) -> None:
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     started = time.monotonic()
 
-    result = subprocess.run(
-        _kassa("produce", "synthetic", "--max", "--duration", "2", "--start", tomorrow),
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_kassa(
+        "produce", "synthetic", "--max", "--duration", "2", "--start", tomorrow,
+        env=settings_env(settings), timeout=60,
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,8 +16,8 @@ from common.schema import decode_checkout, encode_checkout, record_timestamp_ms
 from common.settings import Settings
 from producers.exceptions import DatasetNotFoundError
 from producers.replay import ReplayTotals, checkouts, price_of, store_id_of
-from tests.helpers import DATASET, settings_env
-from tests.producers.records import read_all
+from tests.helpers import DATASET, run_kassa, settings_env
+from tests.producers.helpers import read_all
 
 LONDON = ZoneInfo("Europe/London")
 # Friday, Sunday 27 March 2011 (UK clocks go forward; there is no Saturday in the data), Monday
@@ -134,13 +132,13 @@ def test_a_missing_dataset_names_the_path_and_the_option(tmp_path: Path) -> None
 
 
 def test_the_cli_reports_a_missing_dataset(settings: Settings, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "produce", "replay", "--dataset", str(tmp_path / "x")],
+    result = run_kassa(
+        "produce",
+        "replay",
+        "--dataset",
+        str(tmp_path / "x"),
         env=settings_env(settings),
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
 
     assert result.returncode == 2
@@ -149,26 +147,10 @@ def test_the_cli_reports_a_missing_dataset(settings: Settings, tmp_path: Path) -
 
 
 def test_replayed_days_consumed_from_kafka_equal_the_dataset(settings: Settings) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "produce",
-            "replay",
-            "--from",
-            str(FIRST),
-            "--to",
-            str(LAST),
-            "--dataset",
-            str(DATASET),
-        ],
+    result = run_kassa(
+        "produce", "replay", "--from", str(FIRST), "--to", str(LAST), "--dataset", str(DATASET),
         env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
     records = read_all(settings)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,16 +28,9 @@ from producers.publish import PublishReport, publish
 from producers.replay import checkouts as replay
 from services.cluster import KafkaCluster
 from storage import parquet
-from tests.helpers import DATASET, settings_env, truth
-from tests.jobs.daily.support import LONDON, expected_of, parquet_figures
-from tests.jobs.stream.helpers import (
-    caught_up,
-    days_of,
-    end_offsets,
-    live_figures,
-    start_stream,
-    wait_until,
-)
+from tests.helpers import DATASET, run_kassa, settings_env, truth, wait_until
+from tests.jobs.daily.helpers import LONDON, expected_of, parquet_figures
+from tests.jobs.stream.helpers import caught_up, days_of, end_offsets, live_figures, start_stream
 
 logger = logging.getLogger(__name__)
 
@@ -247,16 +238,10 @@ def test_with_two_of_three_brokers_down_the_producer_fails_loudly_and_in_time(
         for node in others:
             assert node.stop()
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable, "-m", "cli.main", "produce", "replay", "--quiet",
-                "--from", "2011-11-01", "--to", "2011-11-02", "--dataset", str(DATASET),
-            ],
+        result = run_kassa(
+            "produce", "replay", "--quiet",
+            "--from", "2011-11-01", "--to", "2011-11-02", "--dataset", str(DATASET),
             env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
         )  # fmt: skip
         elapsed = time.monotonic() - started
     finally:

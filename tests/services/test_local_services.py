@@ -16,15 +16,11 @@ from common.topics import admin_client
 from services.kafka import kafka_answers, metadata_version
 from services.process import is_alive
 from tests.conftest import Services
-from tests.helpers import free_port, repo_root, settings_env
-
-KASSA = str(repo_root() / ".venv/bin/kassa")
+from tests.helpers import free_port, run_kassa, settings_env
 
 
 def kassa(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KASSA, *args], env=env, capture_output=True, text=True, check=False, timeout=180
-    )
+    return run_kassa(*args, env=env, timeout=180)
 
 
 def pids_in(output: str) -> dict[str, int]:

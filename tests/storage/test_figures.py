@@ -57,3 +57,23 @@ def test_keys_expire_retention_after_the_day_or_after_a_late_write() -> None:
     assert keys.expire_at(day, london, 7, written_at=late) == int(
         (late + timedelta(days=7)).timestamp()
     )
+
+
+def test_rankings_rank_by_figures_of_the_model() -> None:
+    assert (figures.NAMES[figures.UNITS], figures.NAMES[figures.REVENUE]) == figures.RANKED_BY
+    assert figures.RANKED_BY_CHOICES == "'units' or 'revenue'"
+
+
+def test_columns_json_gives_revenue_as_an_exact_decimal() -> None:
+    values = dict(zip(figures.TOTALS, (3, 4, 1, 12_3456, 2, 5), strict=True))
+    assert figures.columns_json(values) == {
+        "units": 3,
+        "units_sold": 4,
+        "units_returned": 1,
+        "revenue": "12.3456",
+        "checkouts": 2,
+        "lines": 5,
+    }
+    assert figures.summary(figures.columns_json(values)) == (
+        "2 checkouts, 5 lines, 3 units, revenue 12.3456"
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,8 +19,8 @@ from jobs.daily.job import run_day
 from producers.publish import publish
 from producers.replay import checkouts as replay_checkouts
 from storage import keys, parquet
-from tests.helpers import free_port, settings_env
-from tests.jobs.daily.support import (
+from tests.helpers import free_port, run_kassa, settings_env
+from tests.jobs.daily.helpers import (
     DATASET,
     LONDON,
     checkout,
@@ -36,8 +34,6 @@ from tests.jobs.daily.support import (
     seal,
     utc,
 )
-
-KASSA = (sys.executable, "-m", "cli.main")
 
 
 def _london(settings: Settings) -> Settings:
@@ -131,14 +127,11 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
     ]
 
     items = pl.read_parquet(parquet.table_path(settings.data_dir, "daily_item_sales", day))
-    top = subprocess.run(
-        [*KASSA, "top", "--source", "daily", "--day", "2026-11-20", "-n", "3", "--json"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    top = run_kassa(
+        "top", "--source", "daily", "--day", "2026-11-20", "-n", "3", "--json",
+        env=settings_env(settings), timeout=60,
+    )  # fmt: skip
+    top.check_returncode()
     assert json.loads(top.stdout) == [
         {"rank": rank, "sku": sku, "name": name, "units": units, "revenue": str(revenue)}
         for rank, (sku, name, units, revenue) in enumerate(
@@ -211,13 +204,8 @@ def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> 
     assert "--force" in str(refused.value)
     assert parquet.read_manifest(settings.data_dir, day) is None
 
-    cli = subprocess.run(
-        [*KASSA, "daily", "run", "--day", "2026-11-20", "--quiet"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    cli = run_kassa(
+        "daily", "run", "--day", "2026-11-20", "--quiet", env=settings_env(settings), timeout=60
     )
     assert cli.returncode == 3, cli.stderr
     assert "partition 0" in cli.stderr and "partition 2" in cli.stderr
@@ -383,13 +371,8 @@ def test_today_and_future_days_are_never_complete(settings: Settings) -> None:
         assert refused.value.partitions == [0, 1, 2]
         assert parquet.read_manifest(settings.data_dir, day) is None
 
-    cli = subprocess.run(
-        [*KASSA, "daily", "run", "--day", "2030-01-01", "--quiet"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    cli = run_kassa(
+        "daily", "run", "--day", "2030-01-01", "--quiet", env=settings_env(settings), timeout=60
     )
     assert cli.returncode == 3, cli.stderr
     assert "still open" in cli.stderr
@@ -413,13 +396,8 @@ def test_retention_never_replaces_a_snapshot_with_fewer_records(
     state = _redis_state(redis_client, "daily")
     delete_records(settings, 0, 20)
 
-    refused = subprocess.run(
-        [*KASSA, "daily", "run", "--day", "2026-11-20", "--quiet"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    refused = run_kassa(
+        "daily", "run", "--day", "2026-11-20", "--quiet", env=settings_env(settings), timeout=60
     )
     assert refused.returncode == 6, refused.stderr
     assert "partition 0: records before offset 20 are deleted" in refused.stderr

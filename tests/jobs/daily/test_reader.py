@@ -13,7 +13,7 @@ from jobs.daily.exceptions import ReadError
 from jobs.daily.job import run_day
 from services.kafka import KafkaServer
 from storage import parquet
-from tests.jobs.daily.support import checkout, expected_of, parquet_figures, produce, seal, utc
+from tests.jobs.daily.helpers import checkout, expected_of, parquet_figures, produce, seal, utc
 
 
 def test_plan_covers_exactly_the_records_that_can_hold_the_day(settings: Settings) -> None:

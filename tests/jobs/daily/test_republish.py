@@ -17,7 +17,7 @@ from common.topics import admin_client
 from jobs.daily.scheduler import catch_up
 from services.redis import RedisServer
 from storage import keys
-from tests.jobs.daily.support import checkout, produce, utc
+from tests.jobs.daily.helpers import checkout, produce, utc
 from tests.jobs.stream.faults import copy_redis_data, redis_url_of, restore_redis_data
 
 DAY, NEXT_DAY = date(2026, 11, 16), date(2026, 11, 17)

@@ -28,7 +28,7 @@ from jobs.daily.scheduler import (
 from jobs.daily.status import day_status
 from storage import keys, parquet
 from tests.helpers import free_port
-from tests.jobs.daily.support import checkout, expected_of, parquet_figures, produce, seal, utc
+from tests.jobs.daily.helpers import checkout, expected_of, parquet_figures, produce, seal, utc
 
 LONDON = ZoneInfo("Europe/London")
 

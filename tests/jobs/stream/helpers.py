@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +22,7 @@ from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
 from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
-from tests.helpers import Figures, settings_env
+from tests.helpers import KASSA, Figures, settings_env
 
 
 def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figures:
@@ -101,16 +99,6 @@ def topic_checkouts(settings: Settings) -> list[Checkout]:
     return found
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 0.1 s; fail the test naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            msg = f"timed out after {timeout:.0f} s waiting for {what}"
-            raise AssertionError(msg)
-        time.sleep(0.1)
-
-
 def caught_up(client: redis.Redis, settings: Settings) -> Callable[[], bool]:
     """A condition: Redis' watermark reached the end of every non-empty partition."""
     ends = end_offsets(settings)
@@ -132,7 +120,7 @@ def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """``kassa stream`` as a child process with exactly ``settings``, logging to ``log``."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "stream"],
+            [*KASSA, "stream"],
             env=settings_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,

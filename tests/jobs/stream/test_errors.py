@@ -28,8 +28,7 @@ from jobs.stream.exceptions import (
 from jobs.stream.writer import BatchWriter, RawBatch, _picklable
 from producers.synthetic import generate
 from storage.live import Expectation, Identity
-from tests.helpers import free_port
-from tests.jobs.stream.helpers import wait_until
+from tests.helpers import free_port, wait_until
 
 
 def test_the_kassa_error_behind_a_framework_error_is_found() -> None:

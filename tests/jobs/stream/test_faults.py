@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +21,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from cli.main import main as kassa
 from common.schema import Checkout
 from common.settings import Settings
 from common.topics import ensure_topics
@@ -39,22 +37,15 @@ from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from services.redis import RedisServer
 from storage import keys, parquet
-from tests.helpers import DATASET, free_port, settings_env, truth
-from tests.jobs.daily.support import seal
+from tests.helpers import DATASET, free_port, run_kassa, settings_env, truth, wait_until
+from tests.jobs.daily.helpers import seal
 from tests.jobs.stream.faults import (
     copy_redis_data,
     recreate_topic,
     redis_url_of,
     restore_redis_data,
 )
-from tests.jobs.stream.helpers import (
-    Load,
-    caught_up,
-    days_of,
-    live_figures,
-    start_stream,
-    wait_until,
-)
+from tests.jobs.stream.helpers import Load, caught_up, days_of, live_figures, start_stream
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -80,10 +71,8 @@ def _assert_exact(client: redis.Redis, settings: Settings, checkouts: list[Check
     assert live_figures(client, days_of(expected), settings.key_space) == expected
 
 
-def _kassa(monkeypatch: pytest.MonkeyPatch, settings: Settings, *args: str) -> int:
-    for name, value in settings_env(settings).items():
-        monkeypatch.setenv(name, value)
-    return kassa(list(args))
+def _kassa(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_kassa(*args, env=settings_env(settings))
 
 
 def _on(settings: Settings, server: RedisServer) -> Settings:
@@ -150,7 +139,7 @@ def test_redis_restored_from_an_older_copy_under_the_running_job_recounts_exactl
 
 
 def test_a_recreated_topic_is_refused_then_rebuilt_exactly(
-    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
     old, new = _valid(100, 1), _valid(100, 2)
     _publish(settings, old)
@@ -163,13 +152,13 @@ def test_a_recreated_topic_is_refused_then_rebuilt_exactly(
     assert len(re.findall(r"topic id \S+ of cluster \S+", str(refused.value))) == 2
     _assert_exact(redis_client, settings, old)  # nothing skipped, nothing added
 
-    assert _kassa(monkeypatch, settings, "stream", "rebuild", "--yes") == 0
+    assert _kassa(settings, "stream", "rebuild", "--yes").returncode == 0
     _run_once(settings)
     _assert_exact(redis_client, settings, new)
 
 
 def test_a_lost_watermark_hash_is_refused_then_rebuilt_exactly(
-    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = _valid(200, 4)
     _publish(settings, checkouts)
@@ -180,7 +169,7 @@ def test_a_lost_watermark_hash_is_refused_then_rebuilt_exactly(
         _run_once(settings)
     _assert_exact(redis_client, settings, checkouts)  # not counted on top
 
-    assert _kassa(monkeypatch, settings, "stream", "rebuild", "--yes") == 0
+    assert _kassa(settings, "stream", "rebuild", "--yes").returncode == 0
     _run_once(settings)
     _assert_exact(redis_client, settings, checkouts)
 
@@ -252,10 +241,7 @@ def test_repair_live_while_the_stream_job_lags_is_refused_and_exact_after_it(
 
 
 def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_ranking(
-    settings: Settings,
-    redis_client: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
     settings = settings.model_copy(update={"timezone": "Europe/London"})
     day = date(2011, 3, 27)
@@ -263,8 +249,9 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
     _publish(settings, checkouts)
     _run_once(settings)
 
-    assert _kassa(monkeypatch, settings, "top", "--day", day.isoformat(), "-n", "3", "--json") == 0
-    printed = json.loads(capsys.readouterr().out)
+    shown = _kassa(settings, "top", "--day", day.isoformat(), "-n", "3", "--json")
+    assert shown.returncode == 0
+    printed = json.loads(shown.stdout)
     expected = truth(checkouts, LONDON)
     best = sorted((-row[0], sku) for (d, store, sku), row in expected.items() if store is None)
     assert [item["sku"] for item in printed] == [sku for _, sku in best[:3]]
@@ -272,14 +259,15 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
 
     seal(settings, datetime(2011, 3, 29, tzinfo=UTC))
     run_day(settings, day)
-    for key in redis_client.scan_iter(
-        match=keys.namespace_prefix(settings.key_space, "daily") + "*"
-    ):
+    daily_keys = keys.namespace_prefix(settings.key_space, "daily") + "*"
+    for key in redis_client.scan_iter(match=daily_keys):
         redis_client.pexpire(key, 1)  # the daily keys' retention ends
-    time.sleep(0.1)
-    assert _kassa(monkeypatch, settings, "top", "--source", "daily", "--day", day.isoformat()) == 1
-    shown = capsys.readouterr()
-    assert str(parquet.table_path(settings.data_dir, "daily_item_sales", day)) in shown.err
+    wait_until(
+        lambda: next(redis_client.scan_iter(match=daily_keys), None) is None, 10, "daily keys gone"
+    )
+    shown = _kassa(settings, "top", "--source", "daily", "--day", day.isoformat())
+    assert shown.returncode == 1
+    assert str(parquet.table_path(settings.data_dir, "daily_item_sales", day)) in shown.stderr
 
 
 def test_two_topics_on_one_redis_database_stay_apart(
@@ -322,17 +310,11 @@ def test_rebuild_from_a_replayed_dataset_day_is_exact_with_the_job_running(
             redis_client.delete(keys.day_key(settings.key_space, "live", day, "revenue"))
 
         env = settings_env(settings)
-        plan = subprocess.run(
-            [sys.executable, "-m", "cli.main", "stream", "rebuild", "--from", "2011-03-27"],
-            env=env, capture_output=True, text=True, check=False, timeout=120,
-        )  # fmt: skip
+        plan = run_kassa("stream", "rebuild", "--from", "2011-03-27", env=env)
         assert plan.returncode == 0, plan.stderr[-2000:]
         assert "nothing changed" in plan.stdout
         assert re.search(r"reading about [\d,]+ records", plan.stdout)
-        done = subprocess.run(
-            [*plan.args, "--yes"],
-            env=env, capture_output=True, text=True, check=False, timeout=120,
-        )  # fmt: skip
+        done = run_kassa("stream", "rebuild", "--from", "2011-03-27", "--yes", env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         more = _day_checkouts(50, 10, date(2011, 3, 28))
         _publish(settings, more)  # the running job recounts, then counts these

@@ -14,7 +14,7 @@ from common.settings import Settings
 from common.topics import ensure_topics
 from services.kafka import KafkaServer
 from services.redis import RedisServer
-from tests.helpers import free_port, repo_root, settings_env, truth
+from tests.helpers import free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.stream.faults import redis_url_of
 from tests.jobs.stream.helpers import (
     Load,
@@ -24,7 +24,6 @@ from tests.jobs.stream.helpers import (
     live_figures,
     start_stream,
     topic_checkouts,
-    wait_until,
     watermarks,
 )
 
@@ -280,10 +279,7 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
 def test_start_up_without_a_broker_fails_in_seconds_with_one_line(settings: Settings) -> None:
     absent = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
     started = time.monotonic()
-    result = subprocess.run(
-        [str(repo_root() / ".venv/bin/kassa"), "stream"],
-        env=settings_env(absent), capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    result = run_kassa("stream", env=settings_env(absent), timeout=60)
     assert time.monotonic() - started < 20
     assert result.returncode == 4, result.stderr
     assert result.stderr.splitlines() == [

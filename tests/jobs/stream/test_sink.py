@@ -20,8 +20,8 @@ from jobs.stream.writer import BatchWriter
 from producers.synthetic import generate
 from storage import keys
 from storage.live import Identity, LiveStore
-from tests.helpers import truth
-from tests.jobs.stream.helpers import days_of, live_figures, wait_until, watermarks
+from tests.helpers import truth, wait_until
+from tests.jobs.stream.helpers import days_of, live_figures, watermarks
 
 IDENTITY = Identity("topic-id", "cluster-id")
 

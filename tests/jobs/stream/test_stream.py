@@ -8,6 +8,7 @@ import random
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,6 @@ import redis
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from cli.main import main as kassa
 from common.schema import Checkout, Reason, encode_checkout, message_key
 from common.settings import Settings
 from jobs.stream import dead_letters
@@ -28,15 +28,8 @@ from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from storage import keys
-from tests.helpers import DATASET, free_port, settings_env, truth
-from tests.jobs.stream.helpers import (
-    Load,
-    caught_up,
-    days_of,
-    live_figures,
-    start_stream,
-    wait_until,
-)
+from tests.helpers import DATASET, free_port, run_kassa, settings_env, truth, wait_until
+from tests.jobs.stream.helpers import Load, caught_up, days_of, live_figures, start_stream
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -135,7 +128,10 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_valid_ones_count(
     counts = redis_client.hgetall(keys.dead_letters_key(settings.key_space))
     assert {k.decode(): int(v) for k, v in counts.items()} == expected_reasons
     for reason, count in expected_reasons.items():
-        assert job.metrics.dead_letters.labels(reason)._value.get() == count
+        sample = job.metrics.registry.get_sample_value(
+            "kassa_stream_dead_letters_total", {"reason": reason}
+        )
+        assert sample == count
 
     consumer = Consumer(
         {
@@ -207,7 +203,7 @@ def test_a_group_reset_to_the_beginning_changes_nothing(
     job.run(timeout=3.0)
     assert live_figures(redis_client, days, settings.key_space) == first
     # Redis's watermarks, not the group's offsets, decide where each partition resumes.
-    assert job.metrics.replayed._value.get() == 0
+    assert job.metrics.registry.get_sample_value("kassa_stream_replayed_messages_total") == 0
 
 
 def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
@@ -275,6 +271,13 @@ def _watermark_sum(client: redis.Redis, key: str) -> int:
     return sum(int(v) for k, v in client.hgetall(key).items() if k.isdigit())
 
 
+def _counted(client: redis.Redis, settings: Settings, offsets: int) -> Callable[[], bool]:
+    """A condition: the live watermarks moved ``offsets`` past where they are now."""
+    key = keys.applied_offsets_key(settings.key_space)
+    start = _watermark_sum(client, key)
+    return lambda: _watermark_sum(client, key) >= start + offsets
+
+
 def _get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -295,17 +298,17 @@ def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
     replica_a = start_stream(first, tmp_path / "a.log")
     try:
         wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "health")
-        time.sleep(2)
+        wait_until(_counted(redis_client, first, 4000), 60, "the first replica to count alone")
         replica_b = start_stream(second, tmp_path / "b.log")
         wait_until(
             lambda: "assigned partitions" in (tmp_path / "b.log").read_text(),
             60,
             "the second replica to get partitions",
         )
-        time.sleep(2)
+        wait_until(_counted(redis_client, first, 4000), 60, "the two replicas to count")
         replica_b.send_signal(signal.SIGTERM)
         assert replica_b.wait(30) == 0, (tmp_path / "b.log").read_text()[-3000:]
-        time.sleep(1)
+        wait_until(_counted(redis_client, first, 2000), 60, "the first replica to count again")
         checkouts = load.finish()
         wait_until(caught_up(redis_client, first), 90, "the first replica to catch up")
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
@@ -324,10 +327,7 @@ def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
 
 
 def test_kassa_top_prints_the_live_ranking_as_json(
-    settings: Settings,
-    redis_client: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
     checkouts = _valid(1000, 2)
     _publish(settings, checkouts)
@@ -337,10 +337,12 @@ def test_kassa_top_prints_the_live_ranking_as_json(
     chain = sorted(
         ((-row[0], sku, row) for (d, store, sku), row in expected.items() if d == day and not store)
     )[:5]
-    for name, value in settings_env(settings).items():
-        monkeypatch.setenv(name, value)
-    assert kassa(["top", "--source", "live", "--day", day.isoformat(), "-n", "5", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    shown = run_kassa(
+        "top", "--source", "live", "--day", day.isoformat(), "-n", "5", "--json",
+        env=settings_env(settings),
+    )  # fmt: skip
+    assert shown.returncode == 0
+    printed = json.loads(shown.stdout)
     assert [(i["rank"], i["sku"], i["units"], i["revenue"]) for i in printed] == [
         (rank, sku, row[0], str(row[3].quantize(Decimal("0.0001"))))
         for rank, (_, sku, row) in enumerate(chain, start=1)

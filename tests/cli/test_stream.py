@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 
 import redis
@@ -10,7 +9,7 @@ import redis
 from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
-from tests.helpers import repo_root, settings_env, truth
+from tests.helpers import run_kassa, settings_env, truth
 from tests.jobs.stream.helpers import days_of, live_figures
 
 
@@ -21,10 +20,7 @@ def test_idle_timeout_counts_the_backlog_then_exits_zero(
     assert publish(settings, checkouts).delivered == 300
     env = settings_env(settings.model_copy(update={"metrics_port": 0}))
 
-    result = subprocess.run(
-        [str(repo_root() / ".venv/bin/kassa"), "stream", "--idle-timeout", "3"],
-        env=env, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+    result = run_kassa("stream", "--idle-timeout", "3", env=env)
 
     assert result.returncode == 0, result.stderr[-2000:]
     expected = truth(checkouts, settings.zone)
@@ -32,9 +28,6 @@ def test_idle_timeout_counts_the_backlog_then_exits_zero(
 
 
 def test_a_negative_idle_timeout_is_refused(settings: Settings) -> None:
-    result = subprocess.run(
-        [str(repo_root() / ".venv/bin/kassa"), "stream", "--idle-timeout", "-1"],
-        env=settings_env(settings), capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    result = run_kassa("stream", "--idle-timeout", "-1", env=settings_env(settings), timeout=60)
     assert result.returncode == 2
     assert "'-1' is not a number >= 0" in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import urllib.request
 from contextlib import closing
 from datetime import date
@@ -17,21 +16,12 @@ import redis
 from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
 from storage import keys, parquet
-from tests.helpers import free_port, settings_env
-from tests.jobs.daily.support import checkout, produce, seal, utc
-
-KASSA = (sys.executable, "-m", "cli.main")
+from tests.helpers import KASSA, free_port, run_kassa, settings_env
+from tests.jobs.daily.helpers import checkout, produce, seal, utc
 
 
 def _kassa(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*KASSA, *args],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_kassa(*args, env=settings_env(settings))
 
 
 def test_backfill_prints_a_line_per_day_and_the_documented_readers_work(

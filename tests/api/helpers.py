@@ -18,7 +18,7 @@ import uvicorn
 
 from api.app import create_app
 from common.settings import Settings
-from storage import keys
+from storage.figures import RankedBy
 from tests.helpers import Figures, free_port
 
 QUANTUM = Decimal("0.0001")
@@ -65,7 +65,7 @@ def expected_ranking(
     figures: Figures,
     days: Iterable[date],
     store: str | None,
-    by: keys.RankedBy,
+    by: RankedBy,
     limit: int,
 ) -> list[tuple[int, str, int, str]]:
     """``(rank, sku, units, revenue)`` of the top ``limit``: sums over ``days``, the plain way."""
