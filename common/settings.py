@@ -175,8 +175,8 @@ class Settings(BaseSettings):
         900,
         ge=10,
         le=7 * 86_400,
-        description="how long the stream job waits for an unreachable Kafka cluster (retrying) "
-        "before it exits with status 4",
+        description="how long the running stream job waits for an unreachable Kafka cluster "
+        "(then it exits with status 4) or Redis (status 3), retrying",
     )
     stream_unassigned_limit_seconds: int = Field(
         120,
