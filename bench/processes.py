@@ -3,13 +3,16 @@
 CPU time is read from ``/proc/<pid>/stat`` (``utime + stime``, every thread of the process);
 a :class:`CpuMeter` samples it from a thread, so the CPU of a span can be read after the
 processes exited (the stream job's writers end with the job). A child run's peak resident
-memory and CPU come from ``os.wait4``'s rusage: only the child counts, not the benchmark.
+memory and CPU come from ``os.wait4``'s rusage, taken by a small launcher
+(:mod:`bench.measured`): only the child counts, not the benchmark.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 _TICKS: Final = os.sysconf("SC_CLK_TCK")
+_LAUNCHER: Final = Path(__file__).with_name("measured.py")
 _LISTEN: Final = "0A"
 """The TCP state of a listening socket in /proc/net/tcp."""
 
@@ -132,18 +136,18 @@ class ChildRun:
 
 
 def run_child(command: Sequence[str], env: Mapping[str, str], output: Path) -> ChildRun:
-    """Run ``command`` to its end with its output in ``output``; measure it with ``wait4``."""
+    """Run ``command`` to its end with its output in ``output``; measure it with ``wait4``
+    in :mod:`bench.measured` (a child of this process would inherit its peak memory)."""
+    report = output.with_suffix(".rusage.json")
+    launcher = [sys.executable, str(_LAUNCHER), str(report), "--", *command]
     started = time.perf_counter()
     with output.open("wb") as out:
-        child = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.PIPE)
-        assert child.stderr is not None
-        errors = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
+        child = subprocess.run(
+            launcher, env=dict(env), stdout=out, stderr=subprocess.PIPE, check=False
+        )
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    child.stderr.close()
     if child.returncode != 0:
-        msg = f"{' '.join(command)} exited {child.returncode}: {errors.decode()[-2000:]}"
+        msg = f"{' '.join(command)} exited {child.returncode}: {child.stderr.decode()[-2000:]}"
         raise RuntimeError(msg)
-    # ru_maxrss is in kilobytes on Linux
-    return ChildRun(0, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    measured = json.loads(report.read_text())
+    return ChildRun(0, seconds, measured["cpu_seconds"], measured["peak_rss_bytes"])

@@ -7,10 +7,12 @@ find) fails here instead of in the next ``make bench``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench.processes import run_child
 from bench.report import HISTORY
 from bench.scale import TINY
 from bench.session import MODULES, run_benchmarks
@@ -45,3 +47,12 @@ def test_every_benchmark_writes_its_section_json_and_plots(
         for plot in section.plots:
             assert (results / plot.file).read_bytes().startswith(PNG_MAGIC)
             assert f"](results/{plot.file})" in report
+
+
+def test_a_child_run_reports_the_childs_peak_memory_not_the_benchmarks(tmp_path: Path) -> None:
+    held = bytearray(400 * 2**20)  # the benchmark's own memory, touched page by page
+    held[::4096] = b"\1" * len(held[::4096])
+    child = [sys.executable, "-c", "x = bytearray(100 * 2**20); x[::4096] = b'1' * len(x[::4096])"]
+    run = run_child(child, {"PATH": "/usr/bin:/bin"}, tmp_path / "out")
+    assert 100 * 2**20 < run.peak_rss_bytes < 300 * 2**20
+    assert len(held) == 400 * 2**20
