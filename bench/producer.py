@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from bench import plots
 from bench.broker import PRODUCE
-from bench.report import Figure, Role, Section, figure, spread, table
+from bench.report import Figure, Role, Section, figure, rate_row, table
 from bench.session import Bench
 from bench.workload import drop_topic, fresh_topic
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
@@ -178,15 +178,7 @@ def run(bench: Bench) -> Section:
     if ceiling is not None:
         figures.append(ceiling)
     kassa, raw, naive = figures[0].median, figures[1].median, figures[2].median
-    rows = [
-        (
-            f.name,
-            f"{f.labels['checkouts']:,}" if "checkouts" in f.labels else "",
-            f"{f.median:,.0f}",
-            spread(f),
-        )
-        for f in figures
-    ]
+    rows = [rate_row(f) for f in figures]
     sample = list(itertools.islice(generate(SEED, _start()), 10_000))
     average = statistics.mean(len(encode_checkout(c)) for c in sample)
     lines = statistics.mean(len(c.lines) for c in sample)

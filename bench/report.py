@@ -131,6 +131,17 @@ def spread(value: Figure, digits: int = 0) -> str:
     return f"{min(value.runs):,.{digits}f} - {max(value.runs):,.{digits}f}"
 
 
+def rate_row(value: Figure) -> tuple[str, str, str, str]:
+    """A throughput table's row: name, checkouts per run (empty for a ceiling), median, spread."""
+    checkouts = value.labels.get("checkouts")
+    return (
+        value.name,
+        "" if checkouts is None else f"{checkouts:,}",
+        f"{value.median:,.0f}",
+        spread(value),
+    )
+
+
 def kept_history(report: Path) -> str:
     """The History section of an earlier ``report`` (up to the next section), or nothing."""
     if not report.is_file():

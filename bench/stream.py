@@ -36,7 +36,7 @@ from bench import freshness, plots
 from bench.baselines import Clock, Work, naive_consume, passthrough, raw_decode
 from bench.broker import CONSUME
 from bench.processes import CpuMeter, children
-from bench.report import Figure, Role, Section, figure, spread, table
+from bench.report import Figure, Role, Section, figure, rate_row, table
 from bench.session import Bench
 from bench.workload import drop_topic, fresh_topic, produce, stream_checkouts
 from common.settings import Settings
@@ -246,15 +246,7 @@ def run(bench: Bench) -> Section:
     cpu_text, stacks = _cpu_table(found)
     ceiling = bench.find("broker", CONSUME)
     rate_figures = [f for f in found if f.name != CPU] + ([ceiling] if ceiling else [])
-    rows = [
-        (
-            f.name,
-            f"{f.labels['checkouts']:,}" if "checkouts" in f.labels else "",
-            f"{f.median:,.0f}",
-            spread(f),
-        )
-        for f in rate_figures
-    ]
+    rows = [rate_row(f) for f in rate_figures]
     plot_rates = plots.bars(
         bench.results, "stream.png", "Stream job and baselines (checkouts/s)",
         {f.name: f.median for f in rate_figures}, RATE,

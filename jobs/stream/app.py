@@ -494,18 +494,22 @@ def _give_up_after_the_limit(
     """Log the outages, or raise the error of one that lasted the outage limit."""
     now = time.monotonic()
     limit = settings.stream_outage_limit_seconds
-    setting = f"KASSA_STREAM_OUTAGE_LIMIT_SECONDS={limit}"
+    outages: list[tuple[str, str, float, Callable[[str], KassaError]]] = []
     if kafka is not None:
-        metrics.state = "waiting for Kafka"
-        down = now - (metrics.kafka_down_since or now)
-        if down >= limit:
-            cause = f"no answer for {down:.0f} s, {setting}: {kafka}"
-            raise KafkaUnavailableError(settings.kafka_bootstrap, cause)
-        logger.warning("Kafka does not answer for %.0f s (%s); retrying", down, kafka)
+        outages.append(
+            ("Kafka", kafka, metrics.kafka_down_since or now,
+             lambda cause: KafkaUnavailableError(settings.kafka_bootstrap, cause))
+        )  # fmt: skip
     if redis_problem is not None and redis_since is not None:
-        metrics.state = "waiting for Redis"
-        down = now - redis_since
+        outages.append(
+            ("Redis", redis_problem, redis_since,
+             lambda cause: StreamRedisUnavailableError(settings.redis_url, "reach", cause))
+        )  # fmt: skip
+    for name, problem, since, error in outages:
+        metrics.state = f"waiting for {name}"
+        down = now - since
         if down >= limit:
-            cause = f"no answer for {down:.0f} s, {setting}: {redis_problem}"
-            raise StreamRedisUnavailableError(settings.redis_url, "reach", cause)
-        logger.warning("Redis does not answer for %.0f s (%s); retrying", down, redis_problem)
+            raise error(
+                f"no answer for {down:.0f} s, KASSA_STREAM_OUTAGE_LIMIT_SECONDS={limit}: {problem}"
+            )
+        logger.warning("%s does not answer for %.0f s (%s); retrying", name, down, problem)
