@@ -7,6 +7,10 @@ filled with the same kind of checkouts. Both run on the jars ``kassa services`` 
 the machine's Java. Next to them in the same run: a bare confluent-kafka consume of the same
 topic (values only), the ceiling of any Python consumer. The producer and stream sections
 quote these figures next to their own.
+
+While kassa's producer fills that topic, the broker's CPU is sampled (its cost per checkout
+written, one copy) and afterwards its log segments are sized on disk (bytes per checkout as
+stored, compressed batches and record overhead included): the capacity plan's broker figures.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from pathlib import Path
 from typing import Final
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import ConfigResource
 
 from bench import plots
+from bench.processes import cpu_seconds
 from bench.report import Figure, Section, figure, spread, table
 from bench.session import Bench
 from bench.workload import drop_topic, encoded_size, fresh_topic, produce, stream_checkouts
 from common.schema import encode_checkout
 from common.settings import Settings
+from common.topics import admin_client
 from services.kafka import ensure_jars, java_tools
 
 PRODUCER_TOOL: Final = "org.apache.kafka.tools.ProducerPerformance"
@@ -36,6 +43,8 @@ PAYLOADS: Final = 10_000
 PRODUCE: Final = "Kafka ProducerPerformance (kafka-producer-perf-test)"
 CONSUME: Final = "Kafka ConsumerPerformance (kafka-consumer-perf-test)"
 PYTHON_CONSUME: Final = "confluent-kafka consume, values only (Python ceiling)"
+DISK: Final = "broker disk per checkout (one copy)"
+BROKER_WRITE_CPU: Final = "broker CPU per checkout written (one copy)"
 
 
 def _java(settings: Settings, main_class: str, *args: str) -> str:
@@ -125,12 +134,32 @@ def _payload_file(folder: Path) -> Path:
     return path
 
 
+def log_bytes(settings: Settings, broker_id: str = "1") -> int:
+    """Bytes of ``settings.topic``'s log segments in the broker's ``log.dirs`` (local broker)."""
+    admin = admin_client(settings)
+    resource = ConfigResource("broker", broker_id)
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    folders = [Path(d) for d in configs["log.dirs"].value.split(",")]
+    segments = (f for d in folders for f in d.glob(f"{settings.topic}-*/*.log"))
+    return sum(f.stat().st_size for f in segments)
+
+
+def _fill(bench: Bench, source: Settings, records: int) -> tuple[float, float]:
+    """Produce the consumers' topic; the broker's CPU seconds and disk bytes per checkout."""
+    broker = bench.broker_pid()
+    before = cpu_seconds(broker) if broker is not None else None
+    produce(source, stream_checkouts(SEED, records))
+    after = cpu_seconds(broker) if broker is not None else None
+    spent = (after - before) if before is not None and after is not None else 0.0
+    return spent / records, log_bytes(source) / records
+
+
 def _measure(bench: Bench) -> tuple[Figure, ...]:
     settings, scale = bench.settings, bench.scale
     records = scale.broker_messages
     source = fresh_topic(settings, "perf_consume")
     try:
-        produce(source, stream_checkouts(SEED, records))
+        write_cpu, disk = _fill(bench, source, records)
         with tempfile.TemporaryDirectory(prefix="kassa-bench-broker-") as folder:
             payloads = _payload_file(Path(folder))
             runs = range(scale.repetitions)
@@ -143,17 +172,20 @@ def _measure(bench: Bench) -> tuple[Figure, ...]:
         figure(PRODUCE, "checkouts/s", produced, "ceiling"),
         figure(CONSUME, "checkouts/s", consumed, "ceiling"),
         figure(PYTHON_CONSUME, "checkouts/s", python, "ceiling"),
+        figure(DISK, "bytes", [disk], "input"),
+        figure(BROKER_WRITE_CPU, "µs/checkout", [write_cpu * 1e6], "input"),
     )
 
 
 def run(bench: Bench) -> Section:
     """Kafka's own tools and a bare Python consumer on our records."""
     figures = _measure(bench)
+    rates, (disk, write_cpu) = figures[:3], figures[3:]
     size = encoded_size(SEED)
-    rows = [(f.name, f"{f.median:,.0f}", spread(f)) for f in figures]
+    rows = [(f.name, f"{f.median:,.0f}", spread(f)) for f in rates]
     plot = plots.bars(
         bench.results, "broker.png", "The broker's own ceiling (checkouts/s)",
-        {f.name: f.median for f in figures}, "checkouts/s",
+        {f.name: f.median for f in rates}, "checkouts/s",
     )  # fmt: skip
     markdown = "\n\n".join(
         [
@@ -163,8 +195,12 @@ def run(bench: Bench) -> Section:
             f"ms); median of {bench.scale.repetitions} runs. The consumer figures read a topic "
             "that kassa's producer filled. Command: `python -m bench --only broker`.",
             table(["tool", "median checkouts/s", "min - max"], rows),
-            f"Kafka's consumer tool reads {figures[1].median / figures[2].median:.1f}x as fast "
+            f"Kafka's consumer tool reads {rates[1].median / rates[2].median:.1f}x as fast "
             "as a bare Python consumer on the same records.",
+            f"Filling the consumers' topic with kassa's producer, the broker spent "
+            f"{write_cpu.median:.1f} µs of CPU per checkout, and its log segments hold "
+            f"{disk.median:,.0f} bytes per checkout ({size:,.0f} bytes encoded, "
+            f"{bench.settings.producer_compression} batches), one copy.",
         ]
     )
     notes = {"records": bench.scale.broker_messages, "bytes_per_checkout": size}

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from bench import footprint
+from bench import broker, footprint
 from bench.report import Figure, Section, figure, table
 from bench.session import Bench
 from bench.stream import CPU
@@ -27,6 +27,7 @@ CATCH_UP_HOURS: Final = 1.0
 HEADROOM: Final = 0.5
 """Plan each process at this share of its measured saturation (a shared, busy machine)."""
 REPLICATION: Final = 3
+BROKERS: Final = 3
 MIN_INSYNC: Final = 2
 TOPIC_RETENTION_DAYS: Final = 7
 NIGHT_WINDOW_HOURS: Final = 4.5
@@ -90,25 +91,34 @@ def _stream(bench: Bench, load: Load) -> tuple[list[tuple[str, str]], dict[str, 
 
 def _kafka(bench: Bench, load: Load, replicas: int) -> tuple[list[tuple[str, str]], float]:
     size = float(bench.sections["producer"].notes.get("bytes_per_checkout", 820.0))
-    broker_cpu = _needed(bench, "stream", CPU, variant="exactly-once", process="broker").median
+    disk_per_checkout = _needed(bench, "broker", broker.DISK).median
+    write_cpu = _needed(bench, "broker", broker.BROKER_WRITE_CPU).median
+    read_cpu = _needed(bench, "stream", CPU, variant="exactly-once", process="broker").median
     scaling = bench.sections.get("scaling")
     best = max(scaling.figures, key=lambda f: f.median) if scaling else None
     writers = best.labels["writers"] if best else 2
     partitions = max(6, replicas * writers * 2)
-    disk = CHECKOUTS_PER_DAY * size * REPLICATION * TOPIC_RETENTION_DAYS / GIB
+    disk = CHECKOUTS_PER_DAY * disk_per_checkout * REPLICATION * TOPIC_RETENTION_DAYS / GIB
+    # Every copy is written once (the leader's, then each follower's) and read once (the
+    # stream job reads the leader's; each follower's fetch reads it again).
+    per_checkout = (write_cpu + read_cpu) * REPLICATION
+    cores = per_checkout * load.design / 1e6 / BROKERS
     rows = [
         ("partitions", f"{partitions} (every replica's writers get a partition each, twice "
          "over, so a replica can be added without repartitioning)"),
-        ("brokers and replication", f"3 brokers, replication factor {REPLICATION}, min ISR "
-         f"{MIN_INSYNC} (one broker may fail with writes going on)"),
+        ("brokers and replication", f"{BROKERS} brokers, replication factor {REPLICATION}, "
+         f"min ISR {MIN_INSYNC} (one broker may fail with writes going on)"),
         ("broker traffic at the design rate", f"{load.design * size / 2**20:.2f} MiB/s in, "
-         f"{load.design * size * REPLICATION / 2**20:.2f} MiB/s written with replicas"),
-        ("broker CPU at the design rate", f"{broker_cpu * load.design / 1e6:.3f} cores "
-         f"({broker_cpu:.1f} µs per checkout, consumer side)"),
+         f"{load.design * disk_per_checkout * REPLICATION / 2**20:.2f} MiB/s written with "
+         "replicas"),
+        ("broker CPU at the design rate", f"{cores:.3f} cores per broker ({write_cpu:.1f} µs "
+         f"to write and {read_cpu:.1f} µs to read a checkout, measured; times "
+         f"{REPLICATION} copies, over {BROKERS} brokers)"),
         ("broker disk", f"{disk:,.1f} GiB for {TOPIC_RETENTION_DAYS} days with {REPLICATION} "
-         f"copies ({size:,.0f} bytes per checkout uncompressed: an upper bound)"),
+         f"copies ({disk_per_checkout:,.0f} bytes per checkout in the log segments, measured; "
+         f"{size:,.0f} encoded)"),
     ]  # fmt: skip
-    return rows, broker_cpu * load.design / 1e6
+    return rows, cores
 
 
 def _redis(bench: Bench, size: footprint.Footprint) -> tuple[list[tuple[str, str]], float]:
@@ -128,19 +138,19 @@ def _redis(bench: Bench, size: footprint.Footprint) -> tuple[list[tuple[str, str
          f"({size.stores} stores)"),
         ("live figures per day", f"{day / 2**20:,.1f} MiB ({pairs:,.0f} store-item pairs)"),
         ("for the retention", f"{total / GIB:,.2f} GiB: {retention} days "
-         "(KASSA_RETENTION_DAYS) of live and daily figures (the daily namespace assumed as "
-         "large as the live one)"),
+         "(KASSA_RETENTION_DAYS) of live and daily figures (the daily namespace has the live "
+         "key layout, `storage/daily.py`, so it is planned at the live one's size)"),
     ]  # fmt: skip
     return rows, total
 
 
 def _daily(bench: Bench) -> tuple[list[tuple[str, str]], float]:
     sizes = bench.scale.daily_sizes
-    largest, smallest = sizes[-1], sizes[0]
+    largest, smaller = sizes[-1], sizes[-2]
     rate = _needed(bench, "daily", "checkouts/s", checkouts=largest).median
     rss = _needed(bench, "daily", "peak RSS", checkouts=largest).median
-    grown = rss - _needed(bench, "daily", "peak RSS", checkouts=smallest).median
-    growth = max(0.0, grown / (largest - smallest))
+    grown = rss - _needed(bench, "daily", "peak RSS", checkouts=smaller).median
+    growth = max(0.0, grown / (largest - smaller))
     memory = rss + growth * max(0, CHECKOUTS_PER_DAY - largest)
     hours = CHECKOUTS_PER_DAY / rate / 3600
     rows = [

@@ -106,6 +106,11 @@ class Deduplicator:
         """How many checkouts were seen."""
         return self._ids
 
+    def nbytes(self) -> int:
+        """The memory the ids seen take: their runs and the bitmap (Polars' estimate)."""
+        runs = sum(run.estimated_size() for run in self._runs)
+        return int(runs + self._slots.estimated_size())
+
     def _slot(self, ids: pl.Expr) -> pl.Expr:
         """The bit of each id in the bitmap (the only hash of ids there is)."""
         return ids.hash() & (self._slots.len() - 1)

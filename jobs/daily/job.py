@@ -270,6 +270,7 @@ class _DayRun:
         self.progress.finish(task)
         self.counts["invalid"] = dict(sorted(invalid.items()))
         self.counts["invalid_total"] = sum(invalid.values())
+        self.counts["dedup_set_bytes"] = dedup.nbytes()
         self.timings["read_decode_aggregate"] = time.perf_counter() - tick
         return partials
 
