@@ -24,8 +24,9 @@ demo: bootstrap
 	@scripts/demo.sh
 
 ## test: lint, then the whole suite against real Kafka and Redis started by the tests themselves
+## (two workers, a test file each at a time; each worker starts its own services)
 test: bootstrap lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## bench: every benchmark at full size on services it starts (KASSA_* settings); writes
 ## BENCHMARKS.md, bench/results/*.json and the plots

@@ -207,26 +207,26 @@ class StagedDay:
         between retries the check. Returns whether the keys were swapped (a refused swap
         discards them).
         """
-        build, client = self._build, self._client
+        client = self._client
+        refused = False
+
+        def attempt(swap: Pipeline) -> None:
+            nonlocal refused
+            refused = guard is not None and not guard.allows(swap)
+            if not refused:
+                reader = swap if guard is not None else client  # watching: immediate mode
+                self._swap(swap, reader, expire_at)
+
+        watched = [guard.key] if guard is not None else []
         try:
-            with client.pipeline(transaction=True) as swap:
-                while True:
-                    try:
-                        if guard is not None:
-                            swap.watch(guard.key)  # type: ignore[no-untyped-call]
-                            if not guard.allows(swap):
-                                swap.reset()
-                                self.discard()
-                                return False
-                        reader = swap if guard is not None else client  # watching: immediate
-                        self._swap(swap, reader, expire_at)
-                        break
-                    except redis.WatchError:
-                        continue
+            client.transaction(attempt, *watched)  # retried from the top on a WatchError
         except BaseException:
             self.discard()
             raise
-        build.renames = []
+        if refused:
+            self.discard()
+            return False
+        self._build.renames = []
         return True
 
     def _swap(self, swap: Pipeline, reader: redis.Redis | Pipeline, expire_at: int) -> None:

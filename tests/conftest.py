@@ -1,5 +1,6 @@
-"""Real services for the suite: one Apache Kafka broker and one redis-server per session,
-and a three-node Kafka cluster for the tests that ask for it.
+"""Real services for the suite: one Apache Kafka broker and one redis-server per session (per
+worker under ``make test``'s pytest-xdist), and a three-node Kafka cluster for the tests that
+ask for it.
 
 All are started by kassa's own service code on free ports with data under a temporary
 folder, and stopped at the end. Each test that asks for ``settings`` gets a fresh topic
