@@ -98,6 +98,7 @@ def _kafka(bench: Bench, load: Load, replicas: int) -> tuple[list[tuple[str, str
     best = max(scaling.figures, key=lambda f: f.median) if scaling else None
     writers = best.labels["writers"] if best else 2
     partitions = max(6, replicas * writers * 2)
+    inbound = load.design * disk_per_checkout / 2**20
     disk = CHECKOUTS_PER_DAY * disk_per_checkout * REPLICATION * TOPIC_RETENTION_DAYS / GIB
     # Every copy is written once (the leader's, then each follower's) and read once (the
     # stream job reads the leader's; each follower's fetch reads it again).
@@ -108,9 +109,8 @@ def _kafka(bench: Bench, load: Load, replicas: int) -> tuple[list[tuple[str, str
          "over, so a replica can be added without repartitioning)"),
         ("brokers and replication", f"{BROKERS} brokers, replication factor {REPLICATION}, "
          f"min ISR {MIN_INSYNC} (one broker may fail with writes going on)"),
-        ("broker traffic at the design rate", f"{load.design * size / 2**20:.2f} MiB/s in, "
-         f"{load.design * disk_per_checkout * REPLICATION / 2**20:.2f} MiB/s written with "
-         "replicas"),
+        ("broker traffic at the design rate", f"{inbound:.2f} MiB/s in (compressed batches), "
+         f"{inbound * REPLICATION:.2f} MiB/s written with replicas"),
         ("broker CPU at the design rate", f"{cores:.3f} cores per broker ({write_cpu:.1f} µs "
          f"to write and {read_cpu:.1f} µs to read a checkout, measured; times "
          f"{REPLICATION} copies, over {BROKERS} brokers)"),

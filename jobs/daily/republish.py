@@ -93,11 +93,20 @@ def read_snapshot(data_dir: Path, day: date) -> tuple[pl.DataFrame, DaySnapshot]
     lines: a checkout is a store's transaction id), their other totals summed over
     ``daily_store_item_sales``.
     """
+    tables: tuple[parquet.Table, ...] = (
+        "daily_item_sales",
+        "daily_store_item_sales",
+        "sales_lines",
+    )
+    paths = [parquet.table_path(data_dir, table, day) for table in tables]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise SnapshotUnusable(day, f"a table is missing ({', '.join(missing)})")
     try:
-        items = pl.read_parquet(parquet.table_path(data_dir, "daily_item_sales", day))
-        store_items = pl.read_parquet(parquet.table_path(data_dir, "daily_store_item_sales", day))
+        items = pl.read_parquet(paths[0])
+        store_items = pl.read_parquet(paths[1])
         counts = (
-            pl.scan_parquet(parquet.table_path(data_dir, "sales_lines", day))
+            pl.scan_parquet(paths[2])
             .group_by("store_id")
             .agg(
                 pl.col("transaction_id").n_unique().cast(pl.Int64).alias(COLUMNS[CHECKOUTS]),

@@ -14,9 +14,10 @@ import redis
 from common.schema import Checkout
 from common.settings import Settings
 from common.topics import admin_client
+from jobs.daily.job import run_day
 from jobs.daily.scheduler import catch_up
 from services.redis import RedisServer
-from storage import keys
+from storage import keys, parquet
 from tests.jobs.daily.helpers import checkout, produce, utc
 from tests.jobs.stream.faults import copy_redis_data, redis_url_of, restore_redis_data
 
@@ -162,3 +163,37 @@ def test_redis_down_during_the_check_is_logged_and_left_to_the_next_pass(
         f"cannot check the daily days in Redis at KASSA_REDIS_URL={window.redis_url!r} ("
     )
     assert message.endswith(f"; the next pass (in {window.daily_retry_seconds} s) checks again")
+
+
+def test_a_day_whose_snapshot_lost_a_table_is_left_to_an_operator_and_the_fix_it_names_works(
+    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    window = settings.model_copy(update={"daily_catchup_days": 1})
+    produce(window, _traffic(DAY) + _traffic(NEXT_DAY), partition=0)
+    now = utc(2026, 11, 18, 2, 30)
+    assert [result.day for result in catch_up(window, now)] == [DAY, NEXT_DAY]
+    space = window.key_space
+    written = {day: _daily_keys(redis_client, space, day) for day in (DAY, NEXT_DAY)}
+    parquet.table_path(window.data_dir, "sales_lines", DAY).unlink()
+
+    redis_client.flushdb()
+    with caplog.at_level(logging.WARNING, logger="jobs.daily.republish"):
+        assert catch_up(window, now + timedelta(minutes=10)) == []
+
+    assert _daily_keys(redis_client, space, NEXT_DAY) == written[NEXT_DAY]
+    assert _daily_keys(redis_client, space, DAY) == {"names": written[NEXT_DAY]["names"]}
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert (
+        f"day {DAY} cannot be republished to Redis from its snapshot: a table is missing"
+        in (errors[0])
+    )
+    assert f"'kassa daily run --day {DAY}'" in errors[0]
+    assert str(parquet.table_path(window.data_dir, "sales_lines", DAY)) in errors[0]
+    assert errors[0].endswith("the scheduler leaves this day to an operator")
+
+    run_day(window, DAY, now=now + timedelta(minutes=20))
+    again = _daily_keys(redis_client, space, DAY)
+    unit_ranking = keys.day_key(space, "daily", DAY, "units")
+    assert again[unit_ranking] == written[DAY][unit_ranking]
+    assert parquet.table_path(window.data_dir, "sales_lines", DAY).is_file()
