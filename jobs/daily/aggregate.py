@@ -2,8 +2,9 @@
 
 Each chunk of decoded lines is cut to the day, freed of duplicate checkouts and reduced to
 *partial* aggregates; partials add up exactly (every checkout lies in one chunk), so a day of
-any size needs memory for one chunk, the partials and the ids of its checkouts (about 45
-bytes each, :class:`Deduplicator`), never for all its lines.
+any size needs memory for one chunk, the partials and the ids of its checkouts (about 37
+bytes each by Polars' estimate, about 95 of a process's peak memory: :class:`Deduplicator`,
+``BENCHMARKS.md``), never for all its lines.
 
 The figures are those of :mod:`storage.figures`, the tables' columns and types those of
 :func:`storage.parquet.schema`. ``name`` is the name on the item's latest line (latest
@@ -42,7 +43,7 @@ class Deduplicator:
     per store (the producers' contract), so two stores may send the same id.
 
     The ids seen are the one part of a run that grows with the day, so they are kept as
-    Polars strings rather than a Python set of tuples (about 45 bytes per checkout instead
+    Polars strings rather than a Python set of tuples (about 37 bytes per checkout instead
     of about 250: a tuple, two ``str`` objects and a slot of the set). Each id is one
     string, the store id prefixed with its length so that no two checkouts share one. The
     strings are kept in sorted *runs*: a chunk's new ids become a run, and the newest two
