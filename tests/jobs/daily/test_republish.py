@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,19 @@ def _daily_keys(client: redis.Redis, space: str, day: date) -> DailyKeys:
     return found
 
 
+def _two_days_finalized(
+    settings: Settings, client: redis.Redis
+) -> tuple[Settings, datetime, dict[date, DailyKeys]]:
+    """DAY and NEXT_DAY produced and finalized by the scheduler at 02:30 the day after; the
+    settings, that instant and the daily keys each day's run wrote."""
+    window = settings.model_copy(update={"daily_catchup_days": 1})
+    produce(window, _traffic(DAY) + _traffic(NEXT_DAY), partition=0)
+    now = utc(2026, 11, 18, 2, 30)
+    assert [result.day for result in catch_up(window, now)] == [DAY, NEXT_DAY]
+    written = {day: _daily_keys(client, window.key_space, day) for day in (DAY, NEXT_DAY)}
+    return window, now, written
+
+
 def _delete_topic(settings: Settings) -> None:
     """Delete the sales topic: a pass that read Kafka now would fail."""
     admin = admin_client(settings)
@@ -78,12 +91,8 @@ def _delete_topic(settings: Settings) -> None:
 def test_a_flushed_redis_gets_every_finalized_day_back_from_the_snapshots_without_kafka(
     settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    window = settings.model_copy(update={"daily_catchup_days": 1})
-    produce(window, _traffic(DAY) + _traffic(NEXT_DAY), partition=0)
-    now = utc(2026, 11, 18, 2, 30)
-    assert [result.day for result in catch_up(window, now)] == [DAY, NEXT_DAY]
+    window, now, written = _two_days_finalized(settings, redis_client)
     space = window.key_space
-    written = {day: _daily_keys(redis_client, space, day) for day in (DAY, NEXT_DAY)}
     assert keys.day_key(space, "daily", DAY, "totals", "s2") in written[DAY]
     _delete_topic(window)
 
@@ -168,12 +177,8 @@ def test_redis_down_during_the_check_is_logged_and_left_to_the_next_pass(
 def test_a_day_whose_snapshot_lost_a_table_is_left_to_an_operator_and_the_fix_it_names_works(
     settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    window = settings.model_copy(update={"daily_catchup_days": 1})
-    produce(window, _traffic(DAY) + _traffic(NEXT_DAY), partition=0)
-    now = utc(2026, 11, 18, 2, 30)
-    assert [result.day for result in catch_up(window, now)] == [DAY, NEXT_DAY]
+    window, now, written = _two_days_finalized(settings, redis_client)
     space = window.key_space
-    written = {day: _daily_keys(redis_client, space, day) for day in (DAY, NEXT_DAY)}
     parquet.table_path(window.data_dir, "sales_lines", DAY).unlink()
 
     redis_client.flushdb()
