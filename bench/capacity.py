@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from bench import broker, footprint
+from bench import broker, daily, footprint
 from bench.report import Figure, Section, figure, table
 from bench.session import Bench
 from bench.stream import CPU
@@ -146,11 +146,10 @@ def _redis(bench: Bench, size: footprint.Footprint) -> tuple[list[tuple[str, str
 
 def _daily(bench: Bench) -> tuple[list[tuple[str, str]], float]:
     sizes = bench.scale.daily_sizes
-    largest, smaller = sizes[-1], sizes[-2]
+    largest = sizes[-1]
     rate = _needed(bench, "daily", "checkouts/s", checkouts=largest).median
     rss = _needed(bench, "daily", "peak RSS", checkouts=largest).median
-    grown = rss - _needed(bench, "daily", "peak RSS", checkouts=smaller).median
-    growth = max(0.0, grown / (largest - smaller))
+    growth = max(0.0, _needed(bench, "daily", daily.GROWTH).median / 2**20)  # MB per checkout
     memory = rss + growth * max(0, CHECKOUTS_PER_DAY - largest)
     hours = CHECKOUTS_PER_DAY / rate / 3600
     rows = [

@@ -42,7 +42,7 @@ PROCESS: Final = "process seconds (start-up included)"
 RAW: Final = "raw consume, values only (baseline)"
 DEDUP: Final = "checkout-id set"
 ID_SET_RSS: Final = "checkout-id set alone: peak RSS per checkout"
-ID_SET_ESTIMATE: Final = "checkout-id set alone: its estimate per checkout"
+GROWTH: Final = "peak RSS growth per checkout between the two largest days"
 MB: Final = 2**20
 
 
@@ -82,21 +82,23 @@ def _measure_day(
     return _figures(checkouts, runs, raw, labels)
 
 
-def _id_set(checkouts: int) -> list[Figure]:
-    """The checkout-id set alone (:mod:`bench.idset`): RSS growth and estimate per checkout."""
+def _id_set(checkouts: int) -> Figure:
+    """The checkout-id set alone (:mod:`bench.idset`): its peak RSS growth per checkout."""
     with tempfile.TemporaryDirectory(prefix="kassa-bench-idset-") as folder:
         output = Path(folder) / "idset.json"
         runs = {
             n: run_child([sys.executable, "-m", "bench.idset", str(n)], os.environ, output)
             for n in (0, checkouts)
         }
-        estimated = json.loads(output.read_text())["estimated_bytes"]
     grown = runs[checkouts].peak_rss_bytes - runs[0].peak_rss_bytes
-    labels = {"checkouts": checkouts}
-    return [
-        figure(ID_SET_RSS, "bytes", [grown / checkouts], "input", **labels),
-        figure(ID_SET_ESTIMATE, "bytes", [estimated / checkouts], "input", **labels),
-    ]
+    return figure(ID_SET_RSS, "bytes", [grown / checkouts], "input", checkouts=checkouts)
+
+
+def _memory_growth(found: list[Figure], sizes: tuple[int, ...]) -> Figure:
+    """Peak RSS growth per checkout between the two largest days (the capacity plan's too)."""
+    small, large = sizes[-2], sizes[-1]
+    grown = _value(found, "peak RSS", checkouts=large) - _value(found, "peak RSS", checkouts=small)
+    return figure(GROWTH, "bytes", [grown * MB / (large - small)], "derived")
 
 
 def _figures(
@@ -146,8 +148,7 @@ def _growth(found: list[Figure], sizes: tuple[int, ...]) -> str:
     """Peak memory and time per checkout between the two largest days, against the whole day's
     rates and the checkout-id set's own bytes per checkout."""
     small, large = sizes[-2], sizes[-1]
-    rss = [_value(found, "peak RSS", checkouts=n) for n in (small, large)]
-    per_checkout = (rss[1] - rss[0]) * MB / (large - small)
+    per_checkout = next(f.median for f in found if f.name == GROWTH)
     ids = _value(found, DEDUP, checkouts=large) * MB / large
     alone = _value(found, ID_SET_RSS, checkouts=large)
     seconds = [_value(found, JOB, checkouts=n) for n in (small, large)]
@@ -181,7 +182,7 @@ def run(bench: Bench) -> Section:
     """The day sizes (3 partitions), then the partition counts at one size."""
     scale = bench.scale
     found = [f for n in scale.daily_sizes for f in _measure_day(bench, n, None, {"checkouts": n})]
-    found += _id_set(scale.daily_sizes[-1])
+    found += [_id_set(scale.daily_sizes[-1]), _memory_growth(found, scale.daily_sizes)]
     size = scale.daily_partition_checkouts
     by_partitions = [
         f for p in scale.daily_partitions
