@@ -27,8 +27,10 @@ from redis.retry import Retry
 from api import models
 from api.health import KafkaProbe, last_daily_run
 from common.days import business_day, yesterday
+from common.errors import redacted
 from common.settings import Settings
 from storage import figures, parquet
+from storage.connections import open_redis
 from storage.rankings import (
     MAX_LIMIT,
     DailyNotComputedError,
@@ -165,11 +167,8 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
     ``probe_kafka=False`` leaves ``/health``'s Kafka state at "not probed" (for tests that
     have no broker).
     """
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
+    client = open_redis(
+        settings.redis_url, timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 1)
     )
     probe = KafkaProbe(settings)
     retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
@@ -365,7 +364,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
         try:
             client.ping()
         except redis.RedisError as exc:
-            reason = f"cannot reach Redis at KASSA_REDIS_URL={settings.redis_url!r}: "
+            reason = f"cannot reach Redis at KASSA_REDIS_URL={redacted(settings.redis_url)!r}: "
             reason += _one_line(exc)
         state = probe.state
         body = models.Health(
@@ -401,7 +400,8 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
         return _problem(status, error, _one_line(exc), parameter)
 
     async def redis_error(_: Request, exc: Exception) -> JSONResponse:
-        detail = f"cannot reach Redis at KASSA_REDIS_URL={settings.redis_url!r}: {_one_line(exc)}"
+        url = redacted(settings.redis_url)
+        detail = f"cannot reach Redis at KASSA_REDIS_URL={url!r}: {_one_line(exc)}"
         return _problem(503, "redis_unavailable", detail)
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

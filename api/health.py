@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from common.settings import Settings
 from storage import parquet
+from storage.kafka.config import client_config
 from storage.rankings import manifest_summary
 
 logger = logging.getLogger(__name__)
@@ -59,13 +60,15 @@ def probe_kafka(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> K
         errors.append(str(error))
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": settings.consumer_group,
-            "enable.auto.commit": False,
-            "error_cb": on_error,
-            "log_level": 0,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": settings.consumer_group,
+                "enable.auto.commit": False,
+                "error_cb": on_error,
+                "log_level": 0,
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(settings.topic, timeout=timeout)

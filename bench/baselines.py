@@ -13,13 +13,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer
 from quixstreams import Application
 
 from common.schema import WireDecoder
 from common.settings import Settings
 from jobs.stream.app import FETCH_CONFIG
+from storage.connections import open_redis
+from storage.kafka.config import client_config
 
 Work = Callable[[], tuple[int, float, float]]
 """Does the work; returns (checkouts, perf_counter at the first, at the end)."""
@@ -67,12 +68,14 @@ def passthrough(settings: Settings, idle_seconds: float) -> Work:
 
 def _consumer(settings: Settings, **extra: Any) -> Consumer:
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"bench_stream_{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            **extra,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": f"bench_stream_{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                **extra,
+            },
+        )
     )
     consumer.subscribe([settings.topic])
     return consumer
@@ -108,7 +111,7 @@ def naive_consume(settings: Settings, messages: int) -> Work:
     """The tutorial consumer: ``json.loads`` and one ``ZINCRBY`` per line, auto commit."""
 
     def work() -> tuple[int, float, float]:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = open_redis(settings.redis_url)
         consumer = _consumer(settings)
         count, started = 0, 0.0
         deadline = time.perf_counter() + 120

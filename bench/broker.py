@@ -33,8 +33,9 @@ from bench.session import Bench
 from bench.workload import drop_topic, encoded_size, fresh_topic, produce, stream_checkouts
 from common.schema import encode_checkout
 from common.settings import Settings
-from common.topics import admin_client
 from services.kafka import ensure_jars, java_tools
+from storage.kafka.config import client_config, connection
+from storage.kafka.topics import admin_client
 
 PRODUCER_TOOL: Final = "org.apache.kafka.tools.ProducerPerformance"
 CONSUMER_TOOL: Final = "org.apache.kafka.tools.ConsumerPerformance"
@@ -67,7 +68,9 @@ def _producer_perf(settings: Settings, payloads: Path, records: int) -> float:
             settings, PRODUCER_TOOL,
             "--topic", target.topic, "--num-records", str(records), "--throughput", "-1",
             "--payload-file", str(payloads),
-            "--producer-props", f"bootstrap.servers={settings.kafka_bootstrap}", "acks=all",
+            # the Java client reads the connection's librdkafka names as its own
+            "--producer-props", *(f"{k}={v}" for k, v in connection(settings).items()),
+            "acks=all",
             "enable.idempotence=true", f"compression.type={settings.producer_compression}",
             f"linger.ms={settings.producer_linger_ms}", "batch.size=1000000",
         )  # fmt: skip
@@ -101,13 +104,15 @@ def _consumer_perf(settings: Settings, records: int) -> float:
 def python_consume(settings: Settings, records: int) -> float:
     """Records per second of a bare confluent-kafka consumer reading the topic's values."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"bench_raw_{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "max.partition.fetch.bytes": 8 << 20,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": f"bench_raw_{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "max.partition.fetch.bytes": 8 << 20,
+            },
+        )
     )
     partitions = consumer.list_topics(settings.topic, timeout=30).topics[settings.topic].partitions
     consumer.assign([TopicPartition(settings.topic, p, 0) for p in partitions])

@@ -18,8 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import redis
-
 from bench import plots
 from bench.broker import python_consume
 from bench.processes import ChildRun, run_child
@@ -35,6 +33,7 @@ from bench.workload import (
     produce,
 )
 from common.settings import Settings
+from storage.connections import open_redis
 
 SEED: Final = 7
 JOB: Final = "job seconds (manifest)"
@@ -76,7 +75,7 @@ def _measure_day(
                 runs.append(_job(settings, day, Path(folder)))
         finally:
             drop_topic(settings)
-            client = redis.Redis.from_url(settings.redis_url)
+            client = open_redis(settings.redis_url)
             clear_live(client, settings.key_space)
             client.close()
     return _figures(checkouts, runs, raw, labels)

@@ -29,6 +29,8 @@ from common.schema import encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
 from producers.synthetic import generate
 from storage import keys
+from storage.connections import open_redis
+from storage.kafka.config import client_config
 
 POLL_SECONDS: Final = 0.005
 PERCENTILES: Final = (50, 95, 99)
@@ -85,9 +87,7 @@ def produce_now(settings: Settings, rate: int, seconds: float) -> Delivered:
         if error is None:
             delivered.append((message.partition(), message.offset(), message.timestamp()[1]))
 
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "enable.idempotence": True}
-    )
+    producer = Producer(client_config(settings, {"linger.ms": 5, "enable.idempotence": True}))
     source = generate(SEED, datetime.now(UTC))
     started = time.perf_counter()
     for sent in range(int(rate * seconds)):
@@ -126,7 +126,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def _latencies(bench: Bench, settings: Settings) -> dict[int, tuple[list[float], int]]:
     """Rate -> (freshness of each checkout seen applied, checkouts produced)."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     environment = child_environment(settings)
     child = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "stream"],

@@ -37,6 +37,7 @@ from common.schema import Checkout, encode_checkout, message_key, record_timesta
 from common.settings import Settings
 from producers.publish import Deliveries, producer_config, publish
 from producers.synthetic import generate
+from storage.kafka.config import client_config
 
 SEED: Final = 42
 
@@ -93,9 +94,7 @@ def _as_dict(checkout: Checkout) -> dict[str, Any]:
 
 
 def _naive(settings: Settings, count: int) -> tuple[int, float]:
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
-    )
+    producer = Producer(client_config(settings, {"acks": "all", "enable.idempotence": True}))
     failures = 0
 
     def on_delivery(error: object, _message: object) -> None:

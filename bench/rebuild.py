@@ -38,6 +38,8 @@ from bench.workload import (
 )
 from common.settings import Settings
 from storage import keys
+from storage.connections import open_redis
+from storage.kafka.config import client_config
 
 SEED: Final = 6
 LIMIT_SECONDS: Final = 600.0
@@ -45,7 +47,7 @@ LIMIT_SECONDS: Final = 600.0
 
 def _ends(settings: Settings) -> dict[int, int]:
     """Each partition's high watermark (the offset after its last record)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench"})
+    consumer = Consumer(client_config(settings, {"group.id": "bench"}))
     try:
         topic = consumer.list_topics(settings.topic, timeout=30).topics[settings.topic]
         return {
@@ -89,7 +91,7 @@ def _rebuild_command(settings: Settings) -> tuple[float, float]:
 
 
 def _measure(bench: Bench, settings: Settings, log: Path) -> dict[str, float]:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     job = StreamChild(settings, log)
     stop = threading.Event()
     publisher = traffic(settings, stop)

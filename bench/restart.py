@@ -34,6 +34,7 @@ from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
+from storage.connections import open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def run(bench: Bench) -> Section:
     settings = fresh_topic(bench.settings, "restart").model_copy(
         update={"metrics_port": 0, "state_dir": state, "stream_instance_id": ""}
     )
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     stop = threading.Event()
     publisher = traffic(settings, stop)
     try:

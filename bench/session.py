@@ -21,12 +21,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final, Protocol
 
-import redis
-
 from bench.processes import listener
 from bench.report import Figure, Section, failed_section, write_report
 from bench.scale import Scale
 from common.settings import Settings
+from storage.connections import open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class Bench:
 
     def redis_pid(self) -> int:
         """The redis-server process."""
-        client = redis.Redis.from_url(self.settings.redis_url)
+        client = open_redis(self.settings.redis_url)
         try:
             return int(client.info("server")["process_id"])
         finally:
@@ -89,7 +88,7 @@ def machine() -> str:
 def versions(settings: Settings) -> dict[str, str]:
     """The versions of everything measured."""
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     try:
         redis_version = str(client.info("server")["redis_version"])
     finally:

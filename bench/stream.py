@@ -43,6 +43,7 @@ from common.settings import Settings
 from jobs.stream.app import build_stream_job
 from jobs.stream.malloc import keep_batch_memory
 from storage import keys
+from storage.connections import open_redis
 
 SEED: Final = 4
 RATE: Final = "checkouts/s"
@@ -97,7 +98,7 @@ def stream_run(
     variant = source.model_copy(
         update={"consumer_group": group, "retention_days": 36500, "metrics_port": 0, **update}
     )
-    client = redis.Redis.from_url(variant.redis_url)
+    client = open_redis(variant.redis_url)
     clear_live(client, variant.key_space)
     clock = Clock()
     before = set(children(os.getpid()))

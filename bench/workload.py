@@ -16,9 +16,9 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from common.days import day_bounds
 from common.schema import Checkout, encode_checkout
 from common.settings import ENV_PREFIX, Settings
-from common.topics import admin_client, ensure_topics
 from producers.publish import publish
 from producers.synthetic import generate
+from storage.kafka.topics import admin_client, ensure_topics
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from jobs.daily.republish import redis_states
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
 from storage import figures
+from storage.connections import open_redis
 
 REDIS_TIMEOUT: Final = 5.0
 """Seconds ``kassa daily status`` waits for Redis before it reports it unreachable."""
@@ -166,9 +167,7 @@ def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, s
     if not snapshots:
         return {}
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
-        )
+        client = open_redis(settings.redis_url, timeout=REDIS_TIMEOUT)
         with closing(client):
             return redis_states(settings, client, snapshots, datetime.now(UTC))
     except redis.RedisError as exc:

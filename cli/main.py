@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from common.errors import KassaError
 from common.settings import Settings, check_folders, load_settings, unknown_variables
-from common.topics import check_broker
+from storage.kafka.topics import check_broker
 
 logger = logging.getLogger(__name__)
 

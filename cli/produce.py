@@ -17,11 +17,11 @@ from pathlib import Path
 from cli import arguments
 from common.schema import Checkout
 from common.settings import Settings
-from common.topics import ensure_topics
 from producers import replay, synthetic
 from producers.exceptions import DeliveryError
 from producers.pacing import at_speed, not_ahead_of_clock
 from producers.publish import PublishReport, publish
+from storage.kafka.topics import ensure_topics
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,7 +6,8 @@ import argparse
 
 from cli import arguments
 from common.settings import Settings
-from common.topics import ensure_topics
+from storage.connections import open_redis
+from storage.kafka.topics import ensure_topics
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,12 +52,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the rebuild plan; with ``--yes``, carry it out."""
-    import redis  # noqa: PLC0415 - keep 'kassa stream' imports as they were
 
     from jobs.stream.rebuild import execute_rebuild, plan_rebuild  # noqa: PLC0415
     from storage.live import LiveStore  # noqa: PLC0415
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     try:
         store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
         plan = plan_rebuild(settings, store, args.first)

@@ -10,14 +10,12 @@ import argparse
 import json
 from datetime import UTC, date, datetime
 
-import redis
-
 from cli import arguments
 from common.days import business_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
 from storage import figures
-from storage.connections import redis_failures
+from storage.connections import open_redis, redis_failures
 from storage.rankings import (
     MAX_LIMIT,
     RankedItem,
@@ -96,7 +94,7 @@ def _days(args: argparse.Namespace, settings: Settings) -> tuple[date, date]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the ranking (or the stores); a reason for having none is an error (status 1)."""
     first, last = _days(args, settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     try:
         with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
             if args.stores:

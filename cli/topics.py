@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common.settings import Settings
-from common.topics import describe_topics, ensure_topics
+from storage.kafka.topics import describe_topics, ensure_topics
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
+from storage.kafka.config import client_config
 
 logger = logging.getLogger(__name__)
 
@@ -144,25 +145,27 @@ class Deliveries:
 
 def producer_config(settings: Settings, deliveries: Deliveries) -> dict[str, Any]:
     """The librdkafka configuration of kassa's producer."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": settings.producer_compression,
-        "linger.ms": settings.producer_linger_ms,
-        "batch.size": 1_000_000,
-        "batch.num.messages": 100_000,
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-        "message.timeout.ms": settings.delivery_timeout_ms,
-        "partitioner": "murmur2_random",
-        "delivery.report.only.error": True,
-        "on_delivery": deliveries.on_delivery,
-        "error_cb": deliveries.on_error,
-        "statistics.interval.ms": STATS_INTERVAL_MS,
-        "stats_cb": deliveries.on_stats,
-        "log_level": 3,
-    }
+    return client_config(
+        settings,
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": settings.producer_compression,
+            "linger.ms": settings.producer_linger_ms,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 100_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.timeout.ms": settings.delivery_timeout_ms,
+            "partitioner": "murmur2_random",
+            "delivery.report.only.error": True,
+            "on_delivery": deliveries.on_delivery,
+            "error_cb": deliveries.on_error,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": deliveries.on_stats,
+            "log_level": 3,
+        },
+    )
 
 
 class _Stop:

@@ -39,22 +39,23 @@ step "1. Local services: Apache Kafka (KRaft) and redis-server, started unless a
 $kassa services up "${up_args[@]}"
 RUN_ID="$run_id" .venv/bin/python - <<'PY'
 import os, sys
-import redis
+from common.errors import redacted
+from storage.connections import open_redis
 from storage.keys import DEMO_DATABASE
 url = os.environ["KASSA_REDIS_URL"]
-client = redis.Redis.from_url(url)
+client = open_redis(url)
 size = client.dbsize()
 if size and not client.exists(DEMO_DATABASE):
     sys.exit(
-        f"demo: KASSA_REDIS_URL={url} holds {size} keys the demo did not write, and the demo "
+        f"demo: KASSA_REDIS_URL={redacted(url)} holds {size} keys the demo did not write, and the demo "
         "never empties a database it did not create: point KASSA_REDIS_URL at an empty "
         "database, e.g. KASSA_REDIS_URL=redis://127.0.0.1:6379/14 make demo"
     )
 if size:
     client.flushdb()  # marked by an earlier demo run: the demo's own database
-    print(f"emptied {url}, created by an earlier demo ({DEMO_DATABASE})")
+    print(f"emptied {redacted(url)}, created by an earlier demo ({DEMO_DATABASE})")
 client.set(DEMO_DATABASE, os.environ["RUN_ID"])
-print(f"Redis: {url} (marked as the demo's own with {DEMO_DATABASE})")
+print(f"Redis: {redacted(url)} (marked as the demo's own with {DEMO_DATABASE})")
 PY
 $kassa topics create
 $kassa topics describe

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from services.exceptions import ServiceError
 from services.kafka import KafkaServer, kafka_answers
 from services.process import read_pid, stop_all
+from storage.kafka.config import local_node_config
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class KafkaCluster:
     def await_brokers(self, timeout: float = 120.0) -> None:
         """Wait until the cluster's metadata lists every node as a broker."""
         wanted = {node.node_id for node in self.nodes}
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(local_node_config(self.bootstrap))
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.exceptions import MissingToolError, ServiceError
 from services.process import RecordedServer, await_ready, spawn
+from storage.kafka.config import local_node_config
 
 logger = logging.getLogger(__name__)
 _probe_logger = logging.getLogger(f"{__name__}.probe")
@@ -98,11 +99,13 @@ def ensure_jars(cache_dir: Path, version: str) -> Path:
 def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """Whether a Kafka cluster answers a metadata request at ``bootstrap``."""
     admin = AdminClient(
-        {
-            "bootstrap.servers": bootstrap,
-            "socket.connection.setup.timeout.ms": 1000,
-            "logger": _probe_logger,  # "connection refused" is the expected answer here
-        }
+        local_node_config(
+            bootstrap,
+            {
+                "socket.connection.setup.timeout.ms": 1000,
+                "logger": _probe_logger,  # "connection refused" is the expected answer here
+            },
+        )
     )
     try:
         admin.list_topics(timeout=timeout)

@@ -10,7 +10,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from common.settings import Settings
-from common.topics import ensure_topics
 from services.cluster import LEGACY_PID, KafkaCluster, adopt_single_broker, answering
 from services.exceptions import ServiceError
 from services.kafka import (
@@ -23,6 +22,7 @@ from services.kafka import (
 )
 from services.process import port_in_use, stop_recorded
 from services.redis import RedisServer, redis_info, redis_server_binary
+from storage.kafka.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 

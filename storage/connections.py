@@ -1,13 +1,30 @@
-"""Redis failures: the one place where an error of the Redis client becomes kassa's error."""
+"""Redis connections: the one place that makes a Redis client, and where an error of the
+Redis client becomes kassa's error.
+
+A Redis URL becomes text only through :func:`~common.errors.redacted` (its password never
+reaches a message or a log line).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
 from common.errors import RedisUnavailableError
+
+
+def open_redis(url: str, *, timeout: float | None = None, **options: Any) -> redis.Redis:
+    """A client of the Redis database at ``url`` (``KASSA_REDIS_URL``).
+
+    ``timeout`` bounds both connecting and each command, in seconds (None: wait as long as
+    it takes); ``options`` are redis-py's own (e.g. ``retry``).
+    """
+    if timeout is not None:
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, **options}
+    return redis.Redis.from_url(url, **options)
 
 
 @contextmanager

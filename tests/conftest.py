@@ -21,10 +21,11 @@ import pytest
 import redis
 
 from common.settings import Settings
-from common.topics import ensure_topics
 from services.cluster import KafkaCluster, NodeAddress
 from services.kafka import KafkaServer, ensure_jars
 from services.redis import RedisServer
+from storage.connections import open_redis
+from storage.kafka.topics import ensure_topics
 from tests.helpers import free_port
 
 SERVICE_FIXTURES = {
@@ -119,7 +120,7 @@ def _fresh_settings(
 ) -> Settings:
     name = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:80]
     suffix = uuid.uuid4().hex[:8]
-    client = redis.Redis.from_url(redis_url)
+    client = open_redis(redis_url)
     client.flushdb()
     client.close()
     return Settings(
@@ -169,7 +170,7 @@ def cluster_settings(
 @pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the test's own (empty) Redis database."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     try:
         yield client
     finally:

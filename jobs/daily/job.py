@@ -53,6 +53,7 @@ from jobs.daily.manifest import DayResult, Run, build_manifest, summary
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
 from jobs.daily.reader import DayRange, LateRecords, open_consumer, plan_day, read_partition
 from storage import keys, parquet
+from storage.connections import open_redis
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
@@ -129,7 +130,7 @@ def run_day(
     as the revision's reason (default: :func:`revisions.reason`).
     """
     run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
-    with day_lock(settings, day), closing(redis.Redis.from_url(settings.redis_url)) as client:
+    with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
         return run.execute(client, now or datetime.now(UTC))
 
 

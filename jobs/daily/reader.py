@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from common.days import business_day_of_ms, day_bounds
 from common.settings import Settings
 from jobs.daily.exceptions import KafkaReadError, ReadError
+from storage.kafka.config import client_config
 
 logger = logging.getLogger(__name__)
 
@@ -194,26 +195,28 @@ class LateRecords:
 
 def open_consumer(settings: Settings) -> Consumer:
     """A consumer for assigned reads: no group membership, no commits, large fetches."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": _READER_GROUP,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 32 * 1024 * 1024,
-        "fetch.min.bytes": 1024 * 1024,
-        # A fetch at the end of a range waits this long for data that will not come, and
-        # the next assignment's fetch queues behind it: planning reads a few records from
-        # every partition twice, so it costs about 12 such waits.
-        "fetch.wait.max.ms": 10,
-        "queued.max.messages.kbytes": 64 * 1024,
-        "queued.min.messages": 100_000,
-        # librdkafka holds back a new connection for half of this after the bootstrap
-        # connection is replaced by the broker's own (50 ms at the default 100 ms).
-        "reconnect.backoff.ms": 10,
-    }
+    config: dict[str, Any] = client_config(
+        settings,
+        {
+            "group.id": _READER_GROUP,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 32 * 1024 * 1024,
+            "fetch.min.bytes": 1024 * 1024,
+            # A fetch at the end of a range waits this long for data that will not come, and
+            # the next assignment's fetch queues behind it: planning reads a few records from
+            # every partition twice, so it costs about 12 such waits.
+            "fetch.wait.max.ms": 10,
+            "queued.max.messages.kbytes": 64 * 1024,
+            "queued.min.messages": 100_000,
+            # librdkafka holds back a new connection for half of this after the bootstrap
+            # connection is replaced by the broker's own (50 ms at the default 100 ms).
+            "reconnect.backoff.ms": 10,
+        },
+    )
     return Consumer(config)
 
 

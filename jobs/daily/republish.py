@@ -26,6 +26,7 @@ from jobs.daily.lock import day_lock
 from jobs.daily.manifest import PUBLISHED_FIELDS, Published, recorded_totals, summary_of
 from jobs.daily.status import is_running
 from storage import keys, parquet
+from storage.connections import open_redis
 from storage.daily import DaySnapshot, manifest_fields, replace_day, set_missing_names, snapshot_of
 from storage.figures import CHECKOUTS, COLUMNS, LINES, TOTALS
 
@@ -134,7 +135,7 @@ def republish_stale(settings: Settings, days: Sequence[date], now: datetime) -> 
     if not snapshots:
         return []
     try:
-        with closing(redis.Redis.from_url(settings.redis_url)) as client:
+        with closing(open_redis(settings.redis_url)) as client:
             held = published_in_redis(client, settings.key_space, list(snapshots))
             stale = [day for day, snapshot in snapshots.items() if staleness(snapshot, held[day])]
             return [day for day in stale if _republish_if_stale(settings, client, day, now)]

@@ -20,7 +20,6 @@ from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavaila
 from common.errors import KafkaUnavailableError, KassaError, redacted
 from common.metrics import MetricsServer
 from common.settings import Settings
-from common.topics import admin_client, broker_problem
 from jobs.stream.commits import retrying_commit
 from jobs.stream.exceptions import (
     EvictionPolicyError,
@@ -39,7 +38,9 @@ from jobs.stream.membership import claimed_instance_id
 from jobs.stream.metrics import KafkaProbe, StreamMetrics
 from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
-from storage.connections import redis_failures
+from storage.connections import open_redis, redis_failures
+from storage.kafka.config import quix_connection
+from storage.kafka.topics import admin_client, broker_problem
 from storage.live import LiveStore
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def build_stream_job(
         settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds
     )
     instance_id = settings.stream_instance_id if settings.stream_static_membership else ""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
     exactly_once = settings.stream_guarantee == "exactly-once"
     sink = LiveSink(
@@ -344,7 +345,7 @@ def build_stream_job(
         topic=settings.topic,
         exactly_once=exactly_once,
         redis_url=settings.redis_url,
-        broker_address=settings.kafka_bootstrap,
+        broker_address=quix_connection(settings),
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
         auto_create_topics=False,
@@ -406,7 +407,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
             redacted(settings.redis_url),
             settings.key_space,
         )
-        probe = KafkaProbe(metrics, settings.kafka_bootstrap)
+        probe = KafkaProbe(metrics, settings)
         probe.start()
         try:
             _run_until_stopped(settings, metrics, idle_timeout)
@@ -464,7 +465,7 @@ def _await_services(settings: Settings, metrics: StreamMetrics, redis_was_down: 
     try:
         stop.wait(RETRY_SECONDS)
         while not stop.is_set():
-            kafka = broker_problem(settings.kafka_bootstrap)
+            kafka = broker_problem(settings)
             metrics.record_kafka(reachable=kafka is None)
             redis_problem = metrics.redis_problem()
             if kafka is None and redis_problem is None:

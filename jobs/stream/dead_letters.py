@@ -15,7 +15,9 @@ from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from common.settings import Settings
 from jobs.stream.exceptions import DeadLetterError
+from storage.kafka.config import client_config
 
 REASON_HEADER = "kassa.reason"
 DETAIL_HEADER = "kassa.detail"
@@ -40,21 +42,23 @@ Header = tuple[str, bytes]
 class DeadLetters:
     """Produces refused messages to the dead-letter topic (cut to fit, see the module)."""
 
-    def __init__(self, bootstrap: str, topic: str, flush_timeout: float = 30.0) -> None:
+    def __init__(self, settings: Settings, topic: str, flush_timeout: float = 30.0) -> None:
         self.topic = topic
         self._flush_timeout = flush_timeout
         self._failures: list[str] = []
         self._too_large: list[tuple[bytes | None, list[Header]]] = []
         self._pending = 0
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.max.bytes": MAX_RECORD_BYTES,
-                "client.id": "kassa-stream-dlq",
-            }
+            client_config(
+                settings,
+                {
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "message.max.bytes": MAX_RECORD_BYTES,
+                    "client.id": "kassa-stream-dlq",
+                },
+            )
         )
 
     def send(

@@ -12,8 +12,10 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from common.topics import broker_problem
+from common.settings import Settings
 from jobs.stream.writer import BatchReport, RawBatch
+from storage.connections import open_redis
+from storage.kafka.topics import broker_problem
 from storage.live import ApplyStatus
 
 logger = logging.getLogger(__name__)
@@ -205,9 +207,7 @@ class StreamMetrics:
 
     def watch_redis(self, url: str) -> None:
         """Ping the Redis server at ``url`` for each ``/healthz`` (see :meth:`close`)."""
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=PROBE_SECONDS, socket_connect_timeout=PROBE_SECONDS
-        )
+        self._redis = open_redis(url, timeout=PROBE_SECONDS)
 
     def close(self) -> None:
         """Close the connection of :meth:`watch_redis` and stop pinging."""
@@ -267,9 +267,9 @@ class KafkaProbe:
     blocks, without serving any callback, for as long as the group coordinator is away.
     """
 
-    def __init__(self, metrics: StreamMetrics, bootstrap: str, interval: float = 5.0) -> None:
+    def __init__(self, metrics: StreamMetrics, settings: Settings, interval: float = 5.0) -> None:
         self._metrics = metrics
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._interval = interval
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kassa-kafka-probe", daemon=True)
@@ -285,7 +285,7 @@ class KafkaProbe:
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):
-            problem = broker_problem(self._bootstrap, timeout=self._interval)
+            problem = broker_problem(self._settings, timeout=self._interval)
             was_down = self._metrics.kafka_down_since is not None
             self._metrics.record_kafka(reachable=problem is None)
             if problem is not None and not was_down:

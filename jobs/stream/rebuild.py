@@ -22,10 +22,10 @@ import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from common.settings import Settings
-from common.topics import admin_client
 from jobs.daily.reader import open_consumer, plan_day
 from jobs.stream.exceptions import RebuildRefusedError
 from jobs.stream.identity import read_identity
+from storage.kafka.topics import admin_client
 from storage.live import Identity, LiveState, LiveStore
 
 logger = logging.getLogger(__name__)

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
 
-import redis
-
 from common.errors import InvalidCheckout, KassaError
 from common.schema import Reason, WireDecoder
 from common.settings import Settings
@@ -47,7 +45,7 @@ from jobs.stream.aggregate import Aggregator, DayCutter
 from jobs.stream.dead_letters import DeadLetters
 from jobs.stream.exceptions import StreamRedisUnavailableError, WriterError
 from jobs.stream.malloc import keep_batch_memory
-from storage.connections import redis_failures
+from storage.connections import open_redis, redis_failures
 from storage.live import ApplyResult, Expectation, LiveStore, PartitionDelta
 
 MAX_REFUSALS_REPORTED: Final = 100
@@ -113,7 +111,7 @@ class _Writer:
         self._redis_url = settings.redis_url
         self._aggregator = Aggregator(settings.zone)
         self._days = DayCutter(settings.zone)
-        self._bootstrap = settings.kafka_bootstrap
+        self._settings = settings
         self._dead_letter_topic = settings.dead_letter_topic
         self._dead_letters: DeadLetters | None = None  # connects at the first dead letter
         self._decoder = WireDecoder(settings.limits)
@@ -172,7 +170,7 @@ class _Writer:
         reason = error.reason.value
         offset = batch.offsets[index]
         if self._dead_letters is None:
-            self._dead_letters = DeadLetters(self._bootstrap, self._dead_letter_topic)
+            self._dead_letters = DeadLetters(self._settings, self._dead_letter_topic)
         self._dead_letters.send(
             batch.values[index],
             batch.keys[index],
@@ -188,7 +186,7 @@ class _Writer:
 
 
 def _live_store(settings: Settings) -> LiveStore:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     return LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
-
 from common.settings import Settings
 from services.redis import RedisServer
+from storage.connections import open_redis
 from tests.api.helpers import get, serving
 from tests.api.test_errors import fill_live_day
 from tests.helpers import free_port, run_kassa, settings_env
@@ -21,7 +20,7 @@ def test_redis_stopped_gives_503_and_the_api_recovers_when_it_is_back(
     server.start()
     settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{server.port}/0"})
     today = datetime.now(UTC).date()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     fill_live_day(client, settings.key_space, today)
     client.close()
     try:

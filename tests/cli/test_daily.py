@@ -11,11 +11,11 @@ from datetime import date
 
 import polars as pl
 import pyarrow.dataset as ds
-import redis
 
 from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
 from storage import keys, parquet
+from storage.connections import open_redis
 from tests.helpers import KASSA, free_port, run_kassa, settings_env
 from tests.jobs.daily.helpers import checkout, produce, seal, utc
 
@@ -129,7 +129,7 @@ def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
     }
     assert shown.stdout.count("; Redis: current") == 4
 
-    with closing(redis.Redis.from_url(settings.redis_url)) as client:
+    with closing(open_redis(settings.redis_url)) as client:
         client.delete(keys.manifest_key(settings.key_space, date(2026, 11, 19)))
     lost = _kassa(settings, "daily", "status", "--days", "1", "--to", "2026-11-19")
     assert lost.stdout.endswith(

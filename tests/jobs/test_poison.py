@@ -39,6 +39,7 @@ from jobs.stream.aggregate import Aggregator
 from producers.synthetic import generate
 from storage import keys, parquet
 from storage.figures import REVENUE
+from storage.kafka.config import client_config
 from storage.live import PartitionDelta
 from tests.common.test_columns import MUTATIONS, NOW, _mutate, checkouts
 from tests.helpers import truth, wait_until
@@ -133,9 +134,7 @@ def _records(counted: list[Checkout], refused: list[bytes], every: int) -> list[
 
 
 def _produce(settings: Settings, records: list[Record]) -> None:
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 2_000_000}
-    )
+    producer = Producer(client_config(settings, {"message.max.bytes": 2_000_000}))
     for key, value, timestamp in records:
         producer.produce(settings.topic, key=key, value=value, timestamp=timestamp)
     assert producer.flush(30) == 0
@@ -161,11 +160,13 @@ def _dead_letter_counts(client: redis.Redis, settings: Settings) -> dict[str, in
 
 def _read_dead_letters(settings: Settings, expected: int) -> list[Any]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "dlq-reader",
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            settings,
+            {
+                "group.id": "dlq-reader",
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     consumer.subscribe([settings.dead_letter_topic])
     found = []

@@ -8,18 +8,21 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from common.settings import Settings
+from storage.kafka.config import client_config
 
 
 def read_all(settings: Settings, timeout: float = 30.0) -> list[Message]:
     """Every record of ``settings.topic``, partition by partition in offset order."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"pytest-read-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            settings,
+            {
+                "group.id": f"pytest-read-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(settings.topic, timeout=10)

@@ -15,10 +15,10 @@ import pytest
 
 from common.schema import Checkout, decode_checkout, record_timestamp_ms
 from common.settings import Settings
-from common.topics import ensure_topics
 from producers.publish import publish
 from producers.synthetic import generate
 from services.kafka import KafkaServer
+from storage.kafka.topics import ensure_topics
 from tests.helpers import KASSA, run_kassa, settings_env
 from tests.producers.helpers import read_all
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-import redis
 from confluent_kafka.admin import AdminClient
 
 from common.schema import Checkout
@@ -28,6 +27,8 @@ from producers.publish import PublishReport, publish
 from producers.replay import checkouts as replay
 from services.cluster import KafkaCluster
 from storage import parquet
+from storage.connections import open_redis
+from storage.kafka.config import client_config
 from tests.helpers import DATASET, run_kassa, settings_env, truth, wait_until
 from tests.jobs.daily.helpers import LONDON, expected_of, parquet_figures
 from tests.jobs.stream.helpers import caught_up, days_of, end_offsets, live_figures, start_stream
@@ -76,7 +77,7 @@ class Placement:
 
     def __init__(self, settings: Settings) -> None:
         self.topics = (settings.topic, settings.dead_letter_topic)
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+        self.admin = AdminClient(client_config(settings, {"log_level": 0}))
 
     def partitions(self, topic: str | None = None) -> dict[int, tuple[int, set[int]]]:
         """Partition -> (leader, in-sync replicas) of ``topic`` (the sales topic by default)."""
@@ -176,7 +177,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
     producer = threading.Thread(
         target=lambda: reports.append(publish(settings, feed, rate=RATE)), name="producer"
     )
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     log = tmp_path / "stream.log"
     stream = start_stream(settings, log)
     try:
@@ -195,7 +196,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
         assert not producer.is_alive(), "the producer never finished"
         assert stream.poll() is None, f"the stream job exited:\n{log.read_text()[-3000:]}"
         faults.restart(other)
-        wait_until(caught_up(redis_client, settings), 180, "the stream job to catch up")
+        wait_until(caught_up(client, settings), 180, "the stream job to catch up")
     finally:
         faults.release()
         producer.join(timeout=120)
@@ -211,7 +212,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
         report.summary()
     )
     expected = truth(checkouts, LONDON)
-    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
+    assert live_figures(client, days_of(expected), settings.key_space) == expected
 
     stop_day = measured["stop_day"]
     assert isinstance(stop_day, date)

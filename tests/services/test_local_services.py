@@ -12,9 +12,11 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from common.settings import Settings
-from common.topics import admin_client
 from services.kafka import kafka_answers, metadata_version
 from services.process import is_alive
+from storage.connections import open_redis
+from storage.kafka.config import client_config
+from storage.kafka.topics import admin_client
 from tests.conftest import Services
 from tests.helpers import free_port, run_kassa, settings_env
 
@@ -46,15 +48,15 @@ def test_the_broker_is_apache_kafka_4_and_reports_its_version(services: Services
 def test_messages_round_trip_through_a_topic_kassa_created(settings: Settings) -> None:
     topics = admin_client(settings).list_topics(timeout=10).topics
     assert len(topics[settings.topic].partitions) == 3
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer(client_config(settings, {"acks": "all"}))
     sent = [f"checkout-{n}".encode() for n in range(20)]
     for value in sent:
         producer.produce(settings.topic, value, partition=0)
     assert producer.flush(10) == 0
 
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.consumer_group,
-         "enable.partition.eof": True, "auto.offset.reset": "earliest"}
+        client_config(settings, {"group.id": settings.consumer_group,
+         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
     )  # fmt: skip
     consumer.assign([TopicPartition(settings.topic, 0, 0)])
     received = []
@@ -70,7 +72,7 @@ def test_messages_round_trip_through_a_topic_kassa_created(settings: Settings) -
 
 def test_the_broker_never_creates_topics_by_itself(settings: Settings) -> None:
     missing = f"never_created_{uuid.uuid4().hex}"
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.timeout.ms": 3000})
+    producer = Producer(client_config(settings, {"message.timeout.ms": 3000}))
     errors = []
     producer.produce(missing, b"x", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(10)
@@ -131,7 +133,7 @@ def test_up_reuses_services_that_already_answer(settings: Settings) -> None:
     assert result.stdout.count(" reused ") == 2
     down = kassa("services", "down", env=env)
     assert down.stdout.count(" down") == 2
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     assert client.ping()
 
 

@@ -6,13 +6,13 @@ import pytest
 import redis
 
 from common.errors import RedisUnavailableError
-from storage.connections import redis_failures
+from storage.connections import open_redis, redis_failures
 from tests.helpers import free_port
 
 
 def test_an_unreachable_redis_is_reported_with_its_url_and_the_cause() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    client = redis.Redis.from_url(url)
+    client = open_redis(url)
 
     with pytest.raises(RedisUnavailableError) as failed, redis_failures(url, "reach"):
         client.ping()
@@ -33,4 +33,4 @@ def test_the_error_class_is_the_callers() -> None:
         pytest.raises(_JobError, match=r"; restart the job$"),
         redis_failures(url, "reach", _JobError),
     ):
-        redis.Redis.from_url(url).ping()
+        open_redis(url).ping()

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
 from common.settings import Settings
 from storage.figures import COLUMNS
+from storage.kafka.config import client_config
 from tests.helpers import DATASET, truth
 
 LONDON = ZoneInfo("Europe/London")
@@ -48,7 +49,7 @@ def produce(
     settings: Settings, checkouts: Iterable[Checkout], partition: int | None = None
 ) -> None:
     """Send ``checkouts`` with ``occurred_at`` as record timestamp (to ``partition`` if given)."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+    producer = Producer(client_config(settings, {"linger.ms": 5}))
     for item in checkouts:
         kwargs = {} if partition is None else {"partition": partition}
         producer.produce(
@@ -63,7 +64,7 @@ def produce(
 
 def produce_raw(settings: Settings, values: Iterable[bytes], timestamp: datetime) -> None:
     """Send raw values (e.g. invalid messages) to partition 0."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(client_config(settings))
     for value in values:
         producer.produce(
             settings.topic, value, partition=0, timestamp=int(timestamp.timestamp() * 1000)
@@ -148,7 +149,7 @@ def a_day_later(instant: datetime) -> datetime:
 
 def delete_records(settings: Settings, partition: int, before: int) -> None:
     """Delete the records of ``partition`` before offset ``before``, as retention would."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     futures = admin.delete_records([TopicPartition(settings.topic, partition, before)])
     for future in futures.values():
         assert future.result(timeout=30).low_watermark == before

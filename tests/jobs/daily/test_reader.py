@@ -7,12 +7,12 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from common.settings import Settings
-from common.topics import ensure_topics
 from jobs.daily import reader
 from jobs.daily.exceptions import ReadError
 from jobs.daily.job import run_day
 from services.kafka import KafkaServer
 from storage import parquet
+from storage.kafka.topics import ensure_topics
 from tests.jobs.daily.helpers import checkout, expected_of, parquet_figures, produce, seal, utc
 
 

@@ -13,11 +13,12 @@ import redis
 
 from common.schema import Checkout
 from common.settings import Settings
-from common.topics import admin_client
 from jobs.daily.job import run_day
 from jobs.daily.scheduler import catch_up
 from services.redis import RedisServer
 from storage import keys, parquet
+from storage.connections import open_redis
+from storage.kafka.topics import admin_client
 from tests.jobs.daily.helpers import checkout, produce, utc
 from tests.jobs.stream.faults import copy_redis_data, redis_url_of, restore_redis_data
 
@@ -120,7 +121,7 @@ def test_redis_restored_to_before_a_restatement_gets_the_newer_revision_back(
     window = settings.model_copy(
         update={"daily_catchup_days": 1, "redis_url": redis_url_of(private_redis)}
     )
-    client = redis.Redis.from_url(window.redis_url)
+    client = open_redis(window.redis_url)
     space = window.key_space
     manifest = keys.manifest_key(space, DAY)
     produce(window, _traffic(DAY), partition=0)

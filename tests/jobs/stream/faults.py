@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from common.settings import Settings
-from common.topics import TopicError, admin_client, ensure_topics
 from services.redis import RedisServer
+from storage.kafka.topics import TopicError, admin_client, ensure_topics
 
 
 def redis_url_of(server: RedisServer, db: int = 0) -> str:

@@ -22,6 +22,7 @@ from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
 from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
+from storage.kafka.config import client_config
 from tests.helpers import KASSA, Figures, settings_env
 
 
@@ -62,7 +63,7 @@ def days_of(figures: Figures) -> set[date]:
 def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
     """Partition -> offset after the last record of ``topic`` (the sales topic by default)."""
     name = topic or settings.topic
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "probe"})
+    consumer = Consumer(client_config(settings, {"group.id": "probe"}))
     try:
         metadata = consumer.list_topics(name, timeout=10).topics[name]
         return {
@@ -76,11 +77,13 @@ def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
 def topic_checkouts(settings: Settings) -> list[Checkout]:
     """Every checkout the sales topic holds, read back from Kafka (duplicates included)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "read-back",
-            "enable.partition.eof": True,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": "read-back",
+                "enable.partition.eof": True,
+            },
+        )
     )
     ends = end_offsets(settings)
     consumer.assign([TopicPartition(settings.topic, p, 0) for p in ends])

@@ -27,6 +27,7 @@ from jobs.stream.exceptions import (
 )
 from jobs.stream.writer import BatchWriter, RawBatch, _picklable
 from producers.synthetic import generate
+from storage.kafka.config import client_config
 from storage.live import Expectation, Identity
 from tests.helpers import free_port, wait_until
 
@@ -126,7 +127,7 @@ def test_an_error_that_cannot_be_pickled_becomes_a_writer_error_naming_it() -> N
 
 def _limit_dead_letter_records(settings: Settings, max_bytes: int) -> None:
     """Make the broker refuse dead letters over ``max_bytes`` (the topic's own limit)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     resource = ConfigResource(
         ConfigResource.Type.TOPIC,
         settings.dead_letter_topic,

@@ -23,7 +23,6 @@ import redis
 
 from common.schema import Checkout
 from common.settings import Settings
-from common.topics import ensure_topics
 from jobs.daily.exceptions import LiveRepairRefused
 from jobs.daily.job import run_day
 from jobs.stream.app import build_stream_job
@@ -37,6 +36,8 @@ from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from services.redis import RedisServer
 from storage import keys, parquet
+from storage.connections import open_redis
+from storage.kafka.topics import ensure_topics
 from tests.helpers import DATASET, free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.daily.helpers import seal
 from tests.jobs.stream.faults import (
@@ -94,7 +95,7 @@ def test_redis_restored_from_an_older_copy_with_the_job_stopped_recounts_exactly
 
     _run_once(settings)
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     _assert_exact(client, settings, first + second + third)
     client.close()
 
@@ -115,7 +116,7 @@ def test_redis_restored_from_an_older_copy_under_the_running_job_recounts_exactl
     first, second, third = _valid(100, 1), _valid(100, 2), _valid(100, 3)
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     try:
         _publish(settings, first)
         wait_until(caught_up(client, settings), 90, "the job to count the first 100")
@@ -200,7 +201,7 @@ def test_an_evicting_maxmemory_policy_is_refused(
     settings: Settings, private_redis: RedisServer, policy: str
 ) -> None:
     settings = _on(settings, private_redis)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     client.config_set("maxmemory-policy", policy)
     client.close()
     _publish(settings, _valid(10, 7))

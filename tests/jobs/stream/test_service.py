@@ -11,9 +11,10 @@ from pathlib import Path
 import redis
 
 from common.settings import Settings
-from common.topics import ensure_topics
 from services.kafka import KafkaServer
 from services.redis import RedisServer
+from storage.connections import open_redis
+from storage.kafka.topics import ensure_topics
 from tests.helpers import free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.stream.faults import redis_url_of
 from tests.jobs.stream.helpers import (
@@ -141,7 +142,7 @@ def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
             "stream_commit_interval": 1.0,
         }
     )
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)
     log = tmp_path / "stream.log"
     traffic = Load(settings, 47, rate=500.0)
     child = start_stream(settings, log)

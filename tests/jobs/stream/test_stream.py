@@ -28,6 +28,7 @@ from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from storage import keys
+from storage.kafka.config import client_config
 from tests.helpers import DATASET, free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.stream.helpers import Load, caught_up, days_of, live_figures, start_stream
 
@@ -67,7 +68,7 @@ def test_dataset_days_and_synthetic_traffic_equal_ground_truth(
 
 
 def _produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(client_config(settings))
     for key, value in records:
         producer.produce(settings.topic, key=key, value=value)
     assert producer.flush(30) == 0
@@ -134,12 +135,14 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_valid_ones_count(
         assert sample == count
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "dlq-reader",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": "dlq-reader",
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            },
+        )
     )
     consumer.subscribe([settings.dead_letter_topic])
     found: list[tuple[bytes | None, str]] = []
@@ -169,7 +172,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_valid_ones_count(
 
 
 def _read_at(settings: Settings, source: TopicPartition) -> bytes | None:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "peek"})
+    consumer = Consumer(client_config(settings, {"group.id": "peek"}))
     consumer.assign([source])
     message = consumer.poll(10)
     consumer.close()
@@ -179,7 +182,7 @@ def _read_at(settings: Settings, source: TopicPartition) -> bytes | None:
 
 
 def _reset_group(settings: Settings) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     partitions = [TopicPartition(settings.topic, p, 0) for p in range(settings.partitions)]
     futures = admin.alter_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(settings.consumer_group, partitions)]

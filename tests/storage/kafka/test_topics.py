@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ReplicationFactorError
 from common.settings import Settings
-from common.topics import admin_client, describe_topics, ensure_topics
+from storage.kafka.topics import admin_client, describe_topics, ensure_topics
 from tests.helpers import run_kassa, settings_env
 
 

@@ -18,6 +18,7 @@ from common.errors import (
     TopicNotFoundError,
 )
 from common.settings import Settings
+from storage.kafka.config import client_config
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ PROBE_SECONDS = 5.0
 
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client for the configured cluster."""
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+    return AdminClient(client_config(settings, {"log_level": 4}))
 
 
 def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> ClusterMetadata:
@@ -65,16 +66,18 @@ def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> 
         raise KafkaUnavailableError(settings.kafka_bootstrap, exc) from None
 
 
-def broker_problem(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
-    """Why the cluster at ``bootstrap`` does not answer a metadata request within
+def broker_problem(settings: Settings, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why the configured cluster does not answer a metadata request within
     ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet)."""
     librdkafka = _Collector()
     admin = AdminClient(
-        {
-            "bootstrap.servers": bootstrap,
-            "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-            "logger": librdkafka.logger,
-        }
+        client_config(
+            settings,
+            {
+                "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+                "logger": librdkafka.logger,
+            },
+        )
     )
     try:
         admin.list_topics(timeout=timeout)
@@ -103,7 +106,7 @@ class _Collector(logging.Handler):
 def check_broker(settings: Settings, timeout: float = PROBE_SECONDS) -> None:
     """Raise :class:`KafkaUnavailableError` within about ``timeout`` seconds when the
     configured cluster does not answer."""
-    problem = broker_problem(settings.kafka_bootstrap, timeout)
+    problem = broker_problem(settings, timeout)
     if problem is not None:
         cause = f"no answer within {timeout:.0f} s: {problem}"
         raise KafkaUnavailableError(settings.kafka_bootstrap, cause)
