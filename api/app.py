@@ -25,12 +25,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import models
-from api.health import KafkaProbe, last_daily_run
+from api.health import last_daily_run
 from common.days import business_day, yesterday
 from common.errors import redacted
 from common.settings import Settings
 from storage import figures, parquet
 from storage.connections import open_redis
+from storage.kafka.probe import KafkaProbe
 from storage.rankings import (
     MAX_LIMIT,
     DailyNotComputedError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from common.errors import KafkaUnavailableError, KassaError, RedisUnavailableError
+from common.errors import KassaError, RedisUnavailableError
 
 
 class DailyError(KassaError):
@@ -27,18 +27,6 @@ class IncompleteDay(DailyError):  # noqa: N818 - reads as "raise IncompleteDay(.
         )
         self.day = day
         self.partitions = [partition for partition, _ in behind]
-
-
-class ReadError(DailyError):
-    """The day's offset range could not be read from Kafka."""
-
-    exit_code = 4
-
-
-class KafkaReadError(KafkaUnavailableError, ReadError):
-    """Kafka could not be reached to plan the day (a :class:`ReadError`)."""
-
-    exit_code = 4
 
 
 class RedisWriteError(RedisUnavailableError, DailyError):

@@ -1,6 +1,6 @@
 """One business day from Kafka to Parquet, Redis and a manifest; and backfills of many days.
 
-A run has five phases. **Plan**: locate the day's offset range (:mod:`jobs.daily.reader`),
+A run has five phases. **Plan**: locate the day's offset range (:mod:`storage.kafka.planning`),
 starting where the previous day's range ended and reaching as far as later runs found late
 records of the day (:mod:`jobs.daily.revisions`); refuse it when it is incomplete or retention
 deleted part of it. **Read**: fetch the range on one thread and decode it
@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -51,7 +51,6 @@ from jobs.daily.exceptions import (
 from jobs.daily.lock import day_lock
 from jobs.daily.manifest import DayResult, Run, build_manifest, summary
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
-from jobs.daily.reader import DayRange, LateRecords, open_consumer, plan_day, read_partition
 from storage import keys, parquet
 from storage.connections import open_redis
 from storage.daily import (
@@ -65,6 +64,8 @@ from storage.daily import (
     stage_day,
 )
 from storage.figures import CHECKOUTS, COLUMNS
+from storage.kafka.planning import DayRange, LateRecords, plan_day
+from storage.kafka.reading import open_consumer, read_day
 
 logger = logging.getLogger(__name__)
 
@@ -278,25 +279,9 @@ class _DayRun:
     def _decoded(
         self, consumer: Consumer, plan: DayRange, late: LateRecords
     ) -> Iterator[tuple[int, Decoded]]:
-        with closing(in_background(self._chunks(consumer, plan, late), depth=1)) as chunks:
-            yield from decode_ahead(chunks, self.settings.limits)
-
-    def _chunks(
-        self, consumer: Consumer, plan: DayRange, late: LateRecords
-    ) -> Iterator[list[bytes | None]]:
-        """Chunks of ``chunk_messages`` values over all partitions, in partition order.
-
-        A partition's last values are topped up from the next partition, so a day has no
-        small chunk per partition (each chunk has a fixed cost).
-        """
-        size = self.chunk_messages
-        pending: list[bytes | None] = []
-        for part in plan.partitions:
-            reader = read_partition(consumer, plan.topic, part, size, late=late)
-            with closing(reader) as chunks:
-                pending = yield from _rechunked(chunks, pending, size)
-        if pending:
-            yield pending
+        chunks = read_day(consumer, plan, self.chunk_messages, late=late)
+        with closing(in_background(chunks, depth=1)) as fetched:
+            yield from decode_ahead(fetched, self.settings.limits)
 
     def _day_lines(
         self, plan: DayRange, dedup: Deduplicator, records: int, decoded: Decoded
@@ -441,21 +426,6 @@ class _DayRun:
 
     def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
         return RedisWriteError(self.settings.redis_url, self.day, exc)
-
-
-def _rechunked(
-    chunks: Iterable[list[bytes | None]], pending: list[bytes | None], size: int
-) -> Generator[list[bytes | None], None, list[bytes | None]]:
-    """Chunks of ``size`` values from ``pending`` and then ``chunks``; returns the rest."""
-    for values in chunks:
-        if not pending and len(values) == size:
-            yield values
-            continue
-        pending.extend(values)
-        while len(pending) >= size:
-            yield pending[:size]
-            pending = pending[size:]
-    return pending
 
 
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:

@@ -19,10 +19,10 @@ from typing import Any, Final
 from common.schema import SCHEMA_VERSION, from_money_units, to_money_units
 from common.settings import Settings
 from jobs.daily import revisions
-from jobs.daily.reader import DayRange, LateRecords
 from storage import parquet
 from storage.daily import Reconciliation
 from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE, TOTALS
+from storage.kafka.planning import DayRange, LateRecords
 
 MANIFEST_VERSION: Final = 2
 RUN_ID: Final = "run_id"

@@ -3,7 +3,7 @@
 Every manifest carries a ``revision`` (1 for a day's first run, one more for each later run)
 and a ``revision_reason``. A run of day X records, under ``late_records``, the records of
 earlier finalized days it found in its range past the end of their own ranges
-(:class:`jobs.daily.reader.LateRecords`): ``{"D": {"records": n, "reach": {"0": offset}}}``.
+(:class:`storage.kafka.planning.LateRecords`): ``{"D": {"records": n, "reach": {"0": offset}}}``.
 Day D has late records *pending* while such an entry reaches past the end of D's range in
 its manifest; a run of D reads up to every reach (:func:`late_reach`), so it restates them.
 """
@@ -83,7 +83,8 @@ def reason(previous: Mapping[str, Any] | None, late: LateReach, complete: bool) 
 def late_entries(
     counts: Mapping[date, int], reach: Mapping[date, Mapping[int, int]]
 ) -> dict[str, Any]:
-    """The ``late_records`` manifest field of a run's :class:`jobs.daily.reader.LateRecords`."""
+    """The ``late_records`` manifest field of a run's late records
+    (:class:`storage.kafka.planning.LateRecords`)."""
     return {
         day.isoformat(): {
             "records": counts[day],

@@ -32,14 +32,14 @@ from jobs.stream.exceptions import (
     StreamRedisUnavailableError,
     WatermarksLostError,
 )
-from jobs.stream.identity import read_identity
 from jobs.stream.malloc import keep_batch_memory
 from jobs.stream.membership import claimed_instance_id
-from jobs.stream.metrics import KafkaProbe, StreamMetrics
+from jobs.stream.metrics import StreamMetrics, kafka_probe
 from jobs.stream.sink import LiveSink, check_watermarks
 from jobs.stream.writer import BatchWriter
 from storage.connections import open_redis, redis_failures
 from storage.kafka.config import quix_connection
+from storage.kafka.identity import read_identity
 from storage.kafka.topics import admin_client, broker_problem
 from storage.live import LiveStore
 
@@ -407,7 +407,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
             redacted(settings.redis_url),
             settings.key_space,
         )
-        probe = KafkaProbe(metrics, settings)
+        probe = kafka_probe(metrics, settings)
         probe.start()
         try:
             _run_until_stopped(settings, metrics, idle_timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,13 +14,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from common.settings import Settings
 from jobs.stream.writer import BatchReport, RawBatch
 from storage.connections import open_redis
-from storage.kafka.topics import broker_problem
+from storage.kafka.probe import KafkaProbe, KafkaState
 from storage.live import ApplyStatus
 
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
 """How long ``/healthz`` waits for Redis' answer to its ping."""
+KAFKA_PROBE_SECONDS = 5.0
+"""How often the job probes Kafka (:func:`kafka_probe`), and how long a probe waits."""
 
 
 class StreamMetrics:
@@ -153,6 +154,15 @@ class StreamMetrics:
         elif self.kafka_down_since is None:
             self.kafka_down_since = time.monotonic()
 
+    def record_probe(self, state: KafkaState) -> None:
+        """Whether Kafka answered the probe (:func:`kafka_probe`); a change is logged."""
+        was_down = self.kafka_down_since is not None
+        self.record_kafka(reachable=state.reachable)
+        if not state.reachable and not was_down:
+            logger.warning("Kafka does not answer (%s); /healthz reports 503", state.reason)
+        elif state.reachable and was_down:
+            logger.info("Kafka answers again")
+
     def record_batch(self, batch: RawBatch, report: BatchReport) -> None:
         """Count what the writer did with ``batch``.
 
@@ -259,36 +269,13 @@ class StreamMetrics:
         return None
 
 
-class KafkaProbe:
-    """Asks Kafka for metadata every ``interval`` seconds from a daemon thread and records
-    whether it answered (:meth:`StreamMetrics.record_kafka`).
+def kafka_probe(metrics: StreamMetrics, settings: Settings) -> KafkaProbe:
+    """The probe of Kafka beside the stream job's consumer, every :data:`KAFKA_PROBE_SECONDS`;
+    each answer goes to :meth:`StreamMetrics.record_probe`.
 
     The probe runs beside the consumer because the consumer cannot tell: its offset commit
     blocks, without serving any callback, for as long as the group coordinator is away.
     """
-
-    def __init__(self, metrics: StreamMetrics, settings: Settings, interval: float = 5.0) -> None:
-        self._metrics = metrics
-        self._settings = settings
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kassa-kafka-probe", daemon=True)
-
-    def start(self) -> None:
-        """Start probing."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop probing."""
-        self._stopped.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            problem = broker_problem(self._settings, timeout=self._interval)
-            was_down = self._metrics.kafka_down_since is not None
-            self._metrics.record_kafka(reachable=problem is None)
-            if problem is not None and not was_down:
-                logger.warning("Kafka does not answer (%s); /healthz reports 503", problem)
-            elif problem is None and was_down:
-                logger.info("Kafka answers again")
+    return KafkaProbe(
+        settings, KAFKA_PROBE_SECONDS, timeout=KAFKA_PROBE_SECONDS, on_state=metrics.record_probe
+    )

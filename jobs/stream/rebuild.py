@@ -22,9 +22,10 @@ import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from common.settings import Settings
-from jobs.daily.reader import open_consumer, plan_day
 from jobs.stream.exceptions import RebuildRefusedError
-from jobs.stream.identity import read_identity
+from storage.kafka.identity import read_identity
+from storage.kafka.planning import plan_day
+from storage.kafka.reading import open_consumer
 from storage.kafka.topics import admin_client
 from storage.live import Identity, LiveState, LiveStore
 

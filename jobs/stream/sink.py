@@ -225,7 +225,7 @@ class LiveSink(BaseSink):
         Redis by then. If a batch was refused because another replica got there first, raise
         ``SinkBackpressureError``: Quix rewinds to the last commit and the replay skips what
         Redis holds. While Kafka does not answer, raise :class:`KafkaContactLostError` instead
-        of letting Quix commit (see :class:`~jobs.stream.metrics.KafkaProbe`).
+        of letting Quix commit (see :func:`~jobs.stream.metrics.kafka_probe`).
         """
         with self._lock:
             for partition in list(self._batches):

@@ -1,15 +1,13 @@
-"""The daily job's Kafka and Redis errors: kassa's shared ones, with the daily exit statuses."""
+"""The daily job's errors: kassa's shared ones, with the daily exit statuses."""
 
 from __future__ import annotations
 
 import pickle
 from datetime import date
 
-from common.errors import KafkaUnavailableError, RedisUnavailableError
+from common.errors import RedisUnavailableError
 from jobs.daily.exceptions import (
     DailyError,
-    KafkaReadError,
-    ReadError,
     RedisWriteError,
     RetentionGap,
     SnapshotKept,
@@ -34,16 +32,6 @@ def test_redis_down_means_parquet_written_and_the_day_unfinished() -> None:
     assert isinstance(copy, DailyError)
     assert copy.exit_code == 5
     assert copy.day == date(2026, 11, 20)
-
-
-def test_kafka_down_is_a_read_error() -> None:
-    error = KafkaReadError("127.0.0.1:1", "timed out")
-
-    copy = pickle.loads(pickle.dumps(error))
-
-    assert str(copy) == str(KafkaUnavailableError("127.0.0.1:1", "timed out"))
-    assert isinstance(copy, ReadError)
-    assert copy.exit_code == 4
 
 
 def test_retention_refusals_name_partitions_offsets_and_their_exit_statuses() -> None:

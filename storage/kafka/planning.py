@@ -1,11 +1,12 @@
-"""A business day's offset range from Kafka, read with a plain assigned consumer.
+"""Where a business day lies in the sales topic: each partition's offset range, and whether
+it is complete.
 
-The reader never joins a consumer group and never commits: it locates the day with
-``offsets_for_times``, decides where each partition's range ends without trusting any one
-producer's clock (:func:`plan_day`) and whether the partition is complete
-(:func:`judge_partition`), and reads exactly that range, partition after partition (so the
-order of records, and hence every output, is the same on every run). librdkafka prefetches
-the next fetches on its own threads while Python decodes the previous batch.
+:func:`plan_day` locates the day with ``offsets_for_times``, decides where each partition's
+range ends without trusting any one producer's clock (the look-ahead rule) and whether the
+partition is complete (:func:`~storage.kafka.completeness.judge_partition`), reading only a
+few records' timestamps (:class:`~storage.kafka.reading.PartitionSource`).
+:class:`LateRecords` finds the records of earlier, finalized days met while a later day is
+read.
 """
 
 from __future__ import annotations
@@ -13,90 +14,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from common.days import business_day_of_ms, day_bounds
 from common.settings import Settings
-from jobs.daily.exceptions import KafkaReadError, ReadError
-from storage.kafka.config import client_config
+from storage.kafka.completeness import judge_partition
+from storage.kafka.exceptions import KafkaReadError, ReadError
+from storage.kafka.reading import PartitionSource
 
 logger = logging.getLogger(__name__)
-
-CONSUME_BATCH: Final = 10_000
-CONSUME_TIMEOUT: Final = 0.2
-STALL_SECONDS: Final = 30.0
-_READER_GROUP: Final = "kassa-daily-reader-never-joins"
-
-
-@dataclass(frozen=True)
-class Completeness:
-    """Whether one partition is complete for a day, which case applied and why."""
-
-    complete: bool
-    case: str
-    """``records`` (a confirmed record past the cut-off), ``idle`` (quiet since before the
-    cut-off), ``open`` (the cut-off is still ahead) or ``waiting``."""
-    reason: str
-
-
-def judge_partition(
-    now: datetime,
-    cut_off: datetime,
-    idle_margin: timedelta,
-    confirmed_at: datetime | None,
-    newest_at: datetime | None,
-) -> Completeness:
-    """The completeness rule of one partition for one day (the only place it is decided).
-
-    ``cut_off`` is the day's end plus the lateness; ``confirmed_at`` the stamp of the record
-    that ended the partition's range by the look-ahead rule (:func:`plan_day`), if one did;
-    ``newest_at`` the newest stamp among the partition's last records (``None``: empty log).
-
-    1. ``open``: ``now`` is before the cut-off. Today and future days are never complete.
-    2. ``records``: a record confirmed past the cut-off that is not stamped in the future.
-    3. ``idle``: ``now`` is at least ``idle_margin`` past the cut-off and the partition's
-       newest record is at least ``idle_margin`` old: nothing arrived in that time.
-    4. ``waiting`` otherwise: records of the day may still come.
-
-    A supermarket night (day D in UTC, lateness 1 h, idle margin 30 min, look-ahead 1 h):
-    the stores close at 22:00, the last record is stamped D 21:58, the next one D+1 07:01.
-    At 00:55 the day is ``open`` (the cut-off is 01:00); at 01:10 ``waiting``; from 01:30 on
-    ``idle`` (the newest record, 21:58, is older than 01:00). Had a register with a clock
-    30 min fast sent a record stamped 01:05 at 00:35, it would not end the range (it is not
-    1 h past the cut-off) and the records of D that arrive after it are read. A partition of
-    24-hour stores is complete by ``records`` once a record stamped 02:00 or later and the
-    look-ahead records after it are in the log.
-    """
-    if now < cut_off:
-        return Completeness(
-            False,
-            "open",
-            f"the day is still open: {now:%Y-%m-%d %H:%M} UTC is before the cut-off "
-            f"{cut_off:%Y-%m-%d %H:%M} UTC (day end + lateness)",
-        )
-    if confirmed_at is not None and confirmed_at <= now:
-        return Completeness(
-            True, "records", f"has records from {confirmed_at:%Y-%m-%d %H:%M} UTC on"
-        )
-    if now >= cut_off + idle_margin and (newest_at is None or newest_at <= now - idle_margin):
-        newest = "empty" if newest_at is None else f"newest record {newest_at:%Y-%m-%d %H:%M} UTC"
-        return Completeness(
-            True, "idle", f"idle ({newest}, nothing newer for {idle_margin} past the cut-off)"
-        )
-    newest = "none" if newest_at is None else f"{newest_at:%Y-%m-%d %H:%M} UTC"
-    return Completeness(
-        False,
-        "waiting",
-        f"no record confirmed past the cut-off {cut_off:%Y-%m-%d %H:%M} UTC (day end + "
-        f"lateness) and not idle for {idle_margin} (newest record {newest})",
-    )
 
 
 @dataclass(frozen=True)
@@ -193,33 +126,6 @@ class LateRecords:
         reach[partition] = max(reach.get(partition, 0), offset + 1)
 
 
-def open_consumer(settings: Settings) -> Consumer:
-    """A consumer for assigned reads: no group membership, no commits, large fetches."""
-    config: dict[str, Any] = client_config(
-        settings,
-        {
-            "group.id": _READER_GROUP,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 32 * 1024 * 1024,
-            "fetch.min.bytes": 1024 * 1024,
-            # A fetch at the end of a range waits this long for data that will not come, and
-            # the next assignment's fetch queues behind it: planning reads a few records from
-            # every partition twice, so it costs about 12 such waits.
-            "fetch.wait.max.ms": 10,
-            "queued.max.messages.kbytes": 64 * 1024,
-            "queued.min.messages": 100_000,
-            # librdkafka holds back a new connection for half of this after the bootstrap
-            # connection is replaced by the broker's own (50 ms at the default 100 ms).
-            "reconnect.backoff.ms": 10,
-        },
-    )
-    return Consumer(config)
-
-
 @dataclass(frozen=True)
 class _Window:
     """What decides where a partition's range ends (instants in Kafka milliseconds) and
@@ -285,7 +191,7 @@ def plan_day(
     for number, first, candidate, watermarks in zip(
         numbers, firsts, candidates, marks, strict=True
     ):
-        source = _Source(consumer, topic, number, timeout)
+        source = PartitionSource(consumer, topic, number, timeout)
         bounds = (first.offset, candidate.offset, (reach or {}).get(number, 0))
         part = _partition_range(source, window, watermarks, bounds, (since or {}).get(number))
         if part.gap:
@@ -352,7 +258,7 @@ def _offsets(
 
 
 def _partition_range(
-    source: _Source,
+    source: PartitionSource,
     window: _Window,
     marks: tuple[int, int],
     bounds: tuple[int, int, int],
@@ -415,62 +321,8 @@ def _at(timestamp_ms: int) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
 
 
-@dataclass(frozen=True)
-class _Source:
-    """One partition, read for its records' timestamps."""
-
-    consumer: Consumer
-    topic: str
-    partition: int
-    timeout: float
-
-    def stamps(self, start: int, stop: int) -> Generator[tuple[int, int], None, None]:
-        """``(offset, timestamp in ms)`` of the records in ``[start, stop)``, in order."""
-        if start >= stop:
-            return
-        self.consumer.assign([TopicPartition(self.topic, self.partition, start)])
-        try:
-            yield from self._stamps_assigned(start, stop)
-        finally:
-            self.consumer.unassign()
-
-    def _stamps_assigned(self, start: int, stop: int) -> Generator[tuple[int, int], None, None]:
-        position = start
-        last_progress = time.monotonic()
-        while position < stop:
-            wanted = min(CONSUME_BATCH, stop - position)
-            for message in self.consumer.consume(wanted, timeout=CONSUME_TIMEOUT):
-                if message.partition() != self.partition:
-                    continue
-                if _is_eof(message):
-                    position = max(position, message.offset())
-                    continue
-                if message.offset() >= stop:
-                    return
-                position = message.offset() + 1
-                last_progress = time.monotonic()
-                yield message.offset(), message.timestamp()[1]
-            if time.monotonic() - last_progress > self.timeout:
-                msg = (
-                    f"no progress reading partition {self.partition} of {self.topic!r} at "
-                    f"offset {position} for {self.timeout:.0f} s; is the broker up?"
-                )
-                raise ReadError(msg)
-
-
-def _is_eof(message: Message) -> bool:
-    """Whether ``message`` only marks the end of its partition; raises on any other error."""
-    error = message.error()
-    if error is None:
-        return False
-    if error.code() == KafkaError._PARTITION_EOF:
-        return True
-    msg = f"error reading partition {message.partition()}: {error}"
-    raise ReadError(msg)
-
-
 def _range_end(
-    source: _Source, window: _Window, begin: int, candidate: int, high: int
+    source: PartitionSource, window: _Window, begin: int, candidate: int, high: int
 ) -> tuple[int, datetime | None, str]:
     """The look-ahead rule (:func:`plan_day`): the end offset, its record's stamp, and why."""
     if candidate < 0:
@@ -507,7 +359,7 @@ def _range_end(
 
 
 def _tail(
-    source: _Source, window: _Window, marks: tuple[int, int], finish: int, read_to: str
+    source: PartitionSource, window: _Window, marks: tuple[int, int], finish: int, read_to: str
 ) -> tuple[datetime | None, int, str]:
     """The newest stamp among the log's last records; and the range's end, moved to the end
     of the log when one of those records is stamped before the day's end."""
@@ -525,90 +377,3 @@ def _tail(
         )
         finish = high
     return newest_at, finish, read_to
-
-
-def read_partition(
-    consumer: Consumer,
-    topic: str,
-    part: PartitionRange,
-    chunk_messages: int,
-    stall_seconds: float | None = None,
-    *,
-    late: LateRecords | None = None,
-) -> Generator[list[bytes | None], None, None]:
-    """The values of ``part``'s range, in offset order, in chunks of ``chunk_messages``.
-
-    Chunk boundaries depend only on the range, never on fetch timing. Records stamped before
-    ``late.before_ms`` are shown to ``late`` (:class:`LateRecords`). Raises
-    :class:`ReadError` when no record arrives for ``stall_seconds`` (default
-    :data:`STALL_SECONDS`), e.g. because the broker went away.
-    """
-    stall = STALL_SECONDS if stall_seconds is None else stall_seconds
-    if part.records <= 0:
-        return
-    consumer.assign([TopicPartition(topic, part.partition, part.start)])
-    try:
-        pending: list[bytes | None] = []
-        for values in _batches(consumer, topic, part, stall, late):
-            pending.extend(values)
-            while len(pending) >= chunk_messages:
-                yield pending[:chunk_messages]
-                pending = pending[chunk_messages:]
-        if pending:
-            yield pending
-    finally:
-        consumer.unassign()
-
-
-def _batches(
-    consumer: Consumer,
-    topic: str,
-    part: PartitionRange,
-    stall: float,
-    late: LateRecords | None,
-) -> Generator[list[bytes | None], None, None]:
-    """The values of ``part``'s range (assigned to ``consumer``) as consumed, never empty."""
-    position = part.start
-    last_progress = time.monotonic()
-    while position < part.end:
-        wanted = min(CONSUME_BATCH, part.end - position)
-        messages = consumer.consume(wanted, timeout=CONSUME_TIMEOUT)
-        values, position = _values_before(messages, part, position, late)
-        if values:
-            last_progress = time.monotonic()
-            yield values
-        elif time.monotonic() - last_progress > stall:
-            msg = (
-                f"no progress reading partition {part.partition} of {topic!r} at offset "
-                f"{position} (range ends at {part.end}) for {stall:.0f} s; "
-                "is the broker up?"
-            )
-            raise ReadError(msg)
-
-
-def _values_before(
-    messages: list[Message], part: PartitionRange, position: int, late: LateRecords | None
-) -> tuple[list[bytes | None], int]:
-    """The values of ``messages`` with offsets below ``part.end``, and the next position."""
-    values: list[bytes | None] = []
-    before_ms = late.before_ms if late is not None else 0
-    for message in messages:
-        if message.partition() != part.partition:
-            continue
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                position = max(position, message.offset())
-                continue
-            msg = f"error reading partition {part.partition}: {error}"
-            raise ReadError(msg)
-        offset = message.offset()
-        if offset >= part.end:
-            return values, part.end
-        if late is not None:
-            timestamp_ms = message.timestamp()[1]
-            if timestamp_ms < before_ms:
-                late.check(part.partition, offset, timestamp_ms)
-        values.append(message.value())
-        position = offset + 1
-    return values, position

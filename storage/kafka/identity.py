@@ -1,11 +1,11 @@
-"""What the live watermarks count: the sales topic's Kafka topic id and cluster id."""
+"""Which topic the live watermarks count: the sales topic's Kafka topic id and cluster id."""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
-from jobs.stream.exceptions import StreamError
+from storage.kafka.exceptions import TopicIdentityError
 from storage.live import Identity
 
 
@@ -16,6 +16,5 @@ def read_identity(admin: AdminClient, topic: str, timeout: float = 30.0) -> Iden
         topic_id = str(described[topic].result(timeout).topic_id)
         cluster_id = admin.describe_cluster(request_timeout=timeout).result(timeout).cluster_id
     except KafkaException as exc:
-        msg = f"cannot describe topic {topic!r} and its cluster ({exc}); is the broker up?"
-        raise StreamError(msg) from exc
+        raise TopicIdentityError(topic, exc) from exc
     return Identity(topic_id, str(cluster_id))

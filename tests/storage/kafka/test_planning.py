@@ -1,19 +1,14 @@
-"""The day's offset range: completeness, the look-ahead, replays, and a broker that goes away."""
+"""The day's offset range: the look-ahead, a fast clock, and an older day replayed."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-
-import pytest
+from datetime import date, timedelta
 
 from common.settings import Settings
-from jobs.daily import reader
-from jobs.daily.exceptions import ReadError
 from jobs.daily.job import run_day
-from services.kafka import KafkaServer
 from storage import parquet
-from storage.kafka.topics import ensure_topics
-from tests.jobs.daily.helpers import checkout, expected_of, parquet_figures, produce, seal, utc
+from storage.kafka import planning, reading
+from tests.jobs.daily.helpers import checkout, expected_of, parquet_figures, produce, utc
 
 
 def test_plan_covers_exactly_the_records_that_can_hold_the_day(settings: Settings) -> None:
@@ -26,9 +21,9 @@ def test_plan_covers_exactly_the_records_that_can_hold_the_day(settings: Setting
         for n in range(settings.daily_lookahead_records)
     ]
     produce(settings, next_day, partition=0)
-    consumer = reader.open_consumer(settings)
+    consumer = reading.open_consumer(settings)
     try:
-        plan = reader.plan_day(consumer, settings, date(2026, 11, 20))
+        plan = planning.plan_day(consumer, settings, date(2026, 11, 20))
     finally:
         consumer.close()
 
@@ -42,56 +37,6 @@ def test_plan_covers_exactly_the_records_that_can_hold_the_day(settings: Setting
         (0, 0, True, "idle"),
     ]
     assert plan.records == 2
-
-
-def test_a_broker_that_goes_away_before_the_read_is_a_read_error(
-    settings: Settings, private_kafka: KafkaServer
-) -> None:
-    private = settings.model_copy(update={"kafka_bootstrap": private_kafka.bootstrap})
-    ensure_topics(private)
-    sales = [checkout(f"t{n}", utc(2026, 11, 20, 12), [("a", 1, "1")]) for n in range(50)]
-    produce(private, sales, partition=0)
-    seal(private, utc(2026, 11, 22), partitions=[0])
-    consumer = reader.open_consumer(private)
-    try:
-        plan = reader.plan_day(consumer, private, date(2026, 11, 20))
-        private_kafka.stop()
-        chunks = reader.read_partition(consumer, private.topic, plan.partitions[0], 10, 3)
-        with pytest.raises(ReadError, match="no progress reading partition 0") as failed:
-            next(chunks)
-        assert failed.value.exit_code == 4
-        assert "is the broker up?" in str(failed.value)
-    finally:
-        consumer.close()
-
-
-CUT_OFF = utc(2026, 11, 21, 1)
-IDLE = timedelta(minutes=30)
-
-
-@pytest.mark.parametrize(
-    ("now", "confirmed_at", "newest_at", "case"),
-    [
-        # The supermarket night of the docstring: last record 21:58, cut-off 01:00.
-        (utc(2026, 11, 21, 0, 55), None, utc(2026, 11, 20, 21, 58), "open"),
-        (utc(2026, 11, 21, 1, 10), None, utc(2026, 11, 20, 21, 58), "waiting"),
-        (utc(2026, 11, 21, 1, 30), None, utc(2026, 11, 20, 21, 58), "idle"),
-        (utc(2026, 11, 21, 1, 30), None, None, "idle"),
-        # A fast register's record stamped 01:05 (sent 00:35) is newer than 01:00 at 01:30.
-        (utc(2026, 11, 21, 1, 30), None, utc(2026, 11, 21, 1, 5), "waiting"),
-        (utc(2026, 11, 21, 1, 35), None, utc(2026, 11, 21, 1, 5), "idle"),
-        (utc(2026, 11, 21, 2, 5), utc(2026, 11, 21, 2, 1), utc(2026, 11, 21, 2, 4), "records"),
-        # A confirmed record stamped in the future proves nothing; nor does any before 01:00.
-        (utc(2026, 11, 21, 2, 5), utc(2026, 11, 21, 3), utc(2026, 11, 21, 3), "waiting"),
-        (utc(2026, 11, 21, 0, 59), utc(2026, 11, 21, 0, 30), None, "open"),
-    ],
-)
-def test_completeness_rule_on_a_supermarket_night(
-    now: datetime, confirmed_at: datetime | None, newest_at: datetime | None, case: str
-) -> None:
-    verdict = reader.judge_partition(now, CUT_OFF, IDLE, confirmed_at, newest_at)
-    assert verdict.case == case
-    assert verdict.complete is (case in {"records", "idle"})
 
 
 def test_one_fast_clock_does_not_truncate_the_day(settings: Settings) -> None:

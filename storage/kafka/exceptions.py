@@ -1,0 +1,30 @@
+"""Errors of reading kassa's Kafka log; ``exit_code`` is the status ``kassa`` exits with."""
+
+from __future__ import annotations
+
+from common.errors import KafkaUnavailableError, KassaError
+
+
+class ReadError(KassaError):
+    """A day's offset range could not be read from Kafka."""
+
+    exit_code = 4
+
+
+class KafkaReadError(KafkaUnavailableError, ReadError):
+    """Kafka could not be reached to plan the day (a :class:`ReadError`)."""
+
+    exit_code = 4
+
+
+class TopicIdentityError(KassaError):
+    """The topic and its cluster could not be described, so their identity is unknown."""
+
+    exit_code = 3
+
+    def __init__(self, topic: str, cause: object) -> None:
+        super().__init__(
+            f"cannot describe topic {topic!r} and its cluster ({cause}); is the broker up?"
+        )
+        self.topic = topic
+        self.cause = str(cause)
