@@ -31,6 +31,7 @@ TOPIC_ID_FIELD: Final = "topic_id"
 CLUSTER_ID_FIELD: Final = "cluster_id"
 EPOCH_FIELD: Final = "epoch"
 FLOOR_DAY_FIELD: Final = "floor_day"
+FLOOR_FIELD_PREFIX: Final = "floor:"
 IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
 """Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
 watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
@@ -79,7 +80,7 @@ def applied_offsets_key(space: str) -> str:
 
 def floor_field(partition: int) -> str:
     """The field of the watermark hash holding ``partition``'s replay floor (see rebuild)."""
-    return f"floor:{partition}"
+    return f"{FLOOR_FIELD_PREFIX}{partition}"
 
 
 def dead_letters_key(space: str) -> str:
