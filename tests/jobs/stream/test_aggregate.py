@@ -62,8 +62,8 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
     for checkout in batch:
         aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
     roll_up(delta)
-    chain = [((day, None), c.items) for day, c in delta.chain.items()]
-    scopes = [*delta.items.items(), *chain]
+    chain_scopes = [((day, None), c.items) for day, c in delta.chain.items()]
+    scopes = [*delta.items.items(), *chain_scopes]
     folded = {
         (day, store, sku): (
             f[UNITS],
