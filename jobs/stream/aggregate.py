@@ -157,8 +157,8 @@ class Aggregator:
 
 
 def roll_up(delta: PartitionDelta) -> None:
-    """Sum the store scopes of ``delta`` into each day's chain figures (:attr:`~PartitionDelta.
-    chain`), once its checkouts are folded and before it is applied."""
+    """Sum the store scopes of ``delta`` into each day's chain figures (``delta.chain``), once
+    its checkouts are folded and before it is applied (once per batch, not per line)."""
     chain = delta.chain
     for (day, store_id), items in delta.items.items():
         counts = delta.counts_of((day, store_id))
