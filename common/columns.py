@@ -35,7 +35,9 @@ from common.schema import (
     decode_checkout,
 )
 
-PRICE = pl.Decimal(38, MONEY_DECIMALS)
+PRICE: Final = pl.Decimal(18, MONEY_DECIMALS)
+"""A line's unit price, decoded and in Parquet (``sales_lines.unit_price``, the type of every
+file written): a valid price has at most ``PRICE_DIGITS + MONEY_DECIMALS`` (16) digits."""
 LINE_SCHEMA: Final = pl.Schema(
     {
         "message": pl.Int64(),

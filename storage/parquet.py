@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.columns import PRICE
 from common.schema import MONEY_DECIMALS
 from storage.figures import COLUMNS, LINES, REVENUE
 
@@ -49,8 +50,6 @@ TABLES: Final[tuple[Table, ...]] = (
 
 MONEY: Final = pl.Decimal(38, MONEY_DECIMALS)
 """A sum of money (revenue): exact, with the money scale of :mod:`common.schema`."""
-PRICE: Final = pl.Decimal(18, MONEY_DECIMALS)
-"""A line's unit price."""
 FIGURE_TYPES: Final = pl.Schema(
     {column: MONEY if figure == REVENUE else pl.Int64() for figure, column in enumerate(COLUMNS)}
 )

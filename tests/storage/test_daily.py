@@ -12,6 +12,7 @@ import redis
 from redis.client import Pipeline
 
 from common.settings import Settings
+from jobs.stream.aggregate import roll_up
 from storage import keys
 from storage.daily import (
     DaySnapshot,
@@ -193,6 +194,7 @@ def test_a_rebuild_between_the_repair_check_and_its_swap_refuses_the_repair(
     identity = Identity("topic-id", "cluster-id")
     delta = PartitionDelta(0, 0, 9, items={(DAY, "s1"): {"a": [5, 5, 0, 100, 2, 0]}})
     delta.stores[(DAY, "s1")] = [2, 2]
+    roll_up(delta)
     store.apply(delta, Expectation(identity, 0, -1))
     daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
     guard = _RacingGuard(keys.applied_offsets_key(SPACE), {0: 10}, store, identity)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.schema import Checkout, Line, WireDecoder, encode_checkout, from_money_units
-from jobs.stream.aggregate import STAMP, Aggregator, DayCutter
+from jobs.stream.aggregate import STAMP, Aggregator, DayCutter, roll_up
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 from storage.live import PartitionDelta
 from tests.helpers import checkouts, truth
@@ -50,6 +50,9 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
     aggregator = Aggregator(LONDON)
     for checkout in batch:
         aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
+    roll_up(delta)
+    chain_scopes = [((day, None), c.items) for day, c in delta.chain.items()]
+    scopes = [*delta.items.items(), *chain_scopes]
     folded = {
         (day, store, sku): (
             f[UNITS],
@@ -58,13 +61,17 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
             from_money_units(f[REVENUE]),
             f[CHECKOUTS],
         )
-        for (day, store), items in delta.items.items()
+        for (day, store), items in scopes
         for sku, f in items.items()
     }
-    expected = {key: row for key, row in truth(batch, LONDON).items() if key[1] is not None}
-    assert folded == expected
+    assert folded == truth(batch, LONDON)
     assert delta.checkouts == len(batch)
     assert delta.lines == sum(len(c.lines) for c in batch)
+    store_days = set(delta.items)
+    assert {(day, s) for day, c in delta.chain.items() for s in c.stores} == store_days
+    for day, chain in delta.chain.items():
+        on_day = [c for c in batch if c.occurred_at.astimezone(LONDON).date() == day]
+        assert chain.counts == [len(on_day), sum(len(c.lines) for c in on_day)]
 
 
 @given(INSTANTS)
