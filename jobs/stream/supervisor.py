@@ -170,8 +170,8 @@ def _await_services(
     """
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
-    state.kafka.observe(None, time.monotonic())
-    state.redis.observe("the job failed on Redis" if redis_was_down else None, time.monotonic())
+    state.kafka = Outage("Kafka")
+    state.redis = Outage("Redis", since=time.monotonic() if redis_was_down else None)
     try:
         stop.wait(RETRY_SECONDS)
         while not stop.is_set():
