@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -28,26 +28,30 @@ from api import models
 from api.health import KafkaProbe, last_daily_run
 from common.days import business_day, yesterday
 from common.settings import Settings
+from jobs.daily.manifest import encode, read_manifest
+from jobs.daily.status import day_statuses
 from storage import figures, parquet
-from storage.rankings import (
-    MAX_LIMIT,
+from storage.exceptions import (
     DailyNotComputedError,
     DayExpiredError,
-    DayFigures,
     InvalidQueryError,
     NoDataError,
     RankingError,
+    UnknownStoreError,
+)
+from storage.rankings import (
+    MAX_LIMIT,
+    DayFigures,
     RankingQuery,
     Retention,
-    UnknownStoreError,
     day_range,
-    day_statuses,
     day_totals,
     item_history,
     stores_of,
     top,
     total_json,
 )
+from storage.summaries import read_summaries
 
 logger = logging.getLogger(__name__)
 
@@ -326,14 +330,20 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
     )
     def day_status(first: First = None, last: Last = None) -> dict[str, Any]:
         start, end = days.resolve(None, first, last, days.history_default())
-        statuses = day_statuses(
-            client, settings.key_space, day_range(start, end), retention, datetime.now(UTC)
-        )
-        return {
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "days": [status.as_json() for status in statuses],
-        }
+        listed = day_range(start, end)
+        live = day_totals(client, settings.key_space, "live", listed)
+        daily = read_summaries(client, settings.key_space, listed)
+        now = datetime.now(UTC)
+        bodies = [
+            models.DayStatusBody.of(
+                status,
+                live=in_live.present,
+                daily=daily[status.day] is not None,
+                expired=retention.expired(status.day, now),
+            )
+            for status, in_live in zip(day_statuses(settings.data_dir, listed), live, strict=True)
+        ]
+        return {"from": start.isoformat(), "to": end.isoformat(), "days": bodies}
 
     @app.get(
         "/api/manifests/{day}",
@@ -341,7 +351,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
         summary="The daily job's manifest of a day, as written under KASSA_DATA_DIR",
     )
     def manifest(day: date) -> Any:
-        found = parquet.read_manifest(settings.data_dir, day)
+        found = read_manifest(settings.data_dir, day)
         if found is None:
             path = parquet.manifest_path(settings.data_dir, day)
             detail = (
@@ -349,7 +359,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
                 f"with `kassa daily run --day {day}`"
             )
             return _problem(404, "daily_not_computed", detail)
-        return found
+        return Response(encode(found), media_type="application/json")
 
     @app.get(
         "/health",
