@@ -309,8 +309,8 @@ def decode(content: bytes, day: date, path: Path) -> Manifest:
         raise ManifestUnreadable(day, path, str(exc)) from None
     if manifest.manifest_version > MANIFEST_VERSION:
         problem = (
-            f"its version {manifest.manifest_version} is newer than this kassa reads "
-            f"({MANIFEST_VERSION}); upgrade kassa, or"
+            f"its version {manifest.manifest_version} is newer than the {MANIFEST_VERSION} "
+            "this kassa reads (upgrade kassa to read it)"
         )
         raise ManifestUnreadable(day, path, problem)
     return manifest
