@@ -32,8 +32,9 @@ from cli import arguments
 from common.days import yesterday
 from common.settings import Settings
 from jobs.daily.job import backfill, run_day
-from jobs.daily.manifest import DayResult, encode
+from jobs.daily.manifest import encode
 from jobs.daily.republish import redis_states
+from jobs.daily.run import DayResult
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
 from storage import figures

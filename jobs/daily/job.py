@@ -43,18 +43,10 @@ from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
 from jobs.daily.exceptions import IncompleteDay, LiveRepairRefused, RedisWriteError, RetentionGap
 from jobs.daily.lock import day_lock
-from jobs.daily.manifest import (
-    Counts,
-    DayResult,
-    Manifest,
-    Run,
-    Timings,
-    build_manifest,
-    read_manifest,
-    write_manifest,
-)
+from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_manifest
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
 from jobs.daily.reader import DayRange, LateRecords, open_consumer, plan_day, read_partition
+from jobs.daily.run import DayResult, Run, build_manifest
 from storage import keys, parquet
 from storage.daily import (
     DaySnapshot,

@@ -35,9 +35,10 @@ from common.metrics import MetricsServer
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
-from jobs.daily.manifest import DayResult, read_manifest
+from jobs.daily.manifest import read_manifest
 from jobs.daily.metrics import DailyMetrics
 from jobs.daily.republish import republish_stale
+from jobs.daily.run import DayResult
 from jobs.daily.status import day_status, day_statuses
 from storage import parquet
 
