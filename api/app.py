@@ -319,7 +319,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
 
 def _add_status_routes(app: FastAPI, context: _Context) -> None:
     settings, client, probe = context.settings, context.client, context.probe
-    retention, days = context.retention, context.days
+    days = context.days
 
     @app.get(
         "/api/days",
@@ -330,19 +330,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
     )
     def day_status(first: First = None, last: Last = None) -> dict[str, Any]:
         start, end = days.resolve(None, first, last, days.history_default())
-        listed = day_range(start, end)
-        live = day_totals(client, settings.key_space, "live", listed)
-        daily = read_summaries(client, settings.key_space, listed)
-        now = datetime.now(UTC)
-        bodies = [
-            models.DayStatusBody.of(
-                status,
-                live=in_live.present,
-                daily=daily[status.day] is not None,
-                expired=retention.expired(status.day, now),
-            )
-            for status, in_live in zip(day_statuses(settings.data_dir, listed), live, strict=True)
-        ]
+        bodies = _day_status_bodies(context, day_range(start, end))
         return {"from": start.isoformat(), "to": end.isoformat(), "days": bodies}
 
     @app.get(
@@ -391,6 +379,24 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
             daily=last_daily_run(settings.data_dir),
         )
         return JSONResponse(body.model_dump(), status_code=200 if reason is None else 503)
+
+
+def _day_status_bodies(context: _Context, listed: list[date]) -> list[models.DayStatusBody]:
+    """Each of ``listed``: the daily job's state, what Redis holds of it, whether it expired."""
+    client, space = context.client, context.settings.key_space
+    live = day_totals(client, space, "live", listed)
+    daily = read_summaries(client, space, listed)
+    statuses = day_statuses(context.settings.data_dir, listed)
+    now = datetime.now(UTC)
+    return [
+        models.DayStatusBody.of(
+            status,
+            live=in_live.present,
+            daily=daily[status.day] is not None,
+            expired=context.retention.expired(status.day, now),
+        )
+        for status, in_live in zip(statuses, live, strict=True)
+    ]
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
