@@ -25,6 +25,7 @@ from common.schema import Checkout
 from common.settings import Settings
 from jobs.daily.exceptions import LiveRepairRefused
 from jobs.daily.job import run_day
+from jobs.daily.manifest import read_manifest
 from jobs.stream.exceptions import (
     EvictionPolicyError,
     IdentityMismatchError,
@@ -214,9 +215,9 @@ def test_repair_live_while_the_stream_job_lags_is_refused_and_exact_after_it(
     with pytest.raises(LiveRepairRefused, match="partition") as refused:
         run_day(settings, day, repair_live=True)
     assert refused.value.partitions
-    manifest = parquet.read_manifest(settings.data_dir, day)
+    manifest = read_manifest(settings.data_dir, day)
     assert manifest is not None
-    assert manifest["reconciliation"]["repaired_live"] is False
+    assert manifest.reconciliation.repaired_live is False
 
     run_once(settings)  # catches up; the drift is still there
     run_day(settings, day, repair_live=True)
