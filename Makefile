@@ -50,7 +50,7 @@ services-down: $(STAMP)
 	$(BIN)/kassa services down
 
 env-example: $(STAMP)
-	$(BIN)/python -c 'from common.settings import env_example; print(env_example(), end="")' > .env.example
+	$(BIN)/python -c 'from common.environment import env_example; print(env_example(), end="")' > .env.example
 
 clean:
 	-$(BIN)/kassa services down

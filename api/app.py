@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -29,28 +29,32 @@ from api.health import last_daily_run
 from common.days import business_day, yesterday
 from common.errors import redacted
 from common.settings import Settings
+from jobs.daily.manifest import encode, read_manifest
+from jobs.daily.status import day_statuses
 from storage import figures, parquet
 from storage.connections import open_redis
-from storage.kafka.probe import KafkaProbe
-from storage.rankings import (
-    MAX_LIMIT,
+from storage.exceptions import (
     DailyNotComputedError,
     DayExpiredError,
-    DayFigures,
     InvalidQueryError,
     NoDataError,
     RankingError,
+    UnknownStoreError,
+)
+from storage.kafka.probe import KafkaProbe
+from storage.rankings import (
+    MAX_LIMIT,
+    DayFigures,
     RankingQuery,
     Retention,
-    UnknownStoreError,
     day_range,
-    day_statuses,
     day_totals,
     item_history,
     stores_of,
     top,
     total_json,
 )
+from storage.summaries import read_summaries
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +319,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
 
 def _add_status_routes(app: FastAPI, context: _Context) -> None:
     settings, client, probe = context.settings, context.client, context.probe
-    retention, days = context.retention, context.days
+    days = context.days
 
     @app.get(
         "/api/days",
@@ -326,14 +330,8 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
     )
     def day_status(first: First = None, last: Last = None) -> dict[str, Any]:
         start, end = days.resolve(None, first, last, days.history_default())
-        statuses = day_statuses(
-            client, settings.key_space, day_range(start, end), retention, datetime.now(UTC)
-        )
-        return {
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "days": [status.as_json() for status in statuses],
-        }
+        bodies = _day_status_bodies(context, day_range(start, end))
+        return {"from": start.isoformat(), "to": end.isoformat(), "days": bodies}
 
     @app.get(
         "/api/manifests/{day}",
@@ -341,7 +339,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
         summary="The daily job's manifest of a day, as written under KASSA_DATA_DIR",
     )
     def manifest(day: date) -> Any:
-        found = parquet.read_manifest(settings.data_dir, day)
+        found = read_manifest(settings.data_dir, day)
         if found is None:
             path = parquet.manifest_path(settings.data_dir, day)
             detail = (
@@ -349,7 +347,7 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
                 f"with `kassa daily run --day {day}`"
             )
             return _problem(404, "daily_not_computed", detail)
-        return found
+        return Response(encode(found), media_type="application/json")
 
     @app.get(
         "/health",
@@ -381,6 +379,24 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
             daily=last_daily_run(settings.data_dir),
         )
         return JSONResponse(body.model_dump(), status_code=200 if reason is None else 503)
+
+
+def _day_status_bodies(context: _Context, listed: list[date]) -> list[models.DayStatusBody]:
+    """Each of ``listed``: the daily job's state, what Redis holds of it, whether it expired."""
+    client, space = context.client, context.settings.key_space
+    live = day_totals(client, space, "live", listed)
+    daily = read_summaries(client, space, listed)
+    statuses = day_statuses(context.settings.data_dir, listed)
+    now = datetime.now(UTC)
+    return [
+        models.DayStatusBody.of(
+            status,
+            live=in_live.present,
+            daily=daily[status.day] is not None,
+            expired=context.retention.expired(status.day, now),
+        )
+        for status, in_live in zip(statuses, live, strict=True)
+    ]
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:

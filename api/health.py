@@ -6,16 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jobs.daily.exceptions import ManifestUnreadable
+from jobs.daily.status import day_status
 from storage import parquet
-from storage.rankings import manifest_summary
 
 
 def last_daily_run(data_dir: Path) -> dict[str, Any] | None:
-    """The summary of the newest daily manifest under ``data_dir``, with its day."""
+    """The newest daily manifest under ``data_dir`` in brief, with its day and state
+    (:meth:`jobs.daily.status.DayStatus.summary_json`); an unreadable one is reported."""
     days = parquet.manifest_days(data_dir)
     if not days:
         return None
-    manifest = parquet.read_manifest(data_dir, days[-1])
-    if manifest is None:
+    try:
+        status = day_status(data_dir, days[-1])
+    except ManifestUnreadable as exc:
+        return {"day": days[-1].isoformat(), "state": "unreadable", "reason": str(exc)}
+    summary = status.summary_json()
+    if summary is None:
         return None
-    return {"day": days[-1].isoformat(), **manifest_summary(manifest)}
+    return {"day": days[-1].isoformat(), "state": status.state, **summary}

@@ -6,19 +6,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.daily.status import STATES, DayStatus, State
 from storage import figures
 
 SKU_EXAMPLE = "85123A"
 NAME_EXAMPLE = "WHITE HANGING HEART T-LIGHT HOLDER"
 MANIFEST_EXAMPLE: dict[str, Any] = {
+    "run_id": "6f1c0d2e",
+    "revision": 1,
     "complete": True,
     "forced": False,
-    "finished_at": "2026-11-21T02:31:07+00:00",
-    "run_id": "6f1c0d2e",
     figures.COLUMNS[figures.CHECKOUTS]: 1390,
+    figures.LINES: 2412,
     figures.COLUMNS[figures.REVENUE]: "58635.5600",
+    "finished_at": "2026-11-21T02:31:07+00:00",
+    "code_version": "0.1.0",
     "drifted_items": 0,
 }
+"""A manifest in brief (:meth:`jobs.daily.status.DayStatus.summary_json`)."""
 
 
 class RankedItem(BaseModel):
@@ -144,10 +149,11 @@ class Stores(BaseModel):
     stores: list[str] = Field(examples=[["eire", "france", "united-kingdom"]])
 
 
-class DayStatus(BaseModel):
-    """What exists for one day."""
+class DayStatusBody(BaseModel):
+    """What exists for one day: the daily job's state of it, its keys in Redis, its manifest."""
 
     day: str = Field(examples=["2026-11-20"])
+    state: State = Field(description=f"the daily job's state of the day: one of {STATES}")
     live: bool = Field(description="Redis holds live figures")
     daily: bool = Field(description="Redis holds the daily ranking")
     expired: bool = Field(description="past the Redis retention (see the Parquet snapshot)")
@@ -155,6 +161,18 @@ class DayStatus(BaseModel):
         description="summary of the daily manifest under KASSA_DATA_DIR, or null",
         examples=[MANIFEST_EXAMPLE],
     )
+
+    @classmethod
+    def of(cls, status: DayStatus, *, live: bool, daily: bool, expired: bool) -> DayStatusBody:
+        """The body of ``status``, with what Redis holds of the day and whether it expired."""
+        return cls(
+            day=status.day.isoformat(),
+            state=status.state,
+            live=live,
+            daily=daily,
+            expired=expired,
+            manifest=status.summary_json(),
+        )
 
 
 class Days(BaseModel):
@@ -164,7 +182,7 @@ class Days(BaseModel):
 
     first: str = Field(alias="from")
     last: str = Field(alias="to")
-    days: list[DayStatus]
+    days: list[DayStatusBody]
 
 
 class Health(BaseModel):

@@ -10,7 +10,6 @@ same topic (values only), the raw-consume baseline of the same offset range.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from bench.workload import (
     produce,
 )
 from common.settings import Settings
+from jobs.daily.manifest import Manifest, decode
 from storage.connections import open_redis
 
 SEED: Final = 7
@@ -49,12 +49,12 @@ def _day() -> date:
     return datetime.now(UTC).date() - timedelta(days=3)
 
 
-def _job(settings: Settings, day: date, folder: Path) -> tuple[ChildRun, dict[str, Any]]:
+def _job(settings: Settings, day: date, folder: Path) -> tuple[ChildRun, Manifest]:
     """One child run of the daily job; its measurements and manifest."""
     command = [sys.executable, "-m", "cli.main", "daily", "run", "--day", day.isoformat()]
     output = folder / "manifest.json"
     child = run_child([*command, "--json", "--quiet"], child_environment(settings), output)
-    return child, json.loads(output.read_text())
+    return child, decode(output.read_bytes(), day, output)
 
 
 def _measure_day(
@@ -102,12 +102,12 @@ def _memory_growth(found: list[Figure], sizes: tuple[int, ...]) -> Figure:
 
 def _figures(
     checkouts: int,
-    runs: list[tuple[ChildRun, dict[str, Any]]],
+    runs: list[tuple[ChildRun, Manifest]],
     raw: list[float],
     labels: dict[str, Any],
 ) -> list[Figure]:
-    lines = runs[-1][1]["counts"]["lines"]
-    job_seconds = [m.get("timings_seconds", {}).get("total", c.seconds) for c, m in runs]
+    lines = runs[-1][1].counts.lines
+    job_seconds = [m.timings_seconds.total for _, m in runs]
     return [
         figure(JOB, "s", job_seconds, **labels),
         figure(PROCESS, "s", [c.seconds for c, _ in runs], **labels),
@@ -115,7 +115,7 @@ def _figures(
         figure("lines/s", "lines/s", [lines / s for s in job_seconds], **labels),
         figure("CPU seconds", "s", [c.cpu_seconds for c, _ in runs], **labels),
         figure("peak RSS", "MB", [c.peak_rss_bytes / MB for c, _ in runs], **labels),
-        figure(DEDUP, "MB", [m["counts"]["dedup_set_bytes"] / MB for _, m in runs], **labels),
+        figure(DEDUP, "MB", [m.counts.dedup_set_bytes / MB for _, m in runs], **labels),
         figure(RAW, "s", raw, "baseline", **labels),
         figure("lines", "lines", [lines], "input", **labels),
     ]

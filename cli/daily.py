@@ -13,9 +13,10 @@ import argparse
 import json
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, date, datetime
-from typing import Any, Final
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
+import msgspec
 import redis
 from rich.console import Console
 from rich.progress import (
@@ -31,8 +32,9 @@ from cli import arguments
 from common.days import yesterday
 from common.settings import Settings
 from jobs.daily.job import backfill, run_day
-from jobs.daily.manifest import DayResult, Published
+from jobs.daily.manifest import encode
 from jobs.daily.republish import redis_states
+from jobs.daily.run import DayResult
 from jobs.daily.scheduler import serve
 from jobs.daily.status import DayStatus, day_statuses
 from storage import figures
@@ -122,7 +124,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             settings, day, force=args.force, repair_live=args.repair_live, progress=bars
         )
     if args.json:
-        print(json.dumps(result.manifest, indent=2, sort_keys=True))
+        print(encode(result.manifest).decode(), end="")
     else:
         print(_summary(result, settings))
     return 0
@@ -146,10 +148,11 @@ def schedule_command(args: argparse.Namespace, settings: Settings) -> int:
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the state of each recent day."""
     last: date = args.last or yesterday(datetime.now(UTC), settings.zone)
-    statuses = day_statuses(settings.data_dir, last, args.days)
+    days = [last - timedelta(days=n) for n in range(args.days)]
+    statuses = day_statuses(settings.data_dir, days)
     in_redis = _redis_states(settings, statuses)
     if args.json:
-        entries = [{**s.as_dict(), "redis": in_redis.get(s.day)} for s in statuses]
+        entries = [{**s.as_json(), "redis": in_redis.get(s.day)} for s in statuses]
         print(json.dumps(entries, indent=2))
     else:
         for status in statuses:
@@ -159,11 +162,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, str]:
     """Whether Redis holds each finished day's run (:func:`jobs.daily.republish.redis_states`)."""
-    snapshots = {
-        s.day: Published(s.revision, s.run_id)
-        for s in statuses
-        if s.revision is not None and s.run_id is not None
-    }
+    snapshots = {s.day: s.manifest.published for s in statuses if s.manifest is not None}
     if not snapshots:
         return {}
     try:
@@ -176,10 +175,12 @@ def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, s
 
 def _status_line(status: DayStatus, in_redis: str | None) -> str:
     text = f"{status.day} {status.state:<12}"
-    if status.revision is None:
+    manifest = status.manifest
+    if manifest is None:
         return text.rstrip()
-    cases = ", ".join(f"{count} {case}" for case, count in (status.completeness or {}).items())
-    text += f" revision {status.revision}: {status.checkouts:,} checkouts ({status.reason})"
+    cases = ", ".join(f"{count} {case}" for case, count in status.completeness().items())
+    text += f" revision {manifest.revision}: {manifest.totals.checkouts:,} checkouts "
+    text += f"({manifest.revision_reason})"
     text += f"; partitions: {cases}"
     if status.late_pending:
         text += f"; {status.late_pending:,} late records pending"
@@ -225,26 +226,26 @@ def progress_bars(*, enabled: bool) -> Iterator[ProgressBars]:
 
 
 def _summary(result: DayResult, settings: Settings) -> str:
-    manifest: dict[str, Any] = result.manifest
-    counts = manifest["counts"]
+    manifest = result.manifest
+    counts = manifest.counts
     state = "complete"
-    if manifest["forced"]:
-        state = "FORCED (incomplete)" if not manifest["complete"] else "FORCED (retention gap)"
+    if manifest.forced:
+        state = "FORCED (incomplete)" if not manifest.complete else "FORCED (retention gap)"
     text = (
-        f"{manifest['day']} {state}: {figures.summary(manifest['totals'])}; "
-        f"{counts.get('invalid_total', 0):,} invalid, {counts.get('duplicates', 0):,} "
-        f"duplicates, {counts.get('outside_day', 0):,} outside the day; "
-        f"{manifest['timings_seconds']['total']:.1f} s -> {settings.data_dir}; "
-        f"revision {manifest['revision']} ({manifest['revision_reason']})"
+        f"{manifest.day} {state}: {figures.summary(msgspec.structs.asdict(manifest.totals))}; "
+        f"{counts.invalid_total:,} invalid, {counts.duplicates:,} "
+        f"duplicates, {counts.outside_day:,} outside the day; "
+        f"{manifest.timings_seconds.total:.1f} s -> {settings.data_dir}; "
+        f"revision {manifest.revision} ({manifest.revision_reason})"
     )
-    reconciliation = manifest["reconciliation"]
-    if reconciliation["live_items"]:
+    reconciliation = manifest.reconciliation
+    if reconciliation.live_items:
         text += (
-            f"\n  live vs daily: {reconciliation['drifted_items']} of "
-            f"{reconciliation['daily_items']} items drift"
+            f"\n  live vs daily: {reconciliation.drifted_items} of "
+            f"{reconciliation.daily_items} items drift"
         )
-        if reconciliation["repaired_live"]:
+        if reconciliation.repaired_live:
             text += " (live repaired)"
-        for drift in reconciliation["drifts"][:10]:
-            text += f"\n    {drift['sku']}: live - daily = {drift['difference']}"
+        for drift in reconciliation.drifts[:10]:
+            text += f"\n    {drift.sku}: live - daily = {drift.difference}"
     return text

@@ -20,8 +20,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from common.environment import check_folders, unknown_variables
 from common.errors import KassaError
-from common.settings import Settings, check_folders, load_settings, unknown_variables
+from common.settings import Settings, load_settings
 from storage.kafka.topics import check_broker
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.set_defaults(kafka=True)
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    _register_synthetic(sources)
+    _register_replay(sources)
 
+
+def _register_synthetic(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim = sources.add_parser(
         "synthetic",
         help="a simulated supermarket chain",
@@ -64,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(handler=run_synthetic)
 
+
+def _register_replay(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rep = sources.add_parser(
         "replay",
         help="the UCI Online Retail dataset, one checkout per invoice",

@@ -73,7 +73,7 @@ def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Create missing topics, then run the stream job until it is told to stop."""
-    from jobs.stream.app import run_stream  # noqa: PLC0415 - Quix is slow to import
+    from jobs.stream.supervisor import run_stream  # noqa: PLC0415 - Quix is slow to import
 
     ensure_topics(settings)
     run_stream(settings, idle_timeout=args.idle_timeout)

@@ -35,7 +35,9 @@ from common.schema import (
     decode_checkout,
 )
 
-PRICE = pl.Decimal(38, MONEY_DECIMALS)
+PRICE: Final = pl.Decimal(18, MONEY_DECIMALS)
+"""A line's unit price, decoded and in Parquet (``sales_lines.unit_price``, the type of every
+file written): a valid price has at most ``PRICE_DIGITS + MONEY_DECIMALS`` (16) digits."""
 LINE_SCHEMA: Final = pl.Schema(
     {
         "message": pl.Int64(),
@@ -229,23 +231,7 @@ def _screen(
             )
         ),
     )
-    # Lengths are limited in characters; counting bytes is cheaper and never lets through a
-    # string that is too long (a longer one in bytes only is left to decode_checkout).
-    identifiers = [
-        pl.col(name).str.len_bytes().is_between(1, MAX_IDENTIFIER_LENGTH)
-        for name in ("transaction_id", "store_id", "register_id")
-    ]
-    # A JSON null and a missing field are both null here, and decode_checkout accepts only
-    # the latter for schema_version: a null version is left to decode_checkout. (The
-    # producers always write it, so this costs nothing in practice.)
-    message_ok = pl.all_horizontal(
-        *identifiers,
-        pl.col("occurred_at").is_between(window.earliest, window.latest),
-        pl.col("kind").is_in(list(KINDS)),
-        pl.col("currency") == limits.currency,
-        pl.col("schema_version") == SCHEMA_VERSION,
-        pl.col("lines").list.len().is_between(1, limits.max_lines),
-    ).fill_null(value=False)
+    message_ok = _message_rule(limits, window)
     checked = messages.select(pl.exclude("schema_version", "currency"), message_ok=message_ok)
     bad_messages = checked.filter(~pl.col("message_ok")).get_column("message")
     if not bad_messages.is_empty():
@@ -259,9 +245,40 @@ def _screen(
         .rename({"unit_price": "unit_price_text"})
         .with_columns(unit_price=pl.col("unit_price_text").str.to_decimal(scale=MONEY_DECIMALS))
     )
+    lines_ok = lines.select(_line_rule(limits)).to_series()
+    if not lines_ok.all():
+        bad_lines = lines.filter(~lines_ok).get_column("message").unique()
+        lines = lines.filter(~pl.col("message").is_in(bad_lines.implode()))
+        bad_messages = pl.concat([bad_messages, bad_lines])
+    return lines.select(LINE_SCHEMA.names()).cast(LINE_SCHEMA), bad_messages.to_list()
+
+
+def _message_rule(limits: Limits, window: _Window) -> pl.Expr:
+    """True for a message whose own fields (not its lines) are certainly valid."""
+    # Lengths are limited in characters; counting bytes is cheaper and never lets through a
+    # string that is too long (a longer one in bytes only is left to decode_checkout).
+    identifiers = [
+        pl.col(name).str.len_bytes().is_between(1, MAX_IDENTIFIER_LENGTH)
+        for name in ("transaction_id", "store_id", "register_id")
+    ]
+    # A JSON null and a missing field are both null here, and decode_checkout accepts only
+    # the latter for schema_version: a null version is left to decode_checkout. (The
+    # producers always write it, so this costs nothing in practice.)
+    return pl.all_horizontal(
+        *identifiers,
+        pl.col("occurred_at").is_between(window.earliest, window.latest),
+        pl.col("kind").is_in(list(KINDS)),
+        pl.col("currency") == limits.currency,
+        pl.col("schema_version") == SCHEMA_VERSION,
+        pl.col("lines").list.len().is_between(1, limits.max_lines),
+    ).fill_null(value=False)
+
+
+def _line_rule(limits: Limits) -> pl.Expr:
+    """True for a line that is certainly valid."""
     quantity = pl.col("quantity")
     kind = pl.col("kind")
-    line_ok = pl.all_horizontal(
+    return pl.all_horizontal(
         pl.col("sku").str.len_bytes().is_between(1, MAX_SKU_LENGTH),
         quantity != 0,
         quantity.abs() <= limits.max_quantity,
@@ -271,12 +288,6 @@ def _screen(
         pl.col("unit_price").is_not_null(),
         ~((pl.col("unit_price") < 0) & (kind != "adjustment")),
     ).fill_null(value=False)
-    lines_ok = lines.select(line_ok).to_series()
-    if not lines_ok.all():
-        bad_lines = lines.filter(~lines_ok).get_column("message").unique()
-        lines = lines.filter(~pl.col("message").is_in(bad_lines.implode()))
-        bad_messages = pl.concat([bad_messages, bad_lines])
-    return lines.select(LINE_SCHEMA.names()).cast(LINE_SCHEMA), bad_messages.to_list()
 
 
 def _decode_slowly(

@@ -276,8 +276,7 @@ def _produce_all(
     key_of = message_key
     timestamp_of = record_timestamp_ms
     step = _CHECK_EVERY if rate is None else max(1, min(_CHECK_EVERY, int(rate / 1000)))
-    deadline = None if duration is None else started + duration
-    next_progress = started + PROGRESS_SECONDS
+    pace = _Pace(started, rate, None if duration is None else started + duration, progress)
     sent = 0
     next_check = step
     if stopper.event.is_set():
@@ -302,23 +301,44 @@ def _produce_all(
                 continue
             next_check += step
             poll(0)
-            now = time.monotonic()
-            if rate is not None:
-                _sleep_until(started + sent / rate, stopper)
-                now = time.monotonic()
-            if progress and now >= next_progress:
-                next_progress = now + PROGRESS_SECONDS
-                _log_progress(sent, len(producer), deliveries, now - started)
-            if (
-                stopper.event.is_set()
-                or deliveries.fatal is not None
-                or (deadline is not None and now >= deadline)
-            ):
+            if pace.stop_after(sent, producer, stopper, deliveries):
                 break
     finally:
         report.sent = sent
     if progress:
         _log_progress(sent, len(producer), deliveries, time.monotonic() - started)
+
+
+@dataclass
+class _Pace:
+    """What :func:`_produce_all` checks every few checkouts: the rate, the duration, the
+    progress lines, and whether to stop."""
+
+    started: float
+    rate: float | None
+    deadline: float | None
+    progress: bool
+    next_progress: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.next_progress = self.started + PROGRESS_SECONDS
+
+    def stop_after(
+        self, sent: int, producer: Producer, stopper: _Stop, deliveries: Deliveries
+    ) -> bool:
+        """Wait for the rate after ``sent`` checkouts; whether the run should stop now."""
+        now = time.monotonic()
+        if self.rate is not None:
+            _sleep_until(self.started + sent / self.rate, stopper)
+            now = time.monotonic()
+        if self.progress and now >= self.next_progress:
+            self.next_progress = now + PROGRESS_SECONDS
+            _log_progress(sent, len(producer), deliveries, now - self.started)
+        return (
+            stopper.event.is_set()
+            or deliveries.fatal is not None
+            or (self.deadline is not None and now >= self.deadline)
+        )
 
 
 def _sleep_until(due: float, stopper: _Stop) -> None:

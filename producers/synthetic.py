@@ -198,6 +198,45 @@ class _Clock:
             self._enter_window()
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """What :func:`generate` samples with a few random bits a draw (see the module)."""
+
+    returns: list[Line]
+    skus: list[int]
+    quantities: list[int]
+    sizes: list[int]
+    stream: tuple[Line, ...]
+    """Independent line draws; a basket is a window of it, one slice per basket."""
+
+    @classmethod
+    def draw(cls, rng: random.Random, products: tuple[Product, ...]) -> _Tables:
+        """The tables for ``products``, drawn from ``rng`` (always in the same order)."""
+        n_quantities = len(QUANTITIES)
+        sales = [
+            Line(product.sku, quantity, product.price, product.name)
+            for product in products
+            for quantity in QUANTITIES
+        ]
+        popularity = [1.0 / (rank + 1) ** 1.05 for rank in range(len(products))]
+        skus = _table(rng, range(len(products)), popularity)
+        quantities = _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS))
+        sizes = [
+            min(MAX_BASKET, max(1, round(rng.lognormvariate(1.6, 0.75))))
+            for _ in range(1 << _TABLE_BITS)
+        ]
+        draws = [
+            sales[sku * n_quantities + quantity]
+            for sku, quantity in zip(
+                _table(rng, range(len(products)), popularity, _STREAM_BITS),
+                _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS), _STREAM_BITS),
+                strict=True,
+            )
+        ]
+        returns = [Line(line.sku, -line.quantity, line.unit_price, line.name) for line in sales]
+        return cls(returns, skus, quantities, sizes, tuple(draws + draws[:MAX_BASKET]))
+
+
 def generate(
     seed: int,
     start: datetime,
@@ -219,33 +258,12 @@ def generate(
         msg = f"count {count} is negative; pass 0 or more"
         raise ValueError(msg)
     rng = random.Random(seed)
-    products = catalogue()
-    chain = stores(store_count)
-    registers = [(store.store_id, register) for store in chain for register in store.registers]
+    registers = [(s.store_id, register) for s in stores(store_count) for register in s.registers]
+    tables = _Tables.draw(rng, catalogue())
+    # the loop below is the generator's hot path: locals instead of attribute look-ups
     n_quantities = len(QUANTITIES)
-    sales = [
-        Line(product.sku, quantity, product.price, product.name)
-        for product in products
-        for quantity in QUANTITIES
-    ]
-    returns = [Line(line.sku, -line.quantity, line.unit_price, line.name) for line in sales]
-    popularity = [1.0 / (rank + 1) ** 1.05 for rank in range(len(products))]
-    sku_table = _table(rng, range(len(products)), popularity)
-    quantity_table = _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS))
-    size_table = [
-        min(MAX_BASKET, max(1, round(rng.lognormvariate(1.6, 0.75))))
-        for _ in range(1 << _TABLE_BITS)
-    ]
-    # a basket is a window of this stream of independent line draws: one slice per basket
-    draws = [
-        sales[sku * n_quantities + quantity]
-        for sku, quantity in zip(
-            _table(rng, range(len(products)), popularity, _STREAM_BITS),
-            _table(rng, range(n_quantities), list(_QUANTITY_WEIGHTS), _STREAM_BITS),
-            strict=True,
-        )
-    ]
-    stream = tuple(draws + draws[:MAX_BASKET])
+    returns, stream = tables.returns, tables.stream
+    sku_table, quantity_table, size_table = tables.skus, tables.quantities, tables.sizes
     clock = _Clock(start, len(registers) / SECONDS_PER_CHECKOUT_AT_PEAK)
     prefix = f"syn{seed}-{start.astimezone(UTC):%Y%m%dT%H%M%S}-"
     bits = rng.getrandbits

@@ -168,7 +168,8 @@ class KafkaServer(RecordedServer):
     With a ``controller_port`` the node is a combined broker and controller, else a broker
     only. ``voters`` is the static controller quorum (``id@host:port,...``; default: this
     node alone); ``internal_replicas`` is the replication factor of Kafka's own topics
-    (consumer offsets, transactions), at most the cluster's broker count.
+    (consumer offsets, transactions), at most the cluster's broker count. Clients are sent to
+    ``advertised_port`` when one is given (the network-fault tests put a proxy there).
     """
 
     PID_NAME = "kafka.pid"
@@ -183,6 +184,8 @@ class KafkaServer(RecordedServer):
     node_id: int = 1
     voters: str = ""
     internal_replicas: int = 1
+    advertised_port: int | None = None
+    """The port clients are told to use, when it is not ``port`` (a proxy's in front)."""
 
     @property
     def bootstrap(self) -> str:
@@ -217,6 +220,7 @@ class KafkaServer(RecordedServer):
         if self.controller_port is not None:
             listeners += f",CONTROLLER://{self.host}:{self.controller_port}"
         internal_min_isr = min(2, self.internal_replicas)
+        advertised = self.advertised_port or self.port
         config = self.home / "server.properties"
         config.write_text(
             "\n".join(
@@ -225,7 +229,7 @@ class KafkaServer(RecordedServer):
                     f"node.id={self.node_id}",
                     f"controller.quorum.voters={voters}",
                     f"listeners={listeners}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{advertised}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     "inter.broker.listener.name=PLAINTEXT",

@@ -12,7 +12,7 @@ the same function repairs the ``live`` namespace from the daily result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -37,6 +37,7 @@ from storage.figures import (
     drifts,
     figures_of,
 )
+from storage.summaries import ManifestSummary
 
 TEMPORARY_TTL_SECONDS: Final = 3600
 
@@ -261,11 +262,12 @@ def stage_day(
     day: date,
     snapshot: DaySnapshot,
     *,
-    summary: Mapping[str, str | int] | None = None,
+    summary: ManifestSummary | None = None,
 ) -> StagedDay:
     """Write every key of ``day`` in ``namespace`` under a temporary name (:class:`StagedDay`).
 
-    ``summary`` (daily namespace only) is staged as the day's manifest hash.
+    ``summary`` (daily namespace only) is staged as the day's manifest hash
+    (:mod:`storage.summaries`).
     """
     build = _Build(client, space, namespace, day)
     _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
@@ -275,7 +277,7 @@ def stage_day(
     stores = keys.stores_key(space, namespace, day)
     build.set(stores, sorted(snapshot.store_items))
     if summary is not None:
-        build.hash(keys.manifest_key(space, day), summary)
+        build.hash(keys.manifest_key(space, day), summary.to_redis())
     staged = StagedDay(client, build, stores, set(snapshot.store_items))
     try:
         build.pipe.execute()
@@ -293,7 +295,7 @@ def replace_day(
     snapshot: DaySnapshot,
     *,
     expire_at: int,
-    summary: Mapping[str, str | int] | None = None,
+    summary: ManifestSummary | None = None,
 ) -> None:
     """Replace every key of ``day`` in ``namespace`` with ``snapshot`` atomically.
 
@@ -407,18 +409,3 @@ def set_missing_names(
         if name is not None:
             pipe.hsetnx(keys.names_key(space), sku, name)
     pipe.execute()
-
-
-def manifest_fields(
-    client: redis.Redis, space: str, days: Sequence[date], fields: Sequence[str]
-) -> dict[date, list[str | None]]:
-    """``fields`` of each day's manifest hash (:func:`keys.manifest_key`), ``None`` where
-    absent; one ``HMGET`` per day, all in one round trip."""
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hmget(keys.manifest_key(space, day), list(fields))
-    answers: list[list[bytes | None]] = pipe.execute()
-    return {
-        day: [None if value is None else value.decode() for value in values]
-        for day, values in zip(days, answers, strict=True)
-    }

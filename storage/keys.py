@@ -4,13 +4,53 @@ All keys of one sales topic live in a *key space* (``KASSA_REDIS_NAMESPACE``, by
 topic's name), so two topics or two chains can share one Redis database without adding into
 each other's figures. Within a key space, per-day figures live in a *namespace*: ``live``
 (kept up to date by the stream job) or ``daily`` (replaced by the daily job). For key space
-``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); an optional store scope
-inserts ``:store:<store_id>`` after the day:
+``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); a store scope inserts
+``:store:{S}`` after the day (store ``S``) in a per-day key and before ``:{by}`` in a combined
+ranking. Each row names the function that builds the key (``tests/storage/test_keys.py``
+checks the table against them, and against ``docs/stream.md``):
 
-===================================  ======  ========================================
-The five per-item keys are named by their figure (:data:`storage.figures.NAMES`). Per-day
-keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and their last write
-(:func:`expire_at`), so a replayed old day lives as long as a fresh one.
+============================================  ==========  ====  ====================================
+key                                           type        TTL   meaning
+============================================  ==========  ====  ====================================
+kassa:{sp}:{ns}:{D}:units                     sorted set  day   ``day_key``: sku -> net units, the
+                                                                ranking (``ZREVRANGE``: top-N)
+kassa:{sp}:{ns}:{D}:sold                      hash        day   ``day_key``: sku -> units sold
+kassa:{sp}:{ns}:{D}:returned                  hash        day   ``day_key``: sku -> units returned
+                                                                (positive)
+kassa:{sp}:{ns}:{D}:revenue                   hash        day   ``day_key``: sku -> revenue, integer
+                                                                1/10,000 currency units
+kassa:{sp}:{ns}:{D}:checkouts                 hash        day   ``day_key``: sku -> checkouts with
+                                                                the sku
+kassa:{sp}:{ns}:{D}:totals                    hash        day   ``day_key``: the scope's day totals
+                                                                (:data:`storage.figures.TOTALS`)
+kassa:{sp}:{ns}:{D}:stores                    set         day   ``stores_key``: store ids with
+                                                                checkouts on D
+kassa:{sp}:daily:{D}:manifest                 hash        day   ``manifest_key``: the summary of
+                                                                the daily job's manifest of D
+kassa:{sp}:names                              hash        none  ``names_key``: sku -> latest
+                                                                display name
+kassa:{sp}:live:applied                       hash        none  ``applied_offsets_key``: partition
+                                                                -> last Kafka offset applied (the
+                                                                watermark); topic_id, cluster_id,
+                                                                epoch, floor_day, floor:{partition}
+kassa:{sp}:live:dead_letters                  hash        none  ``dead_letters_key``: reason ->
+                                                                messages dead-lettered
+kassa:tmp:{token}:{key}                       any         1 h   ``temporary_key``: {key} being
+                                                                built by one run, renamed over
+                                                                {key} when done
+kassa:tmp:ranking:{sp}:{ns}:{D1}..{D2}:{by}   sorted set  10 s  ``combined_ranking_key``: sku ->
+                                                                units or revenue summed over
+                                                                D1..D2, built for one query
+kassa:demo:database                           string      none  ``DEMO_DATABASE``: run id: ``make
+                                                                demo`` created this database and
+                                                                may empty it (never any other)
+============================================  ==========  ====  ====================================
+
+TTL *day*: per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and
+their last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one. The
+five per-item keys are named by their figure (:data:`storage.figures.NAMES`). The watermark
+hash's fields besides the partitions are :data:`IDENTITY_FIELDS`, :data:`FLOOR_DAY_FIELD` and
+the replay floors (:func:`floor_field`).
 """
 
 from __future__ import annotations
@@ -31,6 +71,7 @@ TOPIC_ID_FIELD: Final = "topic_id"
 CLUSTER_ID_FIELD: Final = "cluster_id"
 EPOCH_FIELD: Final = "epoch"
 FLOOR_DAY_FIELD: Final = "floor_day"
+FLOOR_FIELD_PREFIX: Final = "floor:"
 IDENTITY_FIELDS: Final = (TOPIC_ID_FIELD, CLUSTER_ID_FIELD, EPOCH_FIELD)
 """Fields of the watermark hash besides the partitions: the Kafka topic id and cluster id the
 watermarks count, and the epoch that ``kassa stream rebuild`` moves on."""
@@ -79,7 +120,7 @@ def applied_offsets_key(space: str) -> str:
 
 def floor_field(partition: int) -> str:
     """The field of the watermark hash holding ``partition``'s replay floor (see rebuild)."""
-    return f"floor:{partition}"
+    return f"{FLOOR_FIELD_PREFIX}{partition}"
 
 
 def dead_letters_key(space: str) -> str:

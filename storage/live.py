@@ -1,7 +1,8 @@
 """The live Redis store: per-partition batches applied exactly once.
 
-The stream job aggregates each partition batch into a :class:`PartitionDelta` and hands it to
-:meth:`LiveStore.apply`, which sends the whole delta in ONE call of a Lua script. The script
+The stream job aggregates each partition batch into a :class:`PartitionDelta` (its stores'
+figures and, rolled up from them, the chain's) and hands it to :meth:`LiveStore.apply`, which
+sends the whole delta in ONE call of a Lua script (:data:`storage.scripts.APPLY`). The script
 adds the delta to the ``live`` keys of :mod:`storage.keys` and records the batch's last
 offset as the partition's *watermark* in the same atomic step, but only if the watermark is
 the one the writer expects (compare-and-set), and only if the watermark hash counts the
@@ -14,8 +15,8 @@ stored figure is not an integer. A replay after a crash, a stale replica or a ba
 follows a refused one therefore changes nothing.
 
 :meth:`LiveStore.rebuild` (``kassa stream rebuild``) clears days and moves the watermarks
-back in one call of a second script; it leaves a :class:`ReplayFloor` so that the recount
-skips records of older, kept days.
+back in one call of a second script (:data:`storage.scripts.REBUILD`); it leaves a
+:class:`ReplayFloor` so that the recount skips records of older, kept days.
 
 Sums are exact. A hash field (every figure but net units, and every day total) holds any
 integer: the script adds two numbers of at most 15 characters as Lua doubles (exact below
@@ -32,14 +33,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 import redis
 
 from common.errors import FigureLimitError
-from storage import keys
+from storage import keys, scripts
 from storage.figures import (
     CHECKOUT_COUNT,
     CHECKOUTS,
@@ -53,198 +54,12 @@ from storage.figures import (
     SOLD,
     UNITS,
 )
+from storage.scripts import Op
 
-_FIGURE_LIMIT: Final = "KASSA_FIGURE_LIMIT"
-"""The first word of the script's error when net units would pass 2^53."""
-_APPLY_SCRIPT: Final = """
-local held = redis.call('HMGET', KEYS[1], ARGV[1], 'topic_id', 'cluster_id', 'epoch')
-local stored = tonumber(held[1] or '-1')
-local last = tonumber(ARGV[2])
-if held[2] and (held[2] ~= ARGV[5] or held[3] ~= ARGV[6]) then return {-2, stored} end
-if ARGV[3] ~= '' then
-  if (held[4] or '0') ~= ARGV[7] then return {-3, stored} end
-  if stored >= last then return {0, stored} end
-  local expected = tonumber(ARGV[3])
-  if stored < expected then return {-3, stored} end
-  if stored > expected then return {-1, stored} end
-end
-local ops = cjson.decode(ARGV[4])
-local CHUNK = 2000
-local EXACT = 9007199254740992
-local function strip(d)
-  d = string.gsub(d, '^0+', '')
-  if d == '' then return '0' end
-  return d
-end
-local function magnitude_less(a, b)
-  if #a ~= #b then return #a < #b end
-  return a < b
-end
-local function chunk(d, i)
-  if i <= 0 then return 0 end
-  return tonumber(string.sub(d, math.max(1, i - 6), i))
-end
-local function magnitude_add(a, b)
-  local out, carry, i, j = {}, 0, #a, #b
-  while i > 0 or j > 0 or carry > 0 do
-    local s = chunk(a, i) + chunk(b, j) + carry
-    carry = s >= 1e7 and 1 or 0
-    table.insert(out, 1, string.format('%07d', s - carry * 1e7))
-    i, j = i - 7, j - 7
-  end
-  return strip(table.concat(out))
-end
-local function magnitude_sub(a, b)
-  local out, borrow, i, j = {}, 0, #a, #b
-  while i > 0 do
-    local s = chunk(a, i) - chunk(b, j) - borrow
-    borrow = s < 0 and 1 or 0
-    table.insert(out, 1, string.format('%07d', s + borrow * 1e7))
-    i, j = i - 7, j - 7
-  end
-  return strip(table.concat(out))
-end
-local function exact_add(a, b)
-  if #a <= 15 and #b <= 15 then return string.format('%d', tonumber(a) + tonumber(b)) end
-  local minus_a, minus_b = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
-  local x = strip(minus_a and string.sub(a, 2) or a)
-  local y = strip(minus_b and string.sub(b, 2) or b)
-  if minus_a == minus_b then
-    local sum = magnitude_add(x, y)
-    if minus_a and sum ~= '0' then return '-' .. sum end
-    return sum
-  end
-  if x == y then return '0' end
-  if magnitude_less(x, y) then x, y, minus_a = y, x, minus_b end
-  local difference = magnitude_sub(x, y)
-  if minus_a then return '-' .. difference end
-  return difference
-end
-local writes = {}
-for k = 2, #KEYS do
-  local key = KEYS[k]
-  local op = ops[k - 1]
-  local kind = op[1]
-  local args = op[3]
-  if kind == 'z' or kind == 'h' then
-    local read = kind == 'z' and 'ZMSCORE' or 'HMGET'
-    local sums = {}
-    for first = 1, #args, 2 * CHUNK do
-      local fields = {}
-      for j = first, math.min(first + 2 * CHUNK - 1, #args), 2 do fields[#fields + 1] = args[j] end
-      local current = redis.call(read, key, unpack(fields))
-      for i = 1, #fields do
-        local sum = args[first + 2 * i - 1]
-        local now = current[i]
-        if kind == 'z' then
-          sum = tonumber(sum)
-          if now then
-            if tonumber(now) == nil then
-              return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
-                ', not a number: nothing was written')
-            end
-            sum = sum + tonumber(now)
-          end
-          if sum >= EXACT or sum <= -EXACT then
-            return redis.error_reply('KASSA_FIGURE_LIMIT ' .. fields[i] .. ' in ' .. key)
-          end
-          sum = string.format('%d', sum)
-        elseif now then
-          if not string.find(now, '^-?%d+$') then
-            return redis.error_reply(key .. ' ' .. fields[i] .. ' holds ' .. now ..
-              ', not a number: nothing was written')
-          end
-          sum = exact_add(sum, now)
-        end
-        if kind == 'z' then
-          sums[#sums + 1] = sum
-          sums[#sums + 1] = fields[i]
-        else
-          sums[#sums + 1] = fields[i]
-          sums[#sums + 1] = sum
-        end
-      end
-    end
-    args = sums
-  end
-  writes[k - 1] = args
-end
-for k = 2, #KEYS do
-  local key = KEYS[k]
-  local kind = ops[k - 1][1]
-  local args = writes[k - 1]
-  local write, step = 'HSET', 2 * CHUNK
-  if kind == 'z' then write = 'ZADD' elseif kind == 's' then write, step = 'SADD', CHUNK end
-  for first = 1, #args, step do
-    redis.call(write, key, unpack(args, first, math.min(first + step - 1, #args)))
-  end
-  if ops[k - 1][2] ~= 0 then redis.call('EXPIREAT', key, ops[k - 1][2]) end
-end
-if last > stored then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'topic_id', ARGV[5], 'cluster_id', ARGV[6])
-end
-return {1, last}
-"""
-
-
-_REBUILD_SCRIPT: Final = """
-local held = redis.call('HMGET', KEYS[1], 'epoch', 'floor_day')
-if (held[1] or '0') ~= ARGV[1] then
-  return redis.error_reply('the live figures were rebuilt meanwhile (epoch ' ..
-    (held[1] or '0') .. ', planned on ' .. ARGV[1] .. '): plan the rebuild again')
-end
-local day = ARGV[2]
-local firsts = cjson.decode(ARGV[5])
-local marks = {}
-for partition, first in pairs(firsts) do
-  local stored = tonumber(redis.call('HGET', KEYS[1], partition) or '-1')
-  local floor = tonumber(redis.call('HGET', KEYS[1], 'floor:' .. partition) or '-1')
-  if day ~= '' and held[2] and day > held[2] and floor > stored then
-    return redis.error_reply('partition ' .. partition .. ' is still recounting the rebuild ' ..
-      'from ' .. held[2] .. ' (at offset ' .. stored .. ' of ' .. floor .. '): rebuild --from ' ..
-      held[2] .. ' or earlier, or wait until it caught up')
-  end
-  if day == '' then
-    marks[partition] = {first - 1, -1}
-  elseif stored >= first then
-    marks[partition] = {first - 1, math.max(stored, floor)}
-  else
-    marks[partition] = {stored, floor}
-  end
-end
-local prefix = ARGV[3]
-local cleared = 0
-local cursor = '0'
-repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[4], 'COUNT', 1000)
-  cursor = page[1]
-  for _, key in ipairs(page[2]) do
-    if day == '' or string.sub(key, #prefix + 1, #prefix + 10) >= day then
-      redis.call('UNLINK', key)
-      cleared = cleared + 1
-    end
-  end
-until cursor == '0'
-if day == '' then redis.call('DEL', KEYS[2]) end
-local epoch = tonumber(held[1] or '0') + 1
-redis.call('HSET', KEYS[1], 'epoch', epoch, 'topic_id', ARGV[6], 'cluster_id', ARGV[7])
-local floors = false
-for partition, mark in pairs(marks) do
-  redis.call('HSET', KEYS[1], partition, string.format('%d', mark[1]))
-  if mark[2] > mark[1] then
-    redis.call('HSET', KEYS[1], 'floor:' .. partition, string.format('%d', mark[2]))
-    floors = true
-  else
-    redis.call('HDEL', KEYS[1], 'floor:' .. partition)
-  end
-end
-if floors then
-  redis.call('HSET', KEYS[1], 'floor_day', day)
-else
-  redis.call('HDEL', KEYS[1], 'floor_day')
-end
-return {epoch, cleared}
-"""
+Scope = tuple[date, str]
+"""``(day, store_id)``: a store's business day."""
+_Ops = list[tuple[Op, int, list[str]]]
+"""The :data:`storage.scripts.APPLY` ops of a batch: ``(op, expire_at, args)`` per key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,20 +101,35 @@ class LiveState:
 
 
 @dataclass(slots=True)
+class ChainDay:
+    """A business day of the whole chain in one batch: its stores' figures summed."""
+
+    items: dict[str, list[int]]
+    """sku -> figures, lists in the layout of :mod:`storage.figures`."""
+    counts: list[int]
+    """``[checkouts, lines]`` of the day's checkouts in the batch."""
+    stores: list[str]
+    """The stores with checkouts on the day in the batch, each once."""
+
+
+@dataclass(slots=True)
 class PartitionDelta:
     """What one batch of one partition adds to the live figures.
 
-    ``items`` maps ``(day, store_id)`` to ``{sku: figures}``, a list in the layout of
-    :mod:`storage.figures`; ``stores`` maps ``(day, store_id)`` to the scope's
-    ``[checkouts, lines]``. Offsets span the batch, including dead-lettered messages;
+    ``items`` maps each :data:`Scope` to ``{sku: figures}``, a list in the layout of
+    :mod:`storage.figures`; ``stores`` maps it to the scope's ``[checkouts, lines]`` (``[0, 0]``
+    where missing). ``chain`` holds each day's figures of the whole chain, rolled up from the
+    store scopes once the batch is folded (:func:`jobs.stream.aggregate.roll_up`); the store
+    writes both as they are. Offsets span the batch, including dead-lettered messages;
     ``first_offset`` is -1 while the batch is empty.
     """
 
     partition: int
     first_offset: int = -1
     last_offset: int = -1
-    items: dict[tuple[date, str], dict[str, list[int]]] = field(default_factory=dict)
-    stores: dict[tuple[date, str], list[int]] = field(default_factory=dict)
+    items: dict[Scope, dict[str, list[int]]] = field(default_factory=dict)
+    stores: dict[Scope, list[int]] = field(default_factory=dict)
+    chain: dict[date, ChainDay] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
 
@@ -317,6 +147,10 @@ class PartitionDelta:
     def lines(self) -> int:
         """Lines of the valid checkouts in the batch."""
         return sum(counts[LINE_COUNT] for counts in self.stores.values())
+
+    def counts_of(self, scope: Scope) -> list[int]:
+        """``[checkouts, lines]`` of ``scope`` in the batch."""
+        return self.stores.get(scope) or [0, 0]
 
 
 class ApplyStatus(enum.Enum):
@@ -366,8 +200,8 @@ class LiveStore:
         self._applied_key = keys.applied_offsets_key(space)
         self._dead_letters_key = keys.dead_letters_key(space)
         self._names_key = keys.names_key(space)
-        self._script = client.register_script(_APPLY_SCRIPT)
-        self._rebuild_script = client.register_script(_REBUILD_SCRIPT)
+        self._script = client.register_script(scripts.APPLY)
+        self._rebuild_script = client.register_script(scripts.REBUILD)
         self._now = datetime.now(UTC)
 
     @property
@@ -448,22 +282,30 @@ class LiveStore:
         if delta.empty:
             msg = f"partition {delta.partition}: an empty batch has no offsets to apply"
             raise ValueError(msg)
+        if delta.items and not delta.chain:
+            msg = (
+                f"partition {delta.partition}: the batch's store figures were not rolled up "
+                "into the chain's (PartitionDelta.chain): roll the batch up before applying it"
+            )
+            raise ValueError(msg)
         self._now = datetime.now(UTC)
         script_keys = [self._applied_key]
-        ops: list[tuple[str, int, list[str]]] = []
+        ops: _Ops = []
         if delta.dead_letters:
             script_keys.append(self._dead_letters_key)
-            ops.append(("h", 0, _flat((r, str(n)) for r, n in delta.dead_letters.items())))
+            ops.append(
+                (Op.ADD_FIELDS, 0, _flat((r, str(n)) for r, n in delta.dead_letters.items()))
+            )
         if delta.names:
             script_keys.append(self._names_key)
-            ops.append(("n", 0, _flat(delta.names.items())))
+            ops.append((Op.SET_FIELDS, 0, _flat(delta.names.items())))
         self._add_figures(delta, script_keys, ops)
         watermark = expected.watermark
         args: list[str | bytes] = [
             str(delta.partition),
             str(delta.last_offset),
             "" if watermark is None else str(watermark),
-            _encode(ops),
+            msgspec.json.encode(ops),
             expected.identity.topic_id,
             expected.identity.cluster_id,
             str(expected.epoch),
@@ -472,8 +314,8 @@ class LiveStore:
             status, stored = self._script(keys=script_keys, args=args)
         except redis.ResponseError as exc:
             text = str(exc)
-            if text.startswith(_FIGURE_LIMIT):
-                raise FigureLimitError(text.removeprefix(_FIGURE_LIMIT).strip()) from None
+            if text.startswith(scripts.FIGURE_LIMIT):
+                raise FigureLimitError(text.removeprefix(scripts.FIGURE_LIMIT).strip()) from None
             raise
         return ApplyResult(ApplyStatus(int(status)), int(stored))
 
@@ -505,31 +347,17 @@ class LiveStore:
     def _expire_at(self, day: date) -> int:
         return keys.expire_at(day, self._zone, self._retention_days, self._now)
 
-    def _add_figures(
-        self, delta: PartitionDelta, script_keys: list[str], ops: list[tuple[str, int, list[str]]]
-    ) -> None:
-        day_items: dict[date, dict[str, list[int]]] = {}
-        day_counts: dict[date, list[int]] = {}
-        day_stores: dict[date, list[str]] = {}
+    def _add_figures(self, delta: PartitionDelta, script_keys: list[str], ops: _Ops) -> None:
+        """The ops of every store scope, every chain day and each day's set of stores."""
         for (day, store_id), items in delta.items.items():
-            counts = delta.stores.get((day, store_id), [0, 0])
-            self._add_scope(day, store_id, items, counts, script_keys, ops)
-            chain = day_items.get(day)
-            if chain is None:
-                day_items[day] = {sku: figures.copy() for sku, figures in items.items()}
-                day_counts[day] = counts.copy()
-                day_stores[day] = [store_id]
-            else:
-                _add_items(chain, items)
-                chain_counts = day_counts[day]
-                chain_counts[CHECKOUT_COUNT] += counts[CHECKOUT_COUNT]
-                chain_counts[LINE_COUNT] += counts[LINE_COUNT]
-                day_stores[day].append(store_id)
-        for day, items in day_items.items():
-            self._add_scope(day, None, items, day_counts[day], script_keys, ops)
-        for day, stores in day_stores.items():
+            self._add_scope(
+                day, store_id, items, delta.counts_of((day, store_id)), script_keys, ops
+            )
+        for day, chain in delta.chain.items():
+            self._add_scope(day, None, chain.items, chain.counts, script_keys, ops)
+        for day, chain in delta.chain.items():
             script_keys.append(keys.stores_key(self._space, "live", day))
-            ops.append(("s", self._expire_at(day), sorted(set(stores))))
+            ops.append((Op.ADD_MEMBERS, self._expire_at(day), sorted(chain.stores)))
 
     def _add_scope(  # noqa: PLR0917 - private, called twice
         self,
@@ -538,9 +366,10 @@ class LiveStore:
         items: dict[str, list[int]],
         counts: list[int],
         script_keys: list[str],
-        ops: list[tuple[str, int, list[str]]],
+        ops: _Ops,
     ) -> None:
-        """One pass over a scope's items builds all its operations (the writer's hot loop)."""
+        """One pass over a scope's items builds all its operations and its day totals (the
+        writer's hot loop)."""
         units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
         pairs: tuple[list[str], ...] = ([], [], [], [], [])
         ranking, sold_pairs, returned_pairs, revenue_pairs, checkout_pairs = (
@@ -574,10 +403,10 @@ class LiveStore:
         for figure, name in enumerate(NAMES):
             if figure == RANKED:
                 script_keys.append(keys.day_key(self._space, "live", day, name, scope))
-                ops.append(("z", expire_at, pairs[figure]))
+                ops.append((Op.ADD_SCORES, expire_at, pairs[figure]))
             elif pairs[figure]:
                 script_keys.append(keys.day_key(self._space, "live", day, name, scope))
-                ops.append(("h", expire_at, pairs[figure]))
+                ops.append((Op.ADD_FIELDS, expire_at, pairs[figure]))
         totals = {
             COLUMNS[UNITS]: total_units,
             COLUMNS[SOLD]: total_sold,
@@ -587,30 +416,11 @@ class LiveStore:
             LINES: counts[LINE_COUNT],
         }
         script_keys.append(keys.day_key(self._space, "live", day, "totals", scope))
-        ops.append(("h", expire_at, _flat((name, str(n)) for name, n in totals.items())))
-
-
-def _add_items(chain: dict[str, list[int]], items: dict[str, list[int]]) -> None:
-    """Add a store's ``items`` to the chain's (lists of :mod:`storage.figures` layout)."""
-    units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
-    for sku, figures in items.items():
-        total = chain.get(sku)
-        if total is None:
-            chain[sku] = figures.copy()
-        else:
-            total[units] += figures[units]
-            total[sold] += figures[sold]
-            total[returned] += figures[returned]
-            total[revenue] += figures[revenue]
-            total[checkouts] += figures[checkouts]
+        ops.append((Op.ADD_FIELDS, expire_at, _flat((name, str(n)) for name, n in totals.items())))
 
 
 def _flat(pairs: Iterable[tuple[str, str]]) -> list[str]:
     return [part for pair in pairs for part in pair]
-
-
-def _encode(ops: list[tuple[str, int, list[str]]]) -> bytes:
-    return msgspec.json.encode(ops)
 
 
 def _encode_firsts(firsts: dict[int, int]) -> bytes:

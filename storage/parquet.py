@@ -20,20 +20,20 @@ figures' columns are named in :mod:`storage.figures`.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.columns import PRICE
 from common.schema import MONEY_DECIMALS
 from storage.figures import COLUMNS, LINES, REVENUE
 
@@ -49,8 +49,6 @@ TABLES: Final[tuple[Table, ...]] = (
 
 MONEY: Final = pl.Decimal(38, MONEY_DECIMALS)
 """A sum of money (revenue): exact, with the money scale of :mod:`common.schema`."""
-PRICE: Final = pl.Decimal(18, MONEY_DECIMALS)
-"""A line's unit price."""
 FIGURE_TYPES: Final = pl.Schema(
     {column: MONEY if figure == REVENUE else pl.Int64() for figure, column in enumerate(COLUMNS)}
 )
@@ -169,24 +167,23 @@ def _open_writer(path: Path, schema: pa.Schema, table: Table | None = None) -> p
     )
 
 
-def write_manifest(data_dir: Path, day: date, manifest: dict[str, Any]) -> Path:
-    """Write the manifest of ``day`` atomically (pretty JSON, sorted keys)."""
+def write_manifest_bytes(data_dir: Path, day: date, content: bytes) -> Path:
+    """Write the manifest file of ``day`` atomically (its model and encoding:
+    :mod:`jobs.daily.manifest`)."""
     final = manifest_path(data_dir, day)
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_path(final)
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    temporary.write_bytes(content)
     commit(temporary, final)
     return final
 
 
-def read_manifest(data_dir: Path, day: date) -> dict[str, Any] | None:
-    """The manifest of ``day``, or ``None`` if the day was never finished."""
-    path = manifest_path(data_dir, day)
+def read_manifest_bytes(data_dir: Path, day: date) -> bytes | None:
+    """The manifest file of ``day``, or ``None`` if the day was never finished."""
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
+        return manifest_path(data_dir, day).read_bytes()
     except FileNotFoundError:
         return None
-    return manifest
 
 
 def manifest_days(data_dir: Path) -> list[date]:

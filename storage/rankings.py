@@ -9,7 +9,7 @@ measure of those items, so a ranking is one atomic read.
 
 :func:`top` explains an empty answer instead of returning it: a day with no data, an unknown
 store, a daily ranking not computed yet or a day past the Redis retention each raise their
-own :class:`RankingError` naming the value and what to do.
+own :class:`storage.exceptions.RankingError` naming the value and what to do.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ from zoneinfo import ZoneInfo
 import redis
 
 from common.days import day_bounds
-from common.errors import KassaError
 from common.schema import from_money_units
 from storage import figures, keys, parquet
+from storage.exceptions import (
+    DailyNotComputedError,
+    DayExpiredError,
+    InvalidQueryError,
+    NoDataError,
+    UnknownStoreError,
+)
 from storage.figures import BY_REVENUE, BY_UNITS, COLUMNS, TOTALS
 
 MAX_RANGE_DAYS: Final = 366
@@ -116,40 +122,6 @@ for i = 1, #members do
 end
 return result
 """
-
-
-class RankingError(KassaError):
-    """A ranking or figure cannot be given; the message says why and what to do."""
-
-    exit_code = 1
-
-
-class InvalidQueryError(RankingError):
-    """A parameter of a query is out of its accepted form; ``parameter`` names it."""
-
-    exit_code = 2
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-
-
-class NoDataError(RankingError):
-    """Redis holds nothing for any day of the query."""
-
-
-class UnknownStoreError(RankingError):
-    """The query names a store with no checkouts on any of its days."""
-
-
-class DailyNotComputedError(RankingError):
-    """The daily job has not finished some day of a daily query yet."""
-
-
-class DayExpiredError(RankingError):
-    """Some day of the query is past the Redis retention; its Parquet snapshot remains."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,11 +307,12 @@ def check_available(
     absent = [day for day in days if day not in present]
     expired = [day for day in absent if retention.expired(day, now)]
     if expired:
-        raise DayExpiredError(_expired_message(query, expired, retention))
+        snapshot = retention.snapshot(expired[0], query.store_id)
+        raise DayExpiredError(expired, retention.days, query.namespace, snapshot)
     if query.namespace == "daily":
         missing = [day for day in days if day not in computed]
         if missing:
-            raise DailyNotComputedError(_not_computed_message(query, missing))
+            raise DailyNotComputedError(missing)
     if not present:
         raise NoDataError(_no_data_message(query))
     if query.store_id is not None:
@@ -350,33 +323,6 @@ def check_available(
 
 def _span(days: Sequence[date]) -> str:
     return str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
-
-
-def _listed(days: Sequence[date]) -> str:
-    shown = ", ".join(str(day) for day in days[:5])
-    return shown if len(days) <= 5 else f"{shown} and {len(days) - 5} more"
-
-
-def _expired_message(query: RankingQuery, expired: list[date], retention: Retention) -> str:
-    first = expired[0]
-    snapshot = retention.snapshot(first, query.store_id)
-    where = "" if snapshot.is_file() else " (no such file here: it was never finalized)"
-    return (
-        f"{_listed(expired)} is past the Redis retention of {retention.days} days "
-        f"(KASSA_RETENTION_DAYS), so its {query.namespace} keys expired; read the Parquet "
-        f"snapshot {snapshot}{where}"
-    )
-
-
-def _not_computed_message(query: RankingQuery, missing: list[date]) -> str:
-    if len(missing) == 1:
-        command = f"kassa daily run --day {missing[0]}"
-    else:
-        command = f"kassa daily backfill --from {missing[0]} --to {missing[-1]}"
-    return (
-        f"the daily ranking of {_listed(missing)} is not computed yet; compute it with "
-        f"`{command}`, or ask for the live source"
-    )
 
 
 def _no_data_message(query: RankingQuery) -> str:
@@ -488,63 +434,3 @@ def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
         numbers = {column: int(value or 0) for column, value in zip(COLUMNS, values, strict=True)}
         history.append(DayFigures(day, values[figures.RANKED] is not None, numbers))
     return (None if name is None else name.decode()), history
-
-
-@dataclass(frozen=True, slots=True)
-class DayStatus:
-    """What exists for one day: live and daily keys in Redis, the manifest on disk."""
-
-    day: date
-    live: bool
-    daily: bool
-    expired: bool
-    manifest: dict[str, Any] | None
-
-    def as_json(self) -> dict[str, Any]:
-        """JSON-ready; ``manifest`` is a summary of the manifest file, or ``None``."""
-        return {
-            "day": self.day.isoformat(),
-            "live": self.live,
-            "daily": self.daily,
-            "expired": self.expired,
-            "manifest": self.manifest,
-        }
-
-
-def manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a daily manifest a status line shows."""
-    totals = manifest.get("totals", {})
-    checkouts, revenue = COLUMNS[figures.CHECKOUTS], COLUMNS[figures.REVENUE]
-    return {
-        "complete": manifest.get("complete"),
-        "forced": manifest.get("forced"),
-        "finished_at": manifest.get("finished_at"),
-        "run_id": manifest.get("run_id"),
-        checkouts: totals.get(checkouts),
-        revenue: totals.get(revenue),
-        "drifted_items": manifest.get("reconciliation", {}).get("drifted_items"),
-    }
-
-
-def day_statuses(
-    client: redis.Redis, space: str, days: Sequence[date], retention: Retention, now: datetime
-) -> list[DayStatus]:
-    """The status of each of ``days``: Redis keys present, expiry and manifest summary."""
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.exists(keys.day_key(space, "live", day, "totals"))
-        pipe.exists(keys.manifest_key(space, day))
-    answers = pipe.execute()
-    statuses = []
-    for index, day in enumerate(days):
-        manifest = parquet.read_manifest(retention.data_dir, day)
-        statuses.append(
-            DayStatus(
-                day=day,
-                live=bool(answers[2 * index]),
-                daily=bool(answers[2 * index + 1]),
-                expired=retention.expired(day, now),
-                manifest=None if manifest is None else manifest_summary(manifest),
-            )
-        )
-    return statuses

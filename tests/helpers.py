@@ -9,13 +9,15 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from common.schema import Checkout
+from hypothesis import strategies as st
+
+from common.schema import Checkout, Line
 from common.settings import ENV_PREFIX, Settings
 from producers.replay import DEFAULT_DATASET
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
@@ -98,3 +100,48 @@ def _no_figures() -> list[object]:
     row: list[object] = [0] * WIDTH
     row[REVENUE] = Decimal(0)
     return row
+
+
+GBP: Final = st.just("GBP")
+
+
+@st.composite
+def checkouts(
+    draw: st.DrawFn,
+    *,
+    ids: st.SearchStrategy[str],
+    instants: st.SearchStrategy[datetime],
+    quantities: st.SearchStrategy[int],
+    prices: st.SearchStrategy[Decimal],
+    names: st.SearchStrategy[str | None],
+    skus: st.SearchStrategy[str] | None = None,
+    stores: st.SearchStrategy[str] | None = None,
+    currencies: st.SearchStrategy[str] = GBP,
+    max_lines: int = 4,
+    negative_prices: bool = True,
+) -> Checkout:
+    """A checkout of any kind whose quantities' signs fit its kind (a return's are negative,
+    an adjustment's either; an adjustment's prices may be negative too unless
+    ``negative_prices`` is off), drawn from the parts given (``skus`` and ``stores`` default to
+    ``ids``)."""
+    skus = ids if skus is None else skus
+    stores = ids if stores is None else stores
+    kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
+    lines = []
+    for _ in range(draw(st.integers(1, max_lines))):
+        quantity = draw(quantities)
+        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
+            quantity = -quantity
+        price = draw(prices)
+        if negative_prices and kind == "adjustment" and draw(st.booleans()):
+            price = -price
+        lines.append(Line(draw(skus), quantity, price, draw(names)))
+    return Checkout(
+        transaction_id=draw(ids),
+        store_id=draw(stores),
+        register_id=draw(ids),
+        occurred_at=draw(instants),
+        kind=kind,  # type: ignore[arg-type]
+        currency=draw(currencies),
+        lines=tuple(lines),
+    )

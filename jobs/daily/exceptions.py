@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 from common.errors import KassaError, RedisUnavailableError
 
@@ -109,3 +110,17 @@ class SnapshotUnusable(DailyError):  # noqa: N818 - reads as "raise SnapshotUnus
             f"again from Kafka with 'kassa daily run --day {day}'"
         )
         self.day = day
+
+
+class ManifestUnreadable(DailyError):  # noqa: N818 - reads as "raise ManifestUnreadable(...)"
+    """A day's manifest file does not decode as a manifest (:mod:`jobs.daily.manifest`)."""
+
+    exit_code = 2
+
+    def __init__(self, day: date, path: Path, problem: str) -> None:
+        super().__init__(
+            f"the daily manifest of {day} at {path} cannot be read: {problem}; rewrite it by "
+            f"running the day again with 'kassa daily run --day {day}'"
+        )
+        self.day = day
+        self.path = path

@@ -23,13 +23,13 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -41,16 +41,11 @@ from common.days import check_day_order
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import (
-    IncompleteDay,
-    LiveRepairRefused,
-    RedisWriteError,
-    RetentionGap,
-    SnapshotKept,
-)
+from jobs.daily.exceptions import IncompleteDay, LiveRepairRefused, RedisWriteError, RetentionGap
 from jobs.daily.lock import day_lock
-from jobs.daily.manifest import DayResult, Run, build_manifest, summary
+from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_manifest
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
+from jobs.daily.run import DayResult, Run, build_manifest
 from storage import keys, parquet
 from storage.connections import open_redis
 from storage.daily import (
@@ -63,22 +58,12 @@ from storage.daily import (
     snapshot_of,
     stage_day,
 )
-from storage.figures import CHECKOUTS, COLUMNS
 from storage.kafka.planning import DayRange, LateRecords, plan_day
 from storage.kafka.reading import open_consumer, read_day
 
 logger = logging.getLogger(__name__)
 
 CHUNK_MESSAGES: Final = 25_000
-COUNTS: Final = (
-    "records",
-    "decoded_fast",
-    "decoded_slow",
-    "outside_day",
-    "duplicates",
-    "checkouts",
-    "lines",
-)
 
 
 class Progress(Protocol):
@@ -180,23 +165,24 @@ class _DayRun:
     reason: str | None = None
     """The revision's reason; ``None``: :func:`revisions.reason` names it."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    timings: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    timings: Timings = field(default_factory=Timings)
+    counts: Counts = field(default_factory=Counts)
 
     def execute(self, client: redis.Redis, now: datetime) -> DayResult:
         started = time.perf_counter()
-        previous = parquet.read_manifest(self.settings.data_dir, self.day)
-        late_reach = revisions.late_reach(self.settings.data_dir, self.day, previous)
+        previous = read_manifest(self.settings.data_dir, self.day)
+        later = revisions.later_manifests(self.settings.data_dir, self.day)
+        late_reach = revisions.late_reach(self.day, previous, later)
         with closing(open_consumer(self.settings)) as consumer:
             plan = self._plan(consumer, now, late_reach.reach)
             run = self._run(plan, now, previous, late_reach)
             late = self._late_records(plan)
             with parquet.StagedFiles() as staged:
                 partials = self._read(consumer, plan, staged, late)
-                _keep_larger_snapshot(plan, previous, self.counts["checkouts"])
+                revisions.keep_larger_snapshot(plan, previous, self.counts.checkouts)
                 written = self._write(client, run, staged, partials)
         reconciliation, behind = self._finish_redis(client, run.plan, written, now)
-        self.timings["total"] = time.perf_counter() - started
+        self.timings.total = time.perf_counter() - started
         result = self._finish(run, written, reconciliation, behind, late)
         if behind:
             raise LiveRepairRefused(self.day, behind)
@@ -205,10 +191,10 @@ class _DayRun:
     def _plan(self, consumer: Consumer, now: datetime, reach: dict[int, int]) -> DayRange:
         """The day's range; refused when retention cut into it or it is incomplete."""
         tick = time.perf_counter()
-        before = parquet.read_manifest(self.settings.data_dir, self.day - timedelta(days=1))
+        before = read_manifest(self.settings.data_dir, self.day - timedelta(days=1))
         since = revisions.range_ends(before, self.settings.topic)
         plan = plan_day(consumer, self.settings, self.day, now=now, reach=reach, since=since)
-        self.timings["plan"] = time.perf_counter() - tick
+        self.timings.plan = time.perf_counter() - tick
         if plan.gaps and not self.force:
             raise RetentionGap(self.day, plan.topic, plan.gaps)
         if not plan.complete and not self.force:
@@ -218,14 +204,10 @@ class _DayRun:
         return plan
 
     def _run(
-        self,
-        plan: DayRange,
-        now: datetime,
-        previous: dict[str, Any] | None,
-        late_reach: revisions.LateReach,
+        self, plan: DayRange, now: datetime, previous: Manifest | None, late: revisions.LateReach
     ) -> Run:
         """This run: forced or not, its revision of the day and the revision's reason."""
-        reason = self.reason or revisions.reason(previous, late_reach, plan.complete)
+        reason = self.reason or revisions.reason(previous, late, plan.complete)
         forced = self.force and (not plan.complete or bool(plan.gaps))
         revision = revisions.revision(previous)
         return Run(self.run_id, plan, forced, now, revision, reason, previous)
@@ -236,7 +218,7 @@ class _DayRun:
         return LateRecords(
             plan.start,
             self.settings.zone,
-            lambda day: revisions.range_ends(parquet.read_manifest(data_dir, day), topic),
+            lambda day: revisions.range_ends(read_manifest(data_dir, day), topic),
         )
 
     def _read(
@@ -270,10 +252,10 @@ class _DayRun:
             if written is not None:
                 written.result()
         self.progress.finish(task)
-        self.counts["invalid"] = dict(sorted(invalid.items()))
-        self.counts["invalid_total"] = sum(invalid.values())
-        self.counts["dedup_set_bytes"] = dedup.nbytes()
-        self.timings["read_decode_aggregate"] = time.perf_counter() - tick
+        self.counts.invalid = dict(sorted(invalid.items()))
+        self.counts.invalid_total = sum(invalid.values())
+        self.counts.dedup_set_bytes = dedup.nbytes()
+        self.timings.read_decode_aggregate = time.perf_counter() - tick
         return partials
 
     def _decoded(
@@ -288,15 +270,15 @@ class _DayRun:
     ) -> pl.DataFrame:
         """The lines of a decoded chunk that count for the day, counted in :attr:`counts`."""
         counts = self.counts
-        counts["records"] += records
-        counts["decoded_fast"] += decoded.fast
-        counts["decoded_slow"] += decoded.slow
+        counts.records += records
+        counts.decoded_fast += decoded.fast
+        counts.decoded_slow += decoded.slow
         lines, outside = in_day(decoded.lines, plan.start, plan.end)
         lines, duplicates = dedup.first_occurrences(lines)
-        counts["outside_day"] += outside
-        counts["duplicates"] += duplicates
-        counts["checkouts"] += lines.get_column("message").n_unique()
-        counts["lines"] += lines.height
+        counts.outside_day += outside
+        counts.duplicates += duplicates
+        counts.checkouts += lines.get_column("message").n_unique()
+        counts.lines += lines.height
         return lines
 
     def _write(
@@ -317,7 +299,7 @@ class _DayRun:
                 partials.store_totals(),
             )
             day_keys, sizes = self._stage_redis(client, run, snapshot, committed)
-        self.timings["write"] = time.perf_counter() - tick
+        self.timings.write = time.perf_counter() - tick
         return _Written(tables, snapshot, day_keys, sizes)
 
     def _write_tables(
@@ -343,7 +325,7 @@ class _DayRun:
                 "daily",
                 self.day,
                 snapshot,
-                summary=summary(run, snapshot.totals),
+                summary=run.summary(snapshot.totals),
             )
         except redis.RedisError as exc:
             files.result()  # the files go in place, but without a manifest the day is unfinished
@@ -382,7 +364,7 @@ class _DayRun:
                 )
         except redis.RedisError as exc:
             raise self._redis_error(exc) from None
-        self.timings["redis"] = time.perf_counter() - tick
+        self.timings.redis = time.perf_counter() - tick
         return reconciliation, behind
 
     def _finish(
@@ -394,32 +376,26 @@ class _DayRun:
         late: LateRecords,
     ) -> DayResult:
         """Write the manifest: the day is finished."""
-        rows: dict[parquet.Table, int] = {name: f.height for name, f in written.tables.items()}
-        rows["sales_lines"] = self.counts["lines"]
         manifest = build_manifest(
             self.settings,
             run,
             counts=self.counts,
             totals=written.snapshot.totals,
             sizes=written.sizes,
-            rows=rows,
+            rows={name: frame.height for name, frame in written.tables.items()},
             reconciliation=reconciliation,
-            repaired=behind == {},
+            repair=behind,
             late=late,
             timings=self.timings,
         )
-        manifest["reconciliation"]["repair_refused"] = [
-            {"partition": p, "live_watermark": mark, "range_end": end}
-            for p, (mark, end) in sorted((behind or {}).items())
-        ]
-        parquet.write_manifest(self.settings.data_dir, self.day, manifest)
+        write_manifest(self.settings.data_dir, manifest)
         logger.info(
             "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
             self.day,
-            self.counts["checkouts"],
-            self.counts["lines"],
-            rows["daily_item_sales"],
-            self.timings["total"],
+            self.counts.checkouts,
+            self.counts.lines,
+            manifest.tables["daily_item_sales"].rows,
+            self.timings.total,
             "FORCED" if run.forced else "complete",
         )
         return DayResult(self.day, manifest, reconciliation)
@@ -431,14 +407,3 @@ class _DayRun:
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:
     """Append a chunk's ``sales_lines`` rows (converted on the compressing thread)."""
     writer.write_table(sales_lines(lines).to_arrow())
-
-
-def _keep_larger_snapshot(
-    plan: DayRange, previous: Mapping[str, Any] | None, checkouts: int
-) -> None:
-    """Refuse to replace a snapshot that has more checkouts than a range retention cut into."""
-    if not plan.gaps or previous is None:
-        return
-    kept = int(previous["totals"][COLUMNS[CHECKOUTS]])
-    if checkouts < kept:
-        raise SnapshotKept(plan.day, checkouts, kept, int(previous.get("revision", 1)))

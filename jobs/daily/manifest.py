@@ -1,34 +1,38 @@
 """The manifest of a finished day: what was read, counted, written and reconciled.
 
-The manifest is written last (:func:`storage.parquet.write_manifest`): a day with a manifest
-is finished. Its summary (:func:`summary`) is stored beside the day's rankings in Redis.
-Each run of a day is a revision of it (:mod:`jobs.daily.revisions`): the manifest says which,
-why, which late records of earlier days the run found, and what retention had deleted.
+:class:`Manifest` is the one model of the file ``_manifests/date=D/manifest.json``
+(:func:`storage.parquet.manifest_path`), which the daily job writes last: a day with a
+manifest is finished. A run builds it complete (:func:`jobs.daily.run.build_manifest`); it
+is read and written only here (:func:`read_manifest`, :func:`write_manifest`; :func:`encode`,
+:func:`decode`), as pretty JSON with sorted keys.
+Its summary (:meth:`Manifest.summary`) is stored beside the day's rankings in Redis
+(:mod:`storage.summaries`). Each run of a day is a revision of it (:mod:`jobs.daily.revisions`):
+the manifest says which, why, which late records of earlier days the run found, and what
+retention had deleted.
+
+:data:`MANIFEST_VERSION` 2 is the format written; version 1 manifests (written before
+revisions, late records, retention gaps and completeness cases) decode with the defaults of
+the fields they lack. Times are kept as the ISO 8601 strings the run wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from common.schema import SCHEMA_VERSION, from_money_units, to_money_units
-from common.settings import Settings
-from jobs.daily import revisions
+import msgspec
+
+from common.schema import from_money_units, to_money_units
+from jobs.daily.exceptions import ManifestUnreadable
 from storage import parquet
-from storage.daily import Reconciliation
-from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE, TOTALS
-from storage.kafka.planning import DayRange, LateRecords
+from storage.figures import COLUMNS, REVENUE, TOTALS
+from storage.summaries import ManifestSummary, Published
 
 MANIFEST_VERSION: Final = 2
-RUN_ID: Final = "run_id"
-REVISION: Final = "revision"
-PUBLISHED_FIELDS: Final = (REVISION, RUN_ID)
-"""The fields of the Redis manifest hash that name the run whose snapshot it holds."""
 DRIFTS_IN_MANIFEST: Final = 100
 
 
@@ -40,203 +44,252 @@ def code_version() -> str:
         return "unknown"
 
 
-@dataclass(frozen=True)
-class DayResult:
-    """What a run of one day produced."""
+class Behind(msgspec.Struct, frozen=True, kw_only=True):
+    """A partition that kept the day from being complete."""
 
-    day: date
-    manifest: dict[str, Any]
-    reconciliation: Reconciliation
+    partition: int
+    reason: str
 
 
-@dataclass(frozen=True)
-class Published:
-    """Which run of a day published its snapshot: the revision and the run's id."""
+class Partition(msgspec.Struct, frozen=True, kw_only=True):
+    """One partition's part of the day's range (``end_offset`` exclusive)."""
 
-    revision: int
-    run_id: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    records: int
+    low_watermark: int
+    high_watermark: int
+    complete: bool
+    completeness: str | None = None
+    """``records``, ``idle``, ``waiting`` or ``open`` (``None`` in version 1: see :attr:`case`)."""
+    reason: str | None = None
+    read_to: str | None = None
+    """Why the range ends where it does."""
+    newest_record_at: str | None = None
+    retention_gap: bool = False
+
+    @property
+    def case(self) -> str:
+        """How the partition was complete (a version-1 manifest: ``records`` or ``waiting``)."""
+        if self.completeness is not None:
+            return self.completeness
+        return "records" if self.complete else "waiting"
+
+
+class Counts(msgspec.Struct, kw_only=True):
+    """What a run read and counted; the run fills it as it reads, before its manifest."""
+
+    records: int = 0
+    decoded_fast: int = 0
+    decoded_slow: int = 0
+    outside_day: int = 0
+    duplicates: int = 0
+    checkouts: int = 0
+    lines: int = 0
+    invalid: dict[str, int] = {}
+    """Invalid messages by reason."""
+    invalid_total: int = 0
+    dedup_set_bytes: int = 0
+    """The memory the day's checkout ids took at the end of the read."""
+
+
+class Timings(msgspec.Struct, kw_only=True):
+    """Seconds a run spent in each phase; the run fills it as it goes, before its manifest."""
+
+    plan: float = 0.0
+    read_decode_aggregate: float = 0.0
+    write: float = 0.0
+    """The Parquet files, with the Redis keys staged meanwhile."""
+    redis: float = 0.0
+    """The swap, the names, the reconciliation."""
+    total: float = 0.0
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    """The day's totals (the fields :data:`storage.figures.TOTALS`), revenue as a decimal."""
+
+    units: int
+    units_sold: int
+    units_returned: int
+    revenue: Decimal
+    checkouts: int
+    lines: int
 
     @classmethod
-    def of(cls, manifest: Mapping[str, Any]) -> Published:
-        """The run that wrote ``manifest`` (a manifest without ``revision`` is revision 1)."""
-        return cls(int(manifest.get(REVISION, 1)), str(manifest[RUN_ID]))
+    def of(cls, totals: Mapping[str, int]) -> Totals:
+        """The totals of a ``totals`` hash (revenue in integer money units; absent: 0)."""
+        values: dict[str, object] = {name: totals.get(name, 0) for name in TOTALS}
+        values[COLUMNS[REVENUE]] = from_money_units(totals.get(COLUMNS[REVENUE], 0))
+        return msgspec.convert(values, cls)
+
+    def in_units(self) -> dict[str, int]:
+        """As a ``totals`` hash: by :data:`storage.figures.TOTALS`, revenue in money units."""
+        values = msgspec.structs.asdict(self)
+        values[COLUMNS[REVENUE]] = to_money_units(self.revenue)
+        return {name: int(values[name]) for name in TOTALS}
 
 
-@dataclass(frozen=True)
-class Run:
-    """One run of one day: who it was and what it found."""
+class TableFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One Parquet file the run wrote."""
 
-    run_id: str
-    plan: DayRange
+    path: str
+    """Relative to ``KASSA_DATA_DIR``."""
+    size: int = msgspec.field(name="bytes")
+    rows: int
+
+
+class DriftEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """An item whose live figures differ from the daily ones (:class:`storage.figures.Drift`)."""
+
+    sku: str
+    live: dict[str, int]
+    daily: dict[str, int]
+    difference: dict[str, int]
+    """Live minus daily, by figure name."""
+
+
+class RefusedPartition(msgspec.Struct, frozen=True, kw_only=True):
+    """A partition the stream job had not applied to the day's end when a repair was due."""
+
+    partition: int
+    live_watermark: int
+    range_end: int
+
+
+class Reconciled(msgspec.Struct, frozen=True, kw_only=True):
+    """The live figures against the daily ones, and whether live was repaired."""
+
+    live_items: int
+    daily_items: int
+    drifted_items: int
+    drifts: list[DriftEntry]
+    """The first :data:`DRIFTS_IN_MANIFEST` drifts."""
+    repaired_live: bool
+    repair_refused: list[RefusedPartition] = []
+
+
+class LateEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """Late records of one earlier finalized day found in the run's range."""
+
+    records: int
+    reach: dict[str, int]
+    """Partition (a decimal string) -> the offset after the last late record there."""
+
+    def offsets(self) -> dict[int, int]:
+        """:attr:`reach` by partition number."""
+        return {int(partition): offset for partition, offset in self.reach.items()}
+
+
+class Missing(msgspec.Struct, frozen=True, kw_only=True):
+    """A partition whose range retention cut into."""
+
+    partition: int
+    deleted_before_offset: int
+    """The low watermark."""
+    previous_start_offset: int | None
+    """Where an earlier run of the day started there, if any."""
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished run of one day (every field: ``docs/daily.md``)."""
+
+    manifest_version: int
+    day: date
+    timezone: str
+    start: str
+    end: str
+    hours: float
+    topic: str
+    grace_seconds: float
+    lateness_seconds: float
+    complete: bool
     forced: bool
-    """Finalized what a plain run refuses: partitions behind or a retention gap (``--force``)."""
-    run_at: datetime
-    revision: int
-    """1 for the day's first run, one more for each later run."""
-    reason: str
-    """Why the day was run (again)."""
-    previous: Mapping[str, Any] | None
-    """The day's manifest before this run (``None``: the first run)."""
+    behind: list[Behind]
+    partitions: list[Partition]
+    counts: Counts
+    totals: Totals
+    tables: dict[parquet.Table, TableFile]
+    sales_lines_bytes_per_line: float | None
+    reconciliation: Reconciled
+    revision: int = 1
+    revision_reason: str | None = None
+    late_records: dict[str, LateEntry] = {}
+    """By day (``YYYY-MM-DD``)."""
+    missing: list[Missing] = []
+    code_version: str = "unknown"
+    schema_version: int
+    run_id: str
+    run_at: str
+    finished_at: str
+    timings_seconds: Timings
+
+    @property
+    def published(self) -> Published:
+        """The run that wrote this manifest."""
+        return Published(self.revision, self.run_id)
+
+    def summary(self) -> ManifestSummary:
+        """The manifest hash the run that wrote this manifest stored in Redis (to republish)."""
+        return summarize(self.published, self.complete, self.forced, self.totals, self.finished_at)
+
+    def range_ends(self, topic: str) -> dict[int, int] | None:
+        """Partition -> end offset of the day's range in ``topic`` (``None``: another topic)."""
+        if self.topic != topic:
+            return None
+        return {part.partition: part.end_offset for part in self.partitions}
 
 
-def summary(run: Run, totals: Mapping[str, int]) -> dict[str, str | int]:
-    """The manifest hash stored with the day's rankings in Redis."""
-    published = Published(run.revision, run.run_id)
-    finished_at = datetime.now(UTC).isoformat()
-    return _summary(published, run.plan.complete, run.forced, totals, (finished_at, code_version()))
+def summarize(
+    published: Published, complete: bool, forced: bool, totals: Totals, finished_at: str
+) -> ManifestSummary:
+    """The summary of a run of a day (:mod:`storage.summaries`), finished at ``finished_at``."""
+    return ManifestSummary(
+        run_id=published.run_id,
+        revision=published.revision,
+        complete=complete,
+        forced=forced,
+        checkouts=totals.checkouts,
+        lines=totals.lines,
+        revenue=totals.revenue,
+        finished_at=finished_at,
+        code_version=code_version(),
+    )
 
 
-def summary_of(manifest: Mapping[str, Any]) -> dict[str, str | int]:
-    """The manifest hash the run that wrote ``manifest`` stored in Redis (to republish it)."""
-    finished = (str(manifest["finished_at"]), str(manifest.get("code_version", "unknown")))
-    complete, forced = bool(manifest["complete"]), bool(manifest["forced"])
-    return _summary(Published.of(manifest), complete, forced, recorded_totals(manifest), finished)
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_DECODER: Final = msgspec.json.Decoder(Manifest)
 
 
-def _summary(
-    published: Published,
-    complete: bool,
-    forced: bool,
-    totals: Mapping[str, int],
-    finished: tuple[str, str],
-) -> dict[str, str | int]:
-    checkouts, revenue = COLUMNS[CHECKOUTS], COLUMNS[REVENUE]
-    finished_at, code = finished
-    return {
-        RUN_ID: published.run_id,
-        "complete": int(complete),
-        "forced": int(forced),
-        REVISION: published.revision,
-        checkouts: totals.get(checkouts, 0),
-        LINES: totals.get(LINES, 0),
-        revenue: totals.get(revenue, 0),
-        "finished_at": finished_at,
-        "code_version": code,
-    }
+def encode(manifest: Manifest) -> bytes:
+    """The manifest file's content: JSON indented by 2, keys sorted, a final newline."""
+    return msgspec.json.format(_ENCODER.encode(manifest), indent=2) + b"\n"
 
 
-def recorded_totals(manifest: Mapping[str, Any]) -> dict[str, int]:
-    """The day's totals as ``manifest`` records them, revenue in integer money units."""
-    recorded = manifest["totals"]
-    revenue = COLUMNS[REVENUE]
-    totals = {name: int(recorded.get(name, 0)) for name in TOTALS if name != revenue}
-    totals[revenue] = to_money_units(Decimal(str(recorded.get(revenue, 0))))
-    return totals
+def decode(content: bytes, day: date, path: Path) -> Manifest:
+    """The manifest in ``content``, the file ``path`` of ``day``; :class:`ManifestUnreadable`
+    names the file and the fix when it is not a manifest this kassa reads."""
+    try:
+        manifest = _DECODER.decode(content)
+    except msgspec.DecodeError as exc:
+        raise ManifestUnreadable(day, path, str(exc)) from None
+    if manifest.manifest_version > MANIFEST_VERSION:
+        problem = (
+            f"its version {manifest.manifest_version} is newer than the {MANIFEST_VERSION} "
+            "this kassa reads (upgrade kassa to read it)"
+        )
+        raise ManifestUnreadable(day, path, problem)
+    return manifest
 
 
-def build_manifest(
-    settings: Settings,
-    run: Run,
-    *,
-    counts: Mapping[str, Any],
-    totals: Mapping[str, int],
-    sizes: Mapping[Path, int],
-    rows: Mapping[parquet.Table, int],
-    reconciliation: Reconciliation,
-    repaired: bool,
-    late: LateRecords,
-    timings: Mapping[str, float],
-) -> dict[str, Any]:
-    """The manifest of ``run`` (see ``docs/daily.md`` for every field)."""
-    plan = run.plan
-    tables = _tables(settings.data_dir, plan.day, sizes, rows)
-    lines = counts["lines"]
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "day": plan.day.isoformat(),
-        "timezone": settings.timezone,
-        "start": plan.start.isoformat(),
-        "end": plan.end.isoformat(),
-        "hours": (plan.end - plan.start) / timedelta(hours=1),
-        "topic": plan.topic,
-        "grace_seconds": plan.grace.total_seconds(),
-        "lateness_seconds": plan.lateness.total_seconds(),
-        "complete": plan.complete,
-        "forced": run.forced,
-        "behind": [{"partition": p, "reason": why} for p, why in plan.behind],
-        "partitions": _partitions(plan),
-        "counts": dict(counts),
-        "totals": _totals(totals),
-        "tables": tables,
-        "sales_lines_bytes_per_line": (
-            round(tables["sales_lines"]["bytes"] / lines, 2) if lines else None
-        ),
-        "reconciliation": _reconciliation(reconciliation, repaired),
-        "revision": run.revision,
-        "revision_reason": run.reason,
-        "late_records": revisions.late_entries(late.counts, late.reach),
-        "missing": _missing(plan, run.previous),
-        "code_version": code_version(),
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run.run_id,
-        "run_at": run.run_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "timings_seconds": {name: round(value, 3) for name, value in timings.items()},
-    }
+def read_manifest(data_dir: Path, day: date) -> Manifest | None:
+    """The manifest of ``day``, or ``None`` if the day was never finished."""
+    content = parquet.read_manifest_bytes(data_dir, day)
+    if content is None:
+        return None
+    return decode(content, day, parquet.manifest_path(data_dir, day))
 
 
-def _partitions(plan: DayRange) -> list[dict[str, Any]]:
-    return [
-        {
-            "partition": part.partition,
-            "start_offset": part.start,
-            "end_offset": part.end,
-            "records": part.records,
-            "low_watermark": part.low,
-            "high_watermark": part.high,
-            "complete": part.complete,
-            "completeness": part.case,
-            "reason": part.reason,
-            "read_to": part.read_to,
-            "newest_record_at": part.newest_at.isoformat() if part.newest_at else None,
-            "retention_gap": part.gap,
-        }
-        for part in plan.partitions
-    ]
-
-
-def _missing(plan: DayRange, previous: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Each retention gap: its partition, its low watermark, the previous run's start there."""
-    starts = {}
-    if previous is not None and previous.get("topic") == plan.topic:
-        starts = {int(p["partition"]): int(p["start_offset"]) for p in previous["partitions"]}
-    return [
-        {
-            "partition": partition,
-            "deleted_before_offset": low,
-            "previous_start_offset": starts.get(partition),
-        }
-        for partition, low in plan.gaps
-    ]
-
-
-def _totals(totals: Mapping[str, int]) -> dict[str, Any]:
-    """The day's totals, revenue as a decimal string."""
-    recorded: dict[str, Any] = {name: totals.get(name, 0) for name in TOTALS}
-    revenue = COLUMNS[REVENUE]
-    recorded[revenue] = str(from_money_units(recorded[revenue]))
-    return recorded
-
-
-def _tables(
-    data_dir: Path, day: date, sizes: Mapping[Path, int], rows: Mapping[parquet.Table, int]
-) -> dict[str, dict[str, Any]]:
-    tables: dict[str, dict[str, Any]] = {}
-    for table in parquet.TABLES:
-        path = parquet.table_path(data_dir, table, day)
-        tables[table] = {
-            "path": str(path.relative_to(data_dir)),
-            "bytes": sizes.get(path, path.stat().st_size),
-            "rows": rows[table],
-        }
-    return tables
-
-
-def _reconciliation(reconciliation: Reconciliation, repaired: bool) -> dict[str, Any]:
-    return {
-        "live_items": reconciliation.live_items,
-        "daily_items": reconciliation.daily_items,
-        "drifted_items": len(reconciliation.drifts),
-        "drifts": [d.as_dict() for d in reconciliation.drifts[:DRIFTS_IN_MANIFEST]],
-        "repaired_live": repaired,
-    }
+def write_manifest(data_dir: Path, manifest: Manifest) -> Path:
+    """Write ``manifest`` as the manifest of its day, atomically; its path."""
+    return parquet.write_manifest_bytes(data_dir, manifest.day, encode(manifest))

@@ -3,9 +3,9 @@
 Redis can lose a finalized day's daily keys, or hold an older revision of it: restored from
 an older backup, flushed, failed over to an empty replica, keys expired early. The disk
 manifest stays the record of what was finalized; Redis's daily manifest hash names the run
-whose snapshot Redis holds (:data:`~jobs.daily.manifest.PUBLISHED_FIELDS`: revision and run
-id). Each scheduler pass calls :func:`republish_stale`: one ``HMGET`` per due finalized day,
-and :func:`republish_day` for each day whose run differs from the disk manifest's.
+whose snapshot Redis holds (:attr:`storage.summaries.ManifestSummary.published`: revision and
+run id). Each scheduler pass calls :func:`republish_stale`: one ``HGETALL`` per due finalized
+day, and :func:`republish_day` for each day whose run differs from the disk manifest's.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from common.errors import redacted
 from common.settings import Settings
 from jobs.daily.exceptions import SnapshotUnusable
 from jobs.daily.lock import day_lock
-from jobs.daily.manifest import PUBLISHED_FIELDS, Published, recorded_totals, summary_of
+from jobs.daily.manifest import read_manifest
 from jobs.daily.status import is_running
 from storage import keys, parquet
 from storage.connections import open_redis
-from storage.daily import DaySnapshot, manifest_fields, replace_day, set_missing_names, snapshot_of
+from storage.daily import DaySnapshot, replace_day, set_missing_names, snapshot_of
 from storage.figures import CHECKOUTS, COLUMNS, LINES, TOTALS
+from storage.summaries import Published, read_summaries
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,8 @@ def published_in_redis(
     client: redis.Redis, space: str, days: Sequence[date]
 ) -> dict[date, Published | None]:
     """The run whose snapshot Redis holds for each of ``days`` (``None``: no manifest hash)."""
-    held: dict[date, Published | None] = {}
-    for day, (revision, run_id) in manifest_fields(client, space, days, PUBLISHED_FIELDS).items():
-        held[day] = None if revision is None or run_id is None else Published(int(revision), run_id)
-    return held
+    summaries = read_summaries(client, space, days)
+    return {day: None if held is None else held.published for day, held in summaries.items()}
 
 
 def staleness(snapshot: Published, held: Published | None) -> str | None:
@@ -64,27 +63,26 @@ def republish_day(
 
     Reads the day's manifest and aggregate tables, never Kafka, and writes what the run
     that wrote them wrote: the keys swapped in atomically (:func:`storage.daily.replace_day`)
-    expiring as after a run at ``now``, the run's manifest hash (:func:`summary_of`), the
+    expiring as after a run at ``now``, the run's manifest hash (its summary), the
     names of items without one. Raises :class:`SnapshotUnusable` when the day has no
     manifest, a table is missing, or the tables do not add up to the manifest's totals.
     Returns the run republished. The caller holds the day's lock.
     """
-    manifest = parquet.read_manifest(settings.data_dir, day)
+    manifest = read_manifest(settings.data_dir, day)
     if manifest is None:
         raise SnapshotUnusable(day, "it has no manifest (it was never finalized)")
     items, snapshot = read_snapshot(settings.data_dir, day)
-    recorded = recorded_totals(manifest)
+    recorded = manifest.totals.in_units()
     found = {name: snapshot.totals.get(name, 0) for name in TOTALS}
     if found != recorded:
         raise SnapshotUnusable(day, f"its tables add up to {found}, its manifest says {recorded}")
     written_at = now or datetime.now(UTC)
     expire_at = keys.expire_at(day, settings.zone, settings.retention_days, written_at=written_at)
     space = settings.key_space
-    replace_day(
-        client, space, "daily", day, snapshot, expire_at=expire_at, summary=summary_of(manifest)
-    )
+    summary = manifest.summary()
+    replace_day(client, space, "daily", day, snapshot, expire_at=expire_at, summary=summary)
     set_missing_names(client, space, items.select("sku", "name").iter_rows())
-    return Published.of(manifest)
+    return manifest.published
 
 
 def read_snapshot(data_dir: Path, day: date) -> tuple[pl.DataFrame, DaySnapshot]:
@@ -155,21 +153,21 @@ def _finalized(settings: Settings, days: Sequence[date], now: datetime) -> dict[
     """The run of each of ``days`` that has a manifest and whose keys should be in Redis."""
     snapshots: dict[date, Published] = {}
     for day in days:
-        manifest = parquet.read_manifest(settings.data_dir, day)
+        manifest = read_manifest(settings.data_dir, day)
         if manifest is None or _expired(settings, day, now) or is_running(settings.data_dir, day):
             continue
-        snapshots[day] = Published.of(manifest)
+        snapshots[day] = manifest.published
     return snapshots
 
 
 def _republish_if_stale(settings: Settings, client: redis.Redis, day: date, now: datetime) -> bool:
     """Check ``day`` again under its lock (a run may just have finished) and republish it."""
     with day_lock(settings, day):
-        manifest = parquet.read_manifest(settings.data_dir, day)
+        manifest = read_manifest(settings.data_dir, day)
         if manifest is None:
             return False
         held = published_in_redis(client, settings.key_space, [day])[day]
-        why = staleness(Published.of(manifest), held)
+        why = staleness(manifest.published, held)
         if why is None:
             return False
         logger.warning("day %s: %s; republishing it from its Parquet snapshot", day, why)

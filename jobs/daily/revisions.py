@@ -10,13 +10,15 @@ its manifest; a run of D reads up to every reach (:func:`late_reach`), so it res
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
+from jobs.daily.exceptions import SnapshotKept
+from jobs.daily.manifest import Manifest, read_manifest
 from storage import parquet
+from storage.kafka.planning import DayRange
 
 
 @dataclass(frozen=True)
@@ -31,64 +33,62 @@ class LateReach:
     """The days whose runs found the pending records."""
 
 
-def range_ends(manifest: Mapping[str, Any] | None, topic: str) -> dict[int, int] | None:
+def range_ends(manifest: Manifest | None, topic: str) -> dict[int, int] | None:
     """Partition -> end offset of a manifest's range in ``topic`` (``None``: no such range)."""
-    if manifest is None or manifest.get("topic") != topic:
-        return None
-    return {int(part["partition"]): int(part["end_offset"]) for part in manifest["partitions"]}
+    return None if manifest is None else manifest.range_ends(topic)
 
 
-def late_reach(data_dir: Path, day: date, manifest: Mapping[str, Any] | None) -> LateReach:
-    """What later runs found of ``day`` (``manifest``: its current one, if finalized)."""
-    topic = manifest.get("topic") if manifest is not None else None
-    ends = range_ends(manifest, topic) if isinstance(topic, str) else None
+def later_manifests(data_dir: Path, day: date) -> list[Manifest]:
+    """The manifests of the days after ``day``, oldest first."""
+    later = (read_manifest(data_dir, other) for other in parquet.manifest_days(data_dir))
+    return [manifest for manifest in later if manifest is not None and manifest.day > day]
+
+
+def late_reach(day: date, manifest: Manifest | None, later: Iterable[Manifest]) -> LateReach:
+    """What the runs of ``later`` days found of ``day`` (``manifest``: its current one, if
+    finalized)."""
+    topic = manifest.topic if manifest is not None else None
+    ends = manifest.range_ends(manifest.topic) if manifest is not None else None
     reach: dict[int, int] = {}
     pending = 0
     found_by: list[date] = []
-    for later in parquet.manifest_days(data_dir):
-        if later <= day:
+    for other in later:
+        entry = other.late_records.get(day.isoformat())
+        if other.day <= day or entry is None or (topic is not None and other.topic != topic):
             continue
-        other = parquet.read_manifest(data_dir, later)
-        entry = (other or {}).get("late_records", {}).get(day.isoformat())
-        if other is None or entry is None or (topic is not None and other["topic"] != topic):
-            continue
-        offsets = {int(p): int(offset) for p, offset in entry["reach"].items()}
+        offsets = entry.offsets()
         for partition, offset in offsets.items():
             reach[partition] = max(reach.get(partition, 0), offset)
         if ends is None or any(offset > ends.get(p, 0) for p, offset in offsets.items()):
-            pending += int(entry["records"])
-            found_by.append(later)
+            pending += entry.records
+            found_by.append(other.day)
     return LateReach(pending, reach, tuple(found_by))
 
 
-def revision(previous: Mapping[str, Any] | None) -> int:
+def revision(previous: Manifest | None) -> int:
     """The revision number of the next run of a day whose manifest is ``previous``."""
     if previous is None:
         return 1
-    return int(previous.get("revision", 1)) + 1
+    return previous.revision + 1
 
 
-def reason(previous: Mapping[str, Any] | None, late: LateReach, complete: bool) -> str:
+def reason(previous: Manifest | None, late: LateReach, complete: bool) -> str:
     """Why a day is run again, when the caller gave no reason."""
     if previous is None:
         return "first run"
     if late.records:
         days = ", ".join(str(day) for day in late.found_by)
         return f"late records: {late.records} found by the run(s) of {days}"
-    if previous.get("forced") and complete:
+    if previous.forced and complete:
         return "forced day revisited: every partition is complete now"
     return "run again"
 
 
-def late_entries(
-    counts: Mapping[date, int], reach: Mapping[date, Mapping[int, int]]
-) -> dict[str, Any]:
-    """The ``late_records`` manifest field of a run's late records
-    (:class:`storage.kafka.planning.LateRecords`)."""
-    return {
-        day.isoformat(): {
-            "records": counts[day],
-            "reach": {str(p): offset for p, offset in sorted(reach[day].items())},
-        }
-        for day in sorted(counts)
-    }
+def keep_larger_snapshot(plan: DayRange, previous: Manifest | None, checkouts: int) -> None:
+    """Refuse to replace a snapshot that has more checkouts than a range retention cut into
+    (:class:`SnapshotKept`): ``checkouts`` is what a run of ``plan`` found."""
+    if not plan.gaps or previous is None:
+        return
+    kept = previous.totals.checkouts
+    if checkouts < kept:
+        raise SnapshotKept(plan.day, checkouts, kept, previous.revision)

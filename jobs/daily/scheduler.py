@@ -35,10 +35,11 @@ from common.metrics import MetricsServer
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
-from jobs.daily.manifest import DayResult
+from jobs.daily.manifest import read_manifest
 from jobs.daily.metrics import DailyMetrics
 from jobs.daily.republish import republish_stale
-from jobs.daily.status import day_status
+from jobs.daily.run import DayResult
+from jobs.daily.status import day_status, day_statuses
 from storage import parquet
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def catch_up(
             break
     republish_stale(settings, due_days(settings, clock), clock)
     if metrics is not None:
-        statuses = [day_status(settings.data_dir, day) for day in due_days(settings, clock)]
+        statuses = day_statuses(settings.data_dir, due_days(settings, clock))
         metrics.on_window(statuses, lambda day: day_bounds(day, settings.zone)[0])
     return results
 
@@ -159,8 +160,8 @@ def _run(
     Late records of a forced day are restated as forced again; a forced day is revisited
     without ``force``, so it is rewritten only once complete.
     """
-    previous = parquet.read_manifest(settings.data_dir, day)
-    force = todo == "late" and bool(previous and previous["forced"])
+    previous = read_manifest(settings.data_dir, day)
+    force = todo == "late" and previous is not None and previous.forced
     refusal = None
     try:
         return run_day(settings, day, now=now, force=force)

@@ -3,45 +3,79 @@
 States, the first that applies: ``running`` (a run holds the day's lock), ``missing`` (no
 manifest), ``late-pending`` (later runs found late records past the day's range; the
 scheduler restates it), ``forced`` (finalized incomplete; revisited once complete),
-``restated`` (revision 2 or later), ``complete``.
+``restated`` (revision 2 or later), ``complete``. ``kassa daily status``, the scheduler,
+``/api/days`` and ``/health`` all read a day's state here (:class:`DayStatus`).
 """
 
 from __future__ import annotations
 
 import fcntl
-from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from jobs.daily import revisions
+from jobs.daily.manifest import Manifest, read_manifest
 from storage import parquet
-from storage.figures import CHECKOUTS, COLUMNS
+from storage.summaries import ManifestSummary
 
-STATES: Final = ("running", "missing", "late-pending", "forced", "restated", "complete")
+State = Literal["running", "missing", "late-pending", "forced", "restated", "complete"]
+STATES: Final[tuple[State, ...]] = (
+    "running",
+    "missing",
+    "late-pending",
+    "forced",
+    "restated",
+    "complete",
+)
 
 
 @dataclass(frozen=True)
 class DayStatus:
-    """One day's state and what its manifest says."""
+    """One day's state and, once it is finished, its manifest."""
 
     day: date
-    state: str
-    revision: int | None = None
-    reason: str | None = None
-    checkouts: int | None = None
+    state: State
+    manifest: Manifest | None = None
     late_pending: int = 0
-    finished_at: str | None = None
-    completeness: dict[str, int] | None = None
-    """How many partitions were complete by each case (``records``, ``idle``, ...)."""
-    run_id: str | None = None
-    """The run that wrote the manifest."""
+    """Late records later runs found past the day's range."""
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        entry = asdict(self)
-        entry["day"] = self.day.isoformat()
-        return entry
+    @property
+    def summary(self) -> ManifestSummary | None:
+        """The summary of the day's manifest (``None``: not finished)."""
+        return None if self.manifest is None else self.manifest.summary()
+
+    def completeness(self) -> dict[str, int]:
+        """How many partitions were complete by each case (``records``, ``idle``, ...)."""
+        cases: dict[str, int] = {}
+        for part in self.manifest.partitions if self.manifest is not None else ():
+            cases[part.case] = cases.get(part.case, 0) + 1
+        return dict(sorted(cases.items()))
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready, as ``kassa daily status --json`` prints it."""
+        manifest = self.manifest
+        return {
+            "day": self.day.isoformat(),
+            "state": self.state,
+            "revision": None if manifest is None else manifest.revision,
+            "reason": None if manifest is None else manifest.revision_reason,
+            "checkouts": None if manifest is None else manifest.totals.checkouts,
+            "late_pending": self.late_pending,
+            "finished_at": None if manifest is None else manifest.finished_at,
+            "completeness": None if manifest is None else self.completeness(),
+            "run_id": None if manifest is None else manifest.run_id,
+        }
+
+    def summary_json(self) -> dict[str, Any] | None:
+        """The manifest in brief, JSON-ready, as ``/api/days`` and ``/health`` show it: its
+        summary and how many items drifted from the live figures (``None``: not finished)."""
+        if self.manifest is None:
+            return None
+        drifted = self.manifest.reconciliation.drifted_items
+        return {**self.manifest.summary().as_json(), "drifted_items": drifted}
 
 
 def is_running(data_dir: Path, day: date) -> bool:
@@ -58,41 +92,43 @@ def is_running(data_dir: Path, day: date) -> bool:
     return False
 
 
+def day_statuses(data_dir: Path, days: Sequence[date]) -> list[DayStatus]:
+    """The state of each of ``days``, in their order (see the module docstring).
+
+    Reads each manifest from the earliest of ``days`` on once.
+    """
+    if not days:
+        return []
+    first = min(days)
+    finished = {
+        day: manifest
+        for day in parquet.manifest_days(data_dir)
+        if day >= first and (manifest := read_manifest(data_dir, day)) is not None
+    }
+    return [_status(data_dir, day, finished) for day in days]
+
+
 def day_status(data_dir: Path, day: date) -> DayStatus:
     """The state of ``day`` (see the module docstring)."""
+    return day_statuses(data_dir, [day])[0]
+
+
+def _status(data_dir: Path, day: date, finished: dict[date, Manifest]) -> DayStatus:
     running = is_running(data_dir, day)
-    manifest = parquet.read_manifest(data_dir, day)
+    manifest = finished.get(day)
     if manifest is None:
         return DayStatus(day, "running" if running else "missing")
-    late = revisions.late_reach(data_dir, day, manifest)
-    revision = int(manifest.get("revision", 1))
+    later = [other for other_day, other in finished.items() if other_day > day]
+    late = revisions.late_reach(day, manifest, later)
+    state: State
     if running:
         state = "running"
     elif late.records:
         state = "late-pending"
-    elif manifest["forced"]:
+    elif manifest.forced:
         state = "forced"
-    elif revision > 1:
+    elif manifest.revision > 1:
         state = "restated"
     else:
         state = "complete"
-    cases: dict[str, int] = {}
-    for part in manifest["partitions"]:
-        case = part.get("completeness", "records" if part["complete"] else "waiting")
-        cases[case] = cases.get(case, 0) + 1
-    return DayStatus(
-        day,
-        state,
-        revision,
-        manifest.get("revision_reason"),
-        int(manifest["totals"][COLUMNS[CHECKOUTS]]),
-        late.records,
-        manifest.get("finished_at"),
-        dict(sorted(cases.items())),
-        manifest.get("run_id"),
-    )
-
-
-def day_statuses(data_dir: Path, last: date, days: int) -> list[DayStatus]:
-    """The states of the ``days`` days up to ``last``, newest first."""
-    return [day_status(data_dir, last - timedelta(days=n)) for n in range(days)]
+    return DayStatus(day, state, manifest, late.records)

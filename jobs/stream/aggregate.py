@@ -1,4 +1,5 @@
-"""Folding checkouts into a partition batch's delta (the per-message hot path)."""
+"""Folding checkouts into a partition batch's delta (the per-message hot path), and rolling
+the batch's store figures up into the chain's (once per batch)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from storage.figures import (
     UNITS,
     WIDTH,
 )
-from storage.live import PartitionDelta
+from storage.live import ChainDay, PartitionDelta
 
 STAMP: Final = WIDTH
 """The slot after an item's figures: the number, in its scope, of the last checkout that
@@ -153,3 +154,35 @@ class Aggregator:
             if figures[last] != stamp:
                 figures[last] = stamp
                 figures[checkouts] += 1
+
+
+def roll_up(delta: PartitionDelta) -> None:
+    """Sum the store scopes of ``delta`` into each day's chain figures (``delta.chain``), once
+    its checkouts are folded and before it is applied (once per batch, not per line)."""
+    chain = delta.chain
+    for (day, store_id), items in delta.items.items():
+        counts = delta.counts_of((day, store_id))
+        whole = chain.get(day)
+        if whole is None:
+            copies = {sku: figures.copy() for sku, figures in items.items()}
+            chain[day] = ChainDay(copies, counts.copy(), [store_id])
+            continue
+        _add_items(whole.items, items)
+        whole.counts[CHECKOUT_COUNT] += counts[CHECKOUT_COUNT]
+        whole.counts[LINE_COUNT] += counts[LINE_COUNT]
+        whole.stores.append(store_id)
+
+
+def _add_items(chain: dict[str, list[int]], items: dict[str, list[int]]) -> None:
+    """Add a store's ``items`` to the chain's (lists of :mod:`storage.figures` layout)."""
+    units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
+    for sku, figures in items.items():
+        total = chain.get(sku)
+        if total is None:
+            chain[sku] = figures.copy()
+        else:
+            total[units] += figures[units]
+            total[sold] += figures[sold]
+            total[returned] += figures[returned]
+            total[revenue] += figures[revenue]
+            total[checkouts] += figures[checkouts]

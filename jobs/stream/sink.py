@@ -96,7 +96,7 @@ class LiveSink(BaseSink):
         """Take over newly assigned partitions: Redis's ``state`` and where Kafka resumes.
 
         ``starts`` maps each partition to the offset the consumer resumes from (Redis's
-        watermark + 1, see :class:`~jobs.stream.app.StreamApplication`).
+        watermark + 1, see :class:`~jobs.stream.assignment.Assignments`).
         """
         with self._lock:
             for partition in starts:

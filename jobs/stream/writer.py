@@ -6,7 +6,8 @@ the raw records of each partition batch and hands the batch to :class:`BatchWrit
 child processes (``KASSA_STREAM_WRITERS``; each partition always goes to the same one):
 
 1. decode every value with a :class:`common.schema.WireDecoder`, fold the checkouts into a
-   :class:`~storage.live.PartitionDelta` and dead-letter what they refuse (delivered before
+   :class:`~storage.live.PartitionDelta`, roll its stores' figures up into the chain's
+   (:func:`~jobs.stream.aggregate.roll_up`) and dead-letter what they refuse (delivered before
    anything is written);
 2. make the batch's one Lua call (:meth:`storage.live.LiveStore.apply`: compare-and-set on the
    partition's watermark) and send back a small :class:`BatchReport` (or, when Redis fails,
@@ -41,7 +42,7 @@ from typing import Final
 from common.errors import InvalidCheckout, KassaError
 from common.schema import Reason, WireDecoder
 from common.settings import Settings
-from jobs.stream.aggregate import Aggregator, DayCutter
+from jobs.stream.aggregate import Aggregator, DayCutter, roll_up
 from jobs.stream.dead_letters import DeadLetters
 from jobs.stream.exceptions import StreamRedisUnavailableError, WriterError
 from jobs.stream.malloc import keep_batch_memory
@@ -142,6 +143,7 @@ class _Writer:
             if replayed and self._days.day_of(checkout.occurred_at) < floor_day:
                 continue
             aggregate(delta, checkout)
+        roll_up(delta)
         if self._dead_letters is not None:
             self._dead_letters.flush()  # before the watermark covers them
         started = time.perf_counter()

@@ -10,7 +10,7 @@ def test_the_bodies_name_each_figure_by_its_column() -> None:
     assert set(models.ItemDay.model_fields) == {"day", "present", *figures.COLUMNS}
     assert set(models.DayTotals.model_fields) == {"day", "present", *figures.TOTALS}
     assert set(models.RankedItem.model_fields) == {"rank", "sku", "name", *figures.RANKED_BY}
-    assert set(models.DayStatus.model_fields["manifest"].examples[0]) >= {
+    assert set(models.DayStatusBody.model_fields["manifest"].examples[0]) >= {
         figures.COLUMNS[figures.CHECKOUTS],
         figures.COLUMNS[figures.REVENUE],
     }

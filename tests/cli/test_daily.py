@@ -7,10 +7,12 @@ import signal
 import subprocess
 import urllib.request
 from contextlib import closing
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pyarrow.dataset as ds
+import pytest
 
 from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
@@ -54,14 +56,18 @@ def test_bad_input_exits_2(settings: Settings) -> None:
     assert "--from 2026-11-20 is after --to 2026-11-19" in backwards.stderr
 
 
-def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) -> None:
-    port = free_port()
-    window = settings.model_copy(update={"daily_catchup_days": 1, "daily_metrics_port": port})
+def _noon_zone(now: datetime) -> str:
+    """A fixed-offset zone in which ``now`` is between 11:30 and 12:30 local time, so a
+    daily time a few minutes before or after it is on the same local day at any hour."""
+    offset = 12 - round(now.astimezone(UTC).hour + now.minute / 60)
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # the Etc zones' sign is inverted
+
+
+def _schedule_until_first_wait(settings: Settings) -> str:
+    """Run ``kassa daily schedule`` through its catch-up to its first wait, then Ctrl-C it;
+    its log up to the wait."""
     child = subprocess.Popen(
-        [*KASSA, "daily", "schedule"],
-        env=settings_env(window),
-        stderr=subprocess.PIPE,
-        text=True,
+        [*KASSA, "daily", "schedule"], env=settings_env(settings), stderr=subprocess.PIPE, text=True
     )
     try:
         assert child.stderr is not None
@@ -70,13 +76,11 @@ def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) ->
             lines.append(line)
             if "daily job scheduled" in line:
                 break
-        log = "".join(lines)
-        assert "daily run finished 2 day(s)" in log, log
-        assert "next run" in log
+        port = settings.daily_metrics_port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as health:
             assert json.loads(health.read())["state"] == "running"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
-            assert 'kassa_daily_runs_total{outcome="complete"} 2.0' in metrics.read().decode()
+            text = metrics.read().decode()
         child.send_signal(signal.SIGINT)
         assert child.wait(30) == 130
     finally:
@@ -84,7 +88,33 @@ def test_schedule_catches_up_then_waits_until_interrupted(settings: Settings) ->
         child.wait()
         if child.stderr is not None:
             child.stderr.close()
-    assert len(parquet.manifest_days(window.data_dir)) == 2
+    return "".join(lines) + text
+
+
+@pytest.mark.parametrize(("minutes", "finished"), [(-2, 2), (30, 1)])
+def test_schedule_catches_up_the_days_due_then_waits_until_interrupted(
+    settings: Settings, minutes: int, finished: int
+) -> None:
+    # KASSA_DAILY_AT just before "now" makes yesterday due, just after it not yet: both
+    # sides are proven at any hour, in a zone where "now" is about noon.
+    now = datetime.now(UTC)
+    zone = ZoneInfo(_noon_zone(now))
+    daily_at = (now.astimezone(zone) + timedelta(minutes=minutes)).time().replace(microsecond=0)
+    window = settings.model_copy(
+        update={
+            "daily_catchup_days": 1,
+            "daily_metrics_port": free_port(),
+            "timezone": str(zone),
+            "daily_at": daily_at,
+        }
+    )
+    log = _schedule_until_first_wait(window)
+    assert f"daily run finished {finished} day(s)" in log, log
+    assert "next run" in log
+    assert f'kassa_daily_runs_total{{outcome="complete"}} {finished}.0' in log
+    yesterday = now.astimezone(zone).date() - timedelta(days=1)
+    expected = [yesterday - timedelta(days=1), yesterday][:finished]
+    assert parquet.manifest_days(window.data_dir) == expected
 
 
 def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:

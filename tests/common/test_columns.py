@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,135 +20,7 @@ from common.schema import (
     decode_checkout,
     encode_checkout,
 )
-
-LIMITS = Limits(max_lines=6, max_quantity=1000, max_message_bytes=4000)
-NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
-"""The judging clock: every generated checkout lies in its event-time window."""
-
-identifiers = st.text(st.characters(codec="utf-8", exclude_characters="\n"), min_size=1, max_size=8)
-zones = st.sampled_from(
-    [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]
-)
-
-
-@st.composite
-def checkouts(draw: st.DrawFn) -> Checkout:
-    kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
-    lines = []
-    for _ in range(draw(st.integers(1, 4))):
-        quantity = draw(st.integers(1, 1000))
-        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
-            quantity = -quantity
-        price = draw(st.decimals(min_value=0, max_value=5000, places=draw(st.integers(0, 4))))
-        if kind == "adjustment" and draw(st.booleans()):
-            price = -price
-        name = draw(st.none() | identifiers)
-        lines.append(Line(draw(identifiers), quantity, price, name))
-    micros = draw(st.integers(0, 10**6 - 1)) if draw(st.booleans()) else 0
-    occurred = datetime(2026, 11, 20, 12, tzinfo=UTC) + timedelta(
-        seconds=draw(st.integers(-86_400, 86_400)), microseconds=micros
-    )
-    return Checkout(
-        transaction_id=draw(identifiers),
-        store_id=draw(identifiers),
-        register_id=draw(identifiers),
-        occurred_at=occurred.astimezone(draw(zones)),
-        kind=kind,  # type: ignore[arg-type]
-        currency=draw(st.sampled_from(["GBP", "GBP", "EUR"])),
-        lines=tuple(lines),
-    )
-
-
-MUTATIONS: list[tuple[tuple[str, ...], Any]] = [
-    (("transaction_id",), None),
-    (("transaction_id",), ""),
-    (("store_id",), 7),
-    (("occurred_at",), "2026-11-20T10:00:00"),
-    (("occurred_at",), "2026-11-20 10:00:00+00:00"),
-    (("occurred_at",), "2026-02-30T10:00:00Z"),
-    (("occurred_at",), "2026-11-20T10:00:00.123456789+01:00"),
-    (("occurred_at",), "2026-11-20T23:59:60Z"),
-    (("occurred_at",), "0000-01-01T00:00:00Z"),
-    (("occurred_at",), "2026-11-20T10:00:00+23:59"),
-    (("occurred_at",), "\u0662\u0660\u0662\u0666-11-20T10:00:00Z"),
-    (("lines", 0, "unit_price"), "\u0663.5"),
-    (("currency",), "EUR\n"),
-    (("kind",), "refund"),
-    (("currency",), "eur"),
-    (("schema_version",), 2),
-    (("lines",), []),
-    (("lines",), None),
-    (("lines", 0, "quantity"), 0),
-    (("lines", 0, "quantity"), 10**6),
-    (("lines", 0, "quantity"), -1),
-    (("lines", 0, "quantity"), 1.0),
-    (("lines", 0, "quantity"), "3"),
-    (("lines", 0, "unit_price"), "1.23456"),
-    (("lines", 0, "unit_price"), "1.50000"),
-    (("lines", 0, "unit_price"), "1e2"),
-    (("lines", 0, "unit_price"), 2.5),
-    (("lines", 0, "unit_price"), "-1"),
-    (("lines", 0, "unit_price"), "NaN"),
-    (("lines", 0, "sku"), ""),
-    (("lines", 0, "sku"), "x" * 65),
-    (("lines", 0, "extra"), {"nested": [1]}),
-    (("extra",), "ignored"),
-    # JSON nulls, which pyarrow reads like missing fields
-    (("schema_version",), None),
-    (("store_id",), None),
-    (("register_id",), None),
-    (("occurred_at",), None),
-    (("kind",), None),
-    (("currency",), None),
-    (("lines", 0), None),
-    (("lines", 0, "sku"), None),
-    (("lines", 0, "quantity"), None),
-    (("lines", 0, "unit_price"), None),
-    (("lines", 0, "name"), None),
-    # poison: implausible event times, another currency, the largest amounts
-    (("occurred_at",), "9999-12-31T12:00:00Z"),
-    (("occurred_at",), "9999-12-31T23:30:00-05:00"),
-    (("occurred_at",), "0001-01-01T00:30:00+01:00"),
-    (("occurred_at",), "0001-01-01T00:30:00Z"),
-    (("occurred_at",), "1999-12-31T23:59:59.999999Z"),
-    (("occurred_at",), "2000-01-01T01:00:00+01:00"),
-    (("occurred_at",), "2026-11-22T12:00:00Z"),
-    (("occurred_at",), "2026-11-22T13:00:00+01:00"),
-    (("occurred_at",), "2026-11-22T12:00:00.000001Z"),
-    (("currency",), "EUR"),
-    (("currency",), "XXX"),
-    (("lines",), [{"sku": "big", "quantity": 1000, "unit_price": "999999999999.9999"}]),
-    (("lines",), [{"sku": "big", "quantity": -1000, "unit_price": "999999999999.9999"}]),
-]
-
-
-def _mutate(value: bytes, mutation: int | None, form: int) -> bytes:
-    if mutation is None:
-        return value
-    if mutation >= len(MUTATIONS):
-        forms = [
-            value[: len(value) // 2],
-            b"[1, 2]",
-            b"",
-            value + b"\n" + value,
-            b" \n" + value,
-            b"x" * 4001,
-            value.replace(b'"currency":"', b'"currency":"\xff', 1),
-            b"\xef\xbb\xbf" + value,
-            b"null",
-            value.replace(b'"kind":', b'"kind":"sale","kind":', 1),
-        ]
-        return forms[form % len(forms)]
-    path, replacement = MUTATIONS[mutation]
-    document = json.loads(value)
-    target = document
-    for part in path[:-1]:
-        target = target[part]
-    if form % 5 == 0 and path[-1] in target:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = replacement
-    return json.dumps(document).encode()
+from tests.common.helpers import LIMITS, MUTATIONS, NOW, messages, mutate
 
 
 def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]:
@@ -183,7 +54,7 @@ def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]
 @given(
     st.lists(
         st.tuples(
-            checkouts(),
+            messages,
             st.none() | st.integers(0, len(MUTATIONS)),
             st.integers(0, 100),
         ),
@@ -194,7 +65,7 @@ def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]
 def test_columns_and_reasons_equal_decode_checkout(
     cases: list[tuple[Checkout, int | None, int]],
 ) -> None:
-    values = [_mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
+    values = [mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
 
     decoded = decode_batch(list(values), LIMITS, NOW)
 

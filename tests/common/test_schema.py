@@ -30,7 +30,7 @@ from common.schema import (
     to_money_units,
     validate_checkout,
 )
-from tests.helpers import repo_root
+from tests.helpers import checkouts, repo_root
 
 LIMITS = Limits()
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
@@ -48,32 +48,18 @@ instants = st.datetimes(
 quantities = st.integers(min_value=1, max_value=LIMITS.max_quantity)
 
 
-@st.composite
-def checkouts(draw: st.DrawFn) -> Checkout:
-    kind = draw(st.sampled_from(KINDS))
-    count = draw(st.integers(min_value=1, max_value=8))
-    lines = []
-    for _ in range(count):
-        quantity = draw(quantities)
-        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
-            quantity = -quantity
-        price = draw(prices)
-        if kind == "adjustment" and draw(st.booleans()):
-            price = -price
-        name = draw(st.none() | st.text(max_size=60))
-        lines.append(Line(draw(identifiers), quantity, price, name))
-    return Checkout(
-        transaction_id=draw(identifiers),
-        store_id=draw(identifiers),
-        register_id=draw(identifiers),
-        occurred_at=draw(instants),
-        kind=kind,
-        currency=draw(st.from_regex(r"\A[A-Z]{3}\Z")),
-        lines=tuple(lines),
-    )
+any_checkout = checkouts(
+    ids=identifiers,
+    instants=instants,
+    quantities=quantities,
+    prices=prices,
+    names=st.none() | st.text(max_size=60),
+    currencies=st.from_regex(r"\A[A-Z]{3}\Z"),
+    max_lines=8,
+)
 
 
-@given(checkouts())
+@given(any_checkout)
 @settings(max_examples=300)
 def test_a_checkout_survives_encode_and_decode(checkout: Checkout) -> None:
     limits = Limits(currency=checkout.currency)
@@ -86,7 +72,7 @@ def test_a_checkout_survives_encode_and_decode(checkout: Checkout) -> None:
     ]
 
 
-@given(checkouts())
+@given(any_checkout)
 def test_the_record_timestamp_is_occurred_at_and_the_key_the_store(checkout: Checkout) -> None:
     expected = (checkout.occurred_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
         milliseconds=1

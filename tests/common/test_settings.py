@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from common.environment import check_folders, env_example, unknown_variables
 from common.errors import SettingsError
 from common.schema import Limits
-from common.settings import (
-    Settings,
-    check_folders,
-    env_example,
-    load_settings,
-    unknown_variables,
-)
+from common.settings import Settings, load_settings
 from tests.helpers import repo_root, run_kassa
 
 

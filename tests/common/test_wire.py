@@ -16,7 +16,7 @@ from common.schema import (
     decode_checkout,
     encode_checkout,
 )
-from tests.common.test_columns import LIMITS, MUTATIONS, NOW, _mutate, checkouts
+from tests.common.helpers import LIMITS, MUTATIONS, NOW, messages, mutate
 
 
 def _outcome(decode: Callable[[bytes], object], value: bytes) -> object:
@@ -49,7 +49,7 @@ def _fields(item: WireCheckout | Checkout) -> tuple[object, ...]:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.tuples(checkouts(), st.none() | st.integers(0, len(MUTATIONS)), st.integers(0, 100)),
+        st.tuples(messages, st.none() | st.integers(0, len(MUTATIONS)), st.integers(0, 100)),
         min_size=1,
         max_size=10,
     )
@@ -58,7 +58,7 @@ def test_the_wire_decoder_accepts_and_refuses_what_decode_checkout_does(
     cases: list[tuple[Checkout, int | None, int]],
 ) -> None:
     # In sequence, twice: the second pass meets prices the first one found valid.
-    values = [_mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
+    values = [mutate(encode_checkout(item), mutation, form) for item, mutation, form in cases]
     decoder = WireDecoder(LIMITS)
     for value in values * 2:
         wire = _outcome(lambda data: decoder.decode(data, NOW), value)

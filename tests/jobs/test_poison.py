@@ -214,7 +214,7 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_counts_around_it_are_ex
 
     # The daily job reads the same records: it counts the same, refuses the same.
     result = run_day(settings, DAY)
-    assert result.manifest["counts"]["invalid"] == Counter(r for _, r in poison)
+    assert result.manifest.counts.invalid == Counter(r for _, r in poison)
     daily = parquet_figures(parquet.table_path(settings.data_dir, "daily_item_sales", DAY))
     assert daily == expected_of(good, DAY, BERLIN)
     assert daily["huge"][3] == Decimal(10**12)
@@ -242,8 +242,8 @@ def test_a_topic_with_two_currencies_counts_only_the_configured_one(
     assert int(totals[b"revenue"]) == to_money_units(revenue)
 
     result = run_day(settings, DAY)
-    assert result.manifest["counts"]["invalid"] == {"currency": len(euros)}
-    assert Decimal(result.manifest["totals"]["revenue"]) == revenue
+    assert result.manifest.counts.invalid == {"currency": len(euros)}
+    assert Decimal(result.manifest.totals.revenue) == revenue
     assert result.reconciliation.drifts == ()
 
 

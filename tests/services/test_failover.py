@@ -218,8 +218,8 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
     assert isinstance(stop_day, date)
     manifests[stop_day] = run_day(settings, stop_day).manifest
     for day, manifest in manifests.items():
-        assert manifest["complete"] is True
-        assert manifest["counts"]["duplicates"] == 0, day
+        assert manifest.complete is True
+        assert manifest.counts.duplicates == 0, day
         path = parquet.table_path(settings.data_dir, "daily_item_sales", day)
         assert parquet_figures(path) == expected_of(checkouts, day, LONDON), day
 

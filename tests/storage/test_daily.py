@@ -12,6 +12,7 @@ import redis
 from redis.client import Pipeline
 
 from common.settings import Settings
+from jobs.stream.aggregate import roll_up
 from storage import keys
 from storage.daily import (
     DaySnapshot,
@@ -23,9 +24,24 @@ from storage.daily import (
     stage_day,
 )
 from storage.live import Expectation, Identity, LiveStore, PartitionDelta
+from storage.summaries import ManifestSummary, read_summaries
 
 DAY = date(2026, 11, 20)
 SPACE = "pytest"
+
+
+def _summary(run_id: str) -> ManifestSummary:
+    return ManifestSummary(
+        run_id=run_id,
+        revision=1,
+        complete=True,
+        forced=False,
+        checkouts=1,
+        lines=1,
+        revenue=Decimal("1.1000"),
+        finished_at="2026-11-21T02:31:07+00:00",
+        code_version="0.1.0",
+    )
 
 
 def _snapshot(stores: dict[str, dict[str, tuple[int, int, int, int, int]]]) -> DaySnapshot:
@@ -49,7 +65,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         DAY,
         _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}, "s2": {"b": (1, 2, 1, 10, 1)}}),
         expire_at=expire_at,
-        summary={"run_id": "one"},
+        summary=_summary("one"),
     )
     replace_day(
         redis_client,
@@ -58,7 +74,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         DAY,
         _snapshot({"s1": {"a": (7, 7, 0, 140, 3)}}),
         expire_at=expire_at,
-        summary={"run_id": "two"},
+        summary=_summary("two"),
     )
 
     assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
@@ -66,6 +82,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
     assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "units", "s2")) == 0
     assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "returned")) == 0
     assert redis_client.hget(keys.manifest_key(SPACE, DAY), "run_id") == b"two"
+    assert read_summaries(redis_client, SPACE, [DAY]) == {DAY: _summary("two")}
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
     assert 0 < redis_client.ttl(keys.day_key(SPACE, "daily", DAY, "units")) <= 3600
 
@@ -108,7 +125,7 @@ def test_a_staged_day_is_invisible_until_swapped_and_discard_removes_it(
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
     assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
 
-    staged = stage_day(redis_client, SPACE, "daily", DAY, new, summary={"run_id": "three"})
+    staged = stage_day(redis_client, SPACE, "daily", DAY, new, summary=_summary("three"))
     assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
     staged.swap(expire_at)
     assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (9, 9, 0, 180, 3)}
@@ -193,6 +210,7 @@ def test_a_rebuild_between_the_repair_check_and_its_swap_refuses_the_repair(
     identity = Identity("topic-id", "cluster-id")
     delta = PartitionDelta(0, 0, 9, items={(DAY, "s1"): {"a": [5, 5, 0, 100, 2, 0]}})
     delta.stores[(DAY, "s1")] = [2, 2]
+    roll_up(delta)
     store.apply(delta, Expectation(identity, 0, -1))
     daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
     guard = _RacingGuard(keys.applied_offsets_key(SPACE), {0: 10}, store, identity)

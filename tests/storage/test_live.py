@@ -13,7 +13,7 @@ import redis
 from common.errors import FigureLimitError
 from common.schema import Checkout, Line, WireDecoder, encode_checkout
 from common.settings import Settings
-from jobs.stream.aggregate import Aggregator
+from jobs.stream.aggregate import Aggregator, roll_up
 from storage import keys
 from storage.live import ApplyStatus, Expectation, Identity, LiveStore, PartitionDelta
 from tests.helpers import truth
@@ -47,6 +47,7 @@ def _delta(first: int, last: int, baskets: list[Checkout] = BASKETS) -> Partitio
     aggregator = Aggregator(UTC)  # type: ignore[arg-type]
     for checkout in baskets:
         aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
+    roll_up(delta)
     return delta
 
 
@@ -212,6 +213,7 @@ def _revenue_delta(first: int, revenue: int, units: int = 1) -> PartitionDelta:
     delta = PartitionDelta(0, first_offset=first, last_offset=first)
     delta.items[(DAY, "s1")] = {"x": [units, units, 0, revenue, 1]}
     delta.stores[(DAY, "s1")] = [1, 1]
+    roll_up(delta)
     return delta
 
 
@@ -300,9 +302,18 @@ def test_random_integers_of_any_length_sum_exactly(
     for offset, side in enumerate((0, 1)):
         delta = PartitionDelta(0, first_offset=offset, last_offset=offset)
         delta.items[(DAY, "s1")] = {sku: [1, 0, 0, pair[side], 0] for sku, pair in pairs.items()}
+        roll_up(delta)
         store.apply(delta, expected=_expect(offset - 1))
 
     stored = redis_client.hgetall(keys.day_key(SPACE, "live", DAY, "revenue", "s1"))
     assert {sku.decode(): int(value) for sku, value in stored.items()} == {
         sku: a + b for sku, (a, b) in pairs.items() if a or b
     }
+
+
+def test_a_batch_not_rolled_up_is_a_caller_error(store: LiveStore) -> None:
+    delta = PartitionDelta(0, first_offset=0, last_offset=0)
+    delta.items[(DAY, "s1")] = {"x": [1, 1, 0, 5, 1]}
+    with pytest.raises(ValueError, match="not rolled up"):
+        store.apply(delta, expected=_expect(-1))
+    assert store.watermarks([0]) == {0: -1}

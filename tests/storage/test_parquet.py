@@ -61,9 +61,11 @@ def test_readers_skip_temporary_files_and_see_the_date_column(tmp_path: Path) ->
         assert frame["x"].to_list() == [1]
 
 
-def test_manifest_round_trip_and_listing(tmp_path: Path) -> None:
-    assert parquet.read_manifest(tmp_path, DAY) is None
+def test_manifest_file_round_trip_and_listing(tmp_path: Path) -> None:
+    assert parquet.read_manifest_bytes(tmp_path, DAY) is None
     assert parquet.manifest_days(tmp_path) == []
-    parquet.write_manifest(tmp_path, DAY, {"day": DAY.isoformat(), "complete": True})
-    assert parquet.read_manifest(tmp_path, DAY) == {"day": "2026-03-29", "complete": True}
+    written = parquet.write_manifest_bytes(tmp_path, DAY, b'{"complete": true}\n')
+    assert written == parquet.manifest_path(tmp_path, DAY)
+    assert parquet.read_manifest_bytes(tmp_path, DAY) == b'{"complete": true}\n'
     assert parquet.manifest_days(tmp_path) == [DAY]
+    assert [path.name for path in written.parent.iterdir()] == ["manifest.json"]

@@ -16,6 +16,7 @@ from common.schema import encode_checkout, to_money_units
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RedisWriteError, SnapshotKept
 from jobs.daily.job import run_day
+from jobs.daily.manifest import Missing, read_manifest
 from producers.publish import publish
 from producers.replay import checkouts as replay_checkouts
 from storage import keys, parquet
@@ -73,12 +74,12 @@ def test_dataset_day_equals_an_independent_computation(
     path = parquet.table_path(london.data_dir, "daily_item_sales", day)
     assert parquet_figures(path) == expected
     manifest = result.manifest
-    assert manifest["complete"] is True
-    assert manifest["forced"] is False
-    assert manifest["hours"] == hours
-    assert manifest["counts"]["invalid_total"] == 0
-    assert manifest["totals"]["units"] == sum(row[0] for row in expected.values())
-    assert Decimal(manifest["totals"]["revenue"]) == sum(row[3] for row in expected.values())
+    assert manifest.complete is True
+    assert manifest.forced is False
+    assert manifest.hours == hours
+    assert manifest.counts.invalid_total == 0
+    assert manifest.totals.units == sum(row[0] for row in expected.values())
+    assert Decimal(manifest.totals.revenue) == sum(row[3] for row in expected.values())
     ranking = redis_client.zrange(
         keys.day_key(settings.key_space, "daily", day, "units"), 0, -1, withscores=True
     )
@@ -90,14 +91,14 @@ def test_dataset_day_equals_an_independent_computation(
         sku: to_money_units(row[3]) for sku, row in expected.items() if row[3]
     }
     lines = pl.read_parquet(parquet.table_path(london.data_dir, "sales_lines", day))
-    assert lines.height == manifest["counts"]["lines"]
-    assert lines["quantity"].sum() == manifest["totals"]["units"]
+    assert lines.height == manifest.counts.lines
+    assert lines["quantity"].sum() == manifest.totals.units
     store_items = pl.read_parquet(
         parquet.table_path(london.data_dir, "daily_store_item_sales", day)
     )
-    assert store_items["units"].sum() == manifest["totals"]["units"]
+    assert store_items["units"].sum() == manifest.totals.units
     hourly = pl.read_parquet(parquet.table_path(london.data_dir, "hourly_sales", day))
-    assert hourly["revenue"].sum() == Decimal(manifest["totals"]["revenue"])
+    assert hourly["revenue"].sum() == Decimal(manifest.totals.revenue)
 
 
 def test_rerun_changes_nothing_and_two_runs_at_once_agree(
@@ -176,12 +177,12 @@ def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settin
 
     manifest = run_day(settings, day).manifest
 
-    counts = manifest["counts"]
-    assert counts["duplicates"] == 3
-    assert counts["invalid"] == {"malformed_json": 1, "missing_field": 1, "sign_mismatch": 1}
-    assert counts["outside_day"] >= 2
-    assert manifest["totals"]["units"] == 10
-    assert manifest["totals"]["checkouts"] == 10
+    counts = manifest.counts
+    assert counts.duplicates == 3
+    assert counts.invalid == {"malformed_json": 1, "missing_field": 1, "sign_mismatch": 1}
+    assert counts.outside_day >= 2
+    assert manifest.totals.units == 10
+    assert manifest.totals.checkouts == 10
 
 
 def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> None:
@@ -202,7 +203,7 @@ def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> 
     assert refused.value.partitions == [0, 2]
     assert "partition 0" in str(refused.value) and "partition 2" in str(refused.value)
     assert "--force" in str(refused.value)
-    assert parquet.read_manifest(settings.data_dir, day) is None
+    assert read_manifest(settings.data_dir, day) is None
 
     cli = run_kassa(
         "daily", "run", "--day", "2026-11-20", "--quiet", env=settings_env(settings), timeout=60
@@ -211,10 +212,10 @@ def test_incomplete_day_is_refused_naming_the_partitions(settings: Settings) -> 
     assert "partition 0" in cli.stderr and "partition 2" in cli.stderr
 
     manifest = run_day(settings, day, force=True).manifest
-    assert manifest["complete"] is False
-    assert manifest["forced"] is True
-    assert [entry["partition"] for entry in manifest["behind"]] == [0, 2]
-    assert manifest["totals"]["units"] == 3
+    assert manifest.complete is False
+    assert manifest.forced is True
+    assert [entry.partition for entry in manifest.behind] == [0, 2]
+    assert manifest.totals.units == 3
 
 
 @pytest.mark.parametrize(("day", "hours"), [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25)])
@@ -237,7 +238,7 @@ def test_dst_days_are_cut_at_local_midnight(settings: Settings, day: date, hours
 
     manifest = run_day(london, day).manifest
 
-    assert manifest["hours"] == hours
+    assert manifest.hours == hours
     items = pl.read_parquet(parquet.table_path(london.data_dir, "daily_item_sales", day))
     assert sorted(items["sku"]) == sorted(name for name, (_, inside) in instants.items() if inside)
     hourly = pl.read_parquet(parquet.table_path(london.data_dir, "hourly_sales", day))
@@ -271,9 +272,9 @@ def test_a_crash_before_the_rename_leaves_the_previous_snapshot(
 
     assert data_files(settings.data_dir) == files
     assert _redis_state(redis_client, "daily") == state
-    assert parquet.read_manifest(settings.data_dir, day) == first
+    assert read_manifest(settings.data_dir, day) == first
     monkeypatch.undo()
-    assert run_day(settings, day).manifest["totals"]["units"] == 5
+    assert run_day(settings, day).manifest.totals.units == 5
 
 
 def test_reconciliation_reports_live_drift_and_repairs_it(
@@ -291,15 +292,15 @@ def test_reconciliation_reports_live_drift_and_repairs_it(
     applied = keys.applied_offsets_key(settings.key_space)
     redis_client.hset(applied, mapping={str(p): 10**6 for p in range(settings.partitions)})
 
-    drifting = run_day(settings, day).manifest["reconciliation"]
-    assert drifting["drifted_items"] == 2
-    assert drifting["drifts"][0]["sku"] == "soap"
-    assert drifting["drifts"][0]["difference"]["units"] == -1
-    assert drifting["repaired_live"] is False
+    drifting = run_day(settings, day).manifest.reconciliation
+    assert drifting.drifted_items == 2
+    assert drifting.drifts[0].sku == "soap"
+    assert drifting.drifts[0].difference["units"] == -1
+    assert drifting.repaired_live is False
 
-    repaired = run_day(settings, day, repair_live=True).manifest["reconciliation"]
-    assert repaired["repaired_live"] is True
-    assert run_day(settings, day).manifest["reconciliation"]["drifted_items"] == 0
+    repaired = run_day(settings, day, repair_live=True).manifest.reconciliation
+    assert repaired.repaired_live is True
+    assert run_day(settings, day).manifest.reconciliation.drifted_items == 0
     assert redis_client.zscore(keys.day_key(settings.key_space, "live", day, "units"), "soap") == 2
 
 
@@ -322,7 +323,7 @@ def test_small_chunks_give_the_same_day_as_one_chunk(settings: Settings) -> None
     small = run_day(settings, day, chunk_messages=7).manifest
     large = run_day(whole, day).manifest
 
-    assert small["counts"]["duplicates"] == large["counts"]["duplicates"] == len(sales[::4])
+    assert small.counts.duplicates == large.counts.duplicates == len(sales[::4])
     for table in ("daily_item_sales", "daily_store_item_sales", "hourly_sales"):
         assert pl.read_parquet(parquet.table_path(settings.data_dir, table, day)).equals(
             pl.read_parquet(parquet.table_path(whole.data_dir, table, day))
@@ -343,7 +344,7 @@ def test_redis_down_leaves_the_day_unfinished_with_status_5(settings: Settings) 
 
     assert failed.value.exit_code == 5
     assert parquet.table_path(settings.data_dir, "daily_item_sales", day).exists()
-    assert parquet.read_manifest(settings.data_dir, day) is None
+    assert read_manifest(settings.data_dir, day) is None
 
 
 def test_checkouts_are_deduplicated_by_store_and_transaction_id(settings: Settings) -> None:
@@ -354,9 +355,9 @@ def test_checkouts_are_deduplicated_by_store_and_transaction_id(settings: Settin
 
     manifest = run_day(settings, day).manifest
 
-    assert manifest["totals"]["checkouts"] == 2
-    assert manifest["totals"]["units"] == 3
-    assert manifest["counts"]["duplicates"] == 1
+    assert manifest.totals.checkouts == 2
+    assert manifest.totals.units == 3
+    assert manifest.counts.duplicates == 1
 
 
 def test_today_and_future_days_are_never_complete(settings: Settings) -> None:
@@ -369,7 +370,7 @@ def test_today_and_future_days_are_never_complete(settings: Settings) -> None:
         with pytest.raises(IncompleteDay, match="the day is still open") as refused:
             run_day(settings, day, now=now)
         assert refused.value.partitions == [0, 1, 2]
-        assert parquet.read_manifest(settings.data_dir, day) is None
+        assert read_manifest(settings.data_dir, day) is None
 
     cli = run_kassa(
         "daily", "run", "--day", "2030-01-01", "--quiet", env=settings_env(settings), timeout=60
@@ -391,7 +392,7 @@ def test_retention_never_replaces_a_snapshot_with_fewer_records(
     later = [checkout(f"n{n}", utc(2026, 11, 22, 9, n), [("tea", 1, "1")]) for n in range(10)]
     produce(settings, sales + later, partition=0)
     first = run_day(settings, day).manifest
-    assert first["totals"]["checkouts"] == 30
+    assert first.totals.checkouts == 30
     files = data_files(settings.data_dir)
     state = _redis_state(redis_client, "daily")
     delete_records(settings, 0, 20)
@@ -407,13 +408,13 @@ def test_retention_never_replaces_a_snapshot_with_fewer_records(
 
     assert data_files(settings.data_dir) == files
     assert _redis_state(redis_client, "daily") == state
-    assert parquet.read_manifest(settings.data_dir, day) == first
+    assert read_manifest(settings.data_dir, day) == first
 
     # With no snapshot to protect, --force finalizes what is left and says what is missing.
     fresh = settings.model_copy(update={"data_dir": settings.data_dir.parent / "fresh"})
     forced = run_day(fresh, day, force=True).manifest
-    assert forced["totals"]["checkouts"] == 10
-    assert forced["forced"] is True
-    assert forced["missing"] == [
-        {"partition": 0, "deleted_before_offset": 20, "previous_start_offset": None}
+    assert forced.totals.checkouts == 10
+    assert forced.forced is True
+    assert forced.missing == [
+        Missing(partition=0, deleted_before_offset=20, previous_start_offset=None)
     ]

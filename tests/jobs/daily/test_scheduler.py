@@ -15,6 +15,7 @@ from common.days import day_bounds
 from common.metrics import MetricsServer
 from common.schema import Checkout
 from common.settings import Settings
+from jobs.daily.manifest import read_manifest
 from jobs.daily.scheduler import (
     JOB_ID,
     RETRY_JOB_ID,
@@ -95,18 +96,18 @@ def test_a_missed_day_is_caught_up_exactly_once(settings: Settings) -> None:
         date(2026, 11, 19),
         date(2026, 11, 20),
     ]
-    assert first[1].manifest["totals"]["units"] == 3
+    assert first[1].manifest.totals.units == 3
     run_ids = {
-        day: parquet.read_manifest(window.data_dir, day)["run_id"]
+        day: read_manifest(window.data_dir, day).run_id
         for day in parquet.manifest_days(window.data_dir)
-    }  # type: ignore[index]
+    }  # type: ignore[union-attr]
 
     assert catch_up(window, now) == []
     assert catch_up(window, now + timedelta(hours=3)) == []
     assert {
-        day: parquet.read_manifest(window.data_dir, day)["run_id"]
+        day: read_manifest(window.data_dir, day).run_id
         for day in parquet.manifest_days(window.data_dir)
-    } == run_ids  # type: ignore[index]
+    } == run_ids  # type: ignore[union-attr]
 
 
 class Clock:
@@ -181,10 +182,10 @@ def test_a_week_of_closed_nights_finalizes_every_day_without_force(settings: Set
     for day in days:
         due = _cut_off(week, day) + idle
         assert due <= finalized[day] < due + retry, (day, finalized[day])
-        manifest = parquet.read_manifest(week.data_dir, day)
+        manifest = read_manifest(week.data_dir, day)
         assert manifest is not None
-        assert (manifest["complete"], manifest["forced"], manifest["revision"]) == (True, False, 1)
-        assert [part["completeness"] for part in manifest["partitions"]] == ["idle"] * 3
+        assert (manifest.complete, manifest.forced, manifest.revision) == (True, False, 1)
+        assert [part.completeness for part in manifest.partitions] == ["idle"] * 3
         path = parquet.table_path(week.data_dir, "daily_item_sales", day)
         both = traffic[0] + traffic[1]
         assert parquet_figures(path) == expected_of(both, day, week.zone)
@@ -217,13 +218,13 @@ def test_late_records_of_a_finalized_day_are_restated_by_the_next_pass(
     clock.now = utc(2026, 11, 18, 2, 30)
     assert [result.day for result in daily.run_pass()] == [next_day, day]
 
-    manifest = parquet.read_manifest(window.data_dir, day)
+    manifest = read_manifest(window.data_dir, day)
     assert manifest is not None
-    assert manifest["revision"] == 2
-    assert manifest["revision_reason"] == "late records: 5 found by the run(s) of 2026-11-17"
-    found = parquet.read_manifest(window.data_dir, next_day)
+    assert manifest.revision == 2
+    assert manifest.revision_reason == "late records: 5 found by the run(s) of 2026-11-17"
+    found = read_manifest(window.data_dir, next_day)
     assert found is not None
-    assert found["late_records"]["2026-11-16"]["records"] == 5
+    assert found.late_records["2026-11-16"].records == 5
     expected = expected_of(on_time + late, day, window.zone)
     assert parquet_figures(parquet.table_path(window.data_dir, "daily_item_sales", day)) == expected
     ranking = redis_client.zrange(
@@ -259,11 +260,11 @@ def test_a_day_past_its_deadline_is_forced_then_revisited_once_complete(settings
 
         clock.now = deadline(window, day)
         assert [result.day for result in daily.run_pass()] == [day]
-        forced = parquet.read_manifest(window.data_dir, day)
+        forced = read_manifest(window.data_dir, day)
         assert forced is not None
-        assert (forced["forced"], forced["complete"], forced["revision"]) == (True, False, 1)
-        assert forced["revision_reason"].startswith("deadline 2026-11-17T12:00:00+00:00 passed")
-        assert forced["totals"]["checkouts"] == len(sales)
+        assert (forced.forced, forced.complete, forced.revision) == (True, False, 1)
+        assert forced.revision_reason.startswith("deadline 2026-11-17T12:00:00+00:00 passed")
+        assert forced.totals.checkouts == len(sales)
         assert day_status(window.data_dir, day).state == "forced"
         assert _sample(daily, "kassa_daily_days_forced") == 1
         metrics = _get(server.port, "/metrics")
@@ -275,16 +276,14 @@ def test_a_day_past_its_deadline_is_forced_then_revisited_once_complete(settings
 
         clock.now = utc(2026, 11, 17, 13, 40)
         assert [result.day for result in daily.run_pass()] == [day]
-        revisited = parquet.read_manifest(window.data_dir, day)
+        revisited = read_manifest(window.data_dir, day)
         assert revisited is not None
-        assert (revisited["forced"], revisited["complete"], revisited["revision"]) == (
+        assert (revisited.forced, revisited.complete, revisited.revision) == (
             False,
             True,
             2,
         )
-        assert (
-            revisited["revision_reason"] == "forced day revisited: every partition is complete now"
-        )
+        assert revisited.revision_reason == "forced day revisited: every partition is complete now"
         assert _sample(daily, "kassa_daily_days_forced") == 0
         assert _sample(daily, "kassa_daily_seconds_since_last_success") == 0
         clock.now += timedelta(minutes=5)

@@ -1,5 +1,5 @@
-"""Ground truth computed independently from what a test produced, and the live figures read
-back from Redis in the same shape."""
+"""Ground truth computed independently from what a test produced, the live figures read back
+from Redis in the same shape, and the stream job run, fed and watched the way its tests do."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,12 +18,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from common.schema import Checkout, decode_checkout, from_money_units
 from common.settings import Settings
+from jobs.stream.app import build_stream_job
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
 from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
 from storage.kafka.config import client_config
-from tests.helpers import KASSA, Figures, settings_env
+from tests.helpers import KASSA, Figures, settings_env, truth
 
 
 def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figures:
@@ -58,6 +59,31 @@ def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figur
 def days_of(figures: Figures) -> set[date]:
     """The days present in ``figures``."""
     return {day for day, _, _ in figures}
+
+
+def assert_exact(client: redis.Redis, settings: Settings, checkouts: list[Checkout]) -> None:
+    """Every live figure in Redis is the ground truth of ``checkouts``, each counted once."""
+    expected = truth(checkouts, settings.zone)
+    assert live_figures(client, days_of(expected), settings.key_space) == expected
+
+
+def valid_checkouts(count: int, seed: int, day: date = date(2026, 11, 21)) -> list[Checkout]:
+    """``count`` synthetic checkouts from 09:00 UTC on ``day`` on (the same for one seed)."""
+    start = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=9)
+    return list(generate(seed, start, count))
+
+
+def publish_checkouts(
+    settings: Settings, checkouts: list[Checkout], rate: float | None = None
+) -> None:
+    """Publish ``checkouts`` to the sales topic (at most ``rate`` a second); all delivered."""
+    report = publish(settings, checkouts, rate=rate)
+    assert report.delivered == len(checkouts), report.summary()
+
+
+def run_once(settings: Settings, idle: float = 3.0) -> None:
+    """Run the job in this process until it has been idle for ``idle`` seconds."""
+    build_stream_job(settings.model_copy(update={"metrics_port": 0})).run(timeout=idle)
 
 
 def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
@@ -117,6 +143,11 @@ def watermarks(client: redis.Redis, space: str) -> dict[int, int]:
     """Partition -> live watermark in Redis (the hash's other fields left out)."""
     raw = client.hgetall(keys.applied_offsets_key(space))
     return {int(k): int(v) for k, v in raw.items() if k.isdigit()}
+
+
+def watermark_sum(client: redis.Redis, space: str) -> int:
+    """The sum of key space ``space``'s live watermarks: it grows with every applied batch."""
+    return sum(watermarks(client, space).values())
 
 
 def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.schema import Checkout, Line, WireDecoder, encode_checkout, from_money_units
-from jobs.stream.aggregate import STAMP, Aggregator, DayCutter
+from jobs.stream.aggregate import STAMP, Aggregator, DayCutter, roll_up
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 from storage.live import PartitionDelta
-from tests.helpers import truth
+from tests.helpers import checkouts, truth
 
 LONDON = ZoneInfo("Europe/London")
 # Around the 2026 DST changes in London, so 23- and 25-hour days are crossed.
@@ -25,42 +25,34 @@ INSTANTS = st.one_of(
 PRICES = st.decimals(Decimal("0"), Decimal("500"), places=4)
 
 
-@st.composite
-def checkouts(draw: st.DrawFn) -> Checkout:
-    kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
-    count = draw(st.integers(1, 6))
-    lines = []
-    for _ in range(count):
-        quantity = draw(st.integers(1, 50))
-        if kind == "return" or (kind == "adjustment" and draw(st.booleans())):
-            quantity = -quantity
-        lines.append(
-            Line(
-                draw(st.sampled_from(["a", "b", "c", "d"])),
-                quantity,
-                draw(PRICES),
-                draw(st.sampled_from([None, "A", "B"])),
-            )
-        )
-    instant = draw(INSTANTS)
-    return Checkout(
-        transaction_id="t",
-        store_id=draw(st.sampled_from(["s1", "s2"])),
-        register_id="r1",
-        occurred_at=instant.astimezone(draw(st.sampled_from([UTC, LONDON]))),
-        kind=kind,  # type: ignore[arg-type]
-        currency="GBP",
-        lines=tuple(lines),
-    )
+BATCHES = st.lists(
+    checkouts(
+        ids=st.just("t"),
+        stores=st.sampled_from(["s1", "s2"]),
+        skus=st.sampled_from(["a", "b", "c", "d"]),
+        instants=st.tuples(INSTANTS, st.sampled_from([UTC, LONDON])).map(
+            lambda pair: pair[0].astimezone(pair[1])
+        ),
+        quantities=st.integers(1, 50),
+        prices=PRICES,
+        names=st.sampled_from([None, "A", "B"]),
+        max_lines=6,
+        negative_prices=False,
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(checkouts(), max_size=40))
+@given(BATCHES)
 def test_fold_equals_reference(batch: list[Checkout]) -> None:
     delta = PartitionDelta(0)
     aggregator = Aggregator(LONDON)
     for checkout in batch:
         aggregator.add(delta, WireDecoder().decode(encode_checkout(checkout)))
+    roll_up(delta)
+    chain_scopes = [((day, None), c.items) for day, c in delta.chain.items()]
+    scopes = [*delta.items.items(), *chain_scopes]
     folded = {
         (day, store, sku): (
             f[UNITS],
@@ -69,13 +61,17 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
             from_money_units(f[REVENUE]),
             f[CHECKOUTS],
         )
-        for (day, store), items in delta.items.items()
+        for (day, store), items in scopes
         for sku, f in items.items()
     }
-    expected = {key: row for key, row in truth(batch, LONDON).items() if key[1] is not None}
-    assert folded == expected
+    assert folded == truth(batch, LONDON)
     assert delta.checkouts == len(batch)
     assert delta.lines == sum(len(c.lines) for c in batch)
+    store_days = set(delta.items)
+    assert {(day, s) for day, c in delta.chain.items() for s in c.stores} == store_days
+    for day, chain in delta.chain.items():
+        on_day = [c for c in batch if c.occurred_at.astimezone(LONDON).date() == day]
+        assert chain.counts == [len(on_day), sum(len(c.lines) for c in on_day)]
 
 
 @given(INSTANTS)

@@ -18,13 +18,15 @@ from common.errors import (
 )
 from common.schema import Reason, encode_checkout
 from common.settings import Settings
-from jobs.stream.app import _kassa_cause
 from jobs.stream.exceptions import (
     DeadLetterError,
+    InstanceFencedError,
+    KafkaContactLostError,
     StreamError,
     StreamRedisUnavailableError,
     WriterError,
 )
+from jobs.stream.failures import kassa_cause, stream_failure
 from jobs.stream.writer import BatchWriter, RawBatch, _picklable
 from producers.synthetic import generate
 from storage.kafka.config import client_config
@@ -42,8 +44,25 @@ def test_the_kassa_error_behind_a_framework_error_is_found() -> None:
         except StreamRedisUnavailableError as exc:
             raise RuntimeError("Error during partition assignment") from exc
     except RuntimeError as wrapped:
-        assert _kassa_cause(wrapped) is original
-    assert _kassa_cause(ValueError("plain")) is None
+        assert kassa_cause(wrapped) is original
+    assert kassa_cause(ValueError("plain")) is None
+
+
+def test_a_lost_broker_or_membership_behind_a_framework_error_is_a_stream_error() -> None:
+    fenced = KafkaException(KafkaError(KafkaError.FENCED_INSTANCE_ID))
+    try:
+        try:
+            raise fenced
+        except KafkaException as exc:
+            raise RuntimeError("commit failed") from exc
+    except RuntimeError as wrapped:
+        assert isinstance(stream_failure(wrapped, "till-1"), InstanceFencedError)
+        dynamic = stream_failure(wrapped, None)  # no group.instance.id: not a fencing
+        assert isinstance(dynamic, KafkaContactLostError)
+        assert dynamic.cause.startswith("KafkaException: ")
+    original = StreamRedisUnavailableError("redis://127.0.0.1:1/0", "reach", "refused")
+    assert stream_failure(original, None) is None  # raised as it is
+    assert stream_failure(ValueError("a bug"), None) is None
 
 
 def test_a_redis_error_pickles_with_its_message_and_stays_a_stream_error() -> None:

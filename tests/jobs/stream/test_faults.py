@@ -25,13 +25,12 @@ from common.schema import Checkout
 from common.settings import Settings
 from jobs.daily.exceptions import LiveRepairRefused
 from jobs.daily.job import run_day
-from jobs.stream.app import build_stream_job
+from jobs.daily.manifest import read_manifest
 from jobs.stream.exceptions import (
     EvictionPolicyError,
     IdentityMismatchError,
     WatermarksLostError,
 )
-from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from services.redis import RedisServer
@@ -46,30 +45,18 @@ from tests.jobs.stream.faults import (
     redis_url_of,
     restore_redis_data,
 )
-from tests.jobs.stream.helpers import Load, caught_up, days_of, live_figures, start_stream
+from tests.jobs.stream.helpers import (
+    Load,
+    assert_exact,
+    caught_up,
+    live_figures,
+    publish_checkouts,
+    run_once,
+    start_stream,
+    valid_checkouts,
+)
 
 LONDON = ZoneInfo("Europe/London")
-
-
-def _run_once(settings: Settings, idle: float = 3.0) -> None:
-    """Run the job in this process until it has been idle for ``idle`` seconds."""
-    build_stream_job(settings.model_copy(update={"metrics_port": 0})).run(timeout=idle)
-
-
-def _publish(settings: Settings, checkouts: list[Checkout]) -> None:
-    report = publish(settings, checkouts)
-    assert report.delivered == len(checkouts), report.summary()
-
-
-def _valid(count: int, seed: int, day: date = date(2026, 11, 21)) -> list[Checkout]:
-    return list(
-        generate(seed, datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=9), count)
-    )
-
-
-def _assert_exact(client: redis.Redis, settings: Settings, checkouts: list[Checkout]) -> None:
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(client, days_of(expected), settings.key_space) == expected
 
 
 def _kassa(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,19 +71,19 @@ def test_redis_restored_from_an_older_copy_with_the_job_stopped_recounts_exactly
     settings: Settings, private_redis: RedisServer, tmp_path: Path
 ) -> None:
     settings = _on(settings, private_redis)
-    first, second, third = _valid(100, 1), _valid(100, 2), _valid(100, 3)
-    _publish(settings, first)
-    _run_once(settings)
+    first, second, third = valid_checkouts(100, 1), valid_checkouts(100, 2), valid_checkouts(100, 3)
+    publish_checkouts(settings, first)
+    run_once(settings)
     copy_redis_data(private_redis, tmp_path / "copy")
-    _publish(settings, second)
-    _run_once(settings)
+    publish_checkouts(settings, second)
+    run_once(settings)
     restore_redis_data(private_redis, tmp_path / "copy")  # Redis forgets `second`
-    _publish(settings, third)
+    publish_checkouts(settings, third)
 
-    _run_once(settings)
+    run_once(settings)
 
     client = open_redis(settings.redis_url)
-    _assert_exact(client, settings, first + second + third)
+    assert_exact(client, settings, first + second + third)
     client.close()
 
 
@@ -113,21 +100,21 @@ def test_redis_restored_from_an_older_copy_under_the_running_job_recounts_exactl
     settings = _on(settings, private_redis).model_copy(
         update={"metrics_port": port, "stream_commit_interval": 0.5}
     )
-    first, second, third = _valid(100, 1), _valid(100, 2), _valid(100, 3)
+    first, second, third = valid_checkouts(100, 1), valid_checkouts(100, 2), valid_checkouts(100, 3)
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
     client = open_redis(settings.redis_url)
     try:
-        _publish(settings, first)
+        publish_checkouts(settings, first)
         wait_until(caught_up(client, settings), 90, "the job to count the first 100")
         copy_redis_data(private_redis, tmp_path / "copy")
-        _publish(settings, second)
+        publish_checkouts(settings, second)
         wait_until(caught_up(client, settings), 60, "the job to count the second 100")
         restore_redis_data(private_redis, tmp_path / "copy")  # under the running job
-        _publish(settings, third)
+        publish_checkouts(settings, third)
         wait_until(caught_up(client, settings), 90, "the job to recount after the rollback")
         time.sleep(1)  # a batch counted twice would show by now
-        _assert_exact(client, settings, first + second + third)
+        assert_exact(client, settings, first + second + third)
         assert max(_metric(port, "kassa_stream_redis_behind")) == 1
     finally:
         child.send_signal(signal.SIGTERM)
@@ -142,37 +129,37 @@ def test_redis_restored_from_an_older_copy_under_the_running_job_recounts_exactl
 def test_a_recreated_topic_is_refused_then_rebuilt_exactly(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    old, new = _valid(100, 1), _valid(100, 2)
-    _publish(settings, old)
-    _run_once(settings)
+    old, new = valid_checkouts(100, 1), valid_checkouts(100, 2)
+    publish_checkouts(settings, old)
+    run_once(settings)
     recreate_topic(settings)
-    _publish(settings, new)
+    publish_checkouts(settings, new)
 
     with pytest.raises(IdentityMismatchError, match="kassa stream rebuild") as refused:
-        _run_once(settings)
+        run_once(settings)
     assert len(re.findall(r"topic id \S+ of cluster \S+", str(refused.value))) == 2
-    _assert_exact(redis_client, settings, old)  # nothing skipped, nothing added
+    assert_exact(redis_client, settings, old)  # nothing skipped, nothing added
 
     assert _kassa(settings, "stream", "rebuild", "--yes").returncode == 0
-    _run_once(settings)
-    _assert_exact(redis_client, settings, new)
+    run_once(settings)
+    assert_exact(redis_client, settings, new)
 
 
 def test_a_lost_watermark_hash_is_refused_then_rebuilt_exactly(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    checkouts = _valid(200, 4)
-    _publish(settings, checkouts)
-    _run_once(settings)
+    checkouts = valid_checkouts(200, 4)
+    publish_checkouts(settings, checkouts)
+    run_once(settings)
     redis_client.delete(keys.applied_offsets_key(settings.key_space))  # a stray DEL
 
     with pytest.raises(WatermarksLostError, match="kassa stream rebuild"):
-        _run_once(settings)
-    _assert_exact(redis_client, settings, checkouts)  # not counted on top
+        run_once(settings)
+    assert_exact(redis_client, settings, checkouts)  # not counted on top
 
     assert _kassa(settings, "stream", "rebuild", "--yes").returncode == 0
-    _run_once(settings)
-    _assert_exact(redis_client, settings, checkouts)
+    run_once(settings)
+    assert_exact(redis_client, settings, checkouts)
 
 
 def test_sigterm_after_a_refused_last_flush_exits_non_zero_and_says_why(
@@ -182,10 +169,10 @@ def test_sigterm_after_a_refused_last_flush_exits_non_zero_and_says_why(
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
     try:
-        _publish(settings, _valid(50, 5))
+        publish_checkouts(settings, valid_checkouts(50, 5))
         wait_until(caught_up(redis_client, settings), 90, "the job to count the first 50")
         redis_client.delete(keys.applied_offsets_key(settings.key_space))
-        _publish(settings, _valid(50, 6))
+        publish_checkouts(settings, valid_checkouts(50, 6))
         time.sleep(2)  # handed to the writer and refused; the next flush is the last one
     finally:
         child.send_signal(signal.SIGTERM)
@@ -204,9 +191,9 @@ def test_an_evicting_maxmemory_policy_is_refused(
     client = open_redis(settings.redis_url)
     client.config_set("maxmemory-policy", policy)
     client.close()
-    _publish(settings, _valid(10, 7))
+    publish_checkouts(settings, valid_checkouts(10, 7))
     with pytest.raises(EvictionPolicyError, match="CONFIG SET maxmemory-policy noeviction"):
-        _run_once(settings, idle=1.0)
+        run_once(settings, idle=1.0)
 
 
 def _day_checkouts(count: int, seed: int, day: date) -> list[Checkout]:
@@ -219,23 +206,23 @@ def test_repair_live_while_the_stream_job_lags_is_refused_and_exact_after_it(
 ) -> None:
     day = date(2026, 11, 20)
     counted, lagging, late = (_day_checkouts(100, s, day) for s in (1, 2, 3))
-    _publish(settings, counted)
-    _run_once(settings)
-    _publish(settings, lagging)  # the stream job has not applied these yet
+    publish_checkouts(settings, counted)
+    run_once(settings)
+    publish_checkouts(settings, lagging)  # the stream job has not applied these yet
     seal(settings, datetime(2026, 11, 22, tzinfo=UTC))
     redis_client.zincrby(keys.day_key(settings.key_space, "live", day, "units"), 5, "drift")
 
     with pytest.raises(LiveRepairRefused, match="partition") as refused:
         run_day(settings, day, repair_live=True)
     assert refused.value.partitions
-    manifest = parquet.read_manifest(settings.data_dir, day)
+    manifest = read_manifest(settings.data_dir, day)
     assert manifest is not None
-    assert manifest["reconciliation"]["repaired_live"] is False
+    assert manifest.reconciliation.repaired_live is False
 
-    _run_once(settings)  # catches up; the drift is still there
+    run_once(settings)  # catches up; the drift is still there
     run_day(settings, day, repair_live=True)
-    _publish(settings, late)  # after the day's range: the stream job adds them on top
-    _run_once(settings)
+    publish_checkouts(settings, late)  # after the day's range: the stream job adds them on top
+    run_once(settings)
     expected = truth(counted + lagging + late, settings.zone)
     figures = live_figures(redis_client, [day], settings.key_space)
     assert figures == {key: value for key, value in expected.items() if key[0] == day}
@@ -247,8 +234,8 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
     settings = settings.model_copy(update={"timezone": "Europe/London"})
     day = date(2011, 3, 27)
     checkouts = list(replay(DATASET, day, day))
-    _publish(settings, checkouts)
-    _run_once(settings)
+    publish_checkouts(settings, checkouts)
+    run_once(settings)
 
     shown = _kassa(settings, "top", "--day", day.isoformat(), "-n", "3", "--json")
     assert shown.returncode == 0
@@ -256,7 +243,7 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
     expected = truth(checkouts, LONDON)
     best = sorted((-row[0], sku) for (d, store, sku), row in expected.items() if store is None)
     assert [item["sku"] for item in printed] == [sku for _, sku in best[:3]]
-    _assert_exact(redis_client, settings, checkouts)
+    assert_exact(redis_client, settings, checkouts)
 
     seal(settings, datetime(2011, 3, 29, tzinfo=UTC))
     run_day(settings, day)
@@ -278,13 +265,13 @@ def test_two_topics_on_one_redis_database_stay_apart(
         update={"topic": settings.topic + "_b", "consumer_group": settings.consumer_group + "_b"}
     )
     ensure_topics(other)
-    mine, theirs = _valid(150, 8), _valid(150, 9)
-    _publish(settings, mine)
-    _publish(other, theirs)
-    _run_once(settings)
-    _run_once(other)
-    _assert_exact(redis_client, settings, mine)
-    _assert_exact(redis_client, other, theirs)
+    mine, theirs = valid_checkouts(150, 8), valid_checkouts(150, 9)
+    publish_checkouts(settings, mine)
+    publish_checkouts(other, theirs)
+    run_once(settings)
+    run_once(other)
+    assert_exact(redis_client, settings, mine)
+    assert_exact(redis_client, other, theirs)
 
 
 def test_rebuild_from_a_replayed_dataset_day_is_exact_with_the_job_running(
@@ -297,12 +284,12 @@ def test_rebuild_from_a_replayed_dataset_day_is_exact_with_the_job_running(
     # sit after the start of the 27th in the log, and the rebuild must not count them again.
     checkouts = list(replay(DATASET, date(2011, 3, 24), date(2011, 3, 28)))
     checkouts += _day_checkouts(40, 11, date(2011, 3, 24))
-    _publish(settings, checkouts)
+    publish_checkouts(settings, checkouts)
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
     try:
         wait_until(caught_up(redis_client, settings), 120, "the job to count the days")
-        _assert_exact(redis_client, settings, checkouts)
+        assert_exact(redis_client, settings, checkouts)
         # The live figures go wrong from the 27th on (a bad manual fix, say).
         for day in (date(2011, 3, 27), date(2011, 3, 28)):
             redis_client.zincrby(
@@ -318,13 +305,13 @@ def test_rebuild_from_a_replayed_dataset_day_is_exact_with_the_job_running(
         done = run_kassa("stream", "rebuild", "--from", "2011-03-27", "--yes", env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         more = _day_checkouts(50, 10, date(2011, 3, 28))
-        _publish(settings, more)  # the running job recounts, then counts these
+        publish_checkouts(settings, more)  # the running job recounts, then counts these
         wait_until(
             lambda: "REDIS IS BEHIND the stream job" in log.read_text(), 60, "the job's restart"
         )
         wait_until(caught_up(redis_client, settings), 120, "the recount")
         time.sleep(1)
-        _assert_exact(redis_client, settings, checkouts + more)
+        assert_exact(redis_client, settings, checkouts + more)
     finally:
         child.send_signal(signal.SIGTERM)
         status = child.wait(60)
@@ -363,7 +350,7 @@ def test_a_replica_stopped_past_its_session_timeout_and_resumed_keeps_counts_exa
     try:
         wait_until(caught_up(redis_client, settings), 120, "both replicas to catch up")
         time.sleep(2)
-        _assert_exact(redis_client, settings, checkouts)
+        assert_exact(redis_client, settings, checkouts)
         assert (tmp_path / "a.log").read_text().count("assigned partitions") >= 2  # came back
     finally:
         for child in (first, second):

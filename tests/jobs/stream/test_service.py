@@ -19,18 +19,15 @@ from tests.helpers import free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.stream.faults import redis_url_of
 from tests.jobs.stream.helpers import (
     Load,
+    assert_exact,
     caught_up,
     days_of,
     health,
     live_figures,
     start_stream,
     topic_checkouts,
-    watermarks,
+    watermark_sum,
 )
-
-
-def _watermark_sum(client: redis.Redis, settings: Settings) -> int:
-    return sum(watermarks(client, settings.key_space).values())
 
 
 def _partitions(port: int) -> list[int]:
@@ -71,7 +68,9 @@ def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
     traffic = Load(settings, 41, rate=500.0)
     child = start_stream(settings, log)
     try:
-        wait_until(lambda: _watermark_sum(redis_client, settings) > 0, 120, "a first batch")
+        wait_until(
+            lambda: watermark_sum(redis_client, settings.key_space) > 0, 120, "a first batch"
+        )
         assert health(port)[0] == 200
         private_kafka.stop()
         try:
@@ -147,7 +146,7 @@ def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
     traffic = Load(settings, 47, rate=500.0)
     child = start_stream(settings, log)
     try:
-        wait_until(lambda: _watermark_sum(client, settings) > 0, 120, "a first batch")
+        wait_until(lambda: watermark_sum(client, settings.key_space) > 0, 120, "a first batch")
         private_redis.stop()
         try:
             stopped = time.monotonic()
@@ -168,8 +167,7 @@ def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
         status = _stop(child)
     assert status == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(client, days_of(expected), settings.key_space) == expected
+    assert_exact(client, settings, checkouts)
 
 
 def test_a_redis_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_3(
@@ -246,8 +244,7 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
         traffic.finish()
         statuses = [_stop(replica_a), replica_b and _stop(replica_b)]
     assert statuses == [0, 0], (log_a.read_text()[-3000:], log_b.read_text()[-3000:])
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
+    assert_exact(redis_client, settings, checkouts)
 
 
 def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(

@@ -21,7 +21,7 @@ from producers.synthetic import generate
 from storage import keys
 from storage.live import Identity, LiveStore
 from tests.helpers import truth, wait_until
-from tests.jobs.stream.helpers import days_of, live_figures, watermarks
+from tests.jobs.stream.helpers import assert_exact, days_of, live_figures, watermarks
 
 IDENTITY = Identity("topic-id", "cluster-id")
 
@@ -56,12 +56,6 @@ def _sink(
         sink.close()
 
 
-def _assert_redis_holds(client: redis.Redis, checkouts: list[Checkout], settings: Settings) -> None:
-    """Every live figure in Redis is the ground truth of ``checkouts``, each counted once."""
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(client, days_of(expected), settings.key_space) == expected
-
-
 def _feed(sink: LiveSink, topic: str, checkouts: list[Checkout], first: int = 0) -> None:
     for offset, checkout in enumerate(checkouts[first:], start=first):
         sink.add(encode_checkout(checkout), b"k", 0, [], topic, 0, offset)
@@ -86,7 +80,7 @@ def test_a_stale_replica_rewinds_and_applies_only_what_is_missing(
         ) == truth(checkouts[:12], settings.zone)
         _feed(stale, settings.topic, checkouts)  # Quix replays from the last commit
         stale.flush()
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
@@ -100,7 +94,7 @@ def test_a_batch_reaches_redis_once_it_is_write_interval_old_without_a_commit(
 
         # No further message and no flush: the timer hands the batch over.
         wait_until(lambda: redis_client.hget(applied, "0") == b"5", 10, "the batch in Redis")
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
@@ -117,7 +111,7 @@ def test_a_batch_reaches_redis_as_soon_as_its_partition_goes_quiet(
                 10,
                 f"the burst up to offset {end - 1} in Redis",
             )
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
@@ -131,7 +125,7 @@ def test_several_writers_split_the_partitions_and_keep_each_partition_in_order(
             sink.add(encode_checkout(checkout), b"k", 0, [], settings.topic, partition, offset)
         sink.flush()  # a batch applied out of order would be refused: SinkBackpressureError
         assert watermarks(redis_client, settings.key_space) == {0: 19, 1: 19, 2: 19}
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
@@ -146,7 +140,7 @@ def test_a_batch_larger_than_spill_bytes_is_handed_over_at_once(
         # No flush and a 60 s write interval: only the size bound can have written these.
         wait_until(lambda: int(redis_client.hget(applied, "0") or -1) >= 19, 10, "batches in Redis")
         sink.flush()
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
@@ -164,7 +158,7 @@ def test_the_consumer_waits_while_the_writer_is_max_in_flight_batches_behind(
             feeding.join(30)
             assert not feeding.is_alive()
             sink.flush()
-            _assert_redis_holds(redis_client, checkouts, settings)
+            assert_exact(redis_client, settings, checkouts)
         finally:
             redis_client.execute_command("CLIENT", "UNPAUSE")
 
@@ -182,7 +176,7 @@ def test_a_partition_lost_mid_batch_and_reassigned_drops_its_stale_batch(
         mine.on_assign(store.state([0]), IDENTITY, {0: 20})  # back again, resuming at 20
         _feed(mine, settings.topic, checkouts, first=20)
         mine.flush()
-        _assert_redis_holds(redis_client, checkouts, settings)
+        assert_exact(redis_client, settings, checkouts)
 
 
 def test_an_assignment_with_redis_behind_kafka_is_reported_loudly(

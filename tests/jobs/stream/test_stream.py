@@ -19,30 +19,30 @@ import redis
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from common.schema import Checkout, Reason, encode_checkout, message_key
+from common.schema import Reason, encode_checkout, message_key
 from common.settings import Settings
 from jobs.stream import dead_letters
 from jobs.stream.app import build_stream_job
 from jobs.stream.exceptions import StreamError
-from producers.publish import publish
 from producers.replay import checkouts as replay
 from producers.synthetic import generate
 from storage import keys
 from storage.kafka.config import client_config
 from tests.helpers import DATASET, free_port, run_kassa, settings_env, truth, wait_until
-from tests.jobs.stream.helpers import Load, caught_up, days_of, live_figures, start_stream
+from tests.jobs.stream.helpers import (
+    Load,
+    assert_exact,
+    caught_up,
+    days_of,
+    live_figures,
+    publish_checkouts,
+    run_once,
+    start_stream,
+    valid_checkouts,
+    watermark_sum,
+)
 
 LONDON = ZoneInfo("Europe/London")
-
-
-def _run_once(settings: Settings, idle: float = 3.0) -> None:
-    """Run the job in this process until it has been idle for ``idle`` seconds."""
-    build_stream_job(settings.model_copy(update={"metrics_port": 0})).run(timeout=idle)
-
-
-def _publish(settings: Settings, checkouts: list[Checkout], rate: float | None = None) -> None:
-    report = publish(settings, checkouts, rate=rate)
-    assert report.delivered == len(checkouts), report.summary()
 
 
 def test_dataset_days_and_synthetic_traffic_equal_ground_truth(
@@ -53,8 +53,8 @@ def test_dataset_days_and_synthetic_traffic_equal_ground_truth(
     real = list(replay(DATASET, date(2010, 12, 1), date(2010, 12, 2)))
     # Synthetic traffic across the night the clocks go back (a 25-hour day).
     synthetic = list(generate(7, datetime(2026, 10, 24, 21, tzinfo=LONDON), 4000))
-    _publish(settings, real + synthetic)
-    _run_once(settings)
+    publish_checkouts(settings, real + synthetic)
+    run_once(settings)
 
     expected = truth(real + synthetic, LONDON)
     assert len(days_of(expected)) >= 3
@@ -72,10 +72,6 @@ def _produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes | N
     for key, value in records:
         producer.produce(settings.topic, key=key, value=value)
     assert producer.flush(30) == 0
-
-
-def _valid(count: int, seed: int) -> list[Checkout]:
-    return list(generate(seed, datetime(2026, 11, 21, 9, tzinfo=LONDON), count))
 
 
 BAD: list[tuple[bytes | None, Reason]] = [
@@ -110,7 +106,9 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_valid_ones_count(
     settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings.model_copy(update={"max_lines": 20, "max_message_bytes": 4096})
-    good = [c for c in _valid(600, 3) if len(encode_checkout(c)) <= 4096 and len(c.lines) <= 20]
+    good = [
+        c for c in valid_checkouts(600, 3) if len(encode_checkout(c)) <= 4096 and len(c.lines) <= 20
+    ]
     records: list[tuple[bytes | None, bytes | None]] = [
         (message_key(c), encode_checkout(c)) for c in good
     ]
@@ -194,9 +192,9 @@ def _reset_group(settings: Settings) -> None:
 def test_a_group_reset_to_the_beginning_changes_nothing(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    checkouts = _valid(3000, 11)
-    _publish(settings, checkouts)
-    _run_once(settings)
+    checkouts = valid_checkouts(3000, 11)
+    publish_checkouts(settings, checkouts)
+    run_once(settings)
     days = days_of(truth(checkouts, settings.zone))
     first = live_figures(redis_client, days, settings.key_space)
     assert first == truth(checkouts, settings.zone)
@@ -222,14 +220,13 @@ def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
     load = Load(settings, 23, rate=2000.0)
     rng = random.Random(4)
     log = tmp_path / "stream.log"
-    applied = keys.applied_offsets_key(settings.key_space)
     try:
         for _ in range(5):
-            before = _watermark_sum(redis_client, applied)
+            before = watermark_sum(redis_client, settings.key_space)
             child = start_stream(settings, log)
             try:
                 wait_until(
-                    lambda: _watermark_sum(redis_client, applied) > before,  # noqa: B023
+                    lambda: watermark_sum(redis_client, settings.key_space) > before,  # noqa: B023
                     60,
                     "the restarted stream job to apply a batch",
                 )
@@ -253,8 +250,7 @@ def test_kill_9_at_random_moments_under_load_then_restart_stays_exact(
         child.terminate()
         assert child.wait(30) == 0, log.read_text()[-3000:]
     assert log.read_text().count("assigned partitions") >= 6
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
+    assert_exact(redis_client, settings, checkouts)
 
 
 def _children(pid: int) -> list[int]:
@@ -270,15 +266,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _watermark_sum(client: redis.Redis, key: str) -> int:
-    return sum(int(v) for k, v in client.hgetall(key).items() if k.isdigit())
-
-
 def _counted(client: redis.Redis, settings: Settings, offsets: int) -> Callable[[], bool]:
     """A condition: the live watermarks moved ``offsets`` past where they are now."""
-    key = keys.applied_offsets_key(settings.key_space)
-    start = _watermark_sum(client, key)
-    return lambda: _watermark_sum(client, key) >= start + offsets
+    start = watermark_sum(client, settings.key_space)
+    return lambda: watermark_sum(client, settings.key_space) >= start + offsets
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -325,16 +316,15 @@ def test_a_second_replica_joining_and_leaving_mid_run_keeps_counts_exact(
         load.finish()
         replica_a.send_signal(signal.SIGTERM)
         assert replica_a.wait(30) == 0, (tmp_path / "a.log").read_text()[-3000:]
-    expected = truth(checkouts, settings.zone)
-    assert live_figures(redis_client, days_of(expected), settings.key_space) == expected
+    assert_exact(redis_client, settings, checkouts)
 
 
 def test_kassa_top_prints_the_live_ranking_as_json(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    checkouts = _valid(1000, 2)
-    _publish(settings, checkouts)
-    _run_once(settings)
+    checkouts = valid_checkouts(1000, 2)
+    publish_checkouts(settings, checkouts)
+    run_once(settings)
     day = checkouts[0].occurred_at.astimezone(settings.zone).date()
     expected = truth(checkouts, settings.zone)
     chain = sorted(
@@ -354,7 +344,7 @@ def test_kassa_top_prints_the_live_ranking_as_json(
 
 
 def test_an_unreachable_redis_stops_the_job_with_a_clear_error(settings: Settings) -> None:
-    _publish(settings, _valid(50, 1))
+    publish_checkouts(settings, valid_checkouts(50, 1))
     broken = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with pytest.raises(StreamError, match="KASSA_REDIS_URL"):
-        _run_once(broken, idle=10.0)
+        run_once(broken, idle=10.0)

@@ -58,13 +58,13 @@ def test_one_fast_clock_does_not_truncate_the_day(settings: Settings) -> None:
 
     manifest = run_day(settings, day).manifest
 
-    assert manifest["totals"]["checkouts"] == 60
+    assert manifest.totals.checkouts == 60
     path = parquet.table_path(settings.data_dir, "daily_item_sales", day)
     assert parquet_figures(path) == expected_of(on_time + late, day, settings.zone)
-    first = manifest["partitions"][0]
-    assert first["end_offset"] == 61
-    assert first["read_to"].startswith("look-ahead: offset 61 is stamped 2026-11-21 07:00 UTC")
-    assert first["completeness"] == "records"
+    first = manifest.partitions[0]
+    assert first.end_offset == 61
+    assert first.read_to.startswith("look-ahead: offset 61 is stamped 2026-11-21 07:00 UTC")
+    assert first.completeness == "records"
 
 
 def test_an_older_day_replayed_into_a_topic_with_newer_data_is_exact(settings: Settings) -> None:
@@ -84,9 +84,9 @@ def test_an_older_day_replayed_into_a_topic_with_newer_data_is_exact(settings: S
 
     manifest = run_day(settings, day).manifest
 
-    assert manifest["totals"]["checkouts"] == 46
+    assert manifest.totals.checkouts == 46
     path = parquet.table_path(settings.data_dir, "daily_item_sales", day)
     assert parquet_figures(path) == expected_of(older, day, settings.zone)
-    for part in manifest["partitions"]:
-        if part["records"]:
-            assert "out of time order" in part["read_to"]
+    for part in manifest.partitions:
+        if part.records:
+            assert "out of time order" in part.read_to
