@@ -10,14 +10,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import redis
 import uvicorn
 
 from api.app import create_app
 from common.settings import Settings
+from storage.daily import DaySnapshot, replace_day
 from storage.figures import RankedBy
 from tests.helpers import Figures, free_port
 
@@ -87,3 +89,19 @@ def expected_ranking(
 def as_rows(items: list[dict[str, Any]]) -> list[tuple[int, str, int, str]]:
     """``(rank, sku, units, revenue)`` of ranking JSON objects."""
     return [(i["rank"], i["sku"], i["units"], i["revenue"]) for i in items]
+
+
+def fill_live_day(client: redis.Redis, space: str, day: date) -> None:
+    """A small live day in two stores, written with the storage layer's own function."""
+    totals = {"units": 3, "units_sold": 3, "units_returned": 0, "revenue": 30000, "checkouts": 2}
+    snapshot = DaySnapshot(
+        items={"a": (2, 2, 0, 20000, 1), "b": (1, 1, 0, 10000, 1)},
+        totals={**totals, "lines": 2},
+        store_items={"north": {"a": (2, 2, 0, 20000, 1)}, "south": {"b": (1, 1, 0, 10000, 1)}},
+        store_totals={
+            "north": {"units": 2, "revenue": 20000, "checkouts": 1, "lines": 1},
+            "south": {"units": 1, "revenue": 10000, "checkouts": 1, "lines": 1},
+        },
+    )
+    expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
+    replace_day(client, space, "live", day, snapshot, expire_at=expire_at)

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 from common.settings import Settings
-from storage.daily import DaySnapshot, replace_day
-from tests.api.helpers import get, serving
+from tests.api.helpers import fill_live_day, get, serving
 
 TODAY = datetime.now(UTC).date()
 EXPIRED = TODAY - timedelta(days=40)
-
-
-def fill_live_day(client: redis.Redis, space: str, day: date) -> None:
-    """A small live day in two stores, written with the storage layer's own function."""
-    totals = {"units": 3, "units_sold": 3, "units_returned": 0, "revenue": 30000, "checkouts": 2}
-    snapshot = DaySnapshot(
-        items={"a": (2, 2, 0, 20000, 1), "b": (1, 1, 0, 10000, 1)},
-        totals={**totals, "lines": 2},
-        store_items={"north": {"a": (2, 2, 0, 20000, 1)}, "south": {"b": (1, 1, 0, 10000, 1)}},
-        store_totals={
-            "north": {"units": 2, "revenue": 20000, "checkouts": 1, "lines": 1},
-            "south": {"units": 1, "revenue": 10000, "checkouts": 1, "lines": 1},
-        },
-    )
-    expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
-    replace_day(client, space, "live", day, snapshot, expire_at=expire_at)
 
 
 @pytest.fixture

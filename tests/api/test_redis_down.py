@@ -8,8 +8,7 @@ from pathlib import Path
 from common.settings import Settings
 from services.redis import RedisServer
 from storage.connections import open_redis
-from tests.api.helpers import get, serving
-from tests.api.test_errors import fill_live_day
+from tests.api.helpers import fill_live_day, get, serving
 from tests.helpers import free_port, run_kassa, settings_env
 
 

@@ -12,7 +12,7 @@ import redis
 # and a child process per case would spend seconds importing kassa for a one-line answer.
 from cli.main import main as kassa
 from common.settings import Settings
-from tests.api.test_errors import fill_live_day
+from tests.api.helpers import fill_live_day
 from tests.helpers import free_port, settings_env
 
 TODAY = datetime.now(UTC).date()

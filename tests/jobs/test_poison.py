@@ -41,7 +41,7 @@ from storage import keys, parquet
 from storage.figures import REVENUE
 from storage.kafka.config import client_config
 from storage.live import PartitionDelta
-from tests.common.test_columns import MUTATIONS, NOW, _mutate, checkouts
+from tests.common.helpers import MUTATIONS, NOW, messages, mutate
 from tests.helpers import truth, wait_until
 from tests.jobs.daily.helpers import expected_of, parquet_figures
 from tests.jobs.stream.helpers import caught_up, days_of, live_figures, start_stream
@@ -258,7 +258,7 @@ EXTREMES = [
 def _mutated(value: bytes, mutation: int | None, form: int) -> bytes:
     """``value`` with one of :data:`MUTATIONS`, the whole-value forms or :data:`EXTREMES`."""
     if mutation is None or mutation <= len(MUTATIONS):
-        return _mutate(value, mutation, form)
+        return mutate(value, mutation, form)
     path, replacement = EXTREMES[mutation - len(MUTATIONS) - 1]
     document = msgspec.json.decode(value)
     document[path[0]] = replacement
@@ -297,7 +297,7 @@ def _daily_path(values: list[bytes]) -> tuple[list[int], Counter[str], int]:
 @given(
     st.lists(
         st.tuples(
-            checkouts(),
+            messages,
             st.none() | st.integers(0, len(MUTATIONS) + len(EXTREMES)),
             st.integers(0, 100),
         ),

@@ -11,7 +11,7 @@ import pytest
 from common.settings import Settings
 from services.process import is_alive, port_in_use
 from tests.helpers import free_port, settings_env
-from tests.services.test_local_services import kassa, pids_in
+from tests.services.helpers import kassa, pids_in
 
 NODES = ("kafka-1", "kafka-2", "kafka-3")
 

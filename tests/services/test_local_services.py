@@ -18,21 +18,8 @@ from storage.connections import open_redis
 from storage.kafka.config import client_config
 from storage.kafka.topics import admin_client
 from tests.conftest import Services
-from tests.helpers import free_port, run_kassa, settings_env
-
-
-def kassa(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return run_kassa(*args, env=env, timeout=180)
-
-
-def pids_in(output: str) -> dict[str, int]:
-    """``{service: pid}`` from the lines ``kassa services`` prints."""
-    found = {}
-    for line in output.splitlines():
-        words = line.split()
-        if "pid" in words:
-            found[words[0]] = int(words[words.index("pid") + 1])
-    return found
+from tests.helpers import free_port, settings_env
+from tests.services.helpers import kassa, pids_in
 
 
 def test_the_broker_is_apache_kafka_4_and_reports_its_version(services: Services) -> None:
