@@ -201,8 +201,10 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
     )
     _install_error_handlers(app, settings)
     context = _Context(settings, client, probe, retention, days)
+    _add_ranking_routes(app, context)
     _add_figure_routes(app, context)
-    _add_status_routes(app, context)
+    _add_day_routes(app, context)
+    _add_health_route(app, context)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
@@ -221,7 +223,7 @@ class _Context:
     days: _Days
 
 
-def _add_figure_routes(app: FastAPI, context: _Context) -> None:
+def _add_ranking_routes(app: FastAPI, context: _Context) -> None:
     client, retention, days = context.client, context.retention, context.days
     space = context.settings.key_space
 
@@ -255,6 +257,29 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
             "n": n,
             "items": [item.as_json() for item in items],
         }
+
+    @app.get(
+        "/api/stores",
+        response_model=models.Stores,
+        responses=PROBLEMS,
+        summary="Stores with checkouts on a day or a range",
+        description="Default: today.",
+    )
+    def stores(
+        *, source: Source = "live", day: Day = None, first: First = None, last: Last = None
+    ) -> dict[str, Any]:
+        today = days.today()
+        start, end = days.resolve(day, first, last, (today, today))
+        return {
+            "source": source,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "stores": stores_of(client, space, source, day_range(start, end)),
+        }
+
+
+def _add_figure_routes(app: FastAPI, context: _Context) -> None:
+    client, days, space = context.client, context.days, context.settings.key_space
 
     @app.get(
         "/api/items/{sku}",
@@ -297,29 +322,9 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         found = day_totals(client, space, source, day_range(start, end), store)
         return _over_days(source, start, end, store, found)
 
-    @app.get(
-        "/api/stores",
-        response_model=models.Stores,
-        responses=PROBLEMS,
-        summary="Stores with checkouts on a day or a range",
-        description="Default: today.",
-    )
-    def stores(
-        *, source: Source = "live", day: Day = None, first: First = None, last: Last = None
-    ) -> dict[str, Any]:
-        today = days.today()
-        start, end = days.resolve(day, first, last, (today, today))
-        return {
-            "source": source,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "stores": stores_of(client, space, source, day_range(start, end)),
-        }
 
-
-def _add_status_routes(app: FastAPI, context: _Context) -> None:
-    settings, client, probe = context.settings, context.client, context.probe
-    days = context.days
+def _add_day_routes(app: FastAPI, context: _Context) -> None:
+    settings, days = context.settings, context.days
 
     @app.get(
         "/api/days",
@@ -348,6 +353,10 @@ def _add_status_routes(app: FastAPI, context: _Context) -> None:
             )
             return _problem(404, "daily_not_computed", detail)
         return Response(encode(found), media_type="application/json")
+
+
+def _add_health_route(app: FastAPI, context: _Context) -> None:
+    settings, client, probe = context.settings, context.client, context.probe
 
     @app.get(
         "/health",

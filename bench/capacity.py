@@ -138,7 +138,7 @@ def _redis(bench: Bench, size: footprint.Footprint) -> tuple[list[tuple[str, str
          f"({size.stores} stores)"),
         ("live figures per day", f"{day / 2**20:,.1f} MiB ({pairs:,.0f} store-item pairs)"),
         ("for the retention", f"{total / GIB:,.2f} GiB: {retention} days "
-         "(KASSA_RETENTION_DAYS) of live and daily figures (the daily namespace has the live "
+         "(KASSA_RETENTION_DAYS) of live and daily figures (the daily source has the live "
          "key layout, `storage/daily.py`, so it is planned at the live one's size)"),
     ]  # fmt: skip
     return rows, total

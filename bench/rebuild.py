@@ -73,7 +73,7 @@ def _caught_up(client: redis.Redis, settings: Settings, ends: dict[int, int]) ->
 
 def _backlog_totals(client: redis.Redis, settings: Settings) -> dict[Any, Any]:
     """The totals hashes of the backlog's days (2001), chain and stores."""
-    pattern = f"{keys.namespace_prefix(settings.key_space, 'live')}2001-*:totals"
+    pattern = f"{keys.source_prefix(settings.key_space, 'live')}2001-*:totals"
     return {key: client.hgetall(key) for key in client.scan_iter(pattern, count=1000)}
 
 

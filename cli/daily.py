@@ -56,7 +56,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.set_defaults(folders=("data_dir",), kafka=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _register_run(actions)
+    _register_backfill(actions)
+    schedule = actions.add_parser(
+        "schedule",
+        help="run every day at KASSA_DAILY_AT, retrying until done, catching up missed days",
+        description="Catch up the days of the last KASSA_DAILY_CATCHUP_DAYS, then run at "
+        "KASSA_DAILY_AT (KASSA_TIMEZONE) and re-check every KASSA_DAILY_RETRY_SECONDS until "
+        "interrupted; metrics on 127.0.0.1:KASSA_DAILY_METRICS_PORT.",
+    )
+    schedule.set_defaults(handler=schedule_command)
+    _register_status(actions)
 
+
+def _register_run(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = actions.add_parser(
         "run",
         help="finalize one day (default: yesterday in KASSA_TIMEZONE)",
@@ -75,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=run_command)
 
+
+def _register_backfill(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fill = actions.add_parser(
         "backfill",
         help="finalize every day of a range",
@@ -87,15 +102,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fill.add_argument("--quiet", action="store_true", help="no progress bar")
     fill.set_defaults(handler=backfill_command)
 
-    schedule = actions.add_parser(
-        "schedule",
-        help="run every day at KASSA_DAILY_AT, retrying until done, catching up missed days",
-        description="Catch up the days of the last KASSA_DAILY_CATCHUP_DAYS, then run at "
-        "KASSA_DAILY_AT (KASSA_TIMEZONE) and re-check every KASSA_DAILY_RETRY_SECONDS until "
-        "interrupted; metrics on 127.0.0.1:KASSA_DAILY_METRICS_PORT.",
-    )
-    schedule.set_defaults(handler=schedule_command)
 
+def _register_status(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = actions.add_parser(
         "status",
         help="list recent days: complete, forced, late-pending, restated, missing, running",

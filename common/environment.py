@@ -10,7 +10,7 @@ from datetime import datetime, time
 from pathlib import Path
 
 from common.errors import SettingsError
-from common.settings import ENV_PREFIX, NOT_SETTINGS, Settings
+from common.settings import ENV_PREFIX, NOT_SETTINGS, RENAMED, Settings
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -20,6 +20,11 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     warnings = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
+            continue
+        if name.lower() in RENAMED:
+            new = RENAMED[name.lower()]
+            used = "is ignored: " if new in environ else "is still read: "
+            warnings.append(f"{name} is now called {new}; {name} {used}rename it")
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else "see .env.example for the settings"

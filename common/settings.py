@@ -6,14 +6,15 @@ other module receives it as an argument.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import SettingsError
@@ -30,6 +31,9 @@ ENV_PREFIX = "KASSA_"
 NOT_SETTINGS = frozenset({"KASSA_ENV_FILE", "KASSA_DEMO_SERVE", "KASSA_TEST_ARTIFACTS"})
 """``KASSA_*`` variables that are not settings: the env_file docker-compose.yml reads, and
 switches of ``make demo`` and of the dashboard test."""
+RENAMED: Final = {"kassa_redis_namespace": "KASSA_REDIS_KEY_SPACE"}
+"""Variables of an earlier kassa that a setting took over: still read, the new name first,
+with a warning (:func:`common.environment.unknown_variables`)."""
 _FIRST_EVENT = datetime(1, 1, 3, tzinfo=UTC)
 """The lowest KASSA_EVENT_TIME_MIN: UTC offsets are below a day, so every accepted instant's
 business day and its bounds exist (:mod:`common.days`)."""
@@ -39,7 +43,7 @@ class Settings(BaseSettings):
     """Everything kassa can be configured with. Each field is the variable ``KASSA_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_file=None
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_file=None, populate_by_name=True
     )
 
     # Kafka
@@ -67,11 +71,13 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server and database"
     )
-    redis_namespace: str = Field(
+    redis_key_space: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]{0,200}$",
-        description="key space of this topic's Redis keys (kassa:<namespace>:...); empty means "
-        "the topic's name. Two topics on one database need two namespaces",
+        # the variable's name before kassa 0.2 is still read (see RENAMED)
+        validation_alias=AliasChoices("redis_key_space", "kassa_redis_key_space", *RENAMED),
+        description="key space of this topic's Redis keys (kassa:<key space>:...); empty "
+        "means the topic's name. Two topics on one database need two key spaces",
     )
     redis_appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec", description="AOF fsync policy of the redis-server kassa starts"
@@ -398,7 +404,7 @@ class Settings(BaseSettings):
     @property
     def key_space(self) -> str:
         """The key space of this topic's Redis keys (see :mod:`storage.keys`)."""
-        return self.redis_namespace or self.topic
+        return self.redis_key_space or self.topic
 
     @property
     def dead_letter_topic(self) -> str:
@@ -421,7 +427,16 @@ def load_settings(**overrides: object) -> Settings:
             if not error["loc"]:  # a check across variables names them in its message
                 problems.append(reason)
                 continue
-            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            name = _variable("_".join(str(part) for part in error["loc"]))
             problems.append(f"{name}={error.get('input')!r}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None
+
+
+def _variable(field: str) -> str:
+    """The variable that set ``field``: ``KASSA_<FIELD>``, or the older name it still has."""
+    name = ENV_PREFIX + field.upper()
+    for old, new in RENAMED.items():
+        if new == name and old.upper() in os.environ and name not in os.environ:
+            return old.upper()
+    return name

@@ -1,4 +1,4 @@
-"""The ``daily`` Redis namespace: a day's rankings replaced atomically, and reconciliation.
+"""The ``daily`` Redis source: a day's rankings replaced atomically, and reconciliation.
 
 :func:`replace_day` builds every key of a day under temporary names (:func:`keys.temporary_key`)
 and then, in one ``MULTI``/``EXEC`` transaction, renames them over the real keys and deletes
@@ -6,7 +6,7 @@ the real keys the new result no longer has (:func:`stage_day` and :meth:`StagedD
 the two steps, for a caller with other work to finish in between). A reader sees the old
 day or the new day, never a mix; a crash before the transaction leaves the old day untouched
 (the temporary keys expire within an hour). The layout is the one of :mod:`storage.keys`, so
-the same function repairs the ``live`` namespace from the daily result.
+the same function repairs the ``live`` source from the daily result.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def totals_of(row: Mapping[str, object]) -> dict[str, int]:
 
 @dataclass
 class DaySnapshot:
-    """Everything one namespace holds for one day."""
+    """Everything one source holds for one day."""
 
     items: dict[str, Figures]
     totals: dict[str, int]
@@ -115,11 +115,9 @@ def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
 class _Build:
     """Keys written under temporary names, to be renamed or deleted in one transaction."""
 
-    def __init__(
-        self, client: redis.Redis, space: str, namespace: keys.Namespace, day: date
-    ) -> None:
+    def __init__(self, client: redis.Redis, space: str, source: keys.Source, day: date) -> None:
         self.space = space
-        self.namespace = namespace
+        self.source = source
         self.day = day
         self.token = uuid.uuid4().hex
         self.pipe = client.pipeline(transaction=False)
@@ -158,19 +156,19 @@ class _Build:
 
 def _build_scope(
     build: _Build,
-    namespace: keys.Namespace,
+    source: keys.Source,
     day: date,
     scope: tuple[str | None, Mapping[str, Figures], Mapping[str, int]],
 ) -> None:
     store_id, items, totals = scope
     for figure, name in enumerate(NAMES):
-        final = keys.day_key(build.space, namespace, day, name, store_id)
+        final = keys.day_key(build.space, source, day, name, store_id)
         if figure == RANKED:
             build.zset(final, {sku: figures[figure] for sku, figures in items.items()})
         else:
             values = {sku: figures[figure] for sku, figures in items.items() if figures[figure]}
             build.hash(final, values)
-    build.hash(keys.day_key(build.space, namespace, day, "totals", store_id), totals)
+    build.hash(keys.day_key(build.space, source, day, "totals", store_id), totals)
 
 
 class SwapGuard(Protocol):
@@ -237,7 +235,7 @@ class StagedDay:
         for raw in sorted(old_stores - {store.encode() for store in self._store_ids}):
             store_id = raw.decode()
             deletes.extend(
-                keys.day_key(build.space, build.namespace, build.day, m, store_id)
+                keys.day_key(build.space, build.source, build.day, m, store_id)
                 for m in keys.MEASURES
             )
         swap.multi()
@@ -258,23 +256,23 @@ class StagedDay:
 def stage_day(
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     day: date,
     snapshot: DaySnapshot,
     *,
     summary: ManifestSummary | None = None,
 ) -> StagedDay:
-    """Write every key of ``day`` in ``namespace`` under a temporary name (:class:`StagedDay`).
+    """Write every key of ``day`` in ``source`` under a temporary name (:class:`StagedDay`).
 
-    ``summary`` (daily namespace only) is staged as the day's manifest hash
+    ``summary`` (daily source only) is staged as the day's manifest hash
     (:mod:`storage.summaries`).
     """
-    build = _Build(client, space, namespace, day)
-    _build_scope(build, namespace, day, (None, snapshot.items, snapshot.totals))
+    build = _Build(client, space, source, day)
+    _build_scope(build, source, day, (None, snapshot.items, snapshot.totals))
     for store_id in sorted(snapshot.store_items):
         totals = snapshot.store_totals.get(store_id, {})
-        _build_scope(build, namespace, day, (store_id, snapshot.store_items[store_id], totals))
-    stores = keys.stores_key(space, namespace, day)
+        _build_scope(build, source, day, (store_id, snapshot.store_items[store_id], totals))
+    stores = keys.stores_key(space, source, day)
     build.set(stores, sorted(snapshot.store_items))
     if summary is not None:
         build.hash(keys.manifest_key(space, day), summary.to_redis())
@@ -290,19 +288,19 @@ def stage_day(
 def replace_day(
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     day: date,
     snapshot: DaySnapshot,
     *,
     expire_at: int,
     summary: ManifestSummary | None = None,
 ) -> None:
-    """Replace every key of ``day`` in ``namespace`` with ``snapshot`` atomically.
+    """Replace every key of ``day`` in ``source`` with ``snapshot`` atomically.
 
-    ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily namespace
+    ``expire_at`` (epoch seconds) becomes every key's expiry; ``summary`` (daily source
     only) is stored as the day's manifest hash.
     """
-    stage_day(client, space, namespace, day, snapshot, summary=summary).swap(expire_at)
+    stage_day(client, space, source, day, snapshot, summary=summary).swap(expire_at)
 
 
 @dataclass
@@ -357,17 +355,15 @@ def repair_live(
 def read_day(
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     day: date,
     store_id: str | None = None,
 ) -> dict[str, Figures]:
-    """``sku -> Figures`` as ``namespace`` holds them for ``day`` (missing values are 0)."""
+    """``sku -> Figures`` as ``source`` holds them for ``day`` (missing values are 0)."""
     pipe = client.pipeline(transaction=True)
-    pipe.zrange(
-        keys.day_key(space, namespace, day, NAMES[RANKED], store_id), 0, -1, withscores=True
-    )
+    pipe.zrange(keys.day_key(space, source, day, NAMES[RANKED], store_id), 0, -1, withscores=True)
     for figure in HASHED:
-        pipe.hgetall(keys.day_key(space, namespace, day, NAMES[figure], store_id))
+        pipe.hgetall(keys.day_key(space, source, day, NAMES[figure], store_id))
     ranking, *hashes = pipe.execute()
     by_figure: list[dict[str, int]] = [{} for _ in range(WIDTH)]
     by_figure[RANKED] = {member.decode(): int(score) for member, score in ranking}
@@ -392,7 +388,7 @@ def reconcile(
 ) -> Reconciliation:
     """Compare the live figures of ``day`` with the daily result, item by item.
 
-    A day the live namespace holds nothing for (no stream job ran) has no drifts.
+    A day the live source holds nothing for (no stream job ran) has no drifts.
     """
     live = read_day(client, space, "live", day)
     if not live:

@@ -53,13 +53,13 @@ class DayExpiredError(RankingError):
     exit_code = 1
 
     def __init__(
-        self, expired: Sequence[date], retention_days: int, namespace: str, snapshot: Path
+        self, expired: Sequence[date], retention_days: int, source: str, snapshot: Path
     ) -> None:
         """``snapshot``: the Parquet file that keeps the first of the ``expired`` days."""
         where = "" if snapshot.is_file() else " (no such file here: it was never finalized)"
         super().__init__(
             f"{_listed(expired)} is past the Redis retention of {retention_days} days "
-            f"(KASSA_RETENTION_DAYS), so its {namespace} keys expired; read the Parquet "
+            f"(KASSA_RETENTION_DAYS), so its {source} keys expired; read the Parquet "
             f"snapshot {snapshot}{where}"
         )
 

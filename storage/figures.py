@@ -16,7 +16,7 @@ index  constant    name       column          meaning
 4      CHECKOUTS   checkouts  checkouts       checkouts with at least one line of the item
 =====  ==========  =========  ==============  ==============================================
 
-*name* (:data:`NAMES`) is the figure's Redis key, ``kassa:{ns}:{D}:{name}`` (sku -> figure;
+*name* (:data:`NAMES`) is the figure's Redis key, ``kassa:{sp}:{src}:{D}:{name}`` (sku -> figure;
 see :mod:`storage.keys`), and its name in reports (:class:`Drift`). *column*
 (:data:`COLUMNS`) is its Parquet column (types in :mod:`storage.parquet`) and its field in a
 scope's day totals. Net units are kept in a sorted set (the ranking); the other figures in

@@ -1,10 +1,10 @@
 """Every Redis key kassa reads or writes, built in this one module.
 
-All keys of one sales topic live in a *key space* (``KASSA_REDIS_NAMESPACE``, by default the
+All keys of one sales topic live in a *key space* (``KASSA_REDIS_KEY_SPACE``, by default the
 topic's name), so two topics or two chains can share one Redis database without adding into
-each other's figures. Within a key space, per-day figures live in a *namespace*: ``live``
+each other's figures. Within a key space, per-day figures live in a *source*: ``live``
 (kept up to date by the stream job) or ``daily`` (replaced by the daily job). For key space
-``sp``, namespace ``ns`` and business day ``D`` (``YYYY-MM-DD``); a store scope inserts
+``sp``, source ``src`` and business day ``D`` (``YYYY-MM-DD``); a store scope inserts
 ``:store:{S}`` after the day (store ``S``) in a per-day key and before ``:{by}`` in a combined
 ranking. Each row names the function that builds the key (``tests/storage/test_keys.py``
 checks the table against them, and against ``docs/stream.md``):
@@ -12,18 +12,18 @@ checks the table against them, and against ``docs/stream.md``):
 ============================================  ==========  ====  ====================================
 key                                           type        TTL   meaning
 ============================================  ==========  ====  ====================================
-kassa:{sp}:{ns}:{D}:units                     sorted set  day   ``day_key``: sku -> net units, the
+kassa:{sp}:{src}:{D}:units                    sorted set  day   ``day_key``: sku -> net units, the
                                                                 ranking (``ZREVRANGE``: top-N)
-kassa:{sp}:{ns}:{D}:sold                      hash        day   ``day_key``: sku -> units sold
-kassa:{sp}:{ns}:{D}:returned                  hash        day   ``day_key``: sku -> units returned
+kassa:{sp}:{src}:{D}:sold                     hash        day   ``day_key``: sku -> units sold
+kassa:{sp}:{src}:{D}:returned                 hash        day   ``day_key``: sku -> units returned
                                                                 (positive)
-kassa:{sp}:{ns}:{D}:revenue                   hash        day   ``day_key``: sku -> revenue, integer
+kassa:{sp}:{src}:{D}:revenue                  hash        day   ``day_key``: sku -> revenue, integer
                                                                 1/10,000 currency units
-kassa:{sp}:{ns}:{D}:checkouts                 hash        day   ``day_key``: sku -> checkouts with
+kassa:{sp}:{src}:{D}:checkouts                hash        day   ``day_key``: sku -> checkouts with
                                                                 the sku
-kassa:{sp}:{ns}:{D}:totals                    hash        day   ``day_key``: the scope's day totals
+kassa:{sp}:{src}:{D}:totals                   hash        day   ``day_key``: the scope's day totals
                                                                 (:data:`storage.figures.TOTALS`)
-kassa:{sp}:{ns}:{D}:stores                    set         day   ``stores_key``: store ids with
+kassa:{sp}:{src}:{D}:stores                   set         day   ``stores_key``: store ids with
                                                                 checkouts on D
 kassa:{sp}:daily:{D}:manifest                 hash        day   ``manifest_key``: the summary of
                                                                 the daily job's manifest of D
@@ -38,7 +38,7 @@ kassa:{sp}:live:dead_letters                  hash        none  ``dead_letters_k
 kassa:tmp:{token}:{key}                       any         1 h   ``temporary_key``: {key} being
                                                                 built by one run, renamed over
                                                                 {key} when done
-kassa:tmp:ranking:{sp}:{ns}:{D1}..{D2}:{by}   sorted set  10 s  ``combined_ranking_key``: sku ->
+kassa:tmp:ranking:{sp}:{src}:{D1}..{D2}:{by}  sorted set  10 s  ``combined_ranking_key``: sku ->
                                                                 units or revenue summed over
                                                                 D1..D2, built for one query
 kassa:demo:database                           string      none  ``DEMO_DATABASE``: run id: ``make
@@ -63,7 +63,7 @@ from common.days import day_bounds
 from storage import figures
 
 PREFIX: Final = "kassa"
-Namespace = Literal["live", "daily"]
+Source = Literal["live", "daily"]
 Measure = figures.Name | Literal["totals"]
 MEASURES: Final[tuple[Measure, ...]] = (*figures.NAMES, "totals")
 
@@ -80,32 +80,32 @@ COMBINED_RANKING_TTL_SECONDS: Final = 10
 DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
-def namespace_prefix(space: str, namespace: Namespace) -> str:
-    """What every per-day key of ``namespace`` starts with; the day follows."""
-    return f"{PREFIX}:{space}:{namespace}:"
+def source_prefix(space: str, source: Source) -> str:
+    """What every per-day key of ``source`` starts with; the day follows."""
+    return f"{PREFIX}:{space}:{source}:"
 
 
-def day_scope(space: str, namespace: Namespace, day: date, store_id: str | None = None) -> str:
+def day_scope(space: str, source: Source, day: date, store_id: str | None = None) -> str:
     """The common prefix of one day's keys, for the whole chain or one store."""
-    scope = f"{namespace_prefix(space, namespace)}{day.isoformat()}"
+    scope = f"{source_prefix(space, source)}{day.isoformat()}"
     return scope if store_id is None else f"{scope}:store:{store_id}"
 
 
 def day_key(
-    space: str, namespace: Namespace, day: date, measure: Measure, store_id: str | None = None
+    space: str, source: Source, day: date, measure: Measure, store_id: str | None = None
 ) -> str:
     """The key of one measure of one day (see the module table)."""
-    return f"{day_scope(space, namespace, day, store_id)}:{measure}"
+    return f"{day_scope(space, source, day, store_id)}:{measure}"
 
 
-def day_pattern(space: str, namespace: Namespace) -> str:
-    """A ``SCAN MATCH`` pattern of every per-day key of ``namespace`` (day at a fixed place)."""
-    return f"{namespace_prefix(space, namespace)}[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]:*"
+def day_pattern(space: str, source: Source) -> str:
+    """A ``SCAN MATCH`` pattern of every per-day key of ``source`` (day at a fixed place)."""
+    return f"{source_prefix(space, source)}[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]:*"
 
 
-def stores_key(space: str, namespace: Namespace, day: date) -> str:
+def stores_key(space: str, source: Source, day: date) -> str:
     """The set of store ids with checkouts on ``day``."""
-    return f"{day_scope(space, namespace, day)}:stores"
+    return f"{day_scope(space, source, day)}:stores"
 
 
 def names_key(space: str) -> str:
@@ -153,7 +153,7 @@ def expire_at(
 
 def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's coordinates
     space: str,
-    namespace: Namespace,
+    source: Source,
     first: date,
     last: date,
     by: figures.RankedBy,
@@ -164,7 +164,7 @@ def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's c
     Built and read by one server-side script (:mod:`storage.rankings`); it expires after
     :data:`COMBINED_RANKING_TTL_SECONDS`.
     """
-    scope = f"{PREFIX}:tmp:ranking:{space}:{namespace}:{first.isoformat()}..{last.isoformat()}"
+    scope = f"{PREFIX}:tmp:ranking:{space}:{source}:{first.isoformat()}..{last.isoformat()}"
     if store_id is not None:
         scope = f"{scope}:store:{store_id}"
     return f"{scope}:{by}"

@@ -188,7 +188,7 @@ class Expectation:
 
 
 class LiveStore:
-    """The ``live`` namespace of one sales topic in one Redis database (key space ``space``)."""
+    """The ``live`` source of one sales topic in one Redis database (key space ``space``)."""
 
     def __init__(
         self, client: redis.Redis, space: str, zone: ZoneInfo, retention_days: int
@@ -206,7 +206,7 @@ class LiveStore:
 
     @property
     def space(self) -> str:
-        """The key space (``KASSA_REDIS_NAMESPACE``, by default the topic)."""
+        """The key space (``KASSA_REDIS_KEY_SPACE``, by default the topic)."""
         return self._space
 
     @property
@@ -333,7 +333,7 @@ class LiveStore:
         args: list[str | bytes] = [
             str(epoch),
             "" if day is None else day.isoformat(),
-            keys.namespace_prefix(self._space, "live"),
+            keys.source_prefix(self._space, "live"),
             keys.day_pattern(self._space, "live"),
             _encode_firsts(firsts),
             identity.topic_id,

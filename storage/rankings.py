@@ -159,10 +159,10 @@ def day_range(first: date, last: date) -> list[date]:
 
 @dataclass(frozen=True, slots=True)
 class RankingQuery:
-    """Which ranking: key space, namespace, days ``first..last``, scope, measure, length."""
+    """Which ranking: key space, source, days ``first..last``, scope, measure, length."""
 
     space: str
-    namespace: keys.Namespace
+    source: keys.Source
     first: date
     last: date
     limit: int = 10
@@ -170,8 +170,8 @@ class RankingQuery:
     store_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.namespace not in ("live", "daily"):
-            msg = f"source {self.namespace!r} is unknown; use 'live' or 'daily'"
+        if self.source not in ("live", "daily"):
+            msg = f"source {self.source!r} is unknown; use 'live' or 'daily'"
             raise InvalidQueryError("source", msg)
         if self.by not in figures.RANKED_BY:
             msg = f"by {self.by!r} is unknown; rank by {figures.RANKED_BY_CHOICES}"
@@ -193,7 +193,7 @@ class RankingQuery:
         """``live ranking by units for 2026-11-21 (all stores)``, for messages and titles."""
         span = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
         scope = f"store {self.store_id}" if self.store_id else "all stores"
-        return f"{self.namespace} ranking by {self.by} for {span} ({scope})"
+        return f"{self.source} ranking by {self.by} for {span} ({scope})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,16 +224,12 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
     """
     script_keys = [
         keys.combined_ranking_key(
-            query.space, query.namespace, query.first, query.last, query.by, query.store_id
+            query.space, query.source, query.first, query.last, query.by, query.store_id
         )
     ]
     for day in query.days:
-        script_keys.append(
-            keys.day_key(query.space, query.namespace, day, BY_UNITS, query.store_id)
-        )
-        script_keys.append(
-            keys.day_key(query.space, query.namespace, day, BY_REVENUE, query.store_id)
-        )
+        script_keys.append(keys.day_key(query.space, query.source, day, BY_UNITS, query.store_id))
+        script_keys.append(keys.day_key(query.space, query.source, day, BY_REVENUE, query.store_id))
     by_units = int(query.by == BY_UNITS)
     args = [by_units, query.limit, keys.COMBINED_RANKING_TTL_SECONDS]
     raw: list[bytes] = client.register_script(_COMBINE_SCRIPT)(keys=script_keys, args=args)
@@ -263,7 +259,7 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
 def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinates
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     day: date,
     limit: int = 10,
     store_id: str | None = None,
@@ -275,7 +271,7 @@ def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinat
     if limit < 1:
         msg = f"limit {limit} is not positive; ask for at least 1 item"
         raise ValueError(msg)
-    query = RankingQuery(space, namespace, day, day, limit, BY_UNITS, store_id)
+    query = RankingQuery(space, source, day, day, limit, BY_UNITS, store_id)
     return combined_ranking(client, query)
 
 
@@ -299,7 +295,7 @@ def check_available(
     days = query.days
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.exists(keys.day_key(query.space, query.namespace, day, "totals"))
+        pipe.exists(keys.day_key(query.space, query.source, day, "totals"))
         pipe.exists(keys.manifest_key(query.space, day))
     answers = pipe.execute()
     present = [day for day, found in zip(days, answers[0::2], strict=True) if found]
@@ -308,15 +304,15 @@ def check_available(
     expired = [day for day in absent if retention.expired(day, now)]
     if expired:
         snapshot = retention.snapshot(expired[0], query.store_id)
-        raise DayExpiredError(expired, retention.days, query.namespace, snapshot)
-    if query.namespace == "daily":
+        raise DayExpiredError(expired, retention.days, query.source, snapshot)
+    if query.source == "daily":
         missing = [day for day in days if day not in computed]
         if missing:
             raise DailyNotComputedError(missing)
     if not present:
         raise NoDataError(_no_data_message(query))
     if query.store_id is not None:
-        known = stores_of(client, query.space, query.namespace, days)
+        known = stores_of(client, query.space, query.source, days)
         if query.store_id not in known:
             raise UnknownStoreError(_unknown_store_message(query, known))
 
@@ -327,7 +323,7 @@ def _span(days: Sequence[date]) -> str:
 
 def _no_data_message(query: RankingQuery) -> str:
     span = _span(query.days)
-    if query.namespace == "daily":
+    if query.source == "daily":
         return f"the daily result of {span} has no sales (the daily job found no checkouts)"
     return (
         f"no live figures for {span} in Redis: nothing was counted for it yet; is "
@@ -343,19 +339,19 @@ def _unknown_store_message(query: RankingQuery, known: list[str]) -> str:
         listed = ", ".join(known[:STORES_IN_MESSAGE]) + f" and {len(known) - STORES_IN_MESSAGE}"
         listed += " more"
     return (
-        f"store {query.store_id!r} is unknown: no checkouts in the {query.namespace} figures "
+        f"store {query.store_id!r} is unknown: no checkouts in the {query.source} figures "
         f"of {span}; known stores: {listed} (list them with `kassa top --stores --day "
         f"{query.first}` or GET /api/stores?day={query.first})"
     )
 
 
 def stores_of(
-    client: redis.Redis, space: str, namespace: keys.Namespace, days: Sequence[date]
+    client: redis.Redis, space: str, source: keys.Source, days: Sequence[date]
 ) -> list[str]:
     """The store ids with checkouts on any of ``days``, sorted."""
     if not days:
         return []
-    members: set[bytes] = client.sunion([keys.stores_key(space, namespace, day) for day in days])  # type: ignore[assignment]
+    members: set[bytes] = client.sunion([keys.stores_key(space, source, day) for day in days])  # type: ignore[assignment]
     return sorted(member.decode() for member in members)
 
 
@@ -393,14 +389,14 @@ def total_json(days: Sequence[DayFigures]) -> dict[str, int | str]:
 def day_totals(
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     days: Sequence[date],
     store_id: str | None = None,
 ) -> list[DayFigures]:
     """The ``totals`` hash of each of ``days``, in order (its :data:`figures.TOTALS`)."""
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.hmget(keys.day_key(space, namespace, day, "totals", store_id), list(TOTALS))
+        pipe.hmget(keys.day_key(space, source, day, "totals", store_id), list(TOTALS))
     result = []
     for day, values in zip(days, pipe.execute(), strict=True):
         present = any(value is not None for value in values)
@@ -412,7 +408,7 @@ def day_totals(
 def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     sku: str,
     days: Sequence[date],
     store_id: str | None = None,
@@ -422,7 +418,7 @@ def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
     pipe.hget(keys.names_key(space), sku)
     for day in days:
         for index, measure in enumerate(figures.NAMES):
-            key = keys.day_key(space, namespace, day, measure, store_id)
+            key = keys.day_key(space, source, day, measure, store_id)
             if index == figures.RANKED:
                 pipe.zscore(key, sku)
             else:

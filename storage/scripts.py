@@ -18,7 +18,7 @@ most 15 characters, else digit by digit, as decimal strings.
 
 :data:`REBUILD` clears live days and moves the watermarks back (``kassa stream rebuild``).
 ``KEYS`` is the watermark hash and the dead-letter counts; ``ARGV`` is the epoch the rebuild
-was planned on, the first day to clear (``''``: every day), the live namespace's key prefix,
+was planned on, the first day to clear (``''``: every day), the live source's key prefix,
 its ``SCAN`` pattern, ``{partition: first offset to recount}`` as JSON, the topic id and the
 cluster id. It returns ``{new epoch, keys deleted}``.
 """

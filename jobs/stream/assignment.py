@@ -140,7 +140,7 @@ def resume_offsets(
             msg = (
                 f"Redis holds offsets up to {watermark} of partition {partition} of {topic!r}, "
                 f"whose log ends at {high}: the watermarks belong to another topic (a shared "
-                "KASSA_REDIS_NAMESPACE?); reset them with 'kassa stream rebuild'"
+                "KASSA_REDIS_KEY_SPACE?); reset them with 'kassa stream rebuild'"
             )
             raise StreamError(msg)
         else:

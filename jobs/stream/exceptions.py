@@ -99,7 +99,7 @@ class IdentityMismatchError(StreamError):
             f"the live figures of key space {space!r} count {stored}, but the topic is now "
             f"{current} (deleted and recreated, or another cluster): their watermarks mean "
             "nothing for the new topic. Reset the live figures with 'kassa stream rebuild' "
-            "(it recounts what the new topic holds), or point KASSA_REDIS_NAMESPACE elsewhere"
+            "(it recounts what the new topic holds), or point KASSA_REDIS_KEY_SPACE elsewhere"
         )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import ClusterMetadata
 
 from common.settings import Settings
 from storage.kafka.config import client_config
@@ -51,7 +52,9 @@ def probe_kafka(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> K
     """Ask the broker for the topic's partitions, their high watermarks and the group's offsets.
 
     Never joins the group: the consumer only reads metadata and committed offsets. Any
-    failure is reported in the state (unreachable, with the reason), never raised.
+    failure is reported in the state, never raised: unreachable when the cluster's metadata
+    does not come, reachable with the reason when only the offsets do not (e.g. the group
+    coordinator is moving to another broker).
     """
     errors: list[str] = []
 
@@ -70,21 +73,32 @@ def probe_kafka(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> K
         )
     )
     try:
-        return _lag(consumer, settings, timeout)
+        metadata = consumer.list_topics(settings.topic, timeout=timeout)
     except Exception as exc:  # any failure is reported in the state, never raised
+        consumer.close()
         reason = errors[-1] if errors else str(exc)
         return KafkaState(
             reachable=False,
             reason=f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r}"
             f" ({reason.splitlines()[0] if reason else type(exc).__name__})",
         )
+    try:
+        return _lag(consumer, metadata, settings, timeout)
+    except Exception as exc:  # the cluster answered; only the offsets are not known
+        reason = errors[-1] if errors else str(exc)
+        return KafkaState(
+            reachable=True,
+            reason=f"cannot read the offsets of group {settings.consumer_group!r} "
+            f"({reason.splitlines()[0] if reason else type(exc).__name__})",
+        )
     finally:
         consumer.close()
 
 
-def _lag(consumer: Consumer, settings: Settings, timeout: float) -> KafkaState:
-    """The state of a broker that answers: every partition's high watermark, commit and lag."""
-    metadata = consumer.list_topics(settings.topic, timeout=timeout)
+def _lag(
+    consumer: Consumer, metadata: ClusterMetadata, settings: Settings, timeout: float
+) -> KafkaState:
+    """The state of a cluster that answers: every partition's high watermark, commit and lag."""
     topic = metadata.topics.get(settings.topic)
     if topic is None or topic.error is not None:
         reason = f"topic {settings.topic!r} not found (KASSA_TOPIC); run kassa topics create"

@@ -31,7 +31,7 @@ from tests.api.helpers import QUANTUM, as_rows, expected_ranking, get, serving
 from tests.helpers import Figures, settings_env, truth, wait_until
 
 STORES = 3
-SOURCES: tuple[keys.Namespace, ...] = ("live", "daily")
+SOURCES: tuple[keys.Source, ...] = ("live", "daily")
 
 
 def _checkouts(first: date, last: date) -> list[Checkout]:
@@ -46,7 +46,7 @@ def _checkouts(first: date, last: date) -> list[Checkout]:
 def _redis_ranking(
     client: redis.Redis,
     space: str,
-    namespace: keys.Namespace,
+    source: keys.Source,
     *,
     days: list[date],
     store: str | None,
@@ -57,7 +57,7 @@ def _redis_ranking(
     figures: Figures = {}
     for day in days:
         for sku, (units, sold, returned, revenue, baskets) in read_day(
-            client, space, namespace, day, store
+            client, space, source, day, store
         ).items():
             figures[(day, store, sku)] = (units, sold, returned, from_money_units(revenue), baskets)
     return expected_ranking(figures, days, store, by, limit)

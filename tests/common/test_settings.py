@@ -182,3 +182,20 @@ def test_acceptance_rules_outside_what_kassa_can_hold_are_refused(
 
     with pytest.raises(SettingsError, match=f"{name}='?{value}'?: .*{fix}"):
         load_settings()
+
+
+def test_the_key_space_variable_of_an_earlier_kassa_is_still_read_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KASSA_REDIS_NAMESPACE", "chain-a")
+    assert load_settings().key_space == "chain-a"
+    assert unknown_variables({"KASSA_REDIS_NAMESPACE": "chain-a"}) == [
+        "KASSA_REDIS_NAMESPACE is now called KASSA_REDIS_KEY_SPACE; KASSA_REDIS_NAMESPACE is "
+        "still read: rename it"
+    ]
+    monkeypatch.setenv("KASSA_REDIS_KEY_SPACE", "chain-b")
+    assert load_settings().key_space == "chain-b"
+    monkeypatch.setenv("KASSA_REDIS_NAMESPACE", "a b")
+    monkeypatch.delenv("KASSA_REDIS_KEY_SPACE")
+    with pytest.raises(SettingsError, match="KASSA_REDIS_NAMESPACE='a b'"):
+        load_settings()

@@ -17,7 +17,7 @@ SPACE, STORE, TOKEN = "sp1", "s7", "0f3a"
 DAY, FIRST = date(2026, 11, 21), date(2026, 11, 20)
 PLACEHOLDERS = {
     "sp": SPACE,
-    "ns": "live",
+    "src": "live",
     "D": DAY.isoformat(),
     "D1": FIRST.isoformat(),
     "D2": DAY.isoformat(),
@@ -27,7 +27,7 @@ PLACEHOLDERS = {
     "key": keys.names_key(SPACE),
 }
 """What each ``{placeholder}`` of a table's key pattern stands for in :func:`_built`."""
-NOT_KEYS = {"namespace_prefix", "day_scope", "day_pattern", "floor_field", "expire_at"}
+NOT_KEYS = {"source_prefix", "day_scope", "day_pattern", "floor_field", "expire_at"}
 """Public functions of :mod:`storage.keys` that build a prefix, a pattern, a field or a time."""
 FIXED_TTLS = {
     "temporary_key": daily.TEMPORARY_TTL_SECONDS,
@@ -39,15 +39,15 @@ UNITS = {"s": 1, "seconds": 1, "h": 3600, "hour": 3600, "hours": 3600}
 
 def _built() -> dict[str, set[str]]:
     """The keys each builder (and :data:`keys.DEMO_DATABASE`) builds for the placeholders."""
-    namespaces: tuple[keys.Namespace, ...] = ("live", "daily")
+    sources: tuple[keys.Source, ...] = ("live", "daily")
     return {
         "day_key": {
             keys.day_key(SPACE, ns, DAY, measure, store)
-            for ns in namespaces
+            for ns in sources
             for measure in keys.MEASURES
             for store in (None, STORE)
         },
-        "stores_key": {keys.stores_key(SPACE, ns, DAY) for ns in namespaces},
+        "stores_key": {keys.stores_key(SPACE, ns, DAY) for ns in sources},
         "manifest_key": {keys.manifest_key(SPACE, DAY)},
         "names_key": {keys.names_key(SPACE)},
         "applied_offsets_key": {keys.applied_offsets_key(SPACE)},
@@ -55,7 +55,7 @@ def _built() -> dict[str, set[str]]:
         "temporary_key": {keys.temporary_key(keys.names_key(SPACE), TOKEN)},
         "combined_ranking_key": {
             keys.combined_ranking_key(SPACE, ns, FIRST, DAY, by, store)
-            for ns in namespaces
+            for ns in sources
             for by in RANKED_BY
             for store in (None, STORE)
         },
@@ -171,7 +171,7 @@ def test_the_docs_table_agrees_with_the_module_table() -> None:
     module = {key: (kind, _ttl(ttl)) for key, kind, ttl, _ in _module_rows()}
     docs: dict[str, tuple[str, str | int]] = {}
     for key, kind, ttl, _ in _docs_rows():
-        if kind == "as above":  # the store scope of the day keys: kassa:{sp}:{ns}:{D}:store:{S}:*
+        if kind == "as above":  # the store scope of the day keys: kassa:{sp}:{src}:{D}:store:{S}:*
             for measure in keys.MEASURES:
                 stored = key.replace("*", measure).format(**PLACEHOLDERS)
                 assert stored in _built()["day_key"]

@@ -1,4 +1,4 @@
-"""Reading a ranking back: best first, ties by sku, exact revenue, either namespace."""
+"""Reading a ranking back: best first, ties by sku, exact revenue, either source."""
 
 from __future__ import annotations
 
@@ -15,21 +15,19 @@ DAY = date(2026, 3, 29)
 SPACE = "pytest"
 
 
-def _fill(client: redis.Redis, namespace: keys.Namespace, store: str | None = None) -> None:
+def _fill(client: redis.Redis, source: keys.Source, store: str | None = None) -> None:
     units = {"a": 5, "b": 9, "c": 5, "d": 1, "e": 5}
-    client.zadd(keys.day_key(SPACE, namespace, DAY, "units", store), units)
-    client.hset(
-        keys.day_key(SPACE, namespace, DAY, "revenue", store), mapping={"b": 123456, "a": 1}
-    )
+    client.zadd(keys.day_key(SPACE, source, DAY, "units", store), units)
+    client.hset(keys.day_key(SPACE, source, DAY, "revenue", store), mapping={"b": 123456, "a": 1})
     client.hset(keys.names_key(SPACE), mapping={"a": "Apple", "b": "Bread"})
 
 
-@pytest.mark.parametrize("namespace", ["live", "daily"])
+@pytest.mark.parametrize("source", ["live", "daily"])
 def test_best_first_ties_by_sku_revenue_exact(
-    redis_client: redis.Redis, namespace: keys.Namespace
+    redis_client: redis.Redis, source: keys.Source
 ) -> None:
-    _fill(redis_client, namespace)
-    ranking = read_ranking(redis_client, SPACE, namespace, DAY, limit=3)
+    _fill(redis_client, source)
+    ranking = read_ranking(redis_client, SPACE, source, DAY, limit=3)
     assert ranking == [
         RankedItem(1, "b", "Bread", 9, Decimal("12.3456")),
         RankedItem(2, "a", "Apple", 5, Decimal("0.0001")),

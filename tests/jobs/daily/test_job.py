@@ -41,9 +41,11 @@ def _london(settings: Settings) -> Settings:
     return settings.model_copy(update={"timezone": "Europe/London"})
 
 
-def _redis_state(client: redis.Redis, namespace: str) -> dict[str, object]:
+def _redis_state(client: redis.Redis, space: str) -> dict[str, object]:
+    """Every key of the daily source of key space ``space`` (but the manifest hash, which
+    names the run) with its content."""
     state: dict[str, object] = {}
-    for raw in sorted(client.scan_iter(f"kassa:{namespace}:*")):
+    for raw in sorted(client.scan_iter(keys.source_prefix(space, "daily") + "*")):
         key = raw.decode()
         if key.endswith(":manifest"):
             continue
@@ -54,6 +56,7 @@ def _redis_state(client: redis.Redis, namespace: str) -> dict[str, object]:
             state[key] = client.hgetall(key)
         else:
             state[key] = sorted(client.smembers(key))
+    assert state, f"no daily keys in key space {space!r}"
     return state
 
 
@@ -119,10 +122,10 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
 
     run_day(settings, day)
     files = data_files(settings.data_dir)
-    state = _redis_state(redis_client, "daily")
+    state = _redis_state(redis_client, settings.key_space)
     run_day(settings, day)
     assert data_files(settings.data_dir) == files
-    assert _redis_state(redis_client, "daily") == state
+    assert _redis_state(redis_client, settings.key_space) == state
     assert sorted(files) == [
         f"{table}/date=2026-11-20/part-0.parquet" for table in sorted(parquet.TABLES)
     ]
@@ -155,7 +158,7 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
         thread.join(60)
     assert errors == []
     assert data_files(settings.data_dir) == files
-    assert _redis_state(redis_client, "daily") == state
+    assert _redis_state(redis_client, settings.key_space) == state
     assert parquet_figures(
         parquet.table_path(settings.data_dir, "daily_item_sales", day)
     ) == expected_of(sales, day, settings.zone)
@@ -257,7 +260,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_snapshot(
     seal(settings, utc(2026, 11, 21, 0, 0, 30))
     first = run_day(settings.model_copy(update={"lateness_seconds": 0}), day).manifest
     files = data_files(settings.data_dir)
-    state = _redis_state(redis_client, "daily")
+    state = _redis_state(redis_client, settings.key_space)
     late = checkout("b", utc(2026, 11, 20, 23, 59), [("bread", 4, "2")])
     produce(settings, [late], partition=0)
     seal(settings, utc(2026, 11, 22))
@@ -271,7 +274,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_snapshot(
         run_day(settings, day)
 
     assert data_files(settings.data_dir) == files
-    assert _redis_state(redis_client, "daily") == state
+    assert _redis_state(redis_client, settings.key_space) == state
     assert read_manifest(settings.data_dir, day) == first
     monkeypatch.undo()
     assert run_day(settings, day).manifest.totals.units == 5
@@ -394,7 +397,7 @@ def test_retention_never_replaces_a_snapshot_with_fewer_records(
     first = run_day(settings, day).manifest
     assert first.totals.checkouts == 30
     files = data_files(settings.data_dir)
-    state = _redis_state(redis_client, "daily")
+    state = _redis_state(redis_client, settings.key_space)
     delete_records(settings, 0, 20)
 
     refused = run_kassa(
@@ -407,7 +410,7 @@ def test_retention_never_replaces_a_snapshot_with_fewer_records(
     assert kept.value.exit_code == 7
 
     assert data_files(settings.data_dir) == files
-    assert _redis_state(redis_client, "daily") == state
+    assert _redis_state(redis_client, settings.key_space) == state
     assert read_manifest(settings.data_dir, day) == first
 
     # With no snapshot to protect, --force finalizes what is left and says what is missing.

@@ -247,7 +247,7 @@ def test_a_2011_dataset_day_replayed_with_the_default_retention_shows_its_live_r
 
     seal(settings, datetime(2011, 3, 29, tzinfo=UTC))
     run_day(settings, day)
-    daily_keys = keys.namespace_prefix(settings.key_space, "daily") + "*"
+    daily_keys = keys.source_prefix(settings.key_space, "daily") + "*"
     for key in redis_client.scan_iter(match=daily_keys):
         redis_client.pexpire(key, 1)  # the daily keys' retention ends
     wait_until(
