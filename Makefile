@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo test bench bench-quick lint services-up services-down env-example clean
+.PHONY: bootstrap demo test bench bench-quick bench-ab lint services-up services-down env-example clean
 
 ## bootstrap: Python deps (pinned), Java/Maven/redis-server checks, Kafka jars
 bootstrap: $(STAMP)
@@ -36,6 +36,11 @@ bench: bootstrap
 ## bench-quick: the same benchmarks on smaller workloads, fewer repetitions (under 5 minutes)
 bench-quick: bootstrap
 	$(BIN)/python -m bench --services --quick --command "make bench-quick"
+
+## bench-ab: the stream and daily benchmarks of two revisions, alternated in one session
+## (make bench-ab A=<rev> B=<rev>): medians and B/A ratios
+bench-ab: bootstrap
+	scripts/bench-ab.sh $(A) $(B)
 
 ## lint: formatting, lint rules and strict typing
 lint: $(STAMP)
