@@ -3,14 +3,14 @@
 # checks out both into temporary worktrees, starts one pair of services (ports 29092/26379,
 # state under the output folder) and runs `python -m bench --quick --only stream daily`
 # alternately A B A B ... with this checkout's virtualenv, each side's own code first on the
-# path. Results: $KASSA_AB_OUT (default /tmp/kassa-ab)/<side><round>/results/*.json, compared
+# path. Results: $BENCH_AB_OUT (default /tmp/kassa-ab)/<side><round>/results/*.json, compared
 # by bench/ab.py. Compare medians and ratios of the same run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev_a=${1:?usage: scripts/bench-ab.sh REV_A REV_B [ROUNDS]}
 rev_b=${2:?usage: scripts/bench-ab.sh REV_A REV_B [ROUNDS]}
 rounds=${3:-2}
-out=${KASSA_AB_OUT:-/tmp/kassa-ab}
+out=${BENCH_AB_OUT:-/tmp/kassa-ab}
 python=$PWD/.venv/bin/python
 rm -rf "$out" && mkdir -p "$out"
 git worktree add --detach "$out/A" "$rev_a" >/dev/null
