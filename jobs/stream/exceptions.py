@@ -103,6 +103,18 @@ class IdentityMismatchError(StreamError):
         )
 
 
+class TopicDeletedError(StreamError):
+    """The sales topic was deleted under the running job."""
+
+    def __init__(self, topic: str, identity: object) -> None:
+        super().__init__(
+            f"topic {topic!r} ({identity}) was deleted under the running stream job: nothing "
+            "more can be counted from it. Create the topic again ('kassa topics create'), then "
+            "reset the live figures with 'kassa stream rebuild' (they count the deleted topic)"
+        )
+        self.topic = topic
+
+
 class WatermarksLostError(StreamError):
     """Live day keys exist but the watermark hash is gone: counting on top would double."""
 

@@ -77,6 +77,11 @@ class LiveSink(BaseSink):
         self._max_in_flight = max_in_flight
         self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
+        self._applied: dict[int, int] = {}
+        """Partition -> the last offset a writer saw Redis apply (the watch compares)."""
+        # Its own lock: a writer's callback may run inside _submit, which holds _lock.
+        self._applied_lock = threading.Lock()
+        self._halted = False
         self._identity: Identity | None = None
         self._epoch = 0
         self._floor: ReplayFloor | None = None
@@ -102,6 +107,8 @@ class LiveSink(BaseSink):
             for partition in starts:
                 self._batches.pop(partition, None)
             self._watermarks.update(state.watermarks)
+            with self._applied_lock:
+                self._applied.update(state.watermarks)
             self._identity = identity
             self._epoch = state.epoch
             self._floor = state.floor
@@ -122,6 +129,20 @@ class LiveSink(BaseSink):
             for partition in partitions:
                 self._batches.pop(partition, None)
                 self._watermarks.pop(partition, None)
+                with self._applied_lock:
+                    self._applied.pop(partition, None)
+
+    def applied(self) -> tuple[dict[int, int], int]:
+        """The last offset Redis applied per partition this replica holds, as the writers
+        saw it, and the epoch the batches carry."""
+        with self._applied_lock:
+            return dict(self._applied), self._epoch
+
+    def halt(self) -> None:
+        """Hand no more batch to the writers (the job stops without its last commit)."""
+        with self._lock:
+            self._halted = True
+            self._batches.clear()
 
     def oldest_waiting(self) -> float | None:
         """``time.monotonic()`` when the oldest batch still waiting for its writer was opened
@@ -172,6 +193,9 @@ class LiveSink(BaseSink):
         the writer is ``max_in_flight`` batches behind, wait for it (holding the lock, so
         ``add`` waits too: memory stays bounded when Redis or the writer is slow).
         """
+        if self._halted:
+            del self._batches[partition]
+            return
         batch = self._batches[partition]
         watermark = self._watermarks[partition]
         assert self._identity is not None, "on_assign comes before the first record"
@@ -296,6 +320,11 @@ class LiveSink(BaseSink):
         report = future.result()
         if report.result.status is not ApplyStatus.APPLIED:
             return  # flush reports it
+        with self._applied_lock:
+            if batch.partition in self._applied:
+                self._applied[batch.partition] = max(
+                    self._applied[batch.partition], batch.last_offset
+                )
         self._metrics.record_batch(batch, report)
         _log_dead_letters(batch, report)
 

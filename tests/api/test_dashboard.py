@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import Select
 from common.schema import Checkout
 from common.settings import Settings
 from storage.rankings import read_ranking
-from tests.api.helpers import get, serving
+from tests.api.helpers import fill_live_day, get, serving
 from tests.helpers import repo_root, wait_until
 from tests.jobs.daily.helpers import checkout, produce
 from tests.jobs.stream.helpers import caught_up, start_stream
@@ -57,6 +57,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument(f"--window-size={PHONE[0]},{PHONE[1]}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     chrome.set_window_size(*PHONE)
     try:
@@ -146,3 +147,15 @@ def test_the_dashboard_shows_live_top_items_updates_and_switches_store(
     finally:
         stream.send_signal(signal.SIGTERM)
         assert stream.wait(60) == 0, (tmp_path / "stream.log").read_text()[-3000:]
+
+
+@pytest.mark.parametrize("day", ["garbage", "2026-02-30", "99999-01-01"])
+def test_a_day_in_the_url_that_is_no_date_falls_back_to_today_without_a_script_error(
+    settings: Settings, redis_client: redis.Redis, browser: webdriver.Chrome, day: str
+) -> None:
+    fill_live_day(redis_client, settings.key_space, datetime.now(UTC).date())
+    with serving(settings, probe_kafka=False) as base:
+        browser.get(f"{base}/?day={day}")
+        wait_until(_shows(browser, [("a", 2), ("b", 1)]), 30, "today's live ranking")
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []

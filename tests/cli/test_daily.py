@@ -6,8 +6,10 @@ import json
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -165,3 +167,71 @@ def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
     assert lost.stdout.endswith(
         "; Redis: missing from Redis (restored from an older copy, or flushed?)\n"
     ), lost.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB file system (tmpfs) of the test's own, to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"the full-disk test mounts a small tmpfs and needs root: {mounted.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write into ``folder`` until its file system has no byte left."""
+    with (folder / "filler").open("wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65_536)
+                filler.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_data_disk_is_one_line_and_status_8_and_the_previous_snapshot_stays(
+    settings: Settings, small_disk: Path
+) -> None:
+    settings = settings.model_copy(update={"data_dir": small_disk / "data"})
+    day = date(2026, 11, 20)
+    produce(
+        settings,
+        [checkout(f"t{n}", utc(2026, 11, 20, 9), [("soap", 1, "1.10")]) for n in range(50)],
+    )
+    seal(settings, utc(2026, 11, 22))
+    assert _kassa(settings, "daily", "run", "--day", str(day), "--quiet").returncode == 0
+    before = parquet.read_manifest_bytes(settings.data_dir, day)
+    _fill(small_disk)
+
+    full = _kassa(settings, "daily", "run", "--day", str(day), "--quiet")
+
+    assert full.returncode == 8, full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("kassa: error:")]
+    assert len(errors) == 1, full.stderr
+    assert f"KASSA_DATA_DIR={str(settings.data_dir)!r}" in errors[0]
+    assert "No space left on device" in errors[0]
+    assert "free space on that disk" in errors[0]
+    assert "unexpected" not in full.stderr
+    assert parquet.read_manifest_bytes(settings.data_dir, day) == before
+    items = pl.read_parquet(parquet.table_path(settings.data_dir, "daily_item_sales", day))
+    assert items["units"].sum() == 50
+
+
+def test_a_day_beyond_the_calendar_is_refused_before_anything_is_written(
+    settings: Settings,
+) -> None:
+    refused = _kassa(settings, "daily", "run", "--day", "9999-12-31")
+
+    assert refused.returncode == 2, refused.stderr
+    assert "9999-12-31" in refused.stderr
+    assert not parquet.lock_path(settings.data_dir, date(9999, 12, 31)).parent.exists()
