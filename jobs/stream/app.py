@@ -19,7 +19,11 @@ import redis
 
 from common.settings import Settings
 from jobs.stream.assignment import Assignments
-from jobs.stream.exceptions import EvictionPolicyError, StreamRedisUnavailableError
+from jobs.stream.exceptions import (
+    EvictionPolicyError,
+    StreamRedisUnavailableError,
+    TopicChangedError,
+)
 from jobs.stream.failures import consumer_failed, stream_failure
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.quix import StreamApplication
@@ -70,6 +74,8 @@ class StreamJob:
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
             cause = self.watch.failure or stream_failure(exc, self.instance_id)
+            if isinstance(cause, TopicChangedError):
+                cause = self.watch.verdict() or cause  # recreated or deleted: say which
             if cause is None:
                 raise
             raise cause from exc

@@ -91,6 +91,17 @@ class RedisBehindError(RecoverableStreamError):
         self.partitions = partitions
 
 
+class TopicChangedError(RecoverableStreamError):
+    """The consumer saw the topic change under the job: it is gone, or a partition delivered
+    an offset the job had passed with nothing rewinding it (the job checks the topic)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what}: the topic was deleted or recreated under the job, or its log was cut "
+            "back; checking the topic and resuming from Redis's watermarks"
+        )
+
+
 class IdentityMismatchError(StreamError):
     """The watermarks in Redis count another topic or cluster than the one consumed."""
 

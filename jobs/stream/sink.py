@@ -17,6 +17,7 @@ from jobs.stream.exceptions import (
     KafkaContactLostError,
     RedisBehindError,
     StreamError,
+    TopicChangedError,
     WriterDiedError,
 )
 from jobs.stream.metrics import StreamMetrics
@@ -82,6 +83,8 @@ class LiveSink(BaseSink):
         # Its own lock: a writer's callback may run inside _submit, which holds _lock.
         self._applied_lock = threading.Lock()
         self._halted = False
+        self._rewinding: set[int] = set()
+        """Partitions Quix rewound (backpressure) and replays: skipping offsets is expected."""
         self._identity: Identity | None = None
         self._epoch = 0
         self._floor: ReplayFloor | None = None
@@ -170,11 +173,12 @@ class LiveSink(BaseSink):
                     msg = f"partition {partition} was not assigned to the sink (on_assign)"
                     raise StreamError(msg)
                 if self._exactly_once and offset <= self._watermarks[partition]:
-                    self._skipped += 1
+                    self._skip(partition, offset)
                     return
+                self._rewinding.discard(partition)  # past the replay
                 batch = self._batches[partition] = RawBatch(topic, partition, time.monotonic())
             elif self._exactly_once and offset <= self._watermarks[partition]:
-                self._skipped += 1
+                self._skip(partition, offset)
                 return
             batch.offsets.append(offset)
             batch.keys.append(key)
@@ -185,6 +189,16 @@ class LiveSink(BaseSink):
                 self._submit(partition)
         finally:
             lock.release()
+
+    def _skip(self, partition: int, offset: int) -> None:
+        """Skip a record Redis holds; the caller holds the lock. Only a replay after Quix's
+        rewind delivers one: else the log moved back under the job (a recreated topic read
+        from its start) and the job stops to check the topic."""
+        if partition not in self._rewinding:
+            watermark = self._watermarks[partition]
+            what = f"partition {partition} delivered offset {offset} after {watermark}, unrewound"
+            raise TopicChangedError(what)
+        self._skipped += 1
 
     def _submit(self, partition: int) -> None:
         """Hand a partition's batch to the writer, in order, with the expected watermark.
@@ -338,6 +352,7 @@ class LiveSink(BaseSink):
         """Quix rewinds after backpressure: drop the batches it will replay."""
         with self._lock:
             self._batches.clear()
+            self._rewinding.update(self._watermarks)
             self._skipped = 0
 
 

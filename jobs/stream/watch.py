@@ -136,6 +136,14 @@ class Watch:
             failure = self._check_redis(identity)
         return failure
 
+    def verdict(self) -> StreamError | None:
+        """A check now, for a consumer that saw its offsets move back: a topic gone even
+        once counts as deleted (the records said so already)."""
+        failure = self.check()
+        if failure is None and self._gone and self._identity is not None:
+            failure = TopicDeletedError(self._topic, self._identity)
+        return failure
+
     def _check_topic(self, identity: Identity) -> StreamError | None:
         try:
             shape = describe_topic(self._admin, self._topic, DESCRIBE_TIMEOUT_SECONDS)
