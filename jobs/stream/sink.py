@@ -84,7 +84,7 @@ class LiveSink(BaseSink):
         self._applied_lock = threading.Lock()
         self._halted = False
         self._rewinding: set[int] = set()
-        """Partitions Quix rewound (backpressure) and replays: skipping offsets is expected."""
+        """Partitions Quix rewound (after backpressure) and replays: skips are expected."""
         self._identity: Identity | None = None
         self._epoch = 0
         self._floor: ReplayFloor | None = None
@@ -282,6 +282,8 @@ class LiveSink(BaseSink):
             # application is rebuilt and resumes from Redis's watermarks (run_stream).
             raise RedisBehindError(behind)
         if conflict:
+            with self._lock:  # Quix seeks back to the last commit: the replay skips
+                self._rewinding.update(self._watermarks)
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
         if self._metrics.kafka_down_since is not None:
             # librdkafka's offset commit would block until the group coordinator is back.
@@ -349,7 +351,7 @@ class LiveSink(BaseSink):
         self._writer.close()
 
     def on_paused(self) -> None:
-        """Quix rewinds after backpressure: drop the batches it will replay."""
+        """Quix rewinds after another sink's backpressure: drop the batches it will replay."""
         with self._lock:
             self._batches.clear()
             self._rewinding.update(self._watermarks)
