@@ -11,14 +11,16 @@ them to a few log lines.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from confluent_kafka import KafkaError, KafkaException
 from quixstreams.checkpointing.exceptions import InvalidStoredOffset
 from quixstreams.exceptions import PartitionAssignmentError
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
+from quixstreams.models.topics.exceptions import TopicNotFoundError as QuixTopicNotFoundError
 
-from common.errors import KassaError
+from common.errors import KassaError, TopicNotFoundError
 from jobs.stream.exceptions import (
     InstanceFencedError,
     KafkaContactLostError,
@@ -65,11 +67,14 @@ def topic_changed(exc: BaseException) -> TopicChangedError | None:
 
 
 def kassa_cause(exc: BaseException) -> KassaError | None:
-    """The first :class:`KassaError` in ``exc``'s chain of causes, if any."""
+    """The first :class:`KassaError` in ``exc``'s chain of causes, if any (Quix's "topic not
+    found" at the start of a run counts as kassa's :class:`TopicNotFoundError`)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, KassaError):
             return seen
+        if isinstance(seen, QuixTopicNotFoundError):
+            return TopicNotFoundError([topic for topic in re.findall(r'"([^"]+)"', str(seen))])
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -20,7 +20,7 @@ from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
 from storage import keys, parquet
 from storage.connections import open_redis
-from tests.helpers import KASSA, free_port, run_kassa, settings_env
+from tests.helpers import KASSA, free_port, noon_zone, run_kassa, settings_env
 from tests.jobs.daily.helpers import checkout, produce, seal, utc
 
 
@@ -58,13 +58,6 @@ def test_bad_input_exits_2(settings: Settings) -> None:
     assert "--from 2026-11-20 is after --to 2026-11-19" in backwards.stderr
 
 
-def _noon_zone(now: datetime) -> str:
-    """A fixed-offset zone in which ``now`` is between 11:30 and 12:30 local time, so a
-    daily time a few minutes before or after it is on the same local day at any hour."""
-    offset = 12 - round(now.astimezone(UTC).hour + now.minute / 60)
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # the Etc zones' sign is inverted
-
-
 def _schedule_until_first_wait(settings: Settings) -> str:
     """Run ``kassa daily schedule`` through its catch-up to its first wait, then Ctrl-C it;
     its log up to the wait."""
@@ -100,7 +93,7 @@ def test_schedule_catches_up_the_days_due_then_waits_until_interrupted(
     # KASSA_DAILY_AT just before "now" makes yesterday due, just after it not yet: both
     # sides are proven at any hour, in a zone where "now" is about noon.
     now = datetime.now(UTC)
-    zone = ZoneInfo(_noon_zone(now))
+    zone = ZoneInfo(noon_zone(now))
     daily_at = (now.astimezone(zone) + timedelta(minutes=minutes)).time().replace(microsecond=0)
     window = settings.model_copy(
         update={

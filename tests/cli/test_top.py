@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -15,15 +16,19 @@ from common.settings import Settings
 from storage import keys
 from storage.daily import DaySnapshot, replace_day
 from tests.api.helpers import fill_live_day
-from tests.helpers import free_port, settings_env
+from tests.helpers import free_port, noon_zone, settings_env
 
-TODAY = datetime.now(UTC).date()
+ZONE = noon_zone(datetime.now(UTC))
+"""The business days' zone: about noon there when the module loads, so no day ends during
+these tests whatever the hour (``kassa top`` reads today's ranking by default)."""
+TODAY = datetime.now(ZoneInfo(ZONE)).date()
 
 
 @pytest.fixture
 def environment(
     settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
+    settings = settings.model_copy(update={"timezone": ZONE})
     fill_live_day(redis_client, settings.key_space, TODAY)
     for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
@@ -126,7 +131,7 @@ def test_control_characters_in_names_and_stores_reach_the_terminal_escaped(
     expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
     replace_day(redis_client, settings.key_space, "live", TODAY, snapshot, expire_at=expire_at)
     redis_client.hset(keys.names_key(settings.key_space), "a\nb", f"Soap{EVIL}\nline two")
-    for name, value in settings_env(settings).items():
+    for name, value in settings_env(settings.model_copy(update={"timezone": ZONE})).items():
         monkeypatch.setenv(name, value)
 
     assert kassa(["top"]) == 0
