@@ -9,7 +9,7 @@ ranking not computed, 410 for a day past the Redis retention, 503 when Redis is 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import redis
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.backoff import NoBackoff
@@ -26,20 +25,25 @@ from redis.retry import Retry
 
 from api import models
 from api.health import last_daily_run
-from common.days import business_day, yesterday
-from common.errors import redacted
+from api.problems import (
+    ACCEPTED,
+    PROBLEMS,
+    RANKING_PROBLEMS,
+    install_error_handlers,
+    one_line,
+    problem,
+    public,
+    shown,
+)
+from common.days import business_day, day_bounds, yesterday
+from common.errors import DayOutOfRange, redacted
 from common.settings import Settings
 from jobs.daily.manifest import encode, read_manifest
 from jobs.daily.status import day_statuses
 from storage import figures, parquet
 from storage.connections import open_redis
 from storage.exceptions import (
-    DailyNotComputedError,
-    DayExpiredError,
     InvalidQueryError,
-    NoDataError,
-    RankingError,
-    UnknownStoreError,
 )
 from storage.kafka.probe import KafkaProbe
 from storage.rankings import (
@@ -61,33 +65,6 @@ logger = logging.getLogger(__name__)
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 HISTORY_DAYS: Final = 14
 REDIS_TIMEOUT_SECONDS: Final = 2.0
-ACCEPTED: Final = {
-    "source": "'live' or 'daily'",
-    "by": figures.RANKED_BY_CHOICES,
-    "day": "a date YYYY-MM-DD, e.g. 2026-11-21",
-    "from": "a date YYYY-MM-DD, e.g. 2026-11-15 (with to)",
-    "to": "a date YYYY-MM-DD, e.g. 2026-11-21 (with from)",
-    "n": f"a whole number from 1 to {MAX_LIMIT}",
-    "store": "a store id (1 to 128 characters), see /api/stores",
-    "sku": "an item's sku (1 to 64 characters)",
-}
-ERROR_STATUS: Final[dict[type[RankingError], tuple[int, str]]] = {
-    InvalidQueryError: (422, "invalid_parameter"),
-    NoDataError: (404, "no_data"),
-    UnknownStoreError: (404, "unknown_store"),
-    DailyNotComputedError: (404, "daily_not_computed"),
-    DayExpiredError: (410, "day_expired"),
-}
-PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
-    422: {"model": models.Problem, "description": "a parameter is not in its accepted form"},
-    503: {"model": models.Problem, "description": "Redis is unreachable"},
-}
-RANKING_PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
-    **PROBLEMS,
-    404: {"model": models.Problem, "description": "no data, unknown store, or not computed"},
-    410: {"model": models.Problem, "description": "past the Redis retention"},
-}
-
 Source = Annotated[
     Literal["live", "daily"],
     Query(description="'live' (kassa stream) or 'daily' (kassa daily)", examples=["live"]),
@@ -107,21 +84,12 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many items")]
 By = Annotated[figures.RankedBy, Query(description="rank by net units or revenue")]
 
 
-def _problem(status: int, error: str, detail: str, parameter: str | None = None) -> JSONResponse:
-    body = models.Problem(error=error, parameter=parameter, detail=detail)
-    return JSONResponse(body.model_dump(), status_code=status)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class _Days:
     """Resolves ``day`` / ``from`` / ``to`` into a range, with a default when all are absent."""
 
     def __init__(self, settings: Settings) -> None:
         self._zone = settings.zone
+        self._retention = timedelta(days=settings.retention_days + 1)
 
     def today(self) -> date:
         return business_day(datetime.now(UTC), self._zone)
@@ -136,12 +104,27 @@ class _Days:
             parameter = "to" if last is None else "from"
             msg = f"{parameter} is missing: from and to go together ({ACCEPTED[parameter]})"
             raise InvalidQueryError(parameter, msg)
+        for parameter, given in (("day", day), ("from", first), ("to", last)):
+            if given is not None:
+                self._servable(parameter, given)
         if first is not None and last is not None:
             day_range(first, last)
             return first, last
         if day is not None:
             return day, day
         return default
+
+    def _servable(self, parameter: str, day: date) -> None:
+        """Refuse a day whose bounds, or whose keys' expiry, Python's dates cannot hold."""
+        try:
+            day_bounds(day, self._zone)
+            day_bounds(day + self._retention, self._zone)
+        except (DayOutOfRange, OverflowError):
+            msg = (
+                f"{parameter}={day} is outside the days kassa serves (its keys would expire "
+                "after year 9999); give a day of this era, YYYY-MM-DD"
+            )
+            raise InvalidQueryError(parameter, msg) from None
 
     def ranking_default(self, source: str) -> tuple[date, date]:
         day = yesterday(datetime.now(UTC), self._zone) if source == "daily" else self.today()
@@ -199,7 +182,7 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    _install_error_handlers(app, settings)
+    install_error_handlers(app, settings)
     context = _Context(settings, client, probe, retention, days)
     _add_ranking_routes(app, context)
     _add_figure_routes(app, context)
@@ -298,7 +281,7 @@ def _add_figure_routes(app: FastAPI, context: _Context) -> None:
         store: Store = None,
     ) -> dict[str, Any]:
         if not 1 <= len(sku) <= 64:
-            raise InvalidQueryError("sku", f"sku {sku!r} is not accepted: {ACCEPTED['sku']}")
+            raise InvalidQueryError("sku", f"sku {shown(sku)} is not accepted: {ACCEPTED['sku']}")
         start, end = days.resolve(day, first, last, days.history_default())
         name, history = item_history(client, space, source, sku, day_range(start, end), store)
         return {"sku": sku, "name": name, **_over_days(source, start, end, store, history)}
@@ -351,7 +334,7 @@ def _add_day_routes(app: FastAPI, context: _Context) -> None:
                 f"no daily manifest for {day} at {path}: the day is not finished; compute it "
                 f"with `kassa daily run --day {day}`"
             )
-            return _problem(404, "daily_not_computed", detail)
+            return problem(404, "daily_not_computed", public(detail, settings))
         return Response(encode(found), media_type="application/json")
 
 
@@ -373,7 +356,7 @@ def _add_health_route(app: FastAPI, context: _Context) -> None:
             client.ping()
         except redis.RedisError as exc:
             reason = f"cannot reach Redis at KASSA_REDIS_URL={redacted(settings.redis_url)!r}: "
-            reason += _one_line(exc)
+            reason += one_line(exc)
         state = probe.state
         body = models.Health(
             status="ok" if reason is None else "unavailable",
@@ -406,39 +389,3 @@ def _day_status_bodies(context: _Context, listed: list[date]) -> list[models.Day
         )
         for status, in_live in zip(statuses, live, strict=True)
     ]
-
-
-def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
-    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        error = exc.errors()[0]
-        location = [str(part) for part in error.get("loc", ())]
-        parameter = location[-1] if location else "request"
-        accepted = ACCEPTED.get(parameter, error.get("msg", "see /docs"))
-        value = error.get("input")
-        detail = f"{parameter}={value!r} is not accepted: {accepted}"
-        return _problem(422, "invalid_parameter", detail, parameter)
-
-    async def ranking_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RankingError)
-        status, error = ERROR_STATUS.get(type(exc), (404, "not_found"))
-        parameter = exc.parameter if isinstance(exc, InvalidQueryError) else None
-        return _problem(status, error, _one_line(exc), parameter)
-
-    async def redis_error(_: Request, exc: Exception) -> JSONResponse:
-        url = redacted(settings.redis_url)
-        detail = f"cannot reach Redis at KASSA_REDIS_URL={url!r}: {_one_line(exc)}"
-        return _problem(503, "redis_unavailable", detail)
-
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error")
-        return _problem(500, "internal", f"{type(exc).__name__}: {_one_line(exc)}")
-
-    handlers: dict[type[Exception], Callable[[Request, Exception], Any]] = {
-        RequestValidationError: invalid_request,
-        RankingError: ranking_error,
-        redis.RedisError: redis_error,
-        Exception: unexpected,
-    }
-    for kind, handler in handlers.items():
-        app.add_exception_handler(kind, handler)

@@ -30,7 +30,7 @@ from storage.connections import open_redis
 logger = logging.getLogger(__name__)
 
 MODULES: Final = (
-    "broker", "producer", "stream", "scaling", "restart", "rebuild", "daily", "capacity",
+    "broker", "producer", "stream", "scaling", "restart", "rebuild", "watch", "daily", "capacity",
 )  # fmt: skip
 
 

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="The daily job: read a business day's offset range from KASSA_TOPIC and "
         "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
         "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
-        "unwritable, 6 part of the day deleted by retention (see --force), 7 snapshot kept.",
+        "unwritable, 6 part of the day deleted by retention (see --force), 7 snapshot kept, 8 "
+        "KASSA_DATA_DIR not writable (a full disk).",
     )
     parser.set_defaults(folders=("data_dir",), kafka=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")

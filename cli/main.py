@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from cli.terminal import PrintableFormatter, printable, printable_lines
 from common.environment import check_folders, unknown_variables
 from common.errors import KassaError
 from common.settings import Settings, load_settings
@@ -66,7 +67,7 @@ def configure_logging(verbose: bool, as_json: bool) -> None:
     if as_json:
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_broker(settings)
         status: int = args.handler(args, settings)
     except KassaError as exc:
-        print(f"kassa: error: {exc}", file=sys.stderr)
+        print(f"kassa: error: {printable_lines(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -111,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         print(
-            f"kassa: error: unexpected {type(exc).__name__}: {exc}; this is a bug in kassa: "
+            f"kassa: error: unexpected {type(exc).__name__}: {printable(str(exc))}; this is a "
+            "bug in kassa: "
             "run the command again with -v for the traceback and report it",
             file=sys.stderr,
         )

@@ -7,10 +7,10 @@ daily ranking not computed, day past the retention); 2 bad arguments; 3 Redis un
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, date, datetime
 
 from cli import arguments
+from cli.terminal import printable, printable_json
 from common.days import business_day, yesterday
 from common.errors import KassaError
 from common.settings import Settings
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
             if args.stores:
                 stores = stores_of(client, settings.key_space, args.source, day_range(first, last))
-                print(json.dumps(stores) if args.json else "\n".join(stores))
+                print(printable_json(stores) if args.json else "\n".join(map(printable, stores)))
                 return 0
             query = RankingQuery(
                 settings.key_space, args.source, first, last, args.n, args.by, args.store
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         client.close()
     if args.json:
-        print(json.dumps([item.as_json() for item in ranking], ensure_ascii=False))
+        print(printable_json([item.as_json() for item in ranking]))
     else:
         print(_table(ranking, query.describe()))
     return 0
@@ -118,11 +118,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _table(ranking: list[RankedItem], title: str) -> str:
     rows: list[tuple[str, ...]] = [("rank", "sku", "name", figures.BY_UNITS, figures.BY_REVENUE)]
     rows += [
-        (str(i.rank), i.sku, (i.name or "").strip(), str(i.units), str(i.revenue)) for i in ranking
-    ]
+        (str(i.rank), printable(i.sku), printable((i.name or "").strip()), str(i.units),
+         str(i.revenue))
+        for i in ranking
+    ]  # fmt: skip
     widths = [max(len(row[col]) for row in rows) for col in range(5)]
     right = {0, 3, 4}
-    lines = [title]
+    lines = [printable(title)]
     for row in rows:
         cells = [
             cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])

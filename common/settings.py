@@ -209,6 +209,14 @@ class Settings(BaseSettings):
         min_length=1,
         description="stream job's HTTP bind address (0.0.0.0: every interface)",
     )
+    stream_check_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="how often the running stream job checks that its topic is the one its "
+        "watermarks count, that Redis still holds what it applied, and the partition count "
+        "(docs/stream.md)",
+    )
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
     )

@@ -27,10 +27,11 @@ from services.redis import RedisServer
 from storage.connections import open_redis
 from storage.kafka.topics import ensure_topics
 from tests.helpers import free_port
+from tests.proxy import TcpProxy
 
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
-    "cluster_settings",
+    "cluster_settings", "proxied_kafka",
 }  # fmt: skip
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
@@ -52,10 +53,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: bool(SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))))
 
 
-def _start_kafka(home: Path) -> KafkaServer:
+def _start_kafka(home: Path, advertised_port: int | None = None) -> KafkaServer:
     defaults = Settings()
     libs = ensure_jars(defaults.cache_dir, defaults.kafka_version)
-    kafka = KafkaServer("127.0.0.1", free_port(), free_port(), home, libs, heap="512m")
+    kafka = KafkaServer(
+        "127.0.0.1",
+        free_port(),
+        free_port(),
+        home,
+        libs,
+        heap="512m",
+        advertised_port=advertised_port,
+    )
     kafka.start()
     return kafka
 
@@ -184,6 +193,20 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaServer]:
     try:
         yield kafka
     finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def proxied_kafka(tmp_path: Path) -> Iterator[tuple[KafkaServer, TcpProxy]]:
+    """A broker of the test's own behind a TCP proxy of ours: clients reach it only through
+    the proxy (the broker advertises the proxy's port), so the proxy's faults are theirs."""
+    port = free_port()
+    kafka = _start_kafka(tmp_path / "proxied-kafka", advertised_port=port)
+    proxy = TcpProxy(kafka.host, kafka.port, port=port).start()
+    try:
+        yield kafka, proxy
+    finally:
+        proxy.stop()
         kafka.stop()
 
 

@@ -8,11 +8,20 @@ const HEALTH_EVERY_MS = 5000;
 const HISTORY_DAYS = 14;
 
 const params = new URLSearchParams(location.search);
+
+// A day from the URL is kept only if it is a real calendar day YYYY-MM-DD; anything else
+// (a typo, a hand-edited link) falls back to the default day instead of breaking the page.
+function validDay(text) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text || "")) return "";
+  const parsed = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(parsed.getTime()) && parsed.toISOString().slice(0, 10) === text ? text : "";
+}
+
 const state = {
   source: params.get("source") === "daily" ? "daily" : "live",
   by: params.get("by") === "revenue" ? "revenue" : "units",
   store: params.get("store") || "",
-  day: params.get("day") || "",
+  day: validDay(params.get("day")),
   sku: params.get("sku") || "",
   shownDay: "",
 };
@@ -46,7 +55,7 @@ function isoDay(date) {
 }
 
 function lastDays(endIso) {
-  const end = endIso ? new Date(`${endIso}T00:00:00Z`) : new Date();
+  const end = validDay(endIso) ? new Date(`${endIso}T00:00:00Z`) : new Date();
   const start = new Date(end.getTime() - (HISTORY_DAYS - 1) * 86400000);
   return { from: isoDay(start), to: isoDay(end) };
 }

@@ -124,3 +124,18 @@ class ManifestUnreadable(DailyError):  # noqa: N818 - reads as "raise ManifestUn
         )
         self.day = day
         self.path = path
+
+
+class DataWriteError(DailyError):
+    """The data folder refused a write (a full disk, a read-only or foreign folder)."""
+
+    exit_code = 8
+
+    def __init__(self, data_dir: Path, day: date, cause: OSError) -> None:
+        where = f" ({cause.filename})" if cause.filename else ""
+        super().__init__(
+            f"cannot write the snapshot of {day} under KASSA_DATA_DIR={str(data_dir)!r}: "
+            f"{cause.strerror or cause}{where}; free space on that disk (or make the folder "
+            f"writable) and run the day again: its previous snapshot is unchanged"
+        )
+        self.day = day

@@ -37,11 +37,17 @@ import redis
 from confluent_kafka import Consumer
 
 from common.columns import Decoded
-from common.days import check_day_order
+from common.days import check_day_order, day_bounds
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
-from jobs.daily.exceptions import IncompleteDay, LiveRepairRefused, RedisWriteError, RetentionGap
+from jobs.daily.exceptions import (
+    DataWriteError,
+    IncompleteDay,
+    LiveRepairRefused,
+    RedisWriteError,
+    RetentionGap,
+)
 from jobs.daily.lock import day_lock
 from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_manifest
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
@@ -113,11 +119,16 @@ def run_day(
     a forced run over such a gap raises :class:`SnapshotKept` (7) instead of replacing a
     snapshot with more checkouts. ``repair_live`` overwrites the live figures with the daily
     ones on drift. ``now`` (default: the clock) decides completeness; ``reason`` is recorded
-    as the revision's reason (default: :func:`revisions.reason`).
+    as the revision's reason (default: :func:`revisions.reason`). A write the data folder
+    refuses (a full disk) raises :class:`DataWriteError` (8).
     """
+    day_bounds(day, settings.zone)  # a day Python cannot bound is refused before the lock
     run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
-    with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
-        return run.execute(client, now or datetime.now(UTC))
+    try:
+        with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
+            return run.execute(client, now or datetime.now(UTC))
+    except OSError as exc:  # a full disk, a read-only folder: the previous snapshot stays
+        raise DataWriteError(settings.data_dir, day, exc) from exc
 
 
 def backfill(

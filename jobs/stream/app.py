@@ -19,11 +19,16 @@ import redis
 
 from common.settings import Settings
 from jobs.stream.assignment import Assignments
-from jobs.stream.exceptions import EvictionPolicyError, StreamRedisUnavailableError
+from jobs.stream.exceptions import (
+    EvictionPolicyError,
+    StreamRedisUnavailableError,
+    TopicChangedError,
+)
 from jobs.stream.failures import consumer_failed, stream_failure
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.quix import StreamApplication
 from jobs.stream.sink import LiveSink
+from jobs.stream.watch import Watch
 from jobs.stream.writer import BatchWriter
 from storage.connections import open_redis, redis_failures
 from storage.kafka.config import quix_connection
@@ -47,6 +52,7 @@ class StreamJob:
     redis_client: redis.Redis
     store: LiveStore
     redis_url: str
+    watch: Watch
     instance_id: str | None = None
     """The consumer's ``group.instance.id`` (None: dynamic membership)."""
     started: bool = False
@@ -64,17 +70,23 @@ class StreamJob:
             self._check_redis()
             self.started = True
             self.metrics.state = "running"
+            self.watch.start()
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
-            cause = stream_failure(exc, self.instance_id)
+            cause = self.watch.failure or stream_failure(exc, self.instance_id)
+            if isinstance(cause, TopicChangedError):
+                cause = self.watch.verdict() or cause  # recreated or deleted: say which
             if cause is None:
                 raise
             raise cause from exc
         finally:
+            self.watch.stop()
             self.metrics.state = "stopped"
             self.metrics.record_revoked()
             self.sink.close()
             self.redis_client.close()
+        if self.watch.failure is not None:
+            raise self.watch.failure
 
     def _check_redis(self) -> None:
         """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""
@@ -112,11 +124,23 @@ def build_stream_job(
         exactly_once=exactly_once,
         write_interval=settings.stream_write_interval,
     )
+    admin = admin_client(settings)
+    watch = Watch(
+        admin,
+        store,
+        metrics,
+        topic=settings.topic,
+        interval=settings.stream_check_seconds,
+        # at-least-once batches may move a watermark back: only exactly-once compares them
+        applied=sink.applied if exactly_once else lambda: ({}, 0),
+        stop=lambda: _stop_now(sink, app),
+    )
     assignments = Assignments(
         sink,
         metrics,
         store,
-        admin_client(settings),
+        admin,
+        watch,
         topic=settings.topic,
         exactly_once=exactly_once,
         redis_url=settings.redis_url,
@@ -139,7 +163,15 @@ def build_stream_job(
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)
-    return StreamJob(app, sink, metrics, client, store, settings.redis_url, instance_id or None)
+    return StreamJob(
+        app, sink, metrics, client, store, settings.redis_url, watch, instance_id or None
+    )
+
+
+def _stop_now(sink: LiveSink, app: StreamApplication) -> None:
+    """Stop the job at once, writing and committing nothing more (the watch found it wrong)."""
+    sink.halt()
+    app.stop(fail=True)
 
 
 def _consumer_config(
@@ -151,6 +183,9 @@ def _consumer_config(
         "session.timeout.ms": settings.stream_session_timeout_ms,
         "heartbeat.interval.ms": min(3000, settings.stream_session_timeout_ms // 3),
         "statistics.interval.ms": STATS_INTERVAL_MS,
+        # new partitions reach the group's next assignment within seconds (the default is
+        # 5 minutes), as often as the watch looks (jobs/stream/watch.py)
+        "topic.metadata.refresh.interval.ms": round(settings.stream_check_seconds * 1000),
         **FETCH_CONFIG,
         **membership,
         # librdkafka's own log lines repeat what the error callback reports (see

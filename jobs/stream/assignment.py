@@ -23,8 +23,10 @@ from jobs.stream.exceptions import (
 )
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.sink import LiveSink, check_watermarks
+from jobs.stream.watch import Watch
 from storage.connections import redis_failures
-from storage.kafka.identity import read_identity
+from storage.kafka.exceptions import TopicIdentityError
+from storage.kafka.identity import describe_topic
 from storage.live import LiveStore
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Assignments:
         metrics: StreamMetrics,
         store: LiveStore,
         admin: AdminClient,
+        watch: Watch,
         *,
         topic: str,
         exactly_once: bool,
@@ -52,6 +55,7 @@ class Assignments:
         self._metrics = metrics
         self._store = store
         self._admin = admin
+        self._watch = watch
         self._topic = topic
         self._exactly_once = exactly_once
         self._redis_url = redis_url
@@ -78,7 +82,10 @@ class Assignments:
     def _resume(self, consumer: Any, mine: list[TopicPartition]) -> None:
         """Check Redis's watermarks for ``mine`` and set each one's start offset in place."""
         partitions = [tp.partition for tp in mine]
-        identity = read_identity(self._admin, self._topic)
+        shape = describe_topic(self._admin, self._topic)
+        if shape is None:
+            raise TopicIdentityError(self._topic, "no such topic")
+        identity = shape.identity
         with redis_failures(
             self._redis_url, "read the watermarks from", StreamRedisUnavailableError
         ):
@@ -108,6 +115,7 @@ class Assignments:
             for tp in mine:
                 tp.offset = starts[tp.partition]
         self._sink.on_assign(state, identity, starts)
+        self._watch.assigned(identity, shape.partitions)
 
 
 def resume_offsets(

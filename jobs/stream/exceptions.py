@@ -91,6 +91,17 @@ class RedisBehindError(RecoverableStreamError):
         self.partitions = partitions
 
 
+class TopicChangedError(RecoverableStreamError):
+    """The consumer saw the topic change under the job: it is gone, or a partition delivered
+    an offset the job had passed with nothing rewinding it (the job checks the topic)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what}: the topic was deleted or recreated under the job, or its log was cut "
+            "back; checking the topic and resuming from Redis's watermarks"
+        )
+
+
 class IdentityMismatchError(StreamError):
     """The watermarks in Redis count another topic or cluster than the one consumed."""
 
@@ -101,6 +112,18 @@ class IdentityMismatchError(StreamError):
             "nothing for the new topic. Reset the live figures with 'kassa stream rebuild' "
             "(it recounts what the new topic holds), or point KASSA_REDIS_KEY_SPACE elsewhere"
         )
+
+
+class TopicDeletedError(StreamError):
+    """The sales topic was deleted under the running job."""
+
+    def __init__(self, topic: str, identity: object) -> None:
+        super().__init__(
+            f"topic {topic!r} ({identity}) was deleted under the running stream job: nothing "
+            "more can be counted from it. Create the topic again ('kassa topics create'), then "
+            "reset the live figures with 'kassa stream rebuild' (they count the deleted topic)"
+        )
+        self.topic = topic
 
 
 class WatermarksLostError(StreamError):

@@ -11,14 +11,22 @@ them to a few log lines.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from confluent_kafka import KafkaError, KafkaException
+from quixstreams.checkpointing.exceptions import InvalidStoredOffset
 from quixstreams.exceptions import PartitionAssignmentError
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
+from quixstreams.models.topics.exceptions import TopicNotFoundError as QuixTopicNotFoundError
 
-from common.errors import KassaError
-from jobs.stream.exceptions import InstanceFencedError, KafkaContactLostError, StreamError
+from common.errors import KassaError, TopicNotFoundError
+from jobs.stream.exceptions import (
+    InstanceFencedError,
+    KafkaContactLostError,
+    StreamError,
+    TopicChangedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +39,42 @@ KAFKA_FAILURES = (
 """Errors of Quix and librdkafka that mean Kafka or the group membership was lost."""
 FENCED = {KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL}
 """A consumer's only fatal error: another member joined with its ``group.instance.id``."""
+TOPIC_GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+"""What a consumer reports when its subscribed topic no longer exists."""
 
 
 def stream_failure(exc: BaseException, instance_id: str | None) -> KassaError | None:
     """The kassa error to raise instead of ``exc``, which ended a run of the Quix application:
     the kassa error in its chain of causes, or the stream error for a lost Kafka or group
     membership (:func:`kafka_failure`); None when ``exc`` is to be raised as it is."""
-    cause = kassa_cause(exc) or kafka_failure(exc, instance_id)
+    cause = kassa_cause(exc) or topic_changed(exc) or kafka_failure(exc, instance_id)
     return None if cause is exc else cause
 
 
+def topic_changed(exc: BaseException) -> TopicChangedError | None:
+    """The error for what in ``exc``'s chain says the topic changed under the consumer: Quix
+    refusing an offset below one it had processed (``InvalidStoredOffset``: the log moved
+    back, e.g. a recreated topic read from its start), or the subscribed topic unknown."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        error = getattr(seen, "error", None) or (seen.args[0] if seen.args else None)
+        if isinstance(seen, InvalidStoredOffset) or (
+            isinstance(error, KafkaError) and error.code() in TOPIC_GONE
+        ):
+            return TopicChangedError(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def kassa_cause(exc: BaseException) -> KassaError | None:
-    """The first :class:`KassaError` in ``exc``'s chain of causes, if any."""
+    """The first :class:`KassaError` in ``exc``'s chain of causes, if any (Quix's "topic not
+    found" at the start of a run counts as kassa's :class:`TopicNotFoundError`)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, KassaError):
             return seen
+        if isinstance(seen, QuixTopicNotFoundError):
+            return TopicNotFoundError([topic for topic in re.findall(r'"([^"]+)"', str(seen))])
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -114,6 +114,8 @@ class StreamMetrics:
         self.last_batch_at = 0.0
         self._behind: set[int] = set()
         self.kafka_down_since: float | None = None
+        self.watch_problem: str | None = None
+        """What the job's watch found wrong under it (:mod:`jobs.stream.watch`), if anything."""
         """``time.monotonic()`` when Kafka was last found unreachable, None while it answers."""
         self._unassigned_limit = unassigned_limit
         self._stuck_limit = stuck_limit
@@ -226,6 +228,14 @@ class StreamMetrics:
             self._redis.close()
             self._redis = None
 
+    def record_watch(self, problem: str | None) -> None:
+        """What the job's watch found wrong under it (None: nothing); a change is logged."""
+        if problem is not None and problem != self.watch_problem:
+            logger.warning("%s; /healthz reports 503", problem)
+        elif problem is None and self.watch_problem is not None:
+            logger.info("resolved: %s", self.watch_problem)
+        self.watch_problem = problem
+
     def health(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/healthz``: 200 while the job runs and nothing is wrong,
         else 503 with the reasons."""
@@ -250,6 +260,8 @@ class StreamMetrics:
             )
         if redis_problem is not None:
             reasons.append(f"Redis unreachable: {redis_problem}")
+        if self.watch_problem is not None:
+            reasons.append(self.watch_problem)
         age = time.time() - self.last_batch_at if self.last_batch_at else None
         body = {
             "state": self.state,

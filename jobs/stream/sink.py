@@ -17,6 +17,7 @@ from jobs.stream.exceptions import (
     KafkaContactLostError,
     RedisBehindError,
     StreamError,
+    TopicChangedError,
     WriterDiedError,
 )
 from jobs.stream.metrics import StreamMetrics
@@ -77,6 +78,13 @@ class LiveSink(BaseSink):
         self._max_in_flight = max_in_flight
         self._batches: dict[int, RawBatch] = {}
         self._watermarks: dict[int, int] = {}
+        self._applied: dict[int, int] = {}
+        """Partition -> the last offset a writer saw Redis apply (the watch compares)."""
+        # Its own lock: a writer's callback may run inside _submit, which holds _lock.
+        self._applied_lock = threading.Lock()
+        self._halted = False
+        self._rewinding: set[int] = set()
+        """Partitions Quix rewound (after backpressure) and replays: skips are expected."""
         self._identity: Identity | None = None
         self._epoch = 0
         self._floor: ReplayFloor | None = None
@@ -102,6 +110,8 @@ class LiveSink(BaseSink):
             for partition in starts:
                 self._batches.pop(partition, None)
             self._watermarks.update(state.watermarks)
+            with self._applied_lock:
+                self._applied.update(state.watermarks)
             self._identity = identity
             self._epoch = state.epoch
             self._floor = state.floor
@@ -122,6 +132,20 @@ class LiveSink(BaseSink):
             for partition in partitions:
                 self._batches.pop(partition, None)
                 self._watermarks.pop(partition, None)
+                with self._applied_lock:
+                    self._applied.pop(partition, None)
+
+    def applied(self) -> tuple[dict[int, int], int]:
+        """The last offset Redis applied per partition this replica holds, as the writers
+        saw it, and the epoch the batches carry."""
+        with self._applied_lock:
+            return dict(self._applied), self._epoch
+
+    def halt(self) -> None:
+        """Hand no more batch to the writers (the job stops without its last commit)."""
+        with self._lock:
+            self._halted = True
+            self._batches.clear()
 
     def oldest_waiting(self) -> float | None:
         """``time.monotonic()`` when the oldest batch still waiting for its writer was opened
@@ -149,11 +173,12 @@ class LiveSink(BaseSink):
                     msg = f"partition {partition} was not assigned to the sink (on_assign)"
                     raise StreamError(msg)
                 if self._exactly_once and offset <= self._watermarks[partition]:
-                    self._skipped += 1
+                    self._skip(partition, offset)
                     return
+                self._rewinding.discard(partition)  # past the replay
                 batch = self._batches[partition] = RawBatch(topic, partition, time.monotonic())
             elif self._exactly_once and offset <= self._watermarks[partition]:
-                self._skipped += 1
+                self._skip(partition, offset)
                 return
             batch.offsets.append(offset)
             batch.keys.append(key)
@@ -165,6 +190,16 @@ class LiveSink(BaseSink):
         finally:
             lock.release()
 
+    def _skip(self, partition: int, offset: int) -> None:
+        """Skip a record Redis holds; the caller holds the lock. Only a replay after Quix's
+        rewind delivers one: else the log moved back under the job (a recreated topic read
+        from its start) and the job stops to check the topic."""
+        if partition not in self._rewinding:
+            watermark = self._watermarks[partition]
+            what = f"partition {partition} delivered offset {offset} after {watermark}, unrewound"
+            raise TopicChangedError(what)
+        self._skipped += 1
+
     def _submit(self, partition: int) -> None:
         """Hand a partition's batch to the writer, in order, with the expected watermark.
 
@@ -172,6 +207,9 @@ class LiveSink(BaseSink):
         the writer is ``max_in_flight`` batches behind, wait for it (holding the lock, so
         ``add`` waits too: memory stays bounded when Redis or the writer is slow).
         """
+        if self._halted:
+            del self._batches[partition]
+            return
         batch = self._batches[partition]
         watermark = self._watermarks[partition]
         assert self._identity is not None, "on_assign comes before the first record"
@@ -244,6 +282,8 @@ class LiveSink(BaseSink):
             # application is rebuilt and resumes from Redis's watermarks (run_stream).
             raise RedisBehindError(behind)
         if conflict:
+            with self._lock:  # Quix seeks back to the last commit: the replay skips
+                self._rewinding.update(self._watermarks)
             raise SinkBackpressureError(retry_after=CONFLICT_RETRY_SECONDS)
         if self._metrics.kafka_down_since is not None:
             # librdkafka's offset commit would block until the group coordinator is back.
@@ -296,6 +336,11 @@ class LiveSink(BaseSink):
         report = future.result()
         if report.result.status is not ApplyStatus.APPLIED:
             return  # flush reports it
+        with self._applied_lock:
+            if batch.partition in self._applied:
+                self._applied[batch.partition] = max(
+                    self._applied[batch.partition], batch.last_offset
+                )
         self._metrics.record_batch(batch, report)
         _log_dead_letters(batch, report)
 
@@ -306,9 +351,10 @@ class LiveSink(BaseSink):
         self._writer.close()
 
     def on_paused(self) -> None:
-        """Quix rewinds after backpressure: drop the batches it will replay."""
+        """Quix rewinds after another sink's backpressure: drop the batches it will replay."""
         with self._lock:
             self._batches.clear()
+            self._rewinding.update(self._watermarks)
             self._skipped = 0
 
 

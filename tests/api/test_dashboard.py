@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -27,14 +28,17 @@ from selenium.webdriver.support.ui import Select
 from common.schema import Checkout
 from common.settings import Settings
 from storage.rankings import read_ranking
-from tests.api.helpers import get, serving
-from tests.helpers import repo_root, wait_until
+from tests.api.helpers import fill_live_day, get, serving
+from tests.helpers import noon_zone, repo_root, wait_until
 from tests.jobs.daily.helpers import checkout, produce
 from tests.jobs.stream.helpers import caught_up, start_stream
 
 ARTIFACTS = Path(os.environ.get("KASSA_TEST_ARTIFACTS") or repo_root() / "test-artifacts")
 PHONE = (412, 915)
 DESKTOP = (1280, 900)
+
+ZONE = noon_zone(datetime.now(UTC))
+"""The business days' zone: about noon when the module loads (see tests.helpers.noon_zone)."""
 
 
 def _browser_paths() -> tuple[str, str]:
@@ -57,6 +61,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument(f"--window-size={PHONE[0]},{PHONE[1]}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     chrome.set_window_size(*PHONE)
     try:
@@ -95,7 +100,8 @@ def _screenshot(chrome: webdriver.Chrome, tmp_path: Path, name: str) -> Path:
 def test_the_dashboard_shows_live_top_items_updates_and_switches_store(
     settings: Settings, redis_client: redis.Redis, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"metrics_port": 0})
+    # business days in a zone where it is about noon: no day ends during the test
+    settings = settings.model_copy(update={"metrics_port": 0, "timezone": ZONE})
     produce(
         settings,
         [
@@ -112,7 +118,7 @@ def test_the_dashboard_shows_live_top_items_updates_and_switches_store(
             browser.get(f"{base}/")
             chain = [("milk", 7), ("apple", 5), ("bread", 3), ("eggs", 2)]
             wait_until(_shows(browser, chain), 30, f"the page to show {chain}")
-            day = datetime.now(UTC).date()
+            day = datetime.now(ZoneInfo(ZONE)).date()
             from_redis = [
                 (i.sku, i.units)
                 for i in read_ranking(redis_client, settings.key_space, "live", day)
@@ -146,3 +152,17 @@ def test_the_dashboard_shows_live_top_items_updates_and_switches_store(
     finally:
         stream.send_signal(signal.SIGTERM)
         assert stream.wait(60) == 0, (tmp_path / "stream.log").read_text()[-3000:]
+
+
+@pytest.mark.parametrize("day", ["garbage", "2026-02-30", "99999-01-01"])
+def test_a_day_in_the_url_that_is_no_date_falls_back_to_today_without_a_script_error(
+    settings: Settings, redis_client: redis.Redis, browser: webdriver.Chrome, day: str
+) -> None:
+    settings = settings.model_copy(update={"timezone": ZONE})
+    fill_live_day(redis_client, settings.key_space, datetime.now(ZoneInfo(ZONE)).date())
+    with serving(settings, probe_kafka=False) as base:
+        browser.get(f"{base}/?day={day}")
+        wait_until(_shows(browser, [("a", 2), ("b", 1)]), 30, "today's live ranking")
+        logged = browser.get_log("browser")
+    errors = [e for e in logged if e["level"] == "SEVERE" and e.get("source") != "network"]
+    assert errors == []

@@ -45,6 +45,10 @@ BAD_PARAMETERS = [
     ("/api/stores?day=2026-1-1", "day", "YYYY-MM-DD"),
     ("/api/days?from=2026-11-01", "to", "from and to go together"),
     ("/api/manifests/last-tuesday", "day", "YYYY-MM-DD"),
+    # days Python's dates hold, but not their bounds or their keys' expiry
+    ("/api/rankings?day=9999-12-31", "day", "outside the days kassa serves"),
+    ("/api/rankings?from=9999-12-01&to=9999-12-31", "from", "outside the days kassa serves"),
+    ("/api/days?from=9999-12-30&to=9999-12-31", "from", "outside the days kassa serves"),
 ]
 
 
@@ -93,6 +97,21 @@ def test_each_reason_for_no_ranking_has_its_own_status_and_advice(base: str) -> 
     status, body = get(f"{base}/api/manifests/{TODAY}")
     assert (status, body["error"]) == (404, "daily_not_computed")
     assert f"kassa daily run --day {TODAY}" in body["detail"]
+
+
+def test_error_bodies_name_no_server_path_and_quote_values_cut_short(
+    base: str, settings: Settings
+) -> None:
+    for path in (f"/api/rankings?day={EXPIRED}", f"/api/manifests/{TODAY}"):
+        status, body = get(base + path)
+        assert status in (404, 410), body
+        assert str(settings.data_dir) not in body["detail"]
+        assert "$KASSA_DATA_DIR/" in body["detail"]
+
+    status, body = get(f"{base}/api/rankings?store={'s' * 100_000}")
+    assert (status, body["parameter"]) == (422, "store")
+    assert len(body["detail"]) < 400
+    assert "(100000 characters)" in body["detail"]
 
 
 def test_the_store_switch_and_revenue_ranking_of_a_filled_day(base: str) -> None:

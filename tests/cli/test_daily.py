@@ -6,8 +6,10 @@ import json
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -18,7 +20,7 @@ from common.settings import Settings
 from jobs.daily.job import day_lock, run_day
 from storage import keys, parquet
 from storage.connections import open_redis
-from tests.helpers import KASSA, free_port, run_kassa, settings_env
+from tests.helpers import KASSA, free_port, noon_zone, run_kassa, settings_env
 from tests.jobs.daily.helpers import checkout, produce, seal, utc
 
 
@@ -56,13 +58,6 @@ def test_bad_input_exits_2(settings: Settings) -> None:
     assert "--from 2026-11-20 is after --to 2026-11-19" in backwards.stderr
 
 
-def _noon_zone(now: datetime) -> str:
-    """A fixed-offset zone in which ``now`` is between 11:30 and 12:30 local time, so a
-    daily time a few minutes before or after it is on the same local day at any hour."""
-    offset = 12 - round(now.astimezone(UTC).hour + now.minute / 60)
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # the Etc zones' sign is inverted
-
-
 def _schedule_until_first_wait(settings: Settings) -> str:
     """Run ``kassa daily schedule`` through its catch-up to its first wait, then Ctrl-C it;
     its log up to the wait."""
@@ -98,7 +93,7 @@ def test_schedule_catches_up_the_days_due_then_waits_until_interrupted(
     # KASSA_DAILY_AT just before "now" makes yesterday due, just after it not yet: both
     # sides are proven at any hour, in a zone where "now" is about noon.
     now = datetime.now(UTC)
-    zone = ZoneInfo(_noon_zone(now))
+    zone = ZoneInfo(noon_zone(now))
     daily_at = (now.astimezone(zone) + timedelta(minutes=minutes)).time().replace(microsecond=0)
     window = settings.model_copy(
         update={
@@ -165,3 +160,71 @@ def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
     assert lost.stdout.endswith(
         "; Redis: missing from Redis (restored from an older copy, or flushed?)\n"
     ), lost.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB file system (tmpfs) of the test's own, to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"the full-disk test mounts a small tmpfs and needs root: {mounted.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write into ``folder`` until its file system has no byte left."""
+    with (folder / "filler").open("wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65_536)
+                filler.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_data_disk_is_one_line_and_status_8_and_the_previous_snapshot_stays(
+    settings: Settings, small_disk: Path
+) -> None:
+    settings = settings.model_copy(update={"data_dir": small_disk / "data"})
+    day = date(2026, 11, 20)
+    produce(
+        settings,
+        [checkout(f"t{n}", utc(2026, 11, 20, 9), [("soap", 1, "1.10")]) for n in range(50)],
+    )
+    seal(settings, utc(2026, 11, 22))
+    assert _kassa(settings, "daily", "run", "--day", str(day), "--quiet").returncode == 0
+    before = parquet.read_manifest_bytes(settings.data_dir, day)
+    _fill(small_disk)
+
+    full = _kassa(settings, "daily", "run", "--day", str(day), "--quiet")
+
+    assert full.returncode == 8, full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("kassa: error:")]
+    assert len(errors) == 1, full.stderr
+    assert f"KASSA_DATA_DIR={str(settings.data_dir)!r}" in errors[0]
+    assert "No space left on device" in errors[0]
+    assert "free space on that disk" in errors[0]
+    assert "unexpected" not in full.stderr
+    assert parquet.read_manifest_bytes(settings.data_dir, day) == before
+    items = pl.read_parquet(parquet.table_path(settings.data_dir, "daily_item_sales", day))
+    assert items["units"].sum() == 50
+
+
+def test_a_day_beyond_the_calendar_is_refused_before_anything_is_written(
+    settings: Settings,
+) -> None:
+    refused = _kassa(settings, "daily", "run", "--day", "9999-12-31")
+
+    assert refused.returncode == 2, refused.stderr
+    assert "9999-12-31" in refused.stderr
+    assert not parquet.lock_path(settings.data_dir, date(9999, 12, 31)).parent.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -12,16 +13,22 @@ import redis
 # and a child process per case would spend seconds importing kassa for a one-line answer.
 from cli.main import main as kassa
 from common.settings import Settings
+from storage import keys
+from storage.daily import DaySnapshot, replace_day
 from tests.api.helpers import fill_live_day
-from tests.helpers import free_port, settings_env
+from tests.helpers import free_port, noon_zone, settings_env
 
-TODAY = datetime.now(UTC).date()
+ZONE = noon_zone(datetime.now(UTC))
+"""The business days' zone: about noon there when the module loads, so no day ends during
+these tests whatever the hour (``kassa top`` reads today's ranking by default)."""
+TODAY = datetime.now(ZoneInfo(ZONE)).date()
 
 
 @pytest.fixture
 def environment(
     settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
+    settings = settings.model_copy(update={"timezone": ZONE})
     fill_live_day(redis_client, settings.key_space, TODAY)
     for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
@@ -102,3 +109,38 @@ def test_an_unreachable_redis_is_exit_status_3(
         monkeypatch.setenv(name, value)
     assert kassa(["top", "--from", str(TODAY), "--to", str(TODAY)]) == 3
     assert "from Redis at KASSA_REDIS_URL=" in capsys.readouterr().err
+
+
+EVIL = "\x1b]0;PWNED\x07\x1b[41m"
+"""What a register could send as an item name or store id: retitle and colour the terminal."""
+
+
+def test_control_characters_in_names_and_stores_reach_the_terminal_escaped(
+    settings: Settings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    totals = {"units": 2, "units_sold": 2, "units_returned": 0, "revenue": 20000, "checkouts": 1}
+    snapshot = DaySnapshot(
+        items={"a\nb": (2, 2, 0, 20000, 1)},
+        totals={**totals, "lines": 1},
+        store_items={f"shop{EVIL}": {"a\nb": (2, 2, 0, 20000, 1)}},
+        store_totals={f"shop{EVIL}": {**totals, "lines": 1}},
+    )
+    expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
+    replace_day(redis_client, settings.key_space, "live", TODAY, snapshot, expire_at=expire_at)
+    redis_client.hset(keys.names_key(settings.key_space), "a\nb", f"Soap{EVIL}\nline two")
+    for name, value in settings_env(settings.model_copy(update={"timezone": ZONE})).items():
+        monkeypatch.setenv(name, value)
+
+    assert kassa(["top"]) == 0
+    assert kassa(["top", "--stores"]) == 0
+    assert kassa(["top", "--json"]) == 0
+    assert kassa(["top", "--store", "nowhere"]) == 1
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
+    assert "Soap\\x1b]0;PWNED\\x07\\x1b[41m\\x0aline two" in out  # one row, visibly escaped
+    assert "shop\\x1b]0;PWNED" in out and "shop\\x1b]0;PWNED" in err
+    assert json.loads(out.splitlines()[-1])[0]["name"] == f"Soap{EVIL}\nline two"

@@ -181,7 +181,7 @@ class Load:
         self._settings = settings
         self._source = generate(seed, datetime(2026, 11, 21, 9, tzinfo=ZoneInfo("Europe/London")))
         self._rate = rate
-        self._thread = threading.Thread(target=self._run)
+        self._thread = threading.Thread(target=self._run, daemon=True)  # a failed test ends
         self._thread.start()
 
     def _pulled(self) -> Iterator[Checkout]:

@@ -6,7 +6,7 @@ import pytest
 
 from common.settings import Settings
 from storage.kafka.exceptions import TopicIdentityError
-from storage.kafka.identity import read_identity
+from storage.kafka.identity import describe_topic, read_identity
 from storage.kafka.topics import admin_client
 
 
@@ -25,3 +25,16 @@ def test_a_missing_topic_is_an_error_naming_it(settings: Settings) -> None:
 
     with pytest.raises(TopicIdentityError, match=f"cannot describe topic '{missing}'"):
         read_identity(admin_client(settings), missing, timeout=10)
+
+
+def test_a_topic_is_described_with_its_partitions_and_a_missing_one_is_none(
+    settings: Settings,
+) -> None:
+    admin = admin_client(settings)
+
+    shape = describe_topic(admin, settings.topic)
+
+    assert shape is not None
+    assert shape.partitions == settings.partitions
+    assert shape.identity == read_identity(admin, settings.topic)
+    assert describe_topic(admin, f"{settings.topic}_missing", timeout=10) is None
