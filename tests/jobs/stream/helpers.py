@@ -161,6 +161,22 @@ def start_stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def stop_stream(child: subprocess.Popen[bytes]) -> int:
+    """SIGTERM ``child``, SIGKILL it after 60 s; its exit status."""
+    if child.poll() is None:
+        child.terminate()
+    try:
+        return child.wait(60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait(10)
+
+
+def error_lines(log: Path) -> list[str]:
+    """The ``kassa: error:`` lines of a job's log (each way it stops is one of them)."""
+    return [line for line in log.read_text().splitlines() if line.startswith("kassa: error:")]
+
+
 def health(port: int) -> tuple[int, dict[str, object]]:
     """Status and body of ``/healthz`` on ``port`` (status 0 when nothing answers)."""
     try:

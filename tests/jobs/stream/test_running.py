@@ -5,7 +5,6 @@ deleted, Redis restored from an older copy while no checkout arrives, partitions
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,9 +25,11 @@ from tests.jobs.stream.faults import (
 from tests.jobs.stream.helpers import (
     assert_exact,
     caught_up,
+    error_lines,
     health,
     publish_checkouts,
     start_stream,
+    stop_stream,
     valid_checkouts,
 )
 
@@ -43,20 +44,6 @@ def _watched(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"stream_check_seconds": CHECK_SECONDS, "metrics_port": free_port()}
     )
-
-
-def _stop(child: subprocess.Popen[bytes]) -> int:
-    if child.poll() is None:
-        child.terminate()
-    try:
-        return child.wait(60)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait(10)
-
-
-def _error_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line.startswith("kassa: error:")]
 
 
 def test_a_topic_recreated_under_the_running_job_stops_it_and_nothing_of_the_new_one_counts(
@@ -75,8 +62,8 @@ def test_a_topic_recreated_under_the_running_job_stops_it_and_nothing_of_the_new
         status = child.wait(NOTICED_WITHIN + 60)
         stopped_after = time.monotonic() - recreated
     finally:
-        _stop(child)
-    errors = _error_lines(log)
+        stop_stream(child)
+    errors = error_lines(log)
     assert status == 3, log.read_text()[-3000:]
     assert len(errors) == 1, errors
     assert "kassa stream rebuild" in errors[0]
@@ -102,8 +89,8 @@ def test_a_topic_deleted_under_the_running_job_stops_it_naming_the_fix(
         status = child.wait(NOTICED_WITHIN + 30)
         stopped_after = time.monotonic() - deleted
     finally:
-        _stop(child)
-    errors = _error_lines(log)
+        stop_stream(child)
+    errors = error_lines(log)
     assert status == 3, log.read_text()[-3000:]
     assert len(errors) == 1, errors
     assert f"topic {settings.topic!r}" in errors[0]
@@ -137,7 +124,7 @@ def test_redis_restored_under_a_quiet_running_job_is_recounted_without_a_new_rec
         wait_until(lambda: health(settings.metrics_port)[0] == 200, 30, "/healthz 200 again")
         assert child.poll() is None
     finally:
-        status = _stop(child)
+        status = stop_stream(child)
         client.close()
     text = log.read_text()
     assert status == 0, text[-3000:]
@@ -169,5 +156,5 @@ def test_partitions_added_under_the_running_job_are_counted_within_seconds(
         assert body["partitions"] == [0, 1, 2, 3, 4, 5]
         assert_exact(redis_client, settings, before + after)
     finally:
-        assert _stop(child) == 0, log.read_text()[-3000:]
+        assert stop_stream(child) == 0, log.read_text()[-3000:]
     assert counted_after < NOTICED_WITHIN + 30

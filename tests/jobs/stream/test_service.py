@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,9 +21,11 @@ from tests.jobs.stream.helpers import (
     assert_exact,
     caught_up,
     days_of,
+    error_lines,
     health,
     live_figures,
     start_stream,
+    stop_stream,
     topic_checkouts,
     watermark_sum,
 )
@@ -34,21 +35,6 @@ def _partitions(port: int) -> list[int]:
     partitions = health(port)[1].get("partitions", [])
     assert isinstance(partitions, list)
     return partitions
-
-
-def _stop(child: subprocess.Popen[bytes]) -> int:
-    """SIGTERM ``child``, SIGKILL it after 60 s; its exit status."""
-    if child.poll() is None:
-        child.terminate()
-    try:
-        return child.wait(60)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait(10)
-
-
-def _error_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line.startswith("kassa: error:")]
 
 
 def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
@@ -90,7 +76,7 @@ def test_kafka_stopped_for_60_s_under_load_is_survived_with_exact_counts(
         assert child.poll() is None, log.read_text()[-3000:]
     finally:
         traffic.finish()
-        status = _stop(child)
+        status = stop_stream(child)
     assert status == 0, log.read_text()[-3000:]
     # The producer may have written some checkouts twice across the broker's restart (its
     # retries): the job counts what the topic holds, and nothing sent may be missing.
@@ -125,7 +111,7 @@ def test_an_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_4(
     output = log.read_text()
     assert status == 4, output[-3000:]
     assert "Traceback" not in output
-    [line] = _error_lines(log)
+    [line] = error_lines(log)
     assert "cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP=" in line
     assert "KASSA_STREAM_OUTAGE_LIMIT_SECONDS=10" in line
 
@@ -164,7 +150,7 @@ def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
         assert child.poll() is None, log.read_text()[-3000:]
     finally:
         traffic.finish()
-        status = _stop(child)
+        status = stop_stream(child)
     assert status == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
     assert_exact(client, settings, checkouts)
@@ -195,7 +181,7 @@ def test_a_redis_outage_beyond_the_limit_ends_the_job_with_one_line_and_status_3
     output = log.read_text()
     assert status == 3, output[-3000:]
     assert "Traceback" not in output
-    [line] = _error_lines(log)
+    [line] = error_lines(log)
     assert f"KASSA_REDIS_URL={settings.redis_url!r}" in line
     assert "KASSA_STREAM_OUTAGE_LIMIT_SECONDS=10" in line
 
@@ -242,7 +228,7 @@ def test_a_replica_paused_beyond_its_session_timeout_rejoins_and_counts_stay_exa
         assert "Traceback" not in log_a.read_text()
     finally:
         traffic.finish()
-        statuses = [_stop(replica_a), replica_b and _stop(replica_b)]
+        statuses = [stop_stream(replica_a), replica_b and stop_stream(replica_b)]
     assert statuses == [0, 0], (log_a.read_text()[-3000:], log_b.read_text()[-3000:])
     assert_exact(redis_client, settings, checkouts)
 
@@ -265,10 +251,10 @@ def test_a_replica_fenced_by_one_with_its_instance_id_exits_6_with_one_line(
             replica_a.kill()
             replica_a.wait(10)
         if replica_b is not None:
-            _stop(replica_b)
+            stop_stream(replica_b)
     assert status == 6, log_a.read_text()[-3000:]
     assert "Traceback" not in log_a.read_text()
-    [line] = _error_lines(log_a)
+    [line] = error_lines(log_a)
     assert "group.instance.id 'till-1'" in line
     assert log_a.read_text().count("the broker fenced") == 2  # restarted once, then stopped
     assert "KASSA_STREAM_INSTANCE_ID" in line
