@@ -19,6 +19,7 @@ day with a manifest is finished. Runs of the same day are serialized by a file l
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 import uuid
@@ -70,6 +71,11 @@ from storage.kafka.reading import open_consumer, read_day
 logger = logging.getLogger(__name__)
 
 CHUNK_MESSAGES: Final = 25_000
+REFUSED_WRITES: Final = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+"""What a data folder answers when it refuses a write (a full disk, a read-only folder): the
+day is not finished, and the previous snapshot stays (:class:`DataWriteError`)."""
 
 
 class Progress(Protocol):
@@ -127,7 +133,9 @@ def run_day(
     try:
         with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
             return run.execute(client, now or datetime.now(UTC))
-    except OSError as exc:  # a full disk, a read-only folder: the previous snapshot stays
+    except OSError as exc:
+        if exc.errno not in REFUSED_WRITES:
+            raise
         raise DataWriteError(settings.data_dir, day, exc) from exc
 
 

@@ -21,6 +21,7 @@ from common.settings import Settings
 from jobs.stream.assignment import Assignments
 from jobs.stream.exceptions import (
     EvictionPolicyError,
+    StreamError,
     StreamRedisUnavailableError,
     TopicChangedError,
 )
@@ -32,6 +33,7 @@ from jobs.stream.watch import Watch
 from jobs.stream.writer import BatchWriter
 from storage.connections import open_redis, redis_failures
 from storage.kafka.config import quix_connection
+from storage.kafka.exceptions import TopicIdentityError
 from storage.kafka.topics import admin_client
 from storage.live import LiveStore
 
@@ -75,7 +77,7 @@ class StreamJob:
         except Exception as exc:
             cause = self.watch.failure or stream_failure(exc, self.instance_id)
             if isinstance(cause, TopicChangedError):
-                cause = self.watch.verdict() or cause  # recreated or deleted: say which
+                cause = self._verdict() or cause  # recreated or deleted: say which
             if cause is None:
                 raise
             raise cause from exc
@@ -87,6 +89,14 @@ class StreamJob:
             self.redis_client.close()
         if self.watch.failure is not None:
             raise self.watch.failure
+
+    def _verdict(self) -> StreamError | None:
+        """The watch's verdict on a topic the consumer saw change; None when it cannot tell
+        (Kafka does not answer: the restart loop waits for it, then the assignment checks)."""
+        try:
+            return self.watch.verdict()
+        except TopicIdentityError:
+            return None
 
     def _check_redis(self) -> None:
         """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""

@@ -318,6 +318,8 @@ class LiveSink(BaseSink):
             refused.add(partition)
             with self._lock:
                 self._watermarks[partition] = result.watermark
+                # another writer got further: the records up to its watermark are skipped
+                self._rewinding.add(partition)
             self._metrics.record_batch(batch, report)
             conflict = conflict or result.status is not ApplyStatus.DUPLICATE
             _log_refused(batch, report)

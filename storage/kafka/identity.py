@@ -37,6 +37,8 @@ def describe_topic(admin: AdminClient, topic: str, timeout: float = 30.0) -> Top
         described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
         description = described[topic].result(timeout)
         cluster_id = admin.describe_cluster(request_timeout=timeout).result(timeout).cluster_id
+    except TimeoutError as exc:  # the futures' wait ran out a moment before librdkafka's
+        raise TopicIdentityError(topic, f"no answer within {timeout:g} s") from exc
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
