@@ -72,25 +72,19 @@ def probe_kafka(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> K
             },
         )
     )
+    metadata: ClusterMetadata | None = None
     try:
         metadata = consumer.list_topics(settings.topic, timeout=timeout)
-    except Exception as exc:  # any failure is reported in the state, never raised
-        consumer.close()
-        reason = errors[-1] if errors else str(exc)
-        return KafkaState(
-            reachable=False,
-            reason=f"cannot reach Kafka at KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r}"
-            f" ({reason.splitlines()[0] if reason else type(exc).__name__})",
-        )
-    try:
         return _lag(consumer, metadata, settings, timeout)
-    except Exception as exc:  # the cluster answered; only the offsets are not known
+    except Exception as exc:  # any failure is reported in the state, never raised
         reason = errors[-1] if errors else str(exc)
-        return KafkaState(
-            reachable=True,
-            reason=f"cannot read the offsets of group {settings.consumer_group!r} "
-            f"({reason.splitlines()[0] if reason else type(exc).__name__})",
-        )
+        cause = reason.splitlines()[0] if reason else type(exc).__name__
+        if metadata is None:  # the cluster did not answer
+            where = f"KASSA_KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r}"
+            return KafkaState(reachable=False, reason=f"cannot reach Kafka at {where} ({cause})")
+        group = settings.consumer_group
+        reason = f"cannot read the offsets of group {group!r} ({cause})"
+        return KafkaState(reachable=True, reason=reason)  # only the offsets are not known
     finally:
         consumer.close()
 
