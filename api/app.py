@@ -36,7 +36,8 @@ from api.problems import (
     shown,
 )
 from common.days import business_day, day_bounds, yesterday
-from common.errors import DayOutOfRange, redacted
+from common.errors import DayOutOfRange
+from common.redaction import redacted
 from common.settings import Settings
 from jobs.daily.manifest import encode, read_manifest
 from jobs.daily.status import day_statuses

@@ -4,7 +4,7 @@ one line of explanation, and the error handlers that make them.
 422 for a bad parameter (named, with its accepted form), 404 for no data / an unknown store
 / a daily ranking not computed, 410 for a day past the Redis retention, 503 when Redis is
 unreachable, 500 for a bug (logged). A body quotes at most :data:`SHOWN_CHARACTERS` of a
-value, never a password (:func:`~common.errors.redacted`) nor the data folder's path.
+value, never a password (:func:`~common.redaction.redacted`) nor the data folder's path.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import models
-from common.errors import DayOutOfRange, redacted
+from common.errors import DayOutOfRange
+from common.redaction import redacted
 from common.settings import Settings
 from storage import figures
 from storage.exceptions import (

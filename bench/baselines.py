@@ -20,7 +20,7 @@ from common.schema import WireDecoder
 from common.settings import Settings
 from jobs.stream.app import FETCH_CONFIG
 from storage.connections import open_redis
-from storage.kafka.config import client_config
+from storage.kafka.config import client_config, quix_connection
 
 Work = Callable[[], tuple[int, float, float]]
 """Does the work; returns (checkouts, perf_counter at the first, at the end)."""
@@ -48,15 +48,17 @@ def passthrough(settings: Settings, idle_seconds: float) -> Work:
 
     def work() -> tuple[int, float, float]:
         clock = Clock()
+        broker, connection_extra = quix_connection(settings)
         app = Application(
-            broker_address=settings.kafka_bootstrap,
+            broker_address=broker,
             consumer_group=f"bench_quix_{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             auto_create_topics=False,
             commit_interval=settings.stream_commit_interval,
             on_message_processed=clock,
             state_dir=settings.state_dir / "quix-bench",
-            consumer_extra_config=FETCH_CONFIG,
+            consumer_extra_config=connection_extra | FETCH_CONFIG,
+            producer_extra_config=connection_extra,
         )
         topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
         app.dataframe(topic)

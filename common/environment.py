@@ -10,13 +10,17 @@ from datetime import datetime, time
 from pathlib import Path
 
 from common.errors import SettingsError
+from pydantic import SecretStr
+
 from common.settings import ENV_PREFIX, NOT_SETTINGS, RENAMED, Settings
+from common.settings.secrets import FILE_SUFFIX, secret_fields
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning for each ``KASSA_*`` name in ``environ`` that is no setting, naming the
     closest setting (a misspelt variable would otherwise be ignored in silence)."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known |= {ENV_PREFIX + name.upper() + FILE_SUFFIX for name in secret_fields(Settings)}
     warnings = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
@@ -59,7 +63,7 @@ def env_example() -> str:
         value = default.isoformat("minutes") if isinstance(default, time) else default
         if isinstance(default, datetime):
             value = default.isoformat().replace("+00:00", "Z")
-        value = "" if value is None else value
+        value = "" if value is None or isinstance(value, SecretStr) else value
         if field.description:
             lines.append(f"# {field.description}")
         lines.append(f"{ENV_PREFIX}{name.upper()}={value}")

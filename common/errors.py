@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+
+from common.redaction import redacted
 
 if TYPE_CHECKING:
     from common.schema import Reason
@@ -156,13 +157,3 @@ class RedisUnavailableError(KassaError):
         self.url = url
         self.doing = doing
         self.cause = str(cause)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, fit for a message or a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,7 +1,7 @@
 """Redis connections: the one place that makes a Redis client, and where an error of the
 Redis client becomes kassa's error.
 
-A Redis URL becomes text only through :func:`~common.errors.redacted` (its password never
+A Redis URL becomes text only through :func:`~common.redaction.redacted` (its password never
 reaches a message or a log line).
 """
 

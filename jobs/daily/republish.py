@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import redis
 
-from common.errors import redacted
+from common.redaction import redacted
 from common.settings import Settings
 from jobs.daily.exceptions import SnapshotUnusable
 from jobs.daily.lock import day_lock

@@ -155,10 +155,11 @@ def build_stream_job(
         exactly_once=exactly_once,
         redis_url=settings.redis_url,
     )
+    broker, connection_extra = quix_connection(settings)
     app = StreamApplication(
         assignments,
         metrics,
-        broker_address=quix_connection(settings),
+        broker_address=broker,
         consumer_group=settings.consumer_group,
         auto_offset_reset="earliest",
         auto_create_topics=False,
@@ -169,7 +170,8 @@ def build_stream_job(
         on_consumer_error=consumer_failed,
         loglevel=None,  # Quix logs through the handlers the CLI configured (e.g. --log-json)
         state_dir=settings.state_dir / "quix",
-        consumer_extra_config=_consumer_config(settings, metrics, instance_id),
+        consumer_extra_config=connection_extra | _consumer_config(settings, metrics, instance_id),
+        producer_extra_config=connection_extra,
     )
     topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
     app.dataframe(topic).sink(sink)

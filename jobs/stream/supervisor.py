@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.errors import KafkaUnavailableError, KassaError, redacted
+from common.errors import KafkaUnavailableError, KassaError
 from common.metrics import MetricsServer
+from common.redaction import redacted
 from common.settings import Settings
 from jobs.stream.app import build_stream_job
 from jobs.stream.exceptions import (

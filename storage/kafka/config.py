@@ -14,15 +14,58 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from common.settings import Settings
+from common.settings.kafka import extra_properties
 
 if TYPE_CHECKING:
     from quixstreams.kafka.configuration import ConnectionConfig
 
 
 def connection(settings: Settings, *, servers: str | None = None) -> dict[str, Any]:
-    """The librdkafka settings that reach the configured cluster (``servers`` names other
-    brokers of it, e.g. one node of a local cluster)."""
-    return {"bootstrap.servers": servers or settings.kafka_bootstrap}
+    """The librdkafka settings that reach the configured cluster and log in to it
+    (``servers`` names other brokers of it, e.g. one node of a local cluster).
+
+    The result holds secrets in plain text, as librdkafka needs them: show it only through
+    :func:`common.redaction.redacted_config`.
+    """
+    config: dict[str, Any] = {
+        **extra_properties(settings.kafka_config),
+        "bootstrap.servers": servers or settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+    }
+    config |= {name: str(path) for name, path in files.items() if path is not None}
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        config |= _login(settings)
+    return config
+
+
+def _login(settings: Settings) -> dict[str, Any]:
+    """The SASL part of :func:`connection` (the settings checked that it is complete)."""
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "OAUTHBEARER":
+        secret = settings.kafka_oauth_client_secret
+        login = {
+            "sasl.mechanism": mechanism,
+            "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.token.endpoint.url": settings.kafka_oauth_token_url,
+            "sasl.oauthbearer.client.id": settings.kafka_oauth_client_id,
+            "sasl.oauthbearer.client.secret": secret.get_secret_value() if secret else "",
+        }
+        if settings.kafka_oauth_scope:
+            login["sasl.oauthbearer.scope"] = settings.kafka_oauth_scope
+        return login
+    password = settings.kafka_sasl_password
+    return {
+        "sasl.mechanism": mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": password.get_secret_value() if password else "",
+    }
 
 
 def client_config(
@@ -38,13 +81,19 @@ def client_config(
     return {**(extra or {}), **config}
 
 
-def quix_connection(settings: Settings) -> ConnectionConfig:
-    """:func:`connection` as Quix Streams' typed connection settings."""
+def quix_connection(settings: Settings) -> tuple[ConnectionConfig, dict[str, Any]]:
+    """:func:`connection` as Quix Streams' typed connection settings, and the rest of it
+    (properties ``ConnectionConfig`` has no field for, e.g. ``sasl.oauthbearer.method`` or
+    KASSA_KAFKA_CONFIG's), which the Quix application's consumer and producer take as their
+    extra configuration."""
     # Imported here: quixstreams takes most of a second to import, and only the stream job
     # needs it (the CLI, the API and the daily job build plain librdkafka clients).
     from quixstreams.kafka.configuration import ConnectionConfig  # noqa: PLC0415
 
-    return ConnectionConfig.from_librdkafka_dict(connection(settings))
+    config = connection(settings)
+    typed = ConnectionConfig.from_librdkafka_dict(config, ignore_extras=True)
+    known = set(typed.as_librdkafka_dict())
+    return typed, {name: value for name, value in config.items() if name not in known}
 
 
 def local_node_config(servers: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,23 +1,33 @@
-"""kassa's settings: one frozen object, read from ``KASSA_*`` environment variables.
+"""kassa's settings: one frozen object, read from ``KASSA_*`` environment variables (and a
+secret from the file its ``KASSA_<NAME>_FILE`` names).
 
 Only the CLI builds a :class:`Settings` from the environment (:func:`load_settings`); every
-other module receives it as an argument.
+other module receives it as an argument. The Kafka, stream job and daily job settings live in
+their own modules of this package; the rest are here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.errors import SettingsError
+from common.redaction import HIDDEN, redacted
 from common.schema import (
     CURRENCY,
     CURRENCY_PATTERN,
@@ -26,6 +36,10 @@ from common.schema import (
     MAX_QUANTITY_CAP,
     Limits,
 )
+from common.settings.daily import DailySettings
+from common.settings.kafka import KafkaSettings
+from common.settings.secrets import SecretFileSource, is_secret
+from common.settings.stream import StreamSettings
 
 ENV_PREFIX = "KASSA_"
 NOT_SETTINGS = frozenset({"KASSA_ENV_FILE", "KASSA_DEMO_SERVE", "KASSA_TEST_ARTIFACTS"})
@@ -39,33 +53,25 @@ _FIRST_EVENT = datetime(1, 1, 3, tzinfo=UTC)
 business day and its bounds exist (:mod:`common.days`)."""
 
 
-class Settings(BaseSettings):
-    """Everything kassa can be configured with. Each field is the variable ``KASSA_<NAME>``."""
+class Settings(DailySettings, StreamSettings, KafkaSettings):
+    """Everything kassa can be configured with. Each field is the variable ``KASSA_<NAME>``;
+    a secret (``SecretStr``) field may instead come from the file ``KASSA_<NAME>_FILE`` names."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_file=None, populate_by_name=True
     )
 
-    # Kafka
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
-    topic: str = Field("sales", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="sales topic")
-    dlq_topic: str = Field("", description="dead-letter topic; empty means '<topic>.dlq'")
-    partitions: int = Field(3, ge=1, le=1000, description="partitions of the topics kassa creates")
-    replication_factor: int = Field(
-        1,
-        ge=1,
-        le=32,
-        description="copies of each partition of the topics kassa creates (at most the "
-        "cluster's broker count; 3 for a production cluster)",
-    )
-    min_insync_replicas: int = Field(
-        1,
-        ge=1,
-        le=32,
-        description="min.insync.replicas of the topics kassa creates: an acknowledged checkout "
-        "is on at least this many brokers (2 with a replication factor of 3)",
-    )
-    consumer_group: str = Field("kassa-stream", min_length=1, description="stream job's group")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``KASSA_*`` variables, then ``KASSA_<SECRET>_FILE`` files."""
+        return init_settings, env_settings, SecretFileSource(settings_cls, ENV_PREFIX)
 
     # Redis
     redis_url: str = Field(
@@ -140,92 +146,16 @@ class Settings(BaseSettings):
         "means the copy shipped with kassa (producers/datasets/online_retail.parquet)",
     )
 
-    # Stream job (`kassa stream`)
-    stream_guarantee: Literal["exactly-once", "at-least-once"] = Field(
-        "exactly-once",
-        description="exactly-once skips Kafka offsets Redis already holds; at-least-once may "
-        "count a replayed batch twice after a crash",
-    )
-    stream_commit_interval: float = Field(
-        5.0,
-        gt=0,
-        le=60,
-        description="seconds between the stream job's Kafka offset commits (each waits for "
-        "every Redis write before it)",
-    )
-    stream_write_interval: float = Field(
-        0.25,
-        gt=0,
-        le=60,
-        description="seconds a partition's batch collects checkouts before it is written to "
-        "Redis (how stale the live counts may be)",
-    )
-    stream_writers: int = Field(
-        2,
-        ge=1,
-        le=32,
-        description="writer processes that decode and aggregate the stream job's batches (each "
-        "partition goes to one); more help when the consumer has cores to spare",
-    )
-    stream_session_timeout_ms: int = Field(
-        45_000,
-        ge=6_000,
-        le=1_800_000,
-        description="how long the group waits for a vanished stream replica before moving "
-        "its partitions",
-    )
-    stream_outage_limit_seconds: int = Field(
-        900,
-        ge=10,
-        le=7 * 86_400,
-        description="how long the running stream job waits for an unreachable Kafka cluster "
-        "(then it exits with status 4) or Redis (status 3), retrying",
-    )
-    stream_unassigned_limit_seconds: int = Field(
-        120,
-        ge=1,
-        le=86_400,
-        description="/healthz of a stream job that has held no partition this long answers 503",
-    )
-    stream_stuck_seconds: int = Field(
-        60,
-        ge=1,
-        le=86_400,
-        description="/healthz answers 503 when a batch has waited this long for its writer",
-    )
-    stream_static_membership: bool = Field(
-        True,
-        description="join the group as a static member (group.instance.id), so a restarted job "
-        "gets its partitions back at once instead of after the session timeout",
-    )
-    stream_instance_id: str = Field(
-        "",
-        pattern=r"^[A-Za-z0-9._-]{0,200}$",
-        description="group.instance.id of this replica; empty means '<host name>-<n>', n the "
-        "lowest number no other replica sharing KASSA_STATE_DIR holds",
-    )
-    metrics_host: str = Field(
-        "127.0.0.1",
-        min_length=1,
-        description="stream job's HTTP bind address (0.0.0.0: every interface)",
-    )
-    stream_check_seconds: float = Field(
-        2.0,
-        gt=0,
-        le=300,
-        description="how often the running stream job checks that its topic is the one its "
-        "watermarks count, that Redis still holds what it applied, and the partition count "
-        "(docs/stream.md)",
-    )
-    metrics_port: int = Field(
-        9108, ge=0, le=65535, description="stream job's /metrics and /healthz port; 0 disables it"
-    )
-
     # HTTP API and dashboard (`kassa serve`)
     api_host: str = Field(
         "127.0.0.1", min_length=1, description="address `kassa serve` binds (0.0.0.0: all)"
     )
     api_port: int = Field(8000, ge=1, le=65535, description="port of the API and dashboard")
+    api_token: SecretStr | None = Field(
+        None,
+        description="when set, every route but /health needs it (Authorization: Bearer <token>, "
+        "or HTTP Basic with it as the password); or KASSA_API_TOKEN_FILE",
+    )
 
     # Local services started by `kassa services up`
     kafka_version: str = Field(
@@ -239,70 +169,6 @@ class Settings(BaseSettings):
         pattern=r"^\d+[kmgKMG]$",
         description="Java heap of each local Kafka node (384m is enough for each node of a "
         "development cluster)",
-    )
-
-    # Daily job
-    daily_at: time = Field(time(2, 30), description="local time at which the daily job runs")
-    lateness_seconds: int = Field(3600, ge=0, description="how late an event may arrive")
-    retention_days: int = Field(
-        35,
-        ge=1,
-        description="how long per-day Redis keys live after the later of their day's end and "
-        "their last write",
-    )
-    daily_grace_seconds: int = Field(
-        300, ge=0, le=86_400, description="daily job reads from this long before the day starts"
-    )
-    daily_misfire_grace_seconds: int = Field(
-        6 * 3600,
-        ge=1,
-        description="how late the scheduled daily run may still start (e.g. after a reboot)",
-    )
-    daily_catchup_days: int = Field(
-        7,
-        ge=0,
-        le=366,
-        description="days before yesterday that 'kassa daily schedule' checks for missed runs",
-    )
-    daily_idle_margin_seconds: int = Field(
-        1800,
-        ge=0,
-        le=366 * 86_400,
-        description="a partition with no record past day end + lateness counts as idle (closed "
-        "stores) once the clock is this far past that and it received nothing newer meanwhile",
-    )
-    daily_lookahead_seconds: int = Field(
-        3600,
-        ge=0,
-        le=86_400,
-        description="a partition's range ends only at a record stamped this long past day end + "
-        "lateness (keep it >= KASSA_LATENESS_SECONDS so late records behind a fast clock are read)",
-    )
-    daily_lookahead_records: int = Field(
-        10,
-        ge=1,
-        le=10_000,
-        description="...and only if it and the records after it, this many in all, are all "
-        "stamped past day end + lateness (an isolated fast clock does not end the range)",
-    )
-    daily_retry_seconds: int = Field(
-        600,
-        ge=1,
-        le=86_400,
-        description="after KASSA_DAILY_AT the scheduler re-checks unfinished days this often",
-    )
-    daily_deadline_seconds: int = Field(
-        12 * 3600,
-        ge=0,
-        le=30 * 86_400,
-        description="a day still incomplete this long after its end is finalized as forced (and "
-        "revisited once complete)",
-    )
-    daily_metrics_port: int = Field(
-        9109,
-        ge=0,
-        le=65535,
-        description="scheduler's /metrics and /healthz port on 127.0.0.1; 0 disables it",
     )
 
     @field_validator("timezone")
@@ -336,16 +202,6 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value.astimezone(UTC)
 
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _host_port_list(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                msg = f"{server!r} is not host:port; write e.g. '127.0.0.1:9092'"
-                raise ValueError(msg)
-        return value
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -372,17 +228,6 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _insync_within_replicas(self) -> Settings:
-        if self.min_insync_replicas > self.replication_factor:
-            msg = (
-                f"KASSA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} is larger than "
-                f"KASSA_REPLICATION_FACTOR={self.replication_factor}: every acks=all write "
-                "would be refused; use at most the replication factor (e.g. 3 and 2)"
-            )
-            raise ValueError(msg)
-        return self
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
@@ -414,11 +259,6 @@ class Settings(BaseSettings):
         """The key space of this topic's Redis keys (see :mod:`storage.keys`)."""
         return self.redis_key_space or self.topic
 
-    @property
-    def dead_letter_topic(self) -> str:
-        """Where the stream job sends messages it cannot count."""
-        return self.dlq_topic or f"{self.topic}.dlq"
-
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment (and ``overrides``), or explain what is wrong.
@@ -435,10 +275,18 @@ def load_settings(**overrides: object) -> Settings:
             if not error["loc"]:  # a check across variables names them in its message
                 problems.append(reason)
                 continue
-            name = _variable("_".join(str(part) for part in error["loc"]))
-            problems.append(f"{name}={error.get('input')!r}: {reason}")
+            field = "_".join(str(part) for part in error["loc"])
+            problems.append(f"{_variable(field)}={_shown(field, error.get('input'))}: {reason}")
         msg = "invalid settings (fix these environment variables):\n  " + "\n  ".join(problems)
         raise SettingsError(msg) from None
+
+
+def _shown(field: str, value: object) -> str:
+    """A refused value as a message shows it: a secret hidden, a URL without its password."""
+    known = Settings.model_fields.get(field)
+    if (known is not None and is_secret(known)) or isinstance(value, SecretStr):
+        return repr(HIDDEN)
+    return repr(redacted(value)) if isinstance(value, str) and "://" in value else repr(value)
 
 
 def _variable(field: str) -> str:
