@@ -34,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--heap",
         help="up: Java heap of each Kafka node started (default KASSA_KAFKA_HEAP), e.g. 384m",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: a new local cluster with a SASL_SSL listener (SCRAM-SHA-512 users 'admin' "
+        "and 'kassa', a CA and certificates made here, ACLs); it prints the file of client "
+        "settings to load (docs/security.md)",
+    )
     parser.set_defaults(handler=run, folders=("state_dir",))
 
 
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(ensure_jars(settings.cache_dir, settings.kafka_version))
         return 0
     if args.action == "up":
-        statuses = manager.up(settings, brokers=args.brokers, heap=args.heap)
+        statuses = manager.up(settings, brokers=args.brokers, heap=args.heap, secure=args.secure)
     elif args.action == "down":
         statuses = manager.down(settings)
     else:
@@ -58,6 +65,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             parts.append(f"pid {status.pid}")
         if status.data_dir:
             parts.append(f"data {status.data_dir}")
+        if status.security:
+            parts.append(status.security)
         if status.detail:
             parts.append(status.detail)
         print("  ".join(parts))

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from services.exceptions import ServiceError
 from services.kafka import KafkaServer, kafka_answers
 from services.process import read_pid, stop_all
+from services.security import SecureFiles
 from storage.kafka.config import local_node_config
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class NodeAddress:
 
 @dataclass(frozen=True)
 class KafkaCluster:
-    """The nodes of one local cluster and the folder ``home`` that holds them."""
+    """The nodes of one local cluster and the folder ``home`` that holds them; a ``secure``
+    cluster's client listeners are SASL_SSL, with the files :mod:`services.security` makes."""
 
     home: Path
     cluster_id: str
@@ -59,6 +61,7 @@ class KafkaCluster:
     heap: str
     addresses: tuple[NodeAddress, ...]
     libs: Path
+    secure: SecureFiles | None = None
 
     @classmethod
     def plan(
@@ -72,6 +75,7 @@ class KafkaCluster:
         brokers: int,
         heap: str,
         cluster_id: str | None = None,
+        secure: SecureFiles | None = None,
     ) -> KafkaCluster:
         """A new cluster of ``brokers`` nodes from the first node's ports (see the module)."""
         voters = voter_count(brokers)
@@ -84,7 +88,7 @@ class KafkaCluster:
             for index in range(brokers)
         )
         cluster_id = cluster_id or uuid.uuid4().hex[:22]
-        cluster = cls(home, cluster_id, host, heap, addresses, libs)
+        cluster = cls(home, cluster_id, host, heap, addresses, libs, secure)
         cluster.ports()  # refuse overlapping ports before anything starts
         return cluster
 
@@ -96,8 +100,15 @@ class KafkaCluster:
         except FileNotFoundError:
             return None
         addresses = tuple(NodeAddress(**node) for node in recorded["nodes"])
+        secure = recorded.get("secure")  # clusters of kassa before 0.3 were all plaintext
         return cls(
-            home, recorded["cluster_id"], recorded["host"], recorded["heap"], addresses, libs
+            home,
+            recorded["cluster_id"],
+            recorded["host"],
+            recorded["heap"],
+            addresses,
+            libs,
+            SecureFiles(Path(secure)) if secure else None,
         )
 
     def save(self) -> None:
@@ -108,6 +119,7 @@ class KafkaCluster:
             "host": self.host,
             "heap": self.heap,
             "nodes": [vars(address) for address in self.addresses],
+            "secure": str(self.secure.folder) if self.secure else None,
         }
         (self.home / CLUSTER_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
 
@@ -130,6 +142,7 @@ class KafkaCluster:
                 node_id=a.node_id,
                 voters=voters,
                 internal_replicas=min(MAX_VOTERS, len(self.addresses)),
+                secure=self.secure,
             )
             for a in self.addresses
         )
@@ -168,6 +181,8 @@ class KafkaCluster:
         majority of the quorum); if one fails, those launched here are stopped again.
         """
         self.save()
+        if self.secure is not None:
+            self.secure.make(self.host, self.bootstrap)
         pending = [node for node in self.nodes if node.pid is None]
         for node in pending:
             node.format(self.cluster_id)
@@ -188,7 +203,8 @@ class KafkaCluster:
     def await_brokers(self, timeout: float = 120.0) -> None:
         """Wait until the cluster's metadata lists every node as a broker."""
         wanted = {node.node_id for node in self.nodes}
-        admin = AdminClient(local_node_config(self.bootstrap))
+        login = self.secure.admin_config() if self.secure else None
+        admin = AdminClient(local_node_config(self.bootstrap, login=login))
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:
@@ -215,7 +231,9 @@ class KafkaCluster:
 
 def answering(cluster: KafkaCluster) -> bool:
     """Whether any node of ``cluster`` answers clients."""
-    return any(kafka_answers(node.bootstrap, timeout=1.0) for node in cluster.nodes)
+    return any(
+        kafka_answers(node.bootstrap, timeout=1.0, secure=cluster.secure) for node in cluster.nodes
+    )
 
 
 def adopt_single_broker(home: Path) -> str | None:

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.exceptions import MissingToolError, ServiceError
 from services.process import RecordedServer, await_ready, spawn
+from services.security import SecureFiles
 from storage.kafka.config import local_node_config
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ SERVER_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 FEATURE_TOOL_CLASS = "org.apache.kafka.tools.FeatureCommand"
 QUORUM_TOOL_CLASS = "org.apache.kafka.tools.MetadataQuorumCommand"
+PLAINTEXT_LISTENERS = (
+    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "inter.broker.listener.name=PLAINTEXT",
+)
 
 
 def require_tool(name: str, install_hint: str) -> str:
@@ -96,8 +101,9 @@ def ensure_jars(cache_dir: Path, version: str) -> Path:
     return libs
 
 
-def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
-    """Whether a Kafka cluster answers a metadata request at ``bootstrap``."""
+def kafka_answers(bootstrap: str, timeout: float = 2.0, secure: SecureFiles | None = None) -> bool:
+    """Whether a Kafka cluster answers a metadata request at ``bootstrap`` (logged in as
+    the ``secure`` cluster's admin, if it is one)."""
     admin = AdminClient(
         local_node_config(
             bootstrap,
@@ -105,6 +111,7 @@ def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
                 "socket.connection.setup.timeout.ms": 1000,
                 "logger": _probe_logger,  # "connection refused" is the expected answer here
             },
+            login=secure.admin_config() if secure else None,
         )
     )
     try:
@@ -114,10 +121,13 @@ def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     return True
 
 
-def _run_tool(libs: Path, main_class: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_tool(
+    libs: Path, main_class: str, *args: str, secure: SecureFiles | None = None
+) -> subprocess.CompletedProcess[str]:
     java, _ = java_tools()
+    login = ["--command-config", str(secure.admin_properties)] if secure else []
     return subprocess.run(
-        [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *args],
+        [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *args, *login],
         capture_output=True,
         text=True,
         check=False,
@@ -125,9 +135,11 @@ def _run_tool(libs: Path, main_class: str, *args: str) -> subprocess.CompletedPr
     )
 
 
-def metadata_version(libs: Path, bootstrap: str) -> str:
+def metadata_version(libs: Path, bootstrap: str, secure: SecureFiles | None = None) -> str:
     """The ``metadata.version`` the broker at ``bootstrap`` reports (asked with Kafka's tool)."""
-    result = _run_tool(libs, FEATURE_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe")
+    result = _run_tool(
+        libs, FEATURE_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe", secure=secure
+    )
     found = re.search(r"metadata\.version\s.*FinalizedVersionLevel:\s*(\S+)", result.stdout)
     if result.returncode != 0 or found is None:
         msg = f"Kafka at {bootstrap} did not describe its features: {result.stderr.strip()[-500:]}"
@@ -143,14 +155,20 @@ class QuorumStatus:
     voters: tuple[int, ...]
 
 
-def quorum_status(libs: Path, bootstrap: str) -> QuorumStatus:
+def quorum_status(libs: Path, bootstrap: str, secure: SecureFiles | None = None) -> QuorumStatus:
     """The active controller (the quorum's leader) and the voters, asked through a broker.
 
     Clients cannot ask KRaft controllers directly, and the "controller" of a metadata answer
     is any broker; only the quorum's own description names the active controller.
     """
     result = _run_tool(
-        libs, QUORUM_TOOL_CLASS, "--bootstrap-server", bootstrap, "describe", "--status"
+        libs,
+        QUORUM_TOOL_CLASS,
+        "--bootstrap-server",
+        bootstrap,
+        "describe",
+        "--status",
+        secure=secure,
     )
     leader = re.search(r"^LeaderId:\s*(-?\d+)", result.stdout, re.MULTILINE)
     voters = re.search(r"^CurrentVoters:\s*(.*)$", result.stdout, re.MULTILINE)
@@ -170,6 +188,7 @@ class KafkaServer(RecordedServer):
     node alone); ``internal_replicas`` is the replication factor of Kafka's own topics
     (consumer offsets, transactions), at most the cluster's broker count. Clients are sent to
     ``advertised_port`` when one is given (the network-fault tests put a proxy there).
+    A ``secure`` node's client listener is SASL_SSL (:mod:`services.security`).
     """
 
     PID_NAME = "kafka.pid"
@@ -186,6 +205,7 @@ class KafkaServer(RecordedServer):
     internal_replicas: int = 1
     advertised_port: int | None = None
     """The port clients are told to use, when it is not ``port`` (a proxy's in front)."""
+    secure: SecureFiles | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -216,12 +236,14 @@ class KafkaServer(RecordedServer):
 
     def _config(self) -> Path:
         voters = self.voters or f"{self.node_id}@{self.host}:{self.controller_port}"
-        listeners = f"PLAINTEXT://{self.host}:{self.port}"
+        client = "SASL_SSL" if self.secure else "PLAINTEXT"
+        listeners = f"{client}://{self.host}:{self.port}"
         if self.controller_port is not None:
             listeners += f",CONTROLLER://{self.host}:{self.controller_port}"
         internal_min_isr = min(2, self.internal_replicas)
         advertised = self.advertised_port or self.port
         config = self.home / "server.properties"
+        config.touch(mode=0o600)  # a secured node's file holds its inter-broker password
         config.write_text(
             "\n".join(
                 [
@@ -229,10 +251,9 @@ class KafkaServer(RecordedServer):
                     f"node.id={self.node_id}",
                     f"controller.quorum.voters={voters}",
                     f"listeners={listeners}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{advertised}",
+                    f"advertised.listeners={client}://{self.host}:{advertised}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    *(self.secure.broker_properties() if self.secure else PLAINTEXT_LISTENERS),
                     f"log.dirs={self.data_dir}",
                     "auto.create.topics.enable=false",
                     "num.partitions=3",
@@ -271,7 +292,15 @@ class KafkaServer(RecordedServer):
         if self.formatted:
             return
         result = subprocess.run(
-            self._java(STORAGE_TOOL_CLASS, "format", "-t", cluster_id, "-c", str(config)),
+            self._java(
+                STORAGE_TOOL_CLASS,
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                *(self.secure.format_arguments() if self.secure else []),
+            ),
             capture_output=True,
             text=True,
             check=False,
@@ -288,7 +317,7 @@ class KafkaServer(RecordedServer):
 
     def await_answer(self, pid: int, timeout: float = 90.0) -> None:
         """Wait until the launched node ``pid`` answers clients; stop it if it never does."""
-        ready = lambda: kafka_answers(self.bootstrap, timeout=1.0)  # noqa: E731
+        ready = lambda: kafka_answers(self.bootstrap, timeout=1.0, secure=self.secure)  # noqa: E731
         await_ready(pid, ready, f"Kafka at {self.bootstrap}", self.log_file, timeout)
         logger.info("Kafka node %d answers at %s (pid %d)", self.node_id, self.bootstrap, pid)
 

@@ -22,6 +22,7 @@ from services.kafka import (
 )
 from services.process import port_in_use, stop_recorded
 from services.redis import RedisServer, redis_info, redis_server_binary
+from services.security import SECURE_FOLDER, SecureFiles
 from storage.kafka.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ServiceStatus:
     data_dir: Path | None = None
     detail: str = ""
     role: str = ""
+    security: str = ""
+    """How clients reach it: ``plaintext``, or the protocol, login and client files."""
 
 
 class PortInUseError(ServiceError):
@@ -57,13 +60,18 @@ class PortInUseError(ServiceError):
 
 
 def kafka_cluster(
-    settings: Settings, brokers: int | None = None, heap: str | None = None
+    settings: Settings,
+    brokers: int | None = None,
+    heap: str | None = None,
+    *,
+    secure: bool | None = None,
 ) -> KafkaCluster:
     """The local cluster ``up`` made under ``KASSA_STATE_DIR``, else a new one to make.
 
     A new cluster has ``brokers`` nodes (default 1), the first at the first address of
-    ``KASSA_KAFKA_BOOTSTRAP``; a recorded cluster keeps its size and ports, and asking for
-    another size is refused.
+    ``KASSA_KAFKA_BOOTSTRAP``, and is ``secure`` (SASL_SSL, :mod:`services.security`) or
+    plaintext; a recorded cluster keeps its size, ports and security, and asking for another
+    is refused.
     """
     home = settings.state_dir / "kafka"
     libs = ensure_jars(settings.cache_dir, settings.kafka_version)
@@ -80,6 +88,7 @@ def kafka_cluster(
             brokers=1 if adopted else brokers or 1,
             heap=heap or settings.kafka_heap,
             cluster_id=adopted,
+            secure=SecureFiles(settings.state_dir / SECURE_FOLDER) if secure else None,
         )
         if adopted:
             cluster.save()
@@ -90,10 +99,15 @@ def kafka_cluster(
             "use another KASSA_STATE_DIR"
         )
         raise ServiceError(msg)
-    if heap is not None and heap != cluster.heap:
-        cluster = KafkaCluster(
-            cluster.home, cluster.cluster_id, cluster.host, heap, cluster.addresses, libs
+    if secure is not None and secure != (cluster.secure is not None):
+        shape = "secured (SASL_SSL)" if cluster.secure else "plaintext"
+        msg = (
+            f"the local Kafka in {home} is {shape}; run 'kassa services down' and delete that "
+            "folder (its topics go with it), or use another KASSA_STATE_DIR"
         )
+        raise ServiceError(msg)
+    if heap is not None and heap != cluster.heap:
+        cluster = dataclasses.replace(cluster, heap=heap)
     return cluster
 
 
@@ -115,15 +129,21 @@ def check_tools() -> None:
 
 
 def up(
-    settings: Settings, brokers: int | None = None, heap: str | None = None
+    settings: Settings,
+    brokers: int | None = None,
+    heap: str | None = None,
+    *,
+    secure: bool = False,
 ) -> list[ServiceStatus]:
     """Start the Kafka nodes and Redis unless running; create the topics.
 
     A single broker or Redis that already answers at the configured address (e.g. from
     ``docker compose``) is reused. Every port still needed is checked before anything starts.
+    A ``secure`` cluster gets its certificates, users and the ``kassa`` user's ACLs, and its
+    topics are created as ``admin`` (:mod:`services.security`).
     """
     check_tools()
-    cluster = kafka_cluster(settings, brokers, heap)
+    cluster = kafka_cluster(settings, brokers, heap, secure=secure or None)
     redis = redis_server(settings)
     reuse_kafka = _external_kafka(cluster)
     redis_answers = redis_info(redis.host, redis.port) is not None
@@ -139,15 +159,20 @@ def up(
     else:
         kafka = _up_kafka(settings, cluster)
     statuses = [*kafka, _up_redis(settings)]
-    ensure_topics(settings)
-    return statuses
+    if cluster.secure is None:
+        ensure_topics(settings)
+        return statuses
+    cluster.secure.grant(cluster.bootstrap, settings)
+    ensure_topics(cluster.secure.admin_settings(settings, cluster.bootstrap))
+    hint = f"clients: set -a; . {cluster.secure.client_env}; set +a"
+    return [*statuses, ServiceStatus("kafka", cluster.bootstrap, "running", detail=hint)]
 
 
 def _external_kafka(cluster: KafkaCluster) -> bool:
     """Whether a Kafka kassa did not start answers where a one-node cluster would listen."""
     if len(cluster.nodes) != 1 or cluster.nodes[0].pid is not None:
         return False
-    return kafka_answers(cluster.nodes[0].bootstrap)
+    return kafka_answers(cluster.nodes[0].bootstrap, secure=cluster.secure)
 
 
 def _ports_to_start(cluster: KafkaCluster) -> dict[int, str]:
@@ -170,6 +195,7 @@ def _up_kafka(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:
             node.pid,
             node.data_dir,
             role=node.roles,
+            security=_kafka_security(cluster),
         )
         for node in cluster.nodes
     ]
@@ -242,7 +268,7 @@ def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStat
     nodes = []
     for node in cluster.nodes:
         pid = node.pid
-        up_here = pid is not None and kafka_answers(node.bootstrap)
+        up_here = pid is not None and kafka_answers(node.bootstrap, secure=cluster.secure)
         nodes.append(
             ServiceStatus(
                 _node_name(node.node_id),
@@ -252,6 +278,7 @@ def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStat
                 data_dir=node.data_dir if node.formatted else None,
                 role=node.roles,
                 detail="" if up_here or pid is None else "not answering yet",
+                security=_kafka_security(cluster),
             )
         )
     running = [node for node, row in zip(cluster.nodes, nodes, strict=True) if row.state != "down"]
@@ -259,7 +286,9 @@ def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStat
         bootstrap = ",".join(node.bootstrap for node in running)
         state: State = "running" if len(running) == len(nodes) else "degraded"
         version = f"Apache Kafka {settings.kafka_version}"
-        summary = ServiceStatus("kafka", cluster.bootstrap, state, version, detail="")
+        summary = ServiceStatus(
+            "kafka", cluster.bootstrap, state, version, security=_kafka_security(cluster)
+        )
     elif answering(cluster):
         bootstrap = cluster.nodes[0].bootstrap
         summary = ServiceStatus("kafka", bootstrap, "reused")
@@ -274,8 +303,8 @@ def _describe_cluster(
 ) -> ServiceStatus:
     """``summary`` with the metadata version and the active controller, as Kafka reports them."""
     try:
-        version = f"metadata.version {metadata_version(cluster.libs, bootstrap)}"
-        quorum = quorum_status(cluster.libs, bootstrap)
+        version = f"metadata.version {metadata_version(cluster.libs, bootstrap, cluster.secure)}"
+        quorum = quorum_status(cluster.libs, bootstrap, cluster.secure)
     except ServiceError as exc:
         return dataclasses.replace(
             summary, version=f"{summary.version}, unknown ({exc})".lstrip(", ")
@@ -285,6 +314,14 @@ def _describe_cluster(
     return dataclasses.replace(
         summary, version=f"{summary.version}, {version}".lstrip(", "), detail=controller
     )
+
+
+def _kafka_security(cluster: KafkaCluster) -> str:
+    """How clients reach ``cluster``: ``plaintext``, or SASL_SSL and the client files."""
+    if cluster.secure is None:
+        return "plaintext"
+    files = cluster.secure
+    return f"SASL_SSL (SCRAM-SHA-512), CA {files.ca}, client settings {files.client_env}"
 
 
 def _own(server: RedisServer) -> Path | None:

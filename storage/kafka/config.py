@@ -96,7 +96,10 @@ def quix_connection(settings: Settings) -> tuple[ConnectionConfig, dict[str, Any
     return typed, {name: value for name, value in config.items() if name not in known}
 
 
-def local_node_config(servers: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def local_node_config(
+    servers: str, extra: Mapping[str, Any] | None = None, *, login: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The configuration of a client of brokers that ``kassa services`` started itself on
-    127.0.0.1 (``servers``), for the services' own start-up and health checks."""
-    return {**(extra or {}), "bootstrap.servers": servers}
+    127.0.0.1 (``servers``), for the services' own start-up and health checks; ``login`` is
+    a secured cluster's admin login (:meth:`services.security.SecureFiles.admin_config`)."""
+    return {**(extra or {}), **(login or {}), "bootstrap.servers": servers}

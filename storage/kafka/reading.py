@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 CONSUME_BATCH: Final = 10_000
 CONSUME_TIMEOUT: Final = 0.2
 STALL_SECONDS: Final = 30.0
-_READER_GROUP: Final = "kassa-daily-reader-never-joins"
+READER_GROUP: Final = "kassa-daily-reader-never-joins"
+"""The group id of the daily reader's consumer: it never joins nor commits, but librdkafka
+looks up its coordinator (a secured cluster's ``kassa`` user needs DESCRIBE on it)."""
 
 T = TypeVar("T")
 
@@ -40,7 +42,7 @@ def open_consumer(settings: Settings) -> Consumer:
     config: dict[str, Any] = client_config(
         settings,
         {
-            "group.id": _READER_GROUP,
+            "group.id": READER_GROUP,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
