@@ -21,6 +21,7 @@ from producers import replay, synthetic
 from producers.exceptions import DeliveryError
 from producers.pacing import at_speed, not_ahead_of_clock
 from producers.publish import PublishReport, publish
+from storage.kafka.access import access_error
 from storage.kafka.topics import ensure_topics
 
 
@@ -131,7 +132,7 @@ def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if timer is not None:
             timer.cancel()
-    return _finish(report)
+    return _finish(report, settings)
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,10 +155,15 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             " (the Online Retail file covers 2010-12-01 to 2011-12-09, without Saturdays)",
             file=sys.stderr,
         )
-    return _finish(report)
+    return _finish(report, settings)
 
 
-def _finish(report: PublishReport) -> int:
+def _finish(report: PublishReport, settings: Settings) -> int:
+    if report.refusal is not None:
+        topic = f"topic {report.topic!r}"
+        refused = access_error(report.refusal, settings, operation="WRITE", resource=topic)
+        if refused is not None:
+            raise refused
     if report.failed:
         raise DeliveryError(report.summary())
     print(report.summary(), file=sys.stderr)

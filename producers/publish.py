@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
+from storage.kafka.access import is_refusal
 from storage.kafka.config import client_config
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class PublishReport:
     retries: int = 0
     elapsed: float = 0.0
     stopped_by: str | None = None
+    refusal: KafkaError | None = None
+    """What the cluster refused (a missing ACL), if it stopped the run."""
     hints: list[str] = field(default_factory=list)
 
     @property
@@ -118,13 +121,18 @@ class Deliveries:
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()
         self.fatal: KafkaError | None = None
+        """A fatal error, or a refusal (a missing ACL): sending more cannot succeed."""
         self.retries = 0
         self._logged: dict[str, float] = {}
 
     def on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        """Count a failed delivery under its reason (successes are not reported)."""
+        """Count a failed delivery under its reason (successes are not reported); a refusal
+        stops the run like a fatal error."""
         if error is not None:
             self.failures[f"{error.name()}: {error.str()}"] += 1
+            if self.fatal is None and is_refusal(error):
+                self.fatal = error
+                logger.error("the cluster refused the checkouts, stopping: %s", error.str())
 
     def on_error(self, error: KafkaError) -> None:
         """Log a client-level error (at most every 10 s per kind); remember a fatal one."""
@@ -254,6 +262,7 @@ def publish(
     report.stopped_by = stopper.signal
     if deliveries.fatal is not None:
         report.stopped_by = f"fatal error {deliveries.fatal.name()}"
+        report.refusal = deliveries.fatal if is_refusal(deliveries.fatal) else None
     return report
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from quixstreams.models.topics.exceptions import TopicPermissionError
 
 from common.settings import Settings
 from jobs.stream.assignment import Assignments
@@ -25,7 +26,7 @@ from jobs.stream.exceptions import (
     StreamRedisUnavailableError,
     TopicChangedError,
 )
-from jobs.stream.failures import consumer_failed, stream_failure
+from jobs.stream.failures import consumer_failed, refusal, stream_failure
 from jobs.stream.metrics import StreamMetrics
 from jobs.stream.quix import StreamApplication
 from jobs.stream.sink import LiveSink
@@ -53,7 +54,7 @@ class StreamJob:
     metrics: StreamMetrics
     redis_client: redis.Redis
     store: LiveStore
-    redis_url: str
+    settings: Settings
     watch: Watch
     instance_id: str | None = None
     """The consumer's ``group.instance.id`` (None: dynamic membership)."""
@@ -75,7 +76,11 @@ class StreamJob:
             self.watch.start()
             self.app.run(timeout=timeout, collect=False)
         except Exception as exc:
-            cause = self.watch.failure or stream_failure(exc, self.instance_id)
+            cause = (
+                self.watch.failure
+                or refusal(exc, self.settings)
+                or stream_failure(exc, self.instance_id)
+            )
             if isinstance(cause, TopicChangedError):
                 cause = self._verdict() or cause  # recreated or deleted: say which
             if cause is None:
@@ -100,11 +105,11 @@ class StreamJob:
 
     def _check_redis(self) -> None:
         """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""
-        with redis_failures(self.redis_url, "reach", StreamRedisUnavailableError):
+        with redis_failures(self.settings.redis_url, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
             policy = self.store.eviction_policy()
         if policy != "noeviction":
-            raise EvictionPolicyError(self.redis_url, policy)
+            raise EvictionPolicyError(self.settings.redis_url, policy)
 
 
 def build_stream_job(
@@ -173,11 +178,15 @@ def build_stream_job(
         consumer_extra_config=connection_extra | _consumer_config(settings, metrics, instance_id),
         producer_extra_config=connection_extra,
     )
-    topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
+    try:  # Quix describes the topic and its configs here
+        topic = app.topic(settings.topic, value_deserializer="bytes", key_deserializer="bytes")
+    except TopicPermissionError as exc:
+        refused = refusal(exc, settings)
+        if refused is None:
+            raise
+        raise refused from exc
     app.dataframe(topic).sink(sink)
-    return StreamJob(
-        app, sink, metrics, client, store, settings.redis_url, watch, instance_id or None
-    )
+    return StreamJob(app, sink, metrics, client, store, settings, watch, instance_id or None)
 
 
 def _stop_now(sink: LiveSink, app: StreamApplication) -> None:

@@ -19,14 +19,18 @@ from quixstreams.checkpointing.exceptions import InvalidStoredOffset
 from quixstreams.exceptions import PartitionAssignmentError
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
 from quixstreams.models.topics.exceptions import TopicNotFoundError as QuixTopicNotFoundError
+from quixstreams.models.topics.exceptions import TopicPermissionError
 
 from common.errors import KassaError, TopicNotFoundError
+from common.settings import Settings
 from jobs.stream.exceptions import (
     InstanceFencedError,
     KafkaContactLostError,
     StreamError,
     TopicChangedError,
 )
+from storage.kafka.access import access_error, denied, is_refusal
+from storage.kafka.exceptions import KafkaAccessError
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,25 @@ def kassa_cause(exc: BaseException) -> KassaError | None:
             return seen
         if isinstance(seen, QuixTopicNotFoundError):
             return TopicNotFoundError([topic for topic in re.findall(r'"([^"]+)"', str(seen))])
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def refusal(exc: BaseException, settings: Settings) -> KafkaAccessError | None:
+    """The refusal in ``exc``'s chain, if the cluster refused the job (a missing ACL, its
+    login, its TLS): retrying cannot help, so the job stops instead of restarting."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TopicPermissionError):  # Quix could not read the topic's configs
+            topic, user = f"topic {settings.topic!r}", settings.kafka_sasl_username
+            return denied("DESCRIBE_CONFIGS", topic, "TopicPermissionError", user=user)
+        error = getattr(seen, "error", None) or (seen.args[0] if seen.args else None)
+        if isinstance(error, KafkaError) and is_refusal(error):
+            if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                group = f"group {settings.consumer_group!r}"
+                return access_error(error, settings, operation="READ", resource=group)
+            topic = f"topic {settings.topic!r}"
+            return access_error(error, settings, operation="READ", resource=topic)
         seen = seen.__cause__ or seen.__context__
     return None
 

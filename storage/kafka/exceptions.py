@@ -28,3 +28,13 @@ class TopicIdentityError(KassaError):
         )
         self.topic = topic
         self.cause = str(cause)
+
+
+class KafkaAccessError(KassaError):
+    """The Kafka cluster answered but refused kassa: its login, its TLS, or an ACL.
+
+    Retrying cannot help (unlike :class:`~common.errors.KafkaUnavailableError`): the
+    message names what was refused and the setting or permission that fixes it.
+    """
+
+    exit_code = 9

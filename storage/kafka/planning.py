@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from common.days import business_day_of_ms, day_bounds
 from common.settings import Settings
+from storage.kafka.access import denied, is_refusal
 from storage.kafka.completeness import judge_partition
 from storage.kafka.exceptions import KafkaReadError, ReadError
 from storage.kafka.reading import PartitionSource
@@ -215,6 +216,9 @@ def _partitions_of(consumer: Consumer, settings: Settings, timeout: float) -> li
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
         raise KafkaReadError(settings.kafka_bootstrap, exc) from None
+    if metadata is not None and metadata.error is not None and is_refusal(metadata.error):
+        reason, user = metadata.error.name(), settings.kafka_sasl_username
+        raise denied("DESCRIBE", f"topic {topic!r}", reason, user=user)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         msg = f"topic {topic!r} does not exist; create it with 'kassa topics create'"
         raise ReadError(msg)

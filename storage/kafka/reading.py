@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from common.settings import Settings
+from storage.kafka.access import denied, is_refusal
 from storage.kafka.config import client_config
 from storage.kafka.exceptions import ReadError
 
@@ -103,6 +104,12 @@ class PartitionSource:
         finally:
             self.consumer.unassign()
 
+    def _refused(self, error: KafkaError) -> tuple[str, str]:
+        """The ACL a refused read lacked: the reader's group is looked up, never joined."""
+        if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            return "DESCRIBE", f"group {READER_GROUP!r}"
+        return "READ", f"topic {self.topic!r}"
+
     def _in_range(
         self, consumed: list[Message], position: int, stop: int
     ) -> tuple[list[Message], int]:
@@ -114,6 +121,9 @@ class PartitionSource:
                 continue
             error = message.error()
             if error is not None:
+                if is_refusal(error):
+                    operation, resource = self._refused(error)
+                    raise denied(operation, resource, error.name())
                 if error.code() != KafkaError._PARTITION_EOF:
                     msg = f"error reading partition {self.partition}: {error}"
                     raise ReadError(msg)

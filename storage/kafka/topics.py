@@ -8,7 +8,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
 from common.errors import (
@@ -18,6 +18,7 @@ from common.errors import (
     TopicNotFoundError,
 )
 from common.settings import Settings
+from storage.kafka.access import access_error, is_refusal
 from storage.kafka.config import client_config
 
 logger = logging.getLogger(__name__)
@@ -68,21 +69,29 @@ def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> 
 
 def broker_problem(settings: Settings, timeout: float = PROBE_SECONDS) -> str | None:
     """Why the configured cluster does not answer a metadata request within
-    ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet)."""
+    ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet).
+
+    A cluster that answers but refuses kassa's login or TLS raises
+    :class:`~storage.kafka.exceptions.KafkaAccessError`: waiting cannot fix that."""
     librdkafka = _Collector()
+    refusals: list[KafkaError] = []
     admin = AdminClient(
         client_config(
             settings,
             {
                 "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
                 "logger": librdkafka.logger,
+                "error_cb": lambda error: refusals.append(error) if is_refusal(error) else None,
             },
         )
     )
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        admin.poll(0)  # serves the log lines librdkafka queued
+        admin.poll(0)  # serves the log lines and errors librdkafka queued
+        refused = access_error(refusals[-1], settings) if refusals else None
+        if refused is not None:
+            raise refused from None
         return librdkafka.last or str(exc.args[0].str())
     return None
 
@@ -141,6 +150,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             try:
                 future.result(timeout)
             except KafkaException as exc:
+                error = exc.args[0]
+                refused = access_error(
+                    error, settings, operation="CREATE", resource=f"topic {name!r}"
+                )
+                if refused is not None:
+                    raise refused from None
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise TopicError(name, exc) from None
             logger.info(
