@@ -21,6 +21,7 @@ import yaml
 
 from common.errors import SettingsError
 from common.settings import ENV_PREFIX, Settings
+from common.settings.secrets import FILE_SUFFIX, secret_fields
 from jobs.stream.exceptions import InstanceFencedError
 from producers.publish import publish
 from producers.synthetic import generate
@@ -31,9 +32,12 @@ KASSA_SERVICES = ("topics", "stream", "scheduler", "api")
 SETTINGS = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 
 
-def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _compose(
+    *args: str, env: dict[str, str] | None = None, files: tuple[str, ...] = ("docker-compose.yml",)
+) -> subprocess.CompletedProcess[str]:
+    named = [option for file in files for option in ("-f", str(repo_root() / file))]
     return subprocess.run(
-        ["docker-compose", "-f", str(repo_root() / "docker-compose.yml"), *args],
+        ["docker-compose", *named, *args],
         cwd=repo_root(),
         env={"PATH": os.environ["PATH"], **(env or {})},
         capture_output=True,
@@ -43,10 +47,17 @@ def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def _services(env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = _compose("config", env=env)
+def _config(
+    env: dict[str, str] | None = None, files: tuple[str, ...] = ("docker-compose.yml",)
+) -> dict[str, Any]:
+    result = _compose("config", env=env, files=files)
     assert result.returncode == 0, result.stderr
-    services: dict[str, Any] = yaml.safe_load(result.stdout)["services"]
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def _services(env: dict[str, str] | None = None) -> dict[str, Any]:
+    services: dict[str, Any] = _config(env)["services"]
     return services
 
 
@@ -66,6 +77,17 @@ def test_every_setting_reaches_every_kassa_service_through_one_env_file(tmp_path
     for name in KASSA_SERVICES:
         assert chosen[name]["environment"]["KASSA_TIMEZONE"] == "Europe/Berlin"
     assert str(chosen["stream"]["environment"]["KASSA_STREAM_WRITERS"]) == "1"
+
+
+def test_the_secrets_file_hands_every_secret_setting_to_every_kassa_service_as_a_file() -> None:
+    config = _config(files=("docker-compose.yml", "docker-compose.secrets.yml"))
+    for name in secret_fields(Settings):
+        assert config["secrets"][name]["file"] == str(repo_root() / "secrets" / name)
+        variable = ENV_PREFIX + name.upper() + FILE_SUFFIX
+        for service in KASSA_SERVICES:
+            mounted = {secret["source"] for secret in config["services"][service]["secrets"]}
+            assert name in mounted, (service, name)
+            assert config["services"][service]["environment"][variable] == f"/run/secrets/{name}"
 
 
 def test_services_have_health_checks_and_ports_only_on_the_loopback() -> None:
@@ -115,6 +137,31 @@ def test_the_systemd_units_restart_on_failure_except_for_configuration_errors(un
     if unit == "kassa-stream.service":
         documented = (repo_root() / "docs" / "stream.md").read_text()
         assert f"| {InstanceFencedError.exit_code} |" in documented
+
+
+def test_the_credentials_drop_in_hands_each_kafka_secret_to_kassa_as_a_file() -> None:
+    """Each credential of the systemd drop-in, the commented ones too, is a Kafka secret
+    setting, loaded from /etc/kassa/credentials and named by its KASSA_<NAME>_FILE."""
+    drop_in = repo_root() / "deploy" / "systemd" / "kassa-credentials.conf"
+    lines = [line.removeprefix("#") for line in drop_in.read_text().splitlines()]
+    loaded = dict(
+        line.removeprefix("LoadCredential=").split(":", 1)
+        for line in lines
+        if line.startswith("LoadCredential=")
+    )
+    named = dict(
+        line.removeprefix("Environment=").split("=", 1)
+        for line in lines
+        if line.startswith("Environment=")
+    )
+    assert set(loaded) == {name for name in secret_fields(Settings) if name.startswith("kafka_")}
+    assert loaded == {name: f"/etc/kassa/credentials/{name}" for name in loaded}
+    assert named == {ENV_PREFIX + name.upper() + FILE_SUFFIX: f"%d/{name}" for name in loaded}
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read(drop_in)
+    assert (
+        parser["Service"]["Environment"] == "KASSA_KAFKA_SASL_PASSWORD_FILE=%d/kafka_sasl_password"
+    )
 
 
 @pytest.fixture

@@ -70,8 +70,12 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments first, then ``KASSA_*`` variables, then ``KASSA_<SECRET>_FILE`` files."""
-        return init_settings, env_settings, SecretFileSource(settings_cls, ENV_PREFIX)
+        """Arguments first, then ``KASSA_<SECRET>_FILE`` files, then ``KASSA_*`` variables.
+
+        A file wins over its variable only when the variable is empty (the line an env file
+        copied from .env.example holds); both set is refused by :class:`SecretFileSource`.
+        """
+        return init_settings, SecretFileSource(settings_cls, ENV_PREFIX), env_settings
 
     # Redis
     redis_url: str = Field(

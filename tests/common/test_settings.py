@@ -11,6 +11,7 @@ from common.environment import check_folders, env_example, unknown_variables
 from common.errors import SettingsError
 from common.schema import Limits
 from common.settings import Settings, load_settings
+from common.settings.secrets import secret_fields
 from tests.helpers import repo_root, run_kassa
 
 
@@ -71,6 +72,31 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     assert published == env_example(), "regenerate .env.example with 'make env-example'"
     for name in Settings.model_fields:
         assert f"\nKASSA_{name.upper()}=" in published
+
+
+def test_secret_files_are_read_under_an_env_file_made_from_env_example(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A kassa.env copied from .env.example holds an empty line for every secret
+    (``KASSA_KAFKA_SASL_PASSWORD=``); the ``KASSA_<NAME>_FILE`` set beside it still gives
+    the secret, as docker-compose.secrets.yml and the systemd credentials need."""
+    for line in (repo_root() / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KASSA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KASSA_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KASSA_KAFKA_SASL_USERNAME", "kassa")
+    expected = {name: f"{name}-value" for name in secret_fields(Settings)}
+    expected["kafka_config"] = '{"client.rack": "eu-west-1a"}'
+    for name, value in expected.items():
+        (tmp_path / name).write_text(value + "\n")
+        monkeypatch.setenv(f"KASSA_{name.upper()}_FILE", str(tmp_path / name))
+
+    settings = load_settings()
+
+    read = {name: getattr(settings, name).get_secret_value() for name in expected}
+    assert read == expected
 
 
 def test_a_misspelt_variable_is_named_with_the_closest_setting() -> None:
