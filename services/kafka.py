@@ -127,7 +127,7 @@ def _run_tool(
     java, _ = java_tools()
     login = ["--command-config", str(secure.admin_properties)] if secure else []
     return subprocess.run(
-        [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *args, *login],
+        [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *login, *args],
         capture_output=True,
         text=True,
         check=False,

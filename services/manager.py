@@ -144,6 +144,8 @@ def up(
     """
     check_tools()
     cluster = kafka_cluster(settings, brokers, heap, secure=secure or None)
+    if cluster.secure is not None:
+        cluster.secure.make(cluster.host, cluster.bootstrap)
     redis = redis_server(settings)
     reuse_kafka = _external_kafka(cluster)
     redis_answers = redis_info(redis.host, redis.port) is not None

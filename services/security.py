@@ -141,7 +141,15 @@ class SecureFiles:
 
     def password(self, user: str) -> str:
         """``user``'s SCRAM password."""
-        return self.password_file(user).read_text().strip()
+        path = self.password_file(user)
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            msg = (
+                f"{path} is missing, so the secured local Kafka cannot be reached; run "
+                "'kassa services up --secure' (it makes what is missing)"
+            )
+            raise ServiceError(msg) from None
 
     @property
     def made(self) -> bool:
@@ -154,7 +162,7 @@ class SecureFiles:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
         if not self.ca.exists():
-            _write_ca(self.ca, self.ca_key)
+            make_ca(self.ca, self.ca_key)
         if not self.broker.exists():
             _write_broker(self.broker, self.ca, self.ca_key, host)
         for user in (ADMIN_USER, KASSA_USER):
@@ -291,7 +299,8 @@ def _pkcs8(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _write_ca(certificate: Path, key_file: Path) -> None:
+def make_ca(certificate: Path, key_file: Path) -> None:
+    """Write a new CA's certificate and (private) key to these files."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     not_before, not_after = _validity()
     # a name of its own: a client trusting another kassa CA finds no issuer, not a bad one

@@ -31,7 +31,8 @@ from tests.proxy import TcpProxy
 
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
-    "cluster_settings", "proxied_kafka",
+    "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
+    "secure_cluster_settings",
 }  # fmt: skip
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
@@ -124,9 +125,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
         cluster.stop()
 
 
-def _fresh_settings(
+def fresh_settings(
     request: pytest.FixtureRequest, tmp_path: Path, bootstrap: str, redis_url: str
 ) -> Settings:
+    """Settings for one test: a topic and group named after it, an emptied Redis database."""
     name = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:80]
     suffix = uuid.uuid4().hex[:8]
     client = open_redis(redis_url)
@@ -145,7 +147,8 @@ def _fresh_settings(
     )
 
 
-def _redis_url(redis_server: RedisServer) -> str:
+def database_url(redis_server: RedisServer) -> str:
+    """The URL of the next of the session server's databases (tests share it round-robin)."""
     db = next(_databases) % REDIS_DATABASES or 1
     return f"redis://{redis_server.host}:{redis_server.port}/{db}"
 
@@ -153,8 +156,8 @@ def _redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def settings(services: Services, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings on the session's services with a fresh topic, group and Redis database."""
-    result = _fresh_settings(
-        request, tmp_path, services.kafka.bootstrap, _redis_url(services.redis)
+    result = fresh_settings(
+        request, tmp_path, services.kafka.bootstrap, database_url(services.redis)
     )
     ensure_topics(result)
     return result
@@ -170,7 +173,7 @@ def cluster_settings(
     """Settings on the three-node cluster (every node running): a fresh topic with
     replication factor 3 and min ISR 2, a fresh group and Redis database."""
     cluster.start()
-    result = _fresh_settings(request, tmp_path, cluster.bootstrap, _redis_url(redis_service))
+    result = fresh_settings(request, tmp_path, cluster.bootstrap, database_url(redis_service))
     result = result.model_copy(update={"replication_factor": 3, "min_insync_replicas": 2})
     ensure_topics(result)
     return result

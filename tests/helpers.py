@@ -16,6 +16,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from common.schema import Checkout, Line
 from common.settings import ENV_PREFIX, Settings
@@ -63,8 +64,11 @@ def free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
-    for name, value in settings.model_dump(mode="json").items():
-        env[ENV_PREFIX + name.upper()] = str(value)
+    for name, dumped in settings.model_dump(mode="json").items():
+        raw = getattr(settings, name)
+        # a dump shows a secret as ********
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else dumped
+        env[ENV_PREFIX + name.upper()] = "" if value is None else str(value)
     return env
 
 

@@ -1,0 +1,110 @@
+"""Secured Kafka for the tests of this folder: nodes with a SASL_SSL listener, SCRAM users
+and ACLs, made by the code behind ``kassa services up --secure`` (:mod:`services.security`).
+
+Each cluster starts once per test session (every test using it lives in this folder's one
+module, so one pytest-xdist worker starts it) and each test gets a fresh topic and group,
+granted to the ``kassa`` user as ``up --secure`` grants them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from common.settings import Settings
+from services.cluster import KafkaCluster, NodeAddress
+from services.kafka import ensure_jars
+from services.redis import RedisServer
+from services.security import KASSA_USER, MECHANISM, SecureFiles
+from storage.kafka.topics import ensure_topics
+from tests.conftest import database_url, fresh_settings
+from tests.helpers import free_port
+
+SECURE_HEAP = "384m"
+
+
+def _secure_cluster(home: Path, nodes: int) -> KafkaCluster:
+    defaults = Settings()
+    addresses = tuple(
+        NodeAddress(node_id, free_port(), free_port()) for node_id in range(1, nodes + 1)
+    )
+    return KafkaCluster(
+        home,
+        uuid.uuid4().hex[:22],
+        "127.0.0.1",
+        SECURE_HEAP,
+        addresses,
+        ensure_jars(defaults.cache_dir, defaults.kafka_version),
+        SecureFiles(home / "secure"),
+    )
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """One secured Kafka node for the session."""
+    cluster = _secure_cluster(tmp_path_factory.mktemp("secure-kafka"), 1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three secured Kafka nodes (3 voters) for the session, started when first asked for."""
+    cluster = _secure_cluster(tmp_path_factory.mktemp("secure-cluster"), 3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def as_kassa(cluster: KafkaCluster, settings: Settings) -> Settings:
+    """``settings`` connecting to ``cluster`` as the ``kassa`` user, its topics created (as
+    ``admin``) and granted as ``kassa services up --secure`` grants them."""
+    secure = cluster.secure
+    assert secure is not None
+    ensure_topics(secure.admin_settings(settings, cluster.bootstrap))
+    secure.grant(cluster.bootstrap, settings)
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": cluster.bootstrap,
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": MECHANISM,
+            "kafka_sasl_username": KASSA_USER,
+            "kafka_sasl_password": SecretStr(secure.password(KASSA_USER)),
+            "kafka_ssl_ca_location": secure.ca,
+        }
+    )
+
+
+@pytest.fixture
+def secure_settings(
+    secure_kafka: KafkaCluster,
+    redis_service: RedisServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Settings:
+    """Settings as the ``kassa`` user on the secured node: a fresh topic, group and Redis
+    database."""
+    fresh = fresh_settings(request, tmp_path, secure_kafka.bootstrap, database_url(redis_service))
+    return as_kassa(secure_kafka, fresh)
+
+
+@pytest.fixture
+def secure_cluster_settings(
+    secure_cluster: KafkaCluster,
+    redis_service: RedisServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Settings:
+    """Settings as ``kassa`` on the three secured nodes: replication factor 3, min ISR 2."""
+    fresh = fresh_settings(request, tmp_path, secure_cluster.bootstrap, database_url(redis_service))
+    fresh = fresh.model_copy(update={"replication_factor": 3, "min_insync_replicas": 2})
+    return as_kassa(secure_cluster, fresh)
