@@ -7,6 +7,8 @@
 # an earlier demo marked, and only ever empties the latter.
 # KASSA_DEMO_SERVE=1 keeps the dashboard serving at the end, with the stream job running and
 # simulated checkouts arriving live, until Ctrl-C.
+# KASSA_DEMO_SECURE=1 runs it all on a secured local Kafka (`kassa services up --secure`:
+# SASL_SSL, SCRAM users, ACLs; docs/security.md) as the 'kassa' user, with an API token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kassa=.venv/bin/kassa
@@ -33,13 +35,31 @@ if [[ -n ${KASSA_DEMO_BROKERS:-} ]]; then
   export KASSA_MIN_INSYNC_REPLICAS=${KASSA_MIN_INSYNC_REPLICAS:-$((KASSA_DEMO_BROKERS < 3 ? 1 : 2))}
 fi
 
+# The secured cluster keeps its own folder and ports: a plaintext one from an earlier
+# `make demo` may still run on 9092.
+if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
+  up_args+=(--secure)
+  export KASSA_STATE_DIR="${KASSA_STATE_DIR:-./.kassa-secure}"
+  export KASSA_KAFKA_BOOTSTRAP="${KASSA_KAFKA_BOOTSTRAP:-127.0.0.1:9192}"
+  export KASSA_KAFKA_CONTROLLER_PORT="${KASSA_KAFKA_CONTROLLER_PORT:-9193}"
+  mkdir -p "$KASSA_STATE_DIR"
+  token_file="$KASSA_STATE_DIR/api-token"
+  [[ -s $token_file ]] || (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' >"$token_file")
+  export KASSA_API_TOKEN_FILE="$token_file"
+fi
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. Local services: Apache Kafka (KRaft) and redis-server, started unless already up"
 $kassa services up "${up_args[@]}"
+if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
+  # the settings `up --secure` wrote: SASL_SSL as the 'kassa' user, its password by file
+  set -a; . "$KASSA_STATE_DIR/secure/kassa.env"; set +a
+  echo "connected as: $KASSA_KAFKA_SASL_USERNAME over $KASSA_KAFKA_SECURITY_PROTOCOL ($KASSA_KAFKA_SASL_MECHANISM), CA $KASSA_KAFKA_SSL_CA_LOCATION"
+fi
 RUN_ID="$run_id" .venv/bin/python - <<'PY'
 import os, sys
-from common.errors import redacted
+from common.redaction import redacted
 from storage.connections import open_redis
 from storage.keys import DEMO_DATABASE
 url = os.environ["KASSA_REDIS_URL"]
@@ -109,9 +129,14 @@ pids+=($!)
 # GET a URL; print the status and the start of the body (what `curl -s URL` shows).
 get() {
   .venv/bin/python - "$1" <<'PY'
-import sys, urllib.error, urllib.request
+import os, sys, urllib.error, urllib.request
+from pathlib import Path
+request = urllib.request.Request(sys.argv[1])
+token_file = os.environ.get("KASSA_API_TOKEN_FILE")
+if token_file:  # KASSA_DEMO_SECURE: the API asks who you are
+    request.add_header("Authorization", f"Bearer {Path(token_file).read_text().strip()}")
 try:
-    with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=10) as response:
         status, body = response.status, response.read()
 except urllib.error.HTTPError as exc:
     status, body = exc.code, exc.read()
@@ -123,13 +148,19 @@ for _ in $(seq 150); do
   get "$base/health" >/dev/null 2>&1 && break
   sleep 0.2
 done
-echo "\$ curl -s '$base/api/rankings?source=live&day=$day1&n=3'"
+auth=""
+[[ -n ${KASSA_API_TOKEN_FILE:-} ]] && auth="-H \"Authorization: Bearer \$(cat $KASSA_API_TOKEN_FILE)\" "
+echo "\$ curl -s $auth'$base/api/rankings?source=live&day=$day1&n=3'"
 get "$base/api/rankings?source=live&day=$day1&n=3"
 echo "\$ curl -s $base/health"
 get "$base/health"
 
-serve_env="KASSA_REDIS_URL=$KASSA_REDIS_URL KASSA_DATA_DIR=$KASSA_DATA_DIR KASSA_TIMEZONE=$KASSA_TIMEZONE"
+shown_url=$(.venv/bin/python -c 'import os; from common.redaction import redacted; print(redacted(os.environ["KASSA_REDIS_URL"]))')
+serve_env="KASSA_REDIS_URL=$shown_url KASSA_DATA_DIR=$KASSA_DATA_DIR KASSA_TIMEZONE=$KASSA_TIMEZONE"
 serve_env="$serve_env KASSA_TOPIC=$KASSA_TOPIC KASSA_CONSUMER_GROUP=$KASSA_CONSUMER_GROUP"
+if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
+  serve_env="set -a; . $KASSA_STATE_DIR/secure/kassa.env; set +a; KASSA_API_TOKEN_FILE=$KASSA_API_TOKEN_FILE $serve_env"
+fi
 if [ "${KASSA_DEMO_SERVE:-0}" = 1 ]; then
   # Today's live board: the stream job keeps counting while simulated checkouts arrive.
   $kassa stream >"$KASSA_DATA_DIR/stream.log" 2>&1 &

@@ -42,7 +42,15 @@ from common.settings.secrets import SecretFileSource, is_secret
 from common.settings.stream import StreamSettings
 
 ENV_PREFIX = "KASSA_"
-NOT_SETTINGS = frozenset({"KASSA_ENV_FILE", "KASSA_DEMO_SERVE", "KASSA_TEST_ARTIFACTS"})
+NOT_SETTINGS = frozenset(
+    {
+        "KASSA_ENV_FILE",
+        "KASSA_DEMO_SERVE",
+        "KASSA_DEMO_BROKERS",
+        "KASSA_DEMO_SECURE",
+        "KASSA_TEST_ARTIFACTS",
+    }
+)
 """``KASSA_*`` variables that are not settings: the env_file docker-compose.yml reads, and
 switches of ``make demo`` and of the dashboard test."""
 RENAMED: Final = {"kassa_redis_namespace": "KASSA_REDIS_KEY_SPACE"}

@@ -83,9 +83,8 @@ def client_config(
 
 def quix_connection(settings: Settings) -> tuple[ConnectionConfig, dict[str, Any]]:
     """:func:`connection` as Quix Streams' typed connection settings, and the rest of it
-    (properties ``ConnectionConfig`` has no field for, e.g. ``sasl.oauthbearer.method`` or
-    KASSA_KAFKA_CONFIG's), which the Quix application's consumer and producer take as their
-    extra configuration."""
+    (properties ``ConnectionConfig`` has no field for, e.g. most of KASSA_KAFKA_CONFIG's),
+    which the Quix application's consumer and producer take as their extra configuration."""
     # Imported here: quixstreams takes most of a second to import, and only the stream job
     # needs it (the CLI, the API and the daily job build plain librdkafka clients).
     from quixstreams.kafka.configuration import ConnectionConfig  # noqa: PLC0415

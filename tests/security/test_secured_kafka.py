@@ -8,6 +8,7 @@ fix and exit status 9; ``kassa services up --secure`` makes all of it and says h
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -22,7 +23,7 @@ from services.cluster import KafkaCluster
 from services.security import KASSA_USER, Grant, kassa_grants, make_ca
 from storage import parquet
 from storage.connections import open_redis
-from tests.helpers import free_port, run_kassa, settings_env
+from tests.helpers import free_port, repo_root, run_kassa, settings_env
 from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
 from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
 
@@ -236,3 +237,14 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
     finally:
         down = run_kassa("services", "down", env=env, timeout=120)
     assert down.returncode == 0, down.stderr
+
+
+def test_docs_list_exactly_the_acls_services_up_secure_grants() -> None:
+    documented = (repo_root() / "docs" / "security.md").read_text()
+    section = documented.split("## The Kafka ACLs kassa needs")[1].split("\n## ")[0]
+    rows = {line for line in section.splitlines() if re.match(r"\| (Topic|Group) \|", line)}
+    granted = {
+        f"| {g.resource.name.title()} | `{g.name}` | {g.operation.name} | {g.needed_by} |"
+        for g in kassa_grants(Settings())
+    }
+    assert rows == granted
