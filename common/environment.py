@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, time
 from pathlib import Path
 
-from common.errors import SettingsError
 from pydantic import SecretStr
 
+from common.errors import SettingsError
 from common.settings import ENV_PREFIX, NOT_SETTINGS, RENAMED, Settings
 from common.settings.secrets import FILE_SUFFIX, secret_fields
 
