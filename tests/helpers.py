@@ -16,6 +16,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from common.schema import Checkout, Line
 from common.settings import ENV_PREFIX, Settings
@@ -61,10 +62,15 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child."""
+    """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child:
+    secrets in clear, a setting that is ``None`` left out (so the child has it unset too)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
     for name, value in settings.model_dump(mode="json").items():
-        env[ENV_PREFIX + name.upper()] = str(value)
+        given = getattr(settings, name)
+        if given is None:
+            continue
+        shown = given.get_secret_value() if isinstance(given, SecretStr) else value
+        env[ENV_PREFIX + name.upper()] = str(shown)
     return env
 
 
