@@ -3,7 +3,8 @@
 Every figure comes from :mod:`storage.rankings`, the functions ``kassa top`` uses. Errors
 are JSON :class:`api.models.Problem` bodies with one line of explanation: 422 for a bad
 parameter (named, with its accepted form), 404 for no data / an unknown store / a daily
-ranking not computed, 410 for a day past the Redis retention, 503 when Redis is unreachable.
+ranking not computed, 410 for a day past the Redis retention, 503 when Redis is unreachable,
+401 without KASSA_API_TOKEN when it is set (:mod:`api.auth`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import models
+from api.auth import require_token
 from api.health import last_daily_run
 from api.problems import (
     ACCEPTED,
@@ -179,11 +181,14 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
         description="Rankings of a day or a range of days (combined in Redis), per store, by "
         "net units or revenue; an item's figures over days; day totals; stores; the daily "
         "job's manifests. Money is an exact decimal string. Errors are one-line JSON "
-        "problems naming the parameter at fault and its accepted form.",
+        "problems naming the parameter at fault and its accepted form. With KASSA_API_TOKEN "
+        "set, every route but /health needs it: 'Authorization: Bearer <token>', or HTTP "
+        "Basic with the token as the password.",
         version="1",
         lifespan=lifespan,
     )
     install_error_handlers(app, settings)
+    require_token(app, settings.api_token)
     context = _Context(settings, client, probe, retention, days)
     _add_ranking_routes(app, context)
     _add_figure_routes(app, context)

@@ -62,13 +62,15 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child."""
+    """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child:
+    secrets in clear, a setting that is ``None`` left out (so the child has it unset too)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
-    for name, dumped in settings.model_dump(mode="json").items():
-        raw = getattr(settings, name)
-        # a dump shows a secret as ********
-        value = raw.get_secret_value() if isinstance(raw, SecretStr) else dumped
-        env[ENV_PREFIX + name.upper()] = "" if value is None else str(value)
+    for name, value in settings.model_dump(mode="json").items():
+        given = getattr(settings, name)
+        if given is None:
+            continue
+        shown = given.get_secret_value() if isinstance(given, SecretStr) else value
+        env[ENV_PREFIX + name.upper()] = str(shown)
     return env
 
 

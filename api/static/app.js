@@ -40,7 +40,9 @@ function query(extra) {
 }
 
 async function getJSON(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  // Against the origin, not the page's URL: opened as http://user:token@host/, the page's URL
+  // holds the password, and fetch refuses a URL with credentials (the browser adds them).
+  const response = await fetch(new URL(path, location.origin), { cache: "no-store" });
   const body = await response.json().catch(() => ({ detail: response.statusText }));
   return { ok: response.ok, status: response.status, body };
 }

@@ -166,7 +166,8 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
     api_token: SecretStr | None = Field(
         None,
         description="when set, every route but /health needs it (Authorization: Bearer <token>, "
-        "or HTTP Basic with it as the password); or KASSA_API_TOKEN_FILE",
+        "or HTTP Basic with it as the password); empty means an open API; or "
+        "KASSA_API_TOKEN_FILE",
     )
 
     # Local services started by `kassa services up`
@@ -236,10 +237,21 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
                 raise ValueError(msg)
         return value
 
-    @field_validator("replay_dataset", mode="before")
+    @field_validator("replay_dataset", "api_token", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _header_safe_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[!-~]+", value.get_secret_value()):
+            msg = (
+                "the token must be printable ASCII without spaces, as HTTP headers carry it; "
+                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

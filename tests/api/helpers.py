@@ -1,9 +1,10 @@
-"""Serving the real API in the test process, HTTP calls to it, and expected rankings computed
-independently from what a test produced."""
+"""Serving the real API in the test process, HTTP calls to it, a headless Chromium for the
+dashboard, and expected rankings computed independently from what a test produced."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.error
@@ -14,8 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import redis
 import uvicorn
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from api.app import create_app
 from common.settings import Settings
@@ -24,6 +30,8 @@ from storage.figures import RankedBy
 from tests.helpers import Figures, free_port
 
 QUANTUM = Decimal("0.0001")
+PHONE = (412, 915)
+"""The window size Chromium starts with: a phone's screen."""
 
 
 @contextmanager
@@ -61,6 +69,47 @@ def get(url: str) -> tuple[int, Any]:
     except urllib.error.HTTPError as exc:
         body = exc.read()
         return exc.code, json.loads(body) if body else None
+
+
+@contextmanager
+def chromium(*, bidi: bool = False) -> Iterator[webdriver.Chrome]:
+    """Debian's headless Chromium at :data:`PHONE` size, keeping the page's console log;
+    ``bidi`` opens WebDriver BiDi (for ``chrome.network``).
+
+    Needs the ``chromium`` and ``chromium-driver`` packages (``scripts/ensure-system-deps.sh``
+    installs them); the test fails, never skips, without them.
+    """
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.fail(
+            "the dashboard test needs Debian's chromium and chromium-driver: run "
+            "scripts/ensure-system-deps.sh as root, or: sudo apt-get install chromium "
+            "chromium-driver"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument(f"--window-size={PHONE[0]},{PHONE[1]}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.enable_bidi = bidi
+    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    chrome.set_window_size(*PHONE)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def ranking_shown(chrome: webdriver.Chrome) -> list[tuple[str, int]]:
+    """``(sku, units)`` of the ranking rows the dashboard shows."""
+    try:
+        rows = chrome.find_elements(By.CSS_SELECTOR, "#ranking tbody tr")
+        return [(row.get_attribute("data-sku") or "", int(row.get_attribute("data-units") or 0))
+                for row in rows]  # fmt: skip
+    except StaleElementReferenceException:
+        return []
 
 
 def expected_ranking(

@@ -1,7 +1,6 @@
 """The dashboard in Debian's headless Chromium: top items from Redis, live updates, store switch.
 
-Needs the ``chromium`` and ``chromium-driver`` packages (``scripts/ensure-system-deps.sh``
-installs them); the test fails, never skips, without them. Screenshots are saved under
+Needs Chromium (see :func:`tests.api.helpers.chromium`). Screenshots are saved under
 ``tmp_path`` and copied to ``KASSA_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the
 repository).
 """
@@ -20,68 +19,32 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from common.schema import Checkout
 from common.settings import Settings
 from storage.rankings import read_ranking
-from tests.api.helpers import fill_live_day, get, serving
+from tests.api.helpers import chromium, fill_live_day, get, ranking_shown, serving
 from tests.helpers import noon_zone, repo_root, wait_until
 from tests.jobs.daily.helpers import checkout, produce
 from tests.jobs.stream.helpers import caught_up, start_stream
 
 ARTIFACTS = Path(os.environ.get("KASSA_TEST_ARTIFACTS") or repo_root() / "test-artifacts")
-PHONE = (412, 915)
 DESKTOP = (1280, 900)
 
 ZONE = noon_zone(datetime.now(UTC))
 """The business days' zone: about noon when the module loads (see tests.helpers.noon_zone)."""
 
 
-def _browser_paths() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.fail(
-            "the dashboard test needs Debian's chromium and chromium-driver: run "
-            "scripts/ensure-system-deps.sh as root, or: sudo apt-get install chromium "
-            "chromium-driver"
-        )
-    return chromium, driver
-
-
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = _browser_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_argument(f"--window-size={PHONE[0]},{PHONE[1]}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    chrome.set_window_size(*PHONE)
-    try:
+    with chromium() as chrome:
         yield chrome
-    finally:
-        chrome.quit()
-
-
-def _shown(chrome: webdriver.Chrome) -> list[tuple[str, int]]:
-    """``(sku, units)`` of the rows the page shows."""
-    try:
-        rows = chrome.find_elements(By.CSS_SELECTOR, "#ranking tbody tr")
-        return [(row.get_attribute("data-sku") or "", int(row.get_attribute("data-units") or 0))
-                for row in rows]  # fmt: skip
-    except StaleElementReferenceException:
-        return []
 
 
 def _shows(chrome: webdriver.Chrome, expected: list[tuple[str, int]]) -> Callable[[], bool]:
-    return lambda: _shown(chrome) == expected
+    return lambda: ranking_shown(chrome) == expected
 
 
 def _sale(number: int, store: str, sku: str, quantity: int) -> Checkout:
