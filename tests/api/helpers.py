@@ -3,16 +3,21 @@ dashboard, and expected rankings computed independently from what a test produce
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +32,7 @@ from api.app import create_app
 from common.settings import Settings
 from storage.daily import DaySnapshot, replace_day
 from storage.figures import RankedBy
-from tests.helpers import Figures, free_port
+from tests.helpers import KASSA, Figures, free_port, settings_env, wait_until
 
 QUANTUM = Decimal("0.0001")
 PHONE = (412, 915)
@@ -154,3 +159,55 @@ def fill_live_day(client: redis.Redis, space: str, day: date) -> None:
     )
     expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
     replace_day(client, space, "live", day, snapshot, expire_at=expire_at)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status, headers and body text."""
+
+    status: int
+    headers: Message
+    text: str
+
+
+def call(url: str, authorization: str | None = None) -> Answer:
+    """``GET url`` with ``authorization`` as the Authorization header (none when ``None``)."""
+    request = urllib.request.Request(url)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Answer(response.status, response.headers, response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers, exc.read().decode())
+
+
+def basic(user: str, password: str) -> str:
+    """The Authorization header of HTTP Basic with ``user`` and ``password``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@contextmanager
+def serving_child(settings: Settings, tmp_path: Path, **variables: str) -> Iterator[str]:
+    """``kassa serve`` in a child process with ``settings`` and ``variables``; yields its URL
+    once /health answers."""
+    port = free_port()
+    env = {**settings_env(settings), "KASSA_API_PORT": str(port), **variables}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        child = subprocess.Popen([*KASSA, "serve"], env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            assert child.poll() is None, log.read_text()
+            try:
+                return call(f"{base}/health").status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, 60, f"kassa serve on port {port}")
+        yield base
+    finally:
+        child.terminate()
+        child.wait(30)

@@ -6,14 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,8 +17,17 @@ from pydantic import SecretStr
 
 from common.errors import SettingsError
 from common.settings import Settings, load_settings
-from tests.api.helpers import chromium, fill_live_day, ranking_shown, serving
-from tests.helpers import KASSA, free_port, noon_zone, settings_env, wait_until
+from tests.api.helpers import (
+    Answer,
+    basic,
+    call,
+    chromium,
+    fill_live_day,
+    ranking_shown,
+    serving,
+    serving_child,
+)
+from tests.helpers import noon_zone, wait_until
 
 TOKEN = secrets.token_urlsafe(32)
 ZONE = noon_zone(datetime.now(UTC))
@@ -45,29 +48,6 @@ GUARDED = [
 """The dashboard, its files, the OpenAPI pages, every API route, and a path no route serves."""
 SHOWN = ["/", "/static/app.js", "/docs", "/openapi.json", "/api/rankings", "/api/stores"]
 """Routes that answer 200 once authenticated."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Message
-    text: str
-
-
-def call(url: str, authorization: str | None = None) -> Answer:
-    """``GET url`` with ``authorization`` as the Authorization header (none when ``None``)."""
-    request = urllib.request.Request(url)
-    if authorization is not None:
-        request.add_header("Authorization", authorization)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Answer(response.status, response.headers, response.read().decode())
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.headers, exc.read().decode())
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def assert_refused(answer: Answer, *, never_shown: tuple[str, ...] = (TOKEN,)) -> None:
@@ -169,39 +149,13 @@ def test_the_dashboard_opened_with_the_token_in_a_browser_shows_its_figures(
     assert errors == []
 
 
-@contextmanager
-def _serving_child(settings: Settings, tmp_path: Path, **variables: str) -> Iterator[str]:
-    """``kassa serve`` in a child process with ``settings`` and ``variables``; yields its URL
-    once /health answers."""
-    port = free_port()
-    env = {**settings_env(settings), "KASSA_API_PORT": str(port), **variables}
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        child = subprocess.Popen([*KASSA, "serve"], env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def healthy() -> bool:
-            assert child.poll() is None, log.read_text()
-            try:
-                return call(f"{base}/health").status == 200
-            except OSError:
-                return False
-
-        wait_until(healthy, 60, f"kassa serve on port {port}")
-        yield base
-    finally:
-        child.terminate()
-        child.wait(30)
-
-
 def test_kassa_serve_reads_the_token_from_kassa_api_token_file(
     guarded_settings: Settings, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "api-token"
     token_file.write_text(TOKEN + "\n")  # as `echo` writes it
     unset = guarded_settings.model_copy(update={"api_token": None})
-    with _serving_child(unset, tmp_path, KASSA_API_TOKEN_FILE=str(token_file)) as base:
+    with serving_child(unset, tmp_path, KASSA_API_TOKEN_FILE=str(token_file)) as base:
         assert_refused(call(f"{base}/api/rankings"))
         assert call(f"{base}/api/rankings", f"Bearer {TOKEN}").status == 200
         assert call(f"{base}/", basic("kassa", TOKEN)).status == 200
@@ -214,7 +168,7 @@ def test_kassa_serve_reads_the_token_from_kassa_api_token_file(
 def test_without_a_token_everything_stays_open(guarded_settings: Settings, tmp_path: Path) -> None:
     # an empty KASSA_API_TOKEN, as .env.example has it, is no token
     unset = guarded_settings.model_copy(update={"api_token": None})
-    with _serving_child(unset, tmp_path, KASSA_API_TOKEN="") as base:
+    with serving_child(unset, tmp_path, KASSA_API_TOKEN="") as base:
         for path in [*SHOWN, "/health"]:
             for authorization in (None, f"Bearer {secrets.token_urlsafe(8)}", basic("a", "b")):
                 answer = call(base + path, authorization)

@@ -8,6 +8,7 @@ fix and exit status 9; ``kassa services up --secure`` makes all of it and says h
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from collections.abc import Callable, Iterator
@@ -23,7 +24,8 @@ from services.cluster import KafkaCluster
 from services.security import KASSA_USER, Grant, kassa_grants, make_ca
 from storage import parquet
 from storage.connections import open_redis
-from tests.helpers import free_port, repo_root, run_kassa, settings_env
+from tests.api.helpers import basic, call, serving_child
+from tests.helpers import free_port, repo_root, run_kassa, settings_env, wait_until
 from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
 from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
 
@@ -68,6 +70,37 @@ def test_the_pipeline_is_exact_as_the_kassa_user_over_sasl_ssl_and_needs_no_othe
     since = _log_ends(secure_kafka)
     _assert_pipeline_exact(secure_settings)
     assert _denials(secure_kafka, since) == []
+
+
+def test_the_api_on_a_secured_cluster_asks_for_its_token_and_health_stays_open(
+    secure_settings: Settings, tmp_path: Path
+) -> None:
+    publish_checkouts(secure_settings, valid_checkouts(50, seed=9, day=DAY))
+    run_once(secure_settings)
+    token = "api-token-for-the-secured-test-44"
+    with serving_child(secure_settings, tmp_path, KASSA_API_TOKEN=token) as base:
+
+        def probed() -> bool:
+            return json.loads(call(f"{base}/health").text)["kafka"]["lag"] is not None
+
+        wait_until(probed, 60, "the API's lag probe of the secured cluster")
+        health = call(f"{base}/health")
+        ranking = f"{base}/api/rankings?source=live&day={DAY}&n=3"
+        refused = call(ranking)
+        by_bearer = call(ranking, f"Bearer {token}")
+        by_basic = call(ranking, basic("anyone", token))
+    assert health.status == 200, health.text
+    assert json.loads(health.text)["kafka"]["lag"] == 0  # the probe logged in, read the group
+    assert refused.status == 401
+    assert by_bearer.status == by_basic.status == 200
+    assert json.loads(by_bearer.text) == json.loads(by_basic.text)
+    assert json.loads(by_bearer.text)["items"]
+    log = (tmp_path / "serve.log").read_text()
+    password = secure_settings.kafka_sasl_password
+    assert password is not None
+    for shown in (health.text, refused.text, log):
+        assert token not in shown
+        assert password.get_secret_value() not in shown
 
 
 def test_the_pipeline_is_exact_on_three_secured_brokers(
