@@ -176,5 +176,9 @@ if [ "${KASSA_DEMO_SERVE:-0}" = 1 ]; then
 else
   printf '\n\033[1mDashboard: %s/?day=%s\033[0m  (stopped with the demo; to keep it serving run\n' "$base" "$day1"
   printf 'KASSA_DEMO_SERVE=1 make demo, or serve these results with:\n  %s %s serve)\n' "$serve_env" "$kassa"
-  printf 'Services keep running: stop them with .venv/bin/kassa services down\n'
+  if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
+    printf 'Services keep running: stop them with KASSA_STATE_DIR=%s .venv/bin/kassa services down\n' "$KASSA_STATE_DIR"
+  else
+    printf 'Services keep running: stop them with .venv/bin/kassa services down\n'
+  fi
 fi
