@@ -19,6 +19,7 @@ from common.errors import (
 )
 from common.settings import Settings
 from storage.kafka.config import client_config
+from storage.kafka.exceptions import KafkaConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +69,19 @@ def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> 
 
 def broker_problem(settings: Settings, timeout: float = PROBE_SECONDS) -> str | None:
     """Why the configured cluster does not answer a metadata request within
-    ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet)."""
+    ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet).
+
+    Settings librdkafka refuses are :class:`~storage.kafka.exceptions.KafkaConfigError`.
+    """
     librdkafka = _Collector()
-    admin = AdminClient(
-        client_config(
-            settings,
-            {
-                "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-                "logger": librdkafka.logger,
-            },
-        )
-    )
+    extra = {
+        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+        "logger": librdkafka.logger,
+    }
+    try:
+        admin = AdminClient(client_config(settings, extra))
+    except KafkaException as exc:
+        raise KafkaConfigError(exc.args[0].str()) from None
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
