@@ -14,8 +14,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from common.days import day_bounds
+from common.environment import settings_variables
 from common.schema import Checkout, encode_checkout
-from common.settings import ENV_PREFIX, Settings
+from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
 from storage.kafka.topics import admin_client, ensure_topics
@@ -103,6 +104,4 @@ def encoded_size(seed: int, count: int = 2_000) -> float:
 
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment of a ``kassa`` child process run with ``settings``."""
-    values = settings.model_dump(mode="json").items()
-    variables = {ENV_PREFIX + k.upper(): str(v) for k, v in values if v is not None}
-    return {"PATH": "/usr/bin:/bin", **variables}
+    return {"PATH": "/usr/bin:/bin", **settings_variables(settings)}

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if status.detail:
             parts.append(status.detail)
         print("  ".join(parts))
-    if args.action == "status" and any(s.state in ("down", "degraded") for s in statuses):
+    failed = ("down", "degraded", "refused")
+    if args.action == "status" and any(status.state in failed for status in statuses):
         return 1
     return 0

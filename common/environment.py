@@ -1,4 +1,4 @@
-"""kassa's settings against the process's environment: variables that are no setting,
+"""kassa's settings against the process's environment: variables that are no setting, the
 folders the settings name, and the text of ``.env.example``."""
 
 from __future__ import annotations
@@ -34,6 +34,20 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         hint = f"did you mean {close[0]}?" if close else "see .env.example for the settings"
         warnings.append(f"{name} is not a kassa setting and is ignored; {hint}")
     return warnings
+
+
+def settings_variables(settings: Settings) -> dict[str, str]:
+    """The ``KASSA_*`` variables from which :func:`~common.settings.load_settings` builds
+    ``settings`` again, e.g. in a child process: unset fields are left out, and secrets are
+    in plain text (an environment, never a message)."""
+    variables = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        field = getattr(settings, name)
+        text = field.get_secret_value() if isinstance(field, SecretStr) else str(value)
+        variables[ENV_PREFIX + name.upper()] = text
+    return variables
 
 
 def check_folders(settings: Settings, names: Iterable[str]) -> None:

@@ -144,7 +144,8 @@ class RedisUnavailableError(KassaError):
     """Redis could not be reached, read or written.
 
     ``doing`` completes "cannot ... Redis", e.g. ``"read the ranking from"``; subclasses
-    replace :attr:`advice` with what the failure means for their job.
+    replace :attr:`advice` with what the failure means for their job. :attr:`url` is the
+    URL without its password, as the message shows it.
     """
 
     exit_code = 3
@@ -154,6 +155,6 @@ class RedisUnavailableError(KassaError):
         super().__init__(
             f"cannot {doing} Redis at KASSA_REDIS_URL={redacted(url)!r} ({cause}); {self.advice}"
         )
-        self.url = url
+        self.url = redacted(url)
         self.doing = doing
         self.cause = str(cause)

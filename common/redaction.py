@@ -8,6 +8,7 @@ line, an error, an API body, a metric label or a file. Secret settings themselve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,17 +23,36 @@ is hidden whole. Over-hiding (a token endpoint's URL) costs a debug line; under-
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, fit for a message or a log line."""
-    parts = urlsplit(url)
+    """``url`` without its password, fit for a message or a log line.
+
+    A URL that does not parse cleanly hides more, never less: one urlsplit cannot take apart
+    shows only its scheme, and an ``@`` outside the host part (a password holding an
+    unescaped ``/ ? #``, or a malformed ``redis:/...``) hides everything before the last ``@``.
+    """
     try:
+        parts = urlsplit(url)
         password = parts.password
-    except ValueError:  # a URL urlsplit cannot take apart: show nothing of it after the scheme
-        return f"{parts.scheme}://{HIDDEN}" if parts.scheme else HIDDEN
+    except ValueError:
+        scheme, separator, _ = url.partition("://")
+        return f"{scheme}://{HIDDEN}" if separator else HIDDEN
+    if url.count("@") > parts.netloc.count("@"):
+        after = url.rpartition("@")[2]
+        return f"{parts.scheme}:{HIDDEN}@{after}" if parts.scheme else f"{HIDDEN}@{after}"
     if password is None:
         return url
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
+
+
+_QUOTED_VALUE = re.compile(r'value ".*" for configuration property')
+
+
+def redacted_librdkafka(message: str) -> str:
+    """librdkafka's error ``message`` without the configuration values it quotes
+    (``Invalid value "..." for configuration property "debug"``): a value of
+    KASSA_KAFKA_CONFIG may be a secret, and which property is at fault is what helps."""
+    return _QUOTED_VALUE.sub("value for configuration property", message)
 
 
 def is_sensitive(name: str) -> bool:

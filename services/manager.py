@@ -7,7 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
 
 from common.settings import Settings
 from services.cluster import LEGACY_PID, KafkaCluster, adopt_single_broker, answering
@@ -21,13 +23,14 @@ from services.kafka import (
     quorum_status,
 )
 from services.process import port_in_use, stop_recorded
-from services.redis import RedisServer, redis_info, redis_server_binary
+from services.redis import RedisRefusedError, RedisServer, redis_server_binary
 from services.security import SECURE_FOLDER, SecureFiles
 from storage.kafka.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 
-State = Literal["started", "running", "reused", "stopped", "down", "degraded"]
+State = Literal["started", "running", "reused", "stopped", "down", "degraded", "refused"]
+"""What a service is doing; ``refused``: Redis answers but refuses KASSA_REDIS_URL's login."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +115,16 @@ def kafka_cluster(
 
 
 def redis_server(settings: Settings) -> RedisServer:
-    """The local redis-server described by ``KASSA_REDIS_URL``."""
+    """The local redis-server described by ``KASSA_REDIS_URL``, with its user name and
+    password (percent-decoded, as redis-py reads them)."""
     url = urlsplit(settings.redis_url)
     return RedisServer(
         host=url.hostname or "127.0.0.1",
         port=url.port or 6379,
         home=settings.state_dir / "redis",
         appendfsync=settings.redis_appendfsync,
+        username=unquote(url.username) if url.username else None,
+        password=SecretStr(unquote(url.password)) if url.password else None,
     )
 
 
@@ -138,9 +144,11 @@ def up(
     """Start the Kafka nodes and Redis unless running; create the topics.
 
     A single broker or Redis that already answers at the configured address (e.g. from
-    ``docker compose``) is reused. Every port still needed is checked before anything starts.
-    A ``secure`` cluster gets its certificates, users and the ``kassa`` user's ACLs, and its
-    topics are created as ``admin`` (:mod:`services.security`).
+    ``docker compose``) is reused; a Redis that answers but refuses KASSA_REDIS_URL's
+    password is :class:`~services.redis.RedisRefusedError`. Every port still needed is
+    checked before anything starts. A ``secure`` cluster gets its certificates, users and
+    the ``kassa`` user's ACLs, and its topics are created as ``admin``
+    (:mod:`services.security`).
     """
     check_tools()
     cluster = kafka_cluster(settings, brokers, heap, secure=secure or None)
@@ -148,9 +156,10 @@ def up(
         cluster.secure.make(cluster.host, cluster.bootstrap)
     redis = redis_server(settings)
     reuse_kafka = _external_kafka(cluster)
-    redis_answers = redis_info(redis.host, redis.port) is not None
+    redis_answers = redis.info() is not None
     ports = {} if reuse_kafka else _ports_to_start(cluster)
     if not redis_answers:
+        redis.check_can_start()
         ports[redis.port] = "Redis"
     for port, what in ports.items():
         host = redis.host if what == "Redis" else cluster.host
@@ -213,18 +222,12 @@ def _node_name(node_id: int) -> str:
 
 def _up_redis(settings: Settings) -> ServiceStatus:
     server = redis_server(settings)
-    address = f"{server.host}:{server.port}"
-    info = redis_info(server.host, server.port)
-    if info is not None:
-        pid = server.pid
-        state: State = "running" if pid else "reused"
-        return ServiceStatus(
-            "redis", address, state, _redis_version(info), pid, _own(server), _aof(info)
-        )
+    if server.info() is not None:
+        return _redis_status(server)
     pid = server.start()
-    info = redis_info(server.host, server.port) or {}
+    info = server.info() or {}
     return ServiceStatus(
-        "redis", address, "started", _redis_version(info), pid, server.data_dir, _aof(info)
+        "redis", server.address, "started", _redis_version(info), pid, server.data_dir, _aof(info)
     )
 
 
@@ -242,7 +245,7 @@ def down(settings: Settings) -> list[ServiceStatus]:
         for node, was in zip(cluster.nodes, stopped, strict=True)
     ]
     redis_state: State = "stopped" if redis.stop() else "down"
-    statuses.append(ServiceStatus("redis", f"{redis.host}:{redis.port}", redis_state))
+    statuses.append(ServiceStatus("redis", redis.address, redis_state))
     return statuses
 
 
@@ -251,19 +254,20 @@ def status(settings: Settings) -> list[ServiceStatus]:
     controller, and Redis."""
     cluster = kafka_cluster(settings)
     statuses = _kafka_status(settings, cluster)
-    redis = redis_server(settings)
-    address = f"{redis.host}:{redis.port}"
-    info = redis_info(redis.host, redis.port)
-    if info is None:
-        statuses.append(ServiceStatus("redis", address, "down"))
-    else:
-        state: State = "running" if redis.pid else "reused"
-        statuses.append(
-            ServiceStatus(
-                "redis", address, state, _redis_version(info), redis.pid, _own(redis), _aof(info)
-            )
-        )
+    statuses.append(_redis_status(redis_server(settings)))
     return statuses
+
+
+def _redis_status(redis: RedisServer) -> ServiceStatus:
+    try:
+        info = redis.info()
+    except RedisRefusedError as exc:
+        return ServiceStatus("redis", redis.address, "refused", pid=redis.pid, detail=str(exc))
+    if info is None:
+        return ServiceStatus("redis", redis.address, "down")
+    state: State = "running" if redis.pid else "reused"
+    version = _redis_version(info)
+    return ServiceStatus("redis", redis.address, state, version, redis.pid, _own(redis), _aof(info))
 
 
 def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:

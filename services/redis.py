@@ -1,15 +1,25 @@
-"""A real redis-server on 127.0.0.1 with append-only persistence."""
+"""A real redis-server on 127.0.0.1 with append-only persistence, and its password.
+
+A password (``KASSA_REDIS_URL``'s) reaches the server through a configuration file only its
+user can read (``<home>/redis.conf``, mode 0600), never through the command line, which
+``ps`` shows to every user.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import redis
+from pydantic import SecretStr
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationWrongNumberOfArgsError
 from redis.retry import Retry
 
+from services.exceptions import ServiceError
 from services.kafka import require_tool
 from services.process import RecordedServer, await_ready, spawn
 
@@ -20,6 +30,20 @@ logger = logging.getLogger(__name__)
 # checkout with one HINCRBY per field).
 HASH_MAX_LISTPACK_ENTRIES = 64
 REDIS_INSTALL_HINT = "sudo apt-get install redis-server (Debian/Ubuntu; 'make' does it as root)"
+DEFAULT_USER: Final = "default"
+"""The one Redis user whose password the redis-server kassa starts sets (``requirepass``)."""
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+class RedisRefusedError(ServiceError):
+    """A Redis server answers but refuses the user name and password kassa logs in with."""
+
+    def __init__(self, address: str, cause: object, fix: str) -> None:
+        super().__init__(
+            f"Redis at {address} answers but refuses the user name and password of "
+            f"KASSA_REDIS_URL ({cause}); {fix}"
+        )
+        self.address = address
 
 
 def redis_server_binary() -> str:
@@ -27,49 +51,118 @@ def redis_server_binary() -> str:
     return require_tool("redis-server", REDIS_INSTALL_HINT)
 
 
-def redis_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object] | None:
-    """``INFO`` of the Redis server at ``host:port``, or ``None`` when nothing answers."""
-    client = redis.Redis(
-        host=host,
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    try:
-        return client.info()
-    except (redis.ConnectionError, redis.TimeoutError):
-        return None
-    finally:
-        client.close()
-
-
 @dataclass(frozen=True)
 class RedisServer(RecordedServer):
-    """One local redis-server and the files it keeps under ``home``."""
+    """One local redis-server and the files it keeps under ``home``.
+
+    ``username`` and ``password`` are those kassa logs in with (``KASSA_REDIS_URL``'s);
+    :meth:`start` makes the server require ``password`` of the default user.
+    """
 
     PID_NAME = "redis.pid"
+    CONFIG_NAME = "redis.conf"
 
     host: str
     port: int
     home: Path
     appendfsync: str = "everysec"
     databases: int = 16
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        """The configuration file holding the password (mode 0600)."""
+        return self.home / self.CONFIG_NAME
+
+    def info(self, timeout: float = 1.0) -> dict[str, object] | None:
+        """``INFO`` of the Redis server at ``host:port``, logged in as kassa would be, or
+        ``None`` when nothing answers; :class:`RedisRefusedError` when it answers but refuses
+        the login (it names the fix)."""
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            username=self.username or None,
+            password=self.password.get_secret_value() if self.password else None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return client.info()
+        except (redis.AuthenticationError, AuthenticationWrongNumberOfArgsError) as exc:
+            raise RedisRefusedError(self.address, exc, self._login_fix()) from None
+        except (redis.ConnectionError, redis.TimeoutError):
+            return None
+        finally:
+            client.close()
+
+    def _login_fix(self) -> str:
+        if self.pid is not None:
+            return (
+                "'kassa services up' started it with another password (or none): restart it "
+                "with the current one by 'kassa services down' then 'kassa services up'"
+            )
+        return (
+            "it is not kassa's: put its password in KASSA_REDIS_URL "
+            "(redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@... for an ACL user; "
+            "percent-encode / ? # @ : in it), or none if it sets none"
+        )
+
+    def check_can_start(self) -> None:
+        """Raise :class:`ServiceError` if :meth:`start` could not give the server this login:
+        it sets only the default user's password."""
+        if self.username and self.username != DEFAULT_USER:
+            msg = (
+                f"KASSA_REDIS_URL logs in as Redis user {self.username!r}, but the local Redis "
+                "'kassa services up' starts only sets the default user's password: drop the "
+                "user name (redis://:PASSWORD@host:port/db), or start a Redis with that ACL "
+                "user yourself"
+            )
+            raise ServiceError(msg)
 
     def start(self, timeout: float = 30.0) -> int:
-        """Start redis-server with AOF on, wait until it answers; return its pid."""
+        """Start redis-server with AOF on (and :attr:`password` required), wait until it
+        answers; return its pid."""
+        self.check_can_start()
         binary = redis_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         command = [
-            binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
+            binary, str(self.config_file),
+            "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
             "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
             "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
         ]  # fmt: skip
         log_file = self.home / "redis.log"
         pid = spawn(command, log_file, self.pid_file)
-        address = f"redis-server at {self.host}:{self.port}"
-        ready = lambda: redis_info(self.host, self.port) is not None  # noqa: E731
-        await_ready(pid, ready, address, log_file, timeout)
-        logger.info("Redis answers at %s:%d (pid %d)", self.host, self.port, pid)
+        ready = lambda: self.info() is not None  # noqa: E731
+        await_ready(pid, ready, f"redis-server at {self.address}", log_file, timeout)
+        logger.info("Redis answers at %s (pid %d)", self.address, pid)
         return pid
+
+    def _write_config(self) -> None:
+        """Write :attr:`config_file`, readable by this user only: the password, if any."""
+        lines = ["# written by 'kassa services up' on every start: the password of KASSA_REDIS_URL"]
+        if self.password is not None and self.password.get_secret_value():
+            lines.append(f"requirepass {_quoted(self.password.get_secret_value())}")
+        descriptor = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
+        with os.fdopen(descriptor, "w") as config:
+            config.write("\n".join(lines) + "\n")
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a double-quoted string of redis.conf: every byte but letters and digits
+    as ``\\xHH``, so no character of a password can end or bend the line."""
+    encoded = "".join(
+        char if char in _PLAIN else "".join(f"\\x{byte:02x}" for byte in char.encode())
+        for char in value
+    )
+    return f'"{encoded}"'

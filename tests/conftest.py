@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from common.settings import Settings
 from services.cluster import KafkaCluster, NodeAddress
@@ -32,7 +33,7 @@ from tests.proxy import TcpProxy
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
-    "secure_cluster_settings",
+    "secure_cluster_settings", "locked_redis",
 }  # fmt: skip
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
@@ -217,6 +218,23 @@ def proxied_kafka(tmp_path: Path) -> Iterator[tuple[KafkaServer, TcpProxy]]:
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, for tests that restart or reconfigure Redis."""
     server = RedisServer("127.0.0.1", free_port(), tmp_path / "private-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own that requires a password (distinctive: it cannot
+    appear anywhere by chance); :func:`tests.helpers.login_url` is the URL that logs in."""
+    server = RedisServer(
+        "127.0.0.1",
+        free_port(),
+        tmp_path / "locked-redis",
+        password=SecretStr(f"redis-password-{uuid.uuid4().hex}"),
+    )
     server.start()
     try:
         yield server

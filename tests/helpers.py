@@ -16,11 +16,12 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
+from common.environment import settings_variables
 from common.schema import Checkout, Line
 from common.settings import ENV_PREFIX, Settings
 from producers.replay import DEFAULT_DATASET
+from services.redis import RedisServer
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 
 Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
@@ -65,13 +66,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """``os.environ`` plus the ``KASSA_*`` variables that reproduce ``settings`` in a child:
     secrets in clear, a setting that is ``None`` left out (so the child has it unset too)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
-    for name, value in settings.model_dump(mode="json").items():
-        given = getattr(settings, name)
-        if given is None:
-            continue
-        shown = given.get_secret_value() if isinstance(given, SecretStr) else value
-        env[ENV_PREFIX + name.upper()] = str(shown)
-    return env
+    return env | settings_variables(settings)
+
+
+def login_url(server: RedisServer, password: str | None = None) -> str:
+    """The URL of database 0 of ``server`` (e.g. ``locked_redis``) with its password, or with
+    ``password`` instead."""
+    secret = password or (server.password.get_secret_value() if server.password else "")
+    return f"redis://:{secret}@{server.address}/0"
 
 
 def repo_root() -> Path:

@@ -218,22 +218,28 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        # The messages never repeat the value: the password is in it (load_settings shows
+        # the value, redacted, before the message).
+        example = "write e.g. 'redis://127.0.0.1:6379/0' or 'redis://:PASSWORD@host:6379/0'"
         parts = urlsplit(value)
+        if value.count("@") > parts.netloc.count("@"):
+            msg = (
+                "its password holds a character URLs reserve (/ ? # @): percent-encode it "
+                "(e.g. / as %2F, @ as %40)"
+            )
+            raise ValueError(msg)
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:
-            msg = f"the port of {value!r} is not a number; write e.g. 'redis://127.0.0.1:6379/0'"
+            msg = f"its port is not a number (a ':' in the password? percent-encode it); {example}"
             raise ValueError(msg) from None
         if not parts.hostname:
-            msg = f"{value!r} names no host; write e.g. 'redis://127.0.0.1:6379/0'"
+            msg = f"it names no host; {example}"
             raise ValueError(msg)
         databases = [parts.path.removeprefix("/"), *parse_qs(parts.query).get("db", [])]
         for database in databases:
             if database and not database.isdigit():
-                msg = (
-                    f"database {database!r} of {value!r} is not a number; write the database "
-                    "index, e.g. 'redis://127.0.0.1:6379/0'"
-                )
+                msg = f"its database {database!r} is not a number (the index); {example}"
                 raise ValueError(msg)
         return value
 
@@ -306,11 +312,14 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _shown(field: str, value: object) -> str:
-    """A refused value as a message shows it: a secret hidden, a URL without its password."""
+    """A refused value as a message shows it: a secret hidden, a URL (or what was meant as
+    one: a ``*_url`` setting's value) without its password."""
     known = Settings.model_fields.get(field)
     if (known is not None and is_secret(known)) or isinstance(value, SecretStr):
         return repr(HIDDEN)
-    return repr(redacted(value)) if isinstance(value, str) and "://" in value else repr(value)
+    if isinstance(value, str) and ("://" in value or field.endswith("_url")):
+        return repr(redacted(value))
+    return repr(value)
 
 
 def _variable(field: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.errors import KassaError, RedisUnavailableError
+from common.redaction import redacted
 
 
 class StreamError(KassaError):
@@ -158,10 +159,10 @@ class EvictionPolicyError(StreamError):
 
     def __init__(self, url: str, policy: str) -> None:
         super().__init__(
-            f"Redis at KASSA_REDIS_URL={url!r} has maxmemory-policy {policy!r}, which may evict "
-            "kassa's keys (the watermarks, or day keys: they carry a TTL) and silently lose or "
-            "double counts; run 'redis-cli CONFIG SET maxmemory-policy noeviction' and set "
-            "'maxmemory-policy noeviction' in redis.conf"
+            f"Redis at KASSA_REDIS_URL={redacted(url)!r} has maxmemory-policy {policy!r}, which "
+            "may evict kassa's keys (the watermarks, or day keys: they carry a TTL) and "
+            "silently lose or double counts; run 'redis-cli CONFIG SET maxmemory-policy "
+            "noeviction' and set 'maxmemory-policy noeviction' in redis.conf"
         )
 
 

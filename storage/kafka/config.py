@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from common.redaction import is_sensitive
 from common.settings import Settings
 from common.settings.kafka import extra_properties
 
@@ -84,13 +85,18 @@ def client_config(
 def quix_connection(settings: Settings) -> tuple[ConnectionConfig, dict[str, Any]]:
     """:func:`connection` as Quix Streams' typed connection settings, and the rest of it
     (properties ``ConnectionConfig`` has no field for, e.g. most of KASSA_KAFKA_CONFIG's),
-    which the Quix application's consumer and producer take as their extra configuration."""
+    which the Quix application's consumer and producer take as their extra configuration.
+
+    Every secret property goes into the rest: Quix logs the typed settings when the
+    application starts, and types some secrets as plain text (``ssl.key.pem``,
+    ``sasl.oauthbearer.config``)."""
     # Imported here: quixstreams takes most of a second to import, and only the stream job
     # needs it (the CLI, the API and the daily job build plain librdkafka clients).
     from quixstreams.kafka.configuration import ConnectionConfig  # noqa: PLC0415
 
     config = connection(settings)
-    typed = ConnectionConfig.from_librdkafka_dict(config, ignore_extras=True)
+    shown = {name: value for name, value in config.items() if not is_sensitive(name)}
+    typed = ConnectionConfig.from_librdkafka_dict(shown, ignore_extras=True)
     known = set(typed.as_librdkafka_dict())
     return typed, {name: value for name, value in config.items() if name not in known}
 

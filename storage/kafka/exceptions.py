@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from common.errors import KafkaUnavailableError, KassaError
+from common.errors import KafkaUnavailableError, KassaError, SettingsError
+from common.redaction import redacted_librdkafka
 
 
 class ReadError(KassaError):
@@ -38,3 +39,13 @@ class KafkaAccessError(KassaError):
     """
 
     exit_code = 9
+
+
+class KafkaConfigError(SettingsError):
+    """librdkafka refuses the client configuration that the Kafka settings make."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"librdkafka refuses the Kafka client settings ({redacted_librdkafka(cause)}); fix "
+            "that KASSA_KAFKA_* setting, or that property of KASSA_KAFKA_CONFIG"
+        )

@@ -20,6 +20,7 @@ from common.errors import (
 from common.settings import Settings
 from storage.kafka.access import access_error, is_refusal
 from storage.kafka.config import client_config
+from storage.kafka.exceptions import KafkaConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +73,20 @@ def broker_problem(settings: Settings, timeout: float = PROBE_SECONDS) -> str | 
     ``timeout`` seconds, or None when it does (librdkafka's own log lines stay quiet).
 
     A cluster that answers but refuses kassa's login or TLS raises
-    :class:`~storage.kafka.exceptions.KafkaAccessError`: waiting cannot fix that."""
+    :class:`~storage.kafka.exceptions.KafkaAccessError`: waiting cannot fix that. Settings
+    librdkafka refuses are :class:`~storage.kafka.exceptions.KafkaConfigError`.
+    """
     librdkafka = _Collector()
     refusals: list[KafkaError] = []
-    admin = AdminClient(
-        client_config(
-            settings,
-            {
-                "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-                "logger": librdkafka.logger,
-                "error_cb": lambda error: refusals.append(error) if is_refusal(error) else None,
-            },
-        )
-    )
+    extra = {
+        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+        "logger": librdkafka.logger,
+        "error_cb": lambda error: refusals.append(error) if is_refusal(error) else None,
+    }
+    try:
+        admin = AdminClient(client_config(settings, extra))
+    except KafkaException as exc:
+        raise KafkaConfigError(exc.args[0].str()) from None
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

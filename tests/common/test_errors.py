@@ -82,7 +82,7 @@ def test_a_redis_password_stays_out_of_the_message() -> None:
 
     assert "s3cret" not in str(error)
     assert "'redis://kassa:***@cache:6380/1'" in str(error)
-    assert error.url == "redis://kassa:s3cret@cache:6380/1"
+    assert error.url == "redis://kassa:***@cache:6380/1"
 
 
 def test_a_range_of_days_must_not_end_before_it_starts() -> None:

@@ -110,10 +110,11 @@ def test_a_misspelt_variable_is_named_with_the_closest_setting() -> None:
 @pytest.mark.parametrize(
     ("url", "hint"),
     [
-        ("redis://127.0.0.1:6379/abc", "database 'abc' of 'redis://127.0.0.1:6379/abc' is not"),
-        ("redis://127.0.0.1:6379/0?db=x", "database 'x' of"),
-        ("redis://127.0.0.1:63a9/0", "the port of 'redis://127.0.0.1:63a9/0' is not a number"),
-        ("redis:///0", "names no host"),
+        ("redis://127.0.0.1:6379/abc", "'redis://127.0.0.1:6379/abc': its database 'abc' is not"),
+        ("redis://127.0.0.1:6379/0?db=x", "its database 'x' is not a number"),
+        ("redis://127.0.0.1:63a9/0", "'redis://127.0.0.1:63a9/0': its port is not a number"),
+        ("redis:///0", "'redis:///0': it names no host"),
+        ("redis://:pw/x@127.0.0.1/0", "'redis:***@127.0.0.1/0': its password holds a character"),
     ],
 )
 def test_a_redis_url_is_checked_down_to_its_database(url: str, hint: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -14,11 +16,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from common.settings import Settings
 from services.kafka import kafka_answers, metadata_version
 from services.process import is_alive
+from services.redis import RedisServer
 from storage.connections import open_redis
 from storage.kafka.config import client_config
 from storage.kafka.topics import admin_client
 from tests.conftest import Services
-from tests.helpers import free_port, settings_env
+from tests.helpers import free_port, login_url, settings_env
 from tests.services.helpers import kassa, pids_in
 
 
@@ -141,3 +144,86 @@ def test_missing_redis_server_is_named_with_the_command_that_installs_it(
 
 def test_nothing_answers_where_no_broker_listens() -> None:
     assert not kafka_answers(f"127.0.0.1:{free_port()}", timeout=1.0)
+
+
+@pytest.fixture
+def locked_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """The session's Kafka (reused by ``up``) and a Redis on a free port whose URL carries
+    a password, with a state folder of its own."""
+    password = f"s3cret-{uuid.uuid4().hex}"
+    return settings_env(settings) | {
+        "KASSA_REDIS_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0",
+        "KASSA_STATE_DIR": str(tmp_path / "locked-state"),
+    }
+
+
+def test_up_starts_redis_requiring_the_urls_password_and_status_logs_in_with_it(
+    locked_env: dict[str, str],
+) -> None:
+    url = locked_env["KASSA_REDIS_URL"]
+    password = urlsplit(url).password
+    assert password is not None
+    up = kassa("services", "up", env=locked_env)
+    assert up.returncode == 0, up.stderr
+    try:
+        assert "redis" in pids_in(up.stdout)
+        assert " started " in up.stdout
+        status = kassa("services", "status", env=locked_env)
+        assert status.returncode == 0, status.stdout
+        assert re.search(r"^redis +\S+ +running +Redis 7\.", status.stdout, re.MULTILINE)
+
+        with pytest.raises(redis.AuthenticationError):
+            open_redis(url.replace(f":{password}@", "")).ping()
+        assert open_redis(url).ping()
+        pid = pids_in(up.stdout)["redis"]
+        assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        config = Path(locked_env["KASSA_STATE_DIR"]) / "redis" / "redis.conf"
+        assert config.stat().st_mode & 0o777 == 0o600
+        for output in (up.stdout, up.stderr, status.stdout, status.stderr):
+            assert password not in output
+
+        changed = locked_env | {"KASSA_REDIS_URL": url.replace(password, "changed-password")}
+        refused = kassa("services", "status", env=changed)
+        assert refused.returncode == 1
+        assert re.search(r"^redis +\S+ +refused .*'kassa services down' then 'kassa services up'",
+                         refused.stdout, re.MULTILINE)  # fmt: skip
+    finally:
+        down = kassa("services", "down", env=locked_env)
+    assert down.returncode == 0, down.stderr
+    assert re.search(r"^redis +\S+ +stopped", down.stdout, re.MULTILINE)
+
+
+def test_a_redis_that_refuses_the_password_is_reported_so_with_the_fix(
+    locked_redis: RedisServer, settings: Settings, tmp_path: Path
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    env = settings_env(settings) | {
+        "KASSA_REDIS_URL": login_url(locked_redis, wrong),
+        "KASSA_STATE_DIR": str(tmp_path / "other-state"),
+    }
+    status = kassa("services", "status", env=env)
+    up = kassa("services", "up", env=env)
+
+    assert status.returncode == 1
+    [line] = [line for line in status.stdout.splitlines() if line.startswith("redis")]
+    assert re.match(rf"redis +{locked_redis.address} +refused +Redis at", line)
+    assert "put its password in KASSA_REDIS_URL" in line
+    assert up.returncode == 2
+    assert "answers but refuses the user name and password of KASSA_REDIS_URL" in up.stderr
+    assert "another program" not in up.stderr
+    assert "put its password in KASSA_REDIS_URL" in up.stderr
+    for output in (status.stdout, status.stderr, up.stdout, up.stderr):
+        assert wrong not in output
+        assert locked_redis.password is not None
+        assert locked_redis.password.get_secret_value() not in output
+
+
+def test_up_refuses_a_redis_user_other_than_default_in_one_line(
+    locked_env: dict[str, str],
+) -> None:
+    url = locked_env["KASSA_REDIS_URL"].replace("redis://:", "redis://bob:")
+    result = kassa("services", "up", env=locked_env | {"KASSA_REDIS_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "only sets the default user's password" in result.stderr
+    assert not (Path(locked_env["KASSA_STATE_DIR"]) / "redis" / "redis.pid").exists()
