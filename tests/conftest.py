@@ -35,6 +35,7 @@ SERVICE_FIXTURES = {
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
     "secure_cluster_settings", "locked_redis",
 }  # fmt: skip
+SECURITY_TESTS = "tests/security/"
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024
@@ -48,6 +49,22 @@ class Services:
         self.kafka = kafka
         self.redis = redis_server
         self.root = root
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile`` with the files of ``tests/security/`` as one unit: they share the
+    secured Kafka nodes, which one worker then starts once (each worker has its own
+    session fixtures). Other distributions are left to pytest-xdist."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 - only under xdist
+
+    class _SecurityAsOneFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SECURITY_TESTS if scope.startswith(SECURITY_TESTS) else scope
+
+    return _SecurityAsOneFile(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -24,10 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from common.environment import settings_variables
+from common.settings import Settings
+from services.cluster import KafkaCluster
 from services.redis import RedisServer
 from storage.connections import open_redis
 from tests.conftest import Services
 from tests.helpers import KASSA, free_port, login_url, run_kassa, wait_until
+from tests.security.conftest import as_kassa
 
 ALL_RUNS = 120.0
 """Seconds any one command may take."""
@@ -40,28 +44,50 @@ def _secret(kind: str) -> str:
 
 @dataclass(frozen=True)
 class KafkaAccess:
-    """How kassa reaches the test's Kafka cluster: the ``KASSA_KAFKA_*`` variables, and the
-    secrets among their values."""
+    """How kassa reaches the test's Kafka cluster: the ``KASSA_KAFKA_*`` variables (and the
+    test's topic and group), the secrets among their values, and variables with a wrong
+    login when the cluster checks one."""
 
     variables: dict[str, str]
     secrets: tuple[str, ...]
+    refused: dict[str, str] | None = None
 
 
-@pytest.fixture(params=["plaintext"])
+@pytest.fixture(params=["plaintext", "sasl_ssl"])
 def kafka_access(request: pytest.FixtureRequest, services: Services) -> KafkaAccess:
-    """The session's broker. ``plaintext``: no login, but a secret KASSA_KAFKA_CONFIG value
-    (``sasl.oauthbearer.config``, unused without SASL). A SASL_SSL cluster is one more
-    parameter: its bootstrap, KASSA_KAFKA_SECURITY_PROTOCOL=SASL_SSL, the SASL user and
-    password, the CA file; the password joins the secrets."""
-    assert request.param == "plaintext"
+    """``plaintext``: the session's broker, no login, but a secret KASSA_KAFKA_CONFIG value
+    (``sasl.oauthbearer.config``, unused without SASL). ``sasl_ssl``: the secured broker as
+    the ``kassa`` user, its SCRAM password and that config value the secrets, and a wrong
+    password to be refused."""
+    name = f"pytest_secrets_{request.param}_{uuid.uuid4().hex[:8]}"
     config_secret = _secret("kafka-config-secret")
     config = {"sasl.oauthbearer.config": f"principal={config_secret}"}
-    return KafkaAccess(
+    names = {"KASSA_TOPIC": name, "KASSA_CONSUMER_GROUP": name}
+    if request.param == "plaintext":
+        variables = {"KASSA_KAFKA_BOOTSTRAP": services.kafka.bootstrap, **names}
+        return KafkaAccess(
+            {**variables, "KASSA_KAFKA_CONFIG": json.dumps(config)}, (config_secret,)
+        )
+    cluster: KafkaCluster = request.getfixturevalue("secure_kafka")
+    settings = as_kassa(
+        cluster, Settings(kafka_bootstrap=cluster.bootstrap, topic=name, consumer_group=name)
+    )
+    assert settings.kafka_sasl_password is not None
+    password = settings.kafka_sasl_password.get_secret_value()
+    variables = (
         {
-            "KASSA_KAFKA_BOOTSTRAP": services.kafka.bootstrap,
-            "KASSA_KAFKA_CONFIG": json.dumps(config),
-        },
-        (config_secret,),
+            key: value
+            for key, value in settings_variables(settings).items()
+            if key.startswith("KASSA_KAFKA_") and key != "KASSA_KAFKA_HEAP"
+        }
+        | names
+        | {"KASSA_KAFKA_CONFIG": json.dumps(config)}
+    )
+    wrong = _secret("wrong-kafka-password")
+    return KafkaAccess(
+        variables,
+        (password, config_secret, wrong),
+        {**variables, "KASSA_KAFKA_SASL_PASSWORD": wrong},
     )
 
 
@@ -291,14 +317,11 @@ def test_no_secret_reaches_any_output_of_the_pipeline_or_its_failures(
     assert locked_redis.password is not None
     token, wrong_password = _secret("api-token"), _secret("wrong-redis-password")
     secrets = (locked_redis.password.get_secret_value(), token, wrong_password)
-    name = f"pytest_secrets_{uuid.uuid4().hex[:8]}"
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("KASSA_")},
         **kafka_access.variables,
         "KASSA_REDIS_URL": login_url(locked_redis),
         "KASSA_API_TOKEN": token,
-        "KASSA_TOPIC": name,
-        "KASSA_CONSUMER_GROUP": name,
         "KASSA_DATA_DIR": str(tmp_path / "data"),
         "KASSA_STATE_DIR": str(tmp_path / "state"),
         "KASSA_TIMEZONE": "UTC",
@@ -316,6 +339,10 @@ def test_no_secret_reaches_any_output_of_the_pipeline_or_its_failures(
         scenario.ask(api)
         scenario.redis_refuses()
         scenario.run("stream, no Kafka", "stream", env=scenario.no_kafka, status=4)
+        if kafka_access.refused is not None:
+            refused = {**env, **kafka_access.refused}
+            scenario.run("daily run, wrong Kafka password", "daily", "run", "--day", day,
+                         env=refused, status=9)  # fmt: skip
         scenario.redis_down(api)
     finally:
         serve.finish(scenario.exposure, signal.SIGINT)
