@@ -227,7 +227,14 @@ def _up_redis(settings: Settings) -> ServiceStatus:
     pid = server.start()
     info = server.info() or {}
     return ServiceStatus(
-        "redis", server.address, "started", _redis_version(info), pid, server.data_dir, _aof(info)
+        "redis",
+        server.address,
+        "started",
+        _redis_version(info),
+        pid,
+        server.data_dir,
+        _aof(info),
+        security=_redis_security(server),
     )
 
 
@@ -267,7 +274,16 @@ def _redis_status(redis: RedisServer) -> ServiceStatus:
         return ServiceStatus("redis", redis.address, "down")
     state: State = "running" if redis.pid else "reused"
     version = _redis_version(info)
-    return ServiceStatus("redis", redis.address, state, version, redis.pid, _own(redis), _aof(info))
+    return ServiceStatus(
+        "redis",
+        redis.address,
+        state,
+        version,
+        redis.pid,
+        _own(redis),
+        _aof(info),
+        security=_redis_security(redis),
+    )
 
 
 def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:
@@ -328,6 +344,11 @@ def _kafka_security(cluster: KafkaCluster) -> str:
         return "plaintext"
     files = cluster.secure
     return f"SASL_SSL (SCRAM-SHA-512), CA {files.ca}, client settings {files.client_env}"
+
+
+def _redis_security(server: RedisServer) -> str:
+    """How kassa logs in to Redis: ``no password`` or ``password (KASSA_REDIS_URL)``."""
+    return "password (KASSA_REDIS_URL)" if server.password else "no password"
 
 
 def _own(server: RedisServer) -> Path | None:

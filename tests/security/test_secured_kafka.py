@@ -250,6 +250,7 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
         assert status.returncode == 0, status.stderr + status.stdout
         kafka_lines = [line for line in status.stdout.splitlines() if line.startswith("kafka")]
         assert kafka_lines
+        assert re.search(r"^redis .* no password", status.stdout, re.MULTILINE)
         for line in kafka_lines:
             assert (
                 f"SASL_SSL (SCRAM-SHA-512), CA {tmp_path / 'state' / 'secure' / 'ca.pem'}" in line

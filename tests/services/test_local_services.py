@@ -171,6 +171,7 @@ def test_up_starts_redis_requiring_the_urls_password_and_status_logs_in_with_it(
         status = kassa("services", "status", env=locked_env)
         assert status.returncode == 0, status.stdout
         assert re.search(r"^redis +\S+ +running +Redis 7\.", status.stdout, re.MULTILINE)
+        assert "password (KASSA_REDIS_URL)" in status.stdout
 
         with pytest.raises(redis.AuthenticationError):
             open_redis(url.replace(f":{password}@", "")).ping()
