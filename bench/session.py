@@ -30,7 +30,8 @@ from storage.connections import open_redis
 logger = logging.getLogger(__name__)
 
 MODULES: Final = (
-    "broker", "producer", "stream", "scaling", "restart", "rebuild", "watch", "daily", "capacity",
+    "broker", "producer", "stream", "security", "scaling", "restart", "rebuild", "watch", "daily",
+    "capacity",
 )  # fmt: skip
 
 
@@ -50,10 +51,11 @@ class Bench:
         found = self.sections.get(section)
         return None if found is None else found.find(name, **labels)
 
-    def broker_pid(self) -> int | None:
-        """The Kafka broker process (the one listening on the first bootstrap address)."""
-        port = int(self.settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
-        return listener(port)
+    def broker_pid(self, bootstrap: str | None = None) -> int | None:
+        """The Kafka broker process listening on the first address of ``bootstrap`` (by
+        default the settings' ``kafka_bootstrap``)."""
+        first = (bootstrap or self.settings.kafka_bootstrap).split(",")[0]
+        return listener(int(first.rsplit(":", 1)[1]))
 
     def redis_pid(self) -> int:
         """The redis-server process."""

@@ -25,6 +25,7 @@ freshness is the first poll that shows its offset applied minus its record times
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,9 +61,12 @@ class Run:
     cpu: dict[str, float]
 
 
-def metered(bench: Bench, work: Work, writers: list[int] | None = None) -> Run:
-    """Run ``work`` while the CPU of every process of the pipeline is sampled."""
-    broker = bench.broker_pid()
+def metered(
+    bench: Bench, work: Work, writers: list[int] | None = None, bootstrap: str | None = None
+) -> Run:
+    """Run ``work`` while the CPU of every process of the pipeline is sampled (the broker's:
+    the one at ``bootstrap``, by default the bench's)."""
+    broker = bench.broker_pid(bootstrap)
     pids = {
         "consumer": [os.getpid()],
         "writers": writers or [],
@@ -106,14 +110,21 @@ def stream_run(
     writers = sorted(set(children(os.getpid())) - before)
 
     def work() -> tuple[int, float, float]:
-        job.run(timeout=bench.scale.idle_seconds)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            job.run(timeout=bench.scale.idle_seconds)
+        finally:
+            # Quix leaves its own handlers, which would keep the app and its clients alive
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         # The run ends when the last batch is in Redis (last_batch_at is wall-clock time).
         wall_now, perf_now = time.time(), time.perf_counter()
         end = max(clock.last, perf_now - (wall_now - job.metrics.last_batch_at))
         return clock.count, clock.first, end
 
     try:
-        measured = metered(bench, work, writers)
+        measured = metered(bench, work, writers, variant.kafka_bootstrap)
         if inspect is not None:
             inspect(client, variant)
         return measured
@@ -174,7 +185,7 @@ VARIANTS: Final = (
 )
 
 
-def _figures(variant: Variant, runs: list[Run]) -> list[Figure]:
+def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
     """The variant's rate and its CPU per checkout in each process (microseconds)."""
     found = [
         figure(variant.name, RATE, [r.count / r.seconds for r in runs], variant.role,
@@ -200,13 +211,13 @@ def _measure(bench: Bench) -> tuple[list[Figure], Settings]:
         found: list[Figure] = []
         for variant in VARIANTS:
             runs = [variant.measure(bench, source) for _ in range(bench.scale.repetitions)]
-            found += _figures(variant, runs)
+            found += variant_figures(variant, runs)
     finally:
         drop_topic(source)
     return found, source
 
 
-def _cpu_table(section_figures: list[Figure]) -> tuple[str, dict[str, dict[str, float]]]:
+def cpu_table(section_figures: list[Figure]) -> tuple[str, dict[str, dict[str, float]]]:
     """Microseconds per checkout by process, one row per variant that used CPU."""
     stacks: dict[str, dict[str, float]] = {}
     for found in section_figures:
@@ -246,7 +257,7 @@ def run(bench: Bench) -> Section:
     """Throughput and CPU of every variant, then freshness at each rate; one section."""
     found, source = _measure(bench)
     latency_figures, latency_text, latency_plot = freshness.measure(bench)
-    cpu_text, stacks = _cpu_table(found)
+    cpu_text, stacks = cpu_table(found)
     ceiling = bench.find("broker", CONSUME)
     rate_figures = [f for f in found if f.name != CPU] + ([ceiling] if ceiling else [])
     rows = [rate_row(f) for f in rate_figures]

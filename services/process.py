@@ -147,6 +147,14 @@ class RecordedServer:
         return stop_recorded(self.pid_file, self.STOP_TIMEOUT)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the system picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def port_in_use(host: str, port: int) -> bool:
     """Whether binding ``host:port`` fails, as it would for a server started there now.
 

@@ -187,13 +187,17 @@ class SecureFiles:
 
     def admin_settings(self, settings: Settings, bootstrap: str) -> Settings:
         """``settings`` logged in to ``bootstrap`` as ``admin`` (to create the topics)."""
+        return self.user_settings(settings, bootstrap, ADMIN_USER)
+
+    def user_settings(self, settings: Settings, bootstrap: str, user: str = KASSA_USER) -> Settings:
+        """``settings`` logged in to ``bootstrap`` as ``user`` (by default ``kassa``)."""
         return settings.model_copy(
             update={
                 "kafka_bootstrap": bootstrap,
                 "kafka_security_protocol": "SASL_SSL",
                 "kafka_sasl_mechanism": MECHANISM,
-                "kafka_sasl_username": ADMIN_USER,
-                "kafka_sasl_password": SecretStr(self.password(ADMIN_USER)),
+                "kafka_sasl_username": user,
+                "kafka_sasl_password": SecretStr(self.password(user)),
                 "kafka_ssl_ca_location": self.ca,
             }
         )

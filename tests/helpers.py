@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from common.environment import settings_variables
 from common.schema import Checkout, Line
 from common.settings import ENV_PREFIX, Settings
 from producers.replay import DEFAULT_DATASET
+from services.process import free_port  # noqa: F401 (the tests import it from here)
 from services.redis import RedisServer
 from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 
@@ -52,14 +52,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
             msg = f"timed out after {timeout:.0f} s waiting for {what}"
             raise AssertionError(msg)
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from common.settings import Settings
 from services.cluster import KafkaCluster, NodeAddress
 from services.kafka import ensure_jars
 from services.redis import RedisServer
-from services.security import KASSA_USER, MECHANISM, SecureFiles
+from services.security import KASSA_USER, SecureFiles
 from storage.kafka.topics import ensure_topics
 from tests.conftest import database_url, fresh_settings
 from tests.helpers import free_port
@@ -72,16 +71,7 @@ def as_kassa(cluster: KafkaCluster, settings: Settings) -> Settings:
     assert secure is not None
     ensure_topics(secure.admin_settings(settings, cluster.bootstrap))
     secure.grant(cluster.bootstrap, settings)
-    return settings.model_copy(
-        update={
-            "kafka_bootstrap": cluster.bootstrap,
-            "kafka_security_protocol": "SASL_SSL",
-            "kafka_sasl_mechanism": MECHANISM,
-            "kafka_sasl_username": KASSA_USER,
-            "kafka_sasl_password": SecretStr(secure.password(KASSA_USER)),
-            "kafka_ssl_ca_location": secure.ca,
-        }
-    )
+    return secure.user_settings(settings, cluster.bootstrap, KASSA_USER)
 
 
 @pytest.fixture
