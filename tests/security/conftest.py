@@ -26,12 +26,13 @@ from tests.helpers import free_port
 SECURE_HEAP = "384m"
 
 
-def _secure_cluster(home: Path, nodes: int) -> KafkaCluster:
+def _running_secure_cluster(home: Path, nodes: int) -> Iterator[KafkaCluster]:
+    """``nodes`` secured Kafka nodes on free ports under ``home``, running until closed."""
     defaults = Settings()
     addresses = tuple(
         NodeAddress(node_id, free_port(), free_port()) for node_id in range(1, nodes + 1)
     )
-    return KafkaCluster(
+    cluster = KafkaCluster(
         home,
         uuid.uuid4().hex[:22],
         "127.0.0.1",
@@ -40,28 +41,23 @@ def _secure_cluster(home: Path, nodes: int) -> KafkaCluster:
         ensure_jars(defaults.cache_dir, defaults.kafka_version),
         SecureFiles(home / "secure"),
     )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """One secured Kafka node for the session."""
-    cluster = _secure_cluster(tmp_path_factory.mktemp("secure-kafka"), 1)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running_secure_cluster(tmp_path_factory.mktemp("secure-kafka"), 1)
 
 
 @pytest.fixture(scope="session")
 def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """Three secured Kafka nodes (3 voters) for the session, started when first asked for."""
-    cluster = _secure_cluster(tmp_path_factory.mktemp("secure-cluster"), 3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running_secure_cluster(tmp_path_factory.mktemp("secure-cluster"), 3)
 
 
 def as_kassa(cluster: KafkaCluster, settings: Settings) -> Settings:
