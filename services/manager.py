@@ -173,8 +173,8 @@ def up(
     if cluster.secure is None:
         ensure_topics(settings)
         return statuses
-    cluster.secure.grant(cluster.bootstrap, settings)
     ensure_topics(cluster.secure.admin_settings(settings, cluster.bootstrap))
+    cluster.secure.grant(cluster.bootstrap, settings)
     hint = f"clients: set -a; . {cluster.secure.client_env}; set +a"
     return [*statuses, ServiceStatus("kafka", cluster.bootstrap, "running", detail=hint)]
 

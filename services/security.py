@@ -47,6 +47,7 @@ from pydantic import SecretStr
 from common.settings import Settings
 from services.exceptions import ServiceError
 from storage.kafka.reading import READER_GROUP
+from storage.kafka.topics import await_visible
 
 SECURE_FOLDER: Final = "secure"
 MECHANISM: Final = "SCRAM-SHA-512"
@@ -242,7 +243,9 @@ class SecureFiles:
         ]
 
     def grant(self, bootstrap: str, settings: Settings, timeout: float = 30.0) -> None:
-        """Give ``kassa`` the ACLs it needs on the cluster at ``bootstrap`` (as ``admin``)."""
+        """Give ``kassa`` the ACLs it needs on the cluster at ``bootstrap`` (as ``admin``), and
+        wait until every broker lets it see the topics (which must exist): each broker learns
+        of new ACLs a moment after the controller, and refuses until then."""
         admin = AdminClient({**self.admin_config(), "bootstrap.servers": bootstrap})
         bindings = [grant.binding(KASSA_USER) for grant in kassa_grants(settings)]
         for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
@@ -251,6 +254,8 @@ class SecureFiles:
             except Exception as exc:
                 msg = f"could not grant {binding} to user {KASSA_USER!r}: {exc}"
                 raise ServiceError(msg) from exc
+        topics = [settings.topic, settings.dead_letter_topic]
+        await_visible(self.user_settings(settings, bootstrap), topics, timeout)
 
     def _java_client_properties(self, user: str) -> str:
         return "".join(

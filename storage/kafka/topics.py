@@ -167,37 +167,45 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 settings.replication_factor,
                 settings.min_insync_replicas,
             )
-        _await_leaders(admin, settings, missing, timeout)
+        await_visible(settings, missing, timeout)
     if settings.topic in existing:
         _report_shape(settings, [p.replicas for p in existing[settings.topic].partitions.values()])
     return missing
 
 
-def _await_leaders(
-    admin: AdminClient, settings: Settings, names: list[str], timeout: float
-) -> None:
-    """Wait until the brokers' metadata shows a leader for every partition of ``names``.
+def await_visible(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every broker's metadata shows ``names`` to the configured user, each
+    partition with a leader.
 
-    A new topic reaches the brokers' metadata a moment after the controller created it; a
-    client in that moment would find no topic.
+    A new topic, or a new ACL, reaches each broker's metadata a moment after the controller
+    committed it: a client asking another broker in that moment would find no topic, or be
+    refused. Each broker is asked through a client of its own.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        topics = cluster_metadata(admin, settings, timeout).topics
-        ready = [
-            name
-            for name in names
-            if name in topics
-            and topics[name].partitions
-            and all(p.leader >= 0 for p in topics[name].partitions.values())
-        ]
-        if len(ready) == len(names):
-            return
-        if time.monotonic() >= deadline:
-            late = next(name for name in names if name not in ready)
-            cause = f"no leader {timeout:.0f} s after its creation; see the brokers' server.log"
-            raise TopicError(late, cause)
-        time.sleep(0.05)
+    brokers = cluster_metadata(admin_client(settings), settings, timeout).brokers.values()
+    for broker in brokers:
+        address = f"{broker.host}:{broker.port}"
+        admin = AdminClient(client_config(settings, {"log_level": 4}, servers=address))
+        while True:
+            topics = cluster_metadata(admin, settings, timeout).topics
+            ready = [
+                name
+                for name in names
+                if name in topics
+                and topics[name].error is None
+                and topics[name].partitions
+                and all(p.leader >= 0 for p in topics[name].partitions.values())
+            ]
+            if len(ready) == len(names):
+                break
+            if time.monotonic() >= deadline:
+                late = next(name for name in names if name not in ready)
+                cause = (
+                    f"not visible with a leader at broker {address} {timeout:.0f} s after its "
+                    "creation; see the brokers' server.log"
+                )
+                raise TopicError(late, cause)
+            time.sleep(0.05)
 
 
 def _check_replication(settings: Settings, brokers: int) -> None:
