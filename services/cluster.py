@@ -62,6 +62,8 @@ class KafkaCluster:
     addresses: tuple[NodeAddress, ...]
     libs: Path
     secure: SecureFiles | None = None
+    properties: tuple[str, ...] = ()
+    """Further ``server.properties`` lines of every node (see :class:`KafkaServer`)."""
 
     @classmethod
     def plan(
@@ -143,6 +145,7 @@ class KafkaCluster:
                 voters=voters,
                 internal_replicas=min(MAX_VOTERS, len(self.addresses)),
                 secure=self.secure,
+                properties=self.properties,
             )
             for a in self.addresses
         )

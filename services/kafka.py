@@ -206,6 +206,8 @@ class KafkaServer(RecordedServer):
     advertised_port: int | None = None
     """The port clients are told to use, when it is not ``port`` (a proxy's in front)."""
     secure: SecureFiles | None = None
+    properties: tuple[str, ...] = ()
+    """Further ``server.properties`` lines, after kassa's own (a later line wins)."""
 
     @property
     def bootstrap(self) -> str:
@@ -265,6 +267,7 @@ class KafkaServer(RecordedServer):
                     f"share.coordinator.state.topic.min.isr={internal_min_isr}",
                     "group.initial.rebalance.delay.ms=0",
                     "log.retention.hours=-1",
+                    *self.properties,
                     "",
                 ]
             )

@@ -6,8 +6,10 @@ docs/security.md shows them for managed clusters.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -99,6 +101,13 @@ class KafkaSettings(BaseSettings):
         description="OAUTHBEARER: the OIDC client secret; or KASSA_KAFKA_OAUTH_CLIENT_SECRET_FILE",
     )
     kafka_oauth_scope: str = Field("", description="OAUTHBEARER: the scope asked for, if any")
+    kafka_oauth_callback: str = Field(
+        "",
+        pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_]\w*)?$",
+        description="OAUTHBEARER: 'module:function' returning (token, expiry in epoch seconds) "
+        "for librdkafka's oauth_cb, instead of the OIDC settings (Amazon MSK IAM: "
+        "docs/security.md)",
+    )
     kafka_config: SecretStr = Field(
         SecretStr(""),
         description="a JSON object of further librdkafka settings every Kafka client gets, "
@@ -204,6 +213,16 @@ class KafkaSettings(BaseSettings):
 
     def _check_login(self) -> None:
         mechanism = self.kafka_sasl_mechanism
+        if mechanism == "OAUTHBEARER" and self.kafka_oauth_callback:
+            oidc = [self.kafka_oauth_token_url, self.kafka_oauth_client_id]
+            if any(oidc) or self.kafka_oauth_client_secret:
+                msg = (
+                    "KASSA_KAFKA_OAUTH_CALLBACK and the OIDC settings (KASSA_KAFKA_OAUTH_"
+                    "TOKEN_URL, _CLIENT_ID, _CLIENT_SECRET) are both set: keep one of them"
+                )
+                raise ValueError(msg)
+            oauth_callback(self.kafka_oauth_callback)  # importable, or refused now
+            return
         if mechanism == "OAUTHBEARER":
             needed = {
                 "KASSA_KAFKA_OAUTH_TOKEN_URL": self.kafka_oauth_token_url,
@@ -227,6 +246,20 @@ class KafkaSettings(BaseSettings):
     def dead_letter_topic(self) -> str:
         """Where the stream job sends messages it cannot count."""
         return self.dlq_topic or f"{self.topic}.dlq"
+
+
+def oauth_callback(path: str) -> Callable[[str], tuple[str, float]]:
+    """The function KASSA_KAFKA_OAUTH_CALLBACK names (``module:function``), imported."""
+    module_name, _, name = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        msg = f"cannot import {path!r} ({exc}); name an importable module:function"
+        raise ValueError(msg) from None
+    if not callable(found):
+        msg = f"{path!r} is not a function; name one taking the config string"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports only ValueError
+    return found  # type: ignore[no-any-return]
 
 
 def extra_properties(config: SecretStr) -> dict[str, str | int | float | bool]:

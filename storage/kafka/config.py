@@ -11,11 +11,14 @@ that the stream job hands to its Quix application.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from common.redaction import is_sensitive
 from common.settings import Settings
-from common.settings.kafka import extra_properties
+from common.settings.kafka import extra_properties, oauth_callback
 
 if TYPE_CHECKING:
     from quixstreams.kafka.configuration import ConnectionConfig
@@ -49,6 +52,12 @@ def connection(settings: Settings, *, servers: str | None = None) -> dict[str, A
 def _login(settings: Settings) -> dict[str, Any]:
     """The SASL part of :func:`connection` (the settings checked that it is complete)."""
     mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "OAUTHBEARER" and settings.kafka_oauth_callback:
+        # librdkafka calls it for each token (and before one expires)
+        return {
+            "sasl.mechanism": mechanism,
+            "oauth_cb": oauth_callback(settings.kafka_oauth_callback),
+        }
     if mechanism == "OAUTHBEARER":
         secret = settings.kafka_oauth_client_secret
         login = {
@@ -99,6 +108,22 @@ def quix_connection(settings: Settings) -> tuple[ConnectionConfig, dict[str, Any
     typed = ConnectionConfig.from_librdkafka_dict(shown, ignore_extras=True)
     known = set(typed.as_librdkafka_dict())
     return typed, {name: value for name, value in config.items() if name not in known}
+
+
+Client = TypeVar("Client", AdminClient, Consumer, Producer)
+
+
+def with_token(client: Client) -> Client:
+    """``client``, its first OAUTHBEARER token asked for now (a no-op unless
+    KASSA_KAFKA_OAUTH_CALLBACK provides the tokens); kassa's clients go through this.
+
+    confluent-kafka 2.12 calls ``oauth_cb`` only from ``poll()``: an admin request or a
+    metadata call before any poll would wait for a token that never comes (its 2.13 moved
+    the calls to a background thread). ``poll(0)`` asks for it without waiting; before any
+    assignment a consumer's poll returns nothing.
+    """
+    client.poll(0)
+    return client
 
 
 def local_node_config(

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import ClusterMetadata
 
 from common.settings import Settings
-from storage.kafka.config import client_config
+from storage.kafka.config import client_config, with_token
 
 PROBE_INTERVAL_SECONDS: Final = 3.0
 PROBE_TIMEOUT_SECONDS: Final = 2.0
@@ -61,15 +61,17 @@ def probe_kafka(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> K
     def on_error(error: KafkaError) -> None:
         errors.append(str(error))
 
-    consumer = Consumer(
-        client_config(
-            settings,
-            {
-                "group.id": settings.consumer_group,
-                "enable.auto.commit": False,
-                "error_cb": on_error,
-                "log_level": 0,
-            },
+    consumer = with_token(
+        Consumer(
+            client_config(
+                settings,
+                {
+                    "group.id": settings.consumer_group,
+                    "enable.auto.commit": False,
+                    "error_cb": on_error,
+                    "log_level": 0,
+                },
+            )
         )
     )
     metadata: ClusterMetadata | None = None

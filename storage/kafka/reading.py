@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from common.settings import Settings
 from storage.kafka.access import denied, is_refusal
-from storage.kafka.config import client_config
+from storage.kafka.config import client_config, with_token
 from storage.kafka.exceptions import ReadError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def open_consumer(settings: Settings) -> Consumer:
             "reconnect.backoff.ms": 10,
         },
     )
-    return Consumer(config)
+    return with_token(Consumer(config))
 
 
 @dataclass(frozen=True)

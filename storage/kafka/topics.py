@@ -19,7 +19,7 @@ from common.errors import (
 )
 from common.settings import Settings
 from storage.kafka.access import access_error, is_refusal
-from storage.kafka.config import client_config
+from storage.kafka.config import client_config, with_token
 from storage.kafka.exceptions import KafkaConfigError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ PROBE_SECONDS = 5.0
 
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client for the configured cluster."""
-    return AdminClient(client_config(settings, {"log_level": 4}))
+    return with_token(AdminClient(client_config(settings, {"log_level": 4})))
 
 
 def cluster_metadata(admin: AdminClient, settings: Settings, timeout: float) -> ClusterMetadata:
@@ -84,7 +84,7 @@ def broker_problem(settings: Settings, timeout: float = PROBE_SECONDS) -> str | 
         "error_cb": lambda error: refusals.append(error) if is_refusal(error) else None,
     }
     try:
-        admin = AdminClient(client_config(settings, extra))
+        admin = with_token(AdminClient(client_config(settings, extra)))
     except KafkaException as exc:
         raise KafkaConfigError(exc.args[0].str()) from None
     try:
@@ -185,7 +185,7 @@ def await_visible(settings: Settings, names: list[str], timeout: float = 30.0) -
     brokers = cluster_metadata(admin_client(settings), settings, timeout).brokers.values()
     for broker in brokers:
         address = f"{broker.host}:{broker.port}"
-        admin = AdminClient(client_config(settings, {"log_level": 4}, servers=address))
+        admin = with_token(AdminClient(client_config(settings, {"log_level": 4}, servers=address)))
         while True:
             topics = cluster_metadata(admin, settings, timeout).topics
             ready = [

@@ -26,7 +26,18 @@ from tests.helpers import free_port
 SECURE_HEAP = "384m"
 
 
-def _running_secure_cluster(home: Path, nodes: int) -> Iterator[KafkaCluster]:
+UNSECURED_OAUTHBEARER = (
+    "sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER",
+    "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config="
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+)
+"""Also OAUTHBEARER on the client listener, with Kafka's unsecured validator (no signature
+checked): the tests' stand-in for a token provider (tests/security/oauth_token.py)."""
+
+
+def _running_secure_cluster(
+    home: Path, nodes: int, properties: tuple[str, ...] = ()
+) -> Iterator[KafkaCluster]:
     """``nodes`` secured Kafka nodes on free ports under ``home``, running until closed."""
     defaults = Settings()
     addresses = tuple(
@@ -40,6 +51,7 @@ def _running_secure_cluster(home: Path, nodes: int) -> Iterator[KafkaCluster]:
         addresses,
         ensure_jars(defaults.cache_dir, defaults.kafka_version),
         SecureFiles(home / "secure"),
+        properties,
     )
     try:
         cluster.start()
@@ -50,8 +62,9 @@ def _running_secure_cluster(home: Path, nodes: int) -> Iterator[KafkaCluster]:
 
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    """One secured Kafka node for the session."""
-    yield from _running_secure_cluster(tmp_path_factory.mktemp("secure-kafka"), 1)
+    """One secured Kafka node for the session; it also takes unsecured OAUTHBEARER tokens."""
+    home = tmp_path_factory.mktemp("secure-kafka")
+    yield from _running_secure_cluster(home, 1, UNSECURED_OAUTHBEARER)
 
 
 @pytest.fixture(scope="session")

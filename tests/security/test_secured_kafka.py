@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AclBindingFilter, AdminClient
+from pydantic import SecretStr
 
 from common.settings import Settings
 from jobs.daily.job import run_day
@@ -101,6 +102,31 @@ def test_the_api_on_a_secured_cluster_asks_for_its_token_and_health_stays_open(
     for shown in (health.text, refused.text, log):
         assert token not in shown
         assert password.get_secret_value() not in shown
+
+
+def test_an_oauthbearer_token_from_a_callback_logs_kassa_in(
+    secure_kafka: KafkaCluster, secure_settings: Settings
+) -> None:
+    # what Amazon MSK IAM needs: librdkafka asks a Python function for each token
+    by_token = secure_settings.model_copy(
+        update={
+            "kafka_sasl_mechanism": "OAUTHBEARER",
+            "kafka_sasl_username": "",
+            "kafka_sasl_password": None,
+            "kafka_oauth_callback": "tests.security.oauth_token:unsecured_token",
+            "kafka_config": SecretStr(json.dumps({"sasl.oauthbearer.config": "sub=kassa"})),
+        }
+    )
+    since = _log_ends(secure_kafka)
+    _assert_pipeline_exact(by_token)
+    assert _denials(secure_kafka, since) == []
+    stranger = settings_env(by_token) | {
+        "KASSA_KAFKA_CONFIG": json.dumps({"sasl.oauthbearer.config": "sub=stranger"})
+    }
+    result = run_kassa("produce", "synthetic", "--count", "5", "--quiet", env=stranger)
+    assert result.returncode == ACCESS_REFUSED, result.stderr
+    # a principal without ACLs: it cannot see the topic, so kassa would create it
+    assert f"CREATE on topic {by_token.topic!r}" in _one_error_line(result.stderr)
 
 
 def test_the_pipeline_is_exact_on_three_secured_brokers(
