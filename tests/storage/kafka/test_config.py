@@ -117,6 +117,23 @@ def test_a_connection_shown_as_text_hides_every_secret() -> None:
             },
             "KASSA_KAFKA_OAUTH_TOKEN_URL",
         ),
+        (
+            {
+                "KASSA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KASSA_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+                "KASSA_KAFKA_OAUTH_CALLBACK": "no_such_module_here:token",
+            },
+            "cannot import 'no_such_module_here:token'",
+        ),
+        (
+            {
+                "KASSA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KASSA_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+                "KASSA_KAFKA_OAUTH_CALLBACK": "tests.security.oauth_token:unsecured_token",
+                "KASSA_KAFKA_OAUTH_TOKEN_URL": "https://login.example.com/token",
+            },
+            "keep one of them",
+        ),
     ],
 )
 def test_a_connection_that_cannot_work_is_refused_at_start_up_naming_the_fix(
