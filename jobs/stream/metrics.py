@@ -54,8 +54,8 @@ class StreamMetrics:
     gives the wall-clock time (Unix seconds) the freshness and the lag in seconds count from.
 
     The per-partition series exist only for the partitions this replica holds: a revoked or
-    lost partition's series are removed (another replica reports them), except
-    ``kassa_stream_redis_behind``, which stays 1 until the process ends once it was found.
+    lost partition's series are removed (another replica reports them), except a
+    ``kassa_stream_redis_behind`` of 1, which stays until the process ends once it was found.
     """
 
     def __init__(
@@ -178,6 +178,8 @@ class StreamMetrics:
                 self._partitions.pop(partition, None)
                 self.applied_offset.remove(str(partition))
                 self.consumer_lag.remove(str(partition))
+                if partition not in self._behind:
+                    self.redis_behind.remove(str(partition))
         if partitions is None:
             self._assigned.clear()
         else:
