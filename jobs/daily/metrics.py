@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
 from jobs.daily.manifest import Manifest
 from jobs.daily.status import STATES, DayStatus
@@ -27,6 +27,7 @@ class DailyMetrics:
         self.clock = clock
         self.registry = CollectorRegistry()
         registry = self.registry
+        ProcessCollector(registry=registry)  # process_start_time_seconds: restarts
         self.runs = Counter(
             "kassa_daily_runs", "day runs by outcome", ["outcome"], registry=registry
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -68,6 +68,7 @@ class StreamMetrics:
         # per metric, each with its name and help text.
         self.registry = CollectorRegistry()
         registry = self.registry
+        ProcessCollector(registry=registry)  # process_start_time_seconds: restarts
         self.messages = Counter(
             "kassa_stream_messages", "Kafka messages consumed and accounted for", registry=registry
         )
