@@ -13,6 +13,7 @@ from api.metrics import ApiMetrics
 from deploy.grafana.board import board_json
 from jobs.daily.metrics import DailyMetrics
 from jobs.stream.metrics import StreamMetrics
+from tests.helpers import repo_root
 from tests.operating.expressions import BOARD, RULES, alert_rules, board_queries, metric_names
 from tests.operating.prometheus import binary, deploy_file
 
@@ -93,3 +94,11 @@ def test_every_metric_name_of_the_rules_and_the_board_is_exported_by_kassa() -> 
     }
     assert used - exported == set(), "renamed in the code? one home for each name"
     assert {"kassa_stream_freshness_seconds", "kassa_api_requests_total"} <= used
+
+
+def test_every_alert_has_its_runbook_section_in_docs_operations_md() -> None:
+    docs = (repo_root() / "docs" / "operations.md").read_text()
+    runbooks = {alert: f"docs/operations.md#{alert.lower()}" for alert in alert_rules()}
+    rules = RULES.read_text()
+    assert [a for a in runbooks if f"\n### {a}\n" not in docs] == []
+    assert [a for a, runbook in runbooks.items() if f"runbook: {runbook}\n" not in rules] == []
