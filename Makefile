@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo test bench bench-quick bench-ab lint services-up services-down env-example clean
+.PHONY: bootstrap demo test bench bench-quick bench-ab lint services-up services-down env-example grafana-board clean
 
 ## bootstrap: Python deps (pinned), Java/Maven/redis-server checks, Kafka jars
 bootstrap: $(STAMP)
@@ -56,6 +56,10 @@ services-down: $(STAMP)
 
 env-example: $(STAMP)
 	$(BIN)/python -c 'from common.environment import env_example; print(env_example(), end="")' > .env.example
+
+## grafana-board: regenerate deploy/grafana/kassa.json from deploy/grafana/board.py
+grafana-board: $(STAMP)
+	$(BIN)/python deploy/grafana/board.py > deploy/grafana/kassa.json
 
 clean:
 	-$(BIN)/kassa services down

@@ -4,7 +4,8 @@ Every figure comes from :mod:`storage.rankings`, the functions ``kassa top`` use
 are JSON :class:`api.models.Problem` bodies with one line of explanation: 422 for a bad
 parameter (named, with its accepted form), 404 for no data / an unknown store / a daily
 ranking not computed, 410 for a day past the Redis retention, 503 when Redis is unreachable,
-401 without KASSA_API_TOKEN when it is set (:mod:`api.auth`).
+401 without KASSA_API_TOKEN when it is set (:mod:`api.auth`). ``/metrics`` serves the API's
+request metrics (:mod:`api.metrics`) to Prometheus (with the token when it is set).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import redis
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import models
 from api.auth import require_token
 from api.health import last_daily_run
+from api.metrics import ApiMetrics, RequestMetrics
 from api.problems import (
     ACCEPTED,
     PROBLEMS,
@@ -189,11 +193,17 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
     )
     install_error_handlers(app, settings)
     require_token(app, settings.api_token)
+    metrics = ApiMetrics()
+    app.add_middleware(RequestMetrics, metrics=metrics)  # the outermost: counts 401s too
     context = _Context(settings, client, probe, retention, days)
     _add_ranking_routes(app, context)
     _add_figure_routes(app, context)
     _add_day_routes(app, context)
     _add_health_route(app, context)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

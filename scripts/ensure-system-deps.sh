@@ -2,7 +2,8 @@
 # Make sure the programs the local services and the tests need are installed: Java 17+,
 # Maven, redis-server, docker-compose (the tests check docker-compose.yml with it; no
 # Docker engine needed) and, for the dashboard's browser test, Debian's chromium with
-# its chromedriver.
+# its chromedriver, and Debian's prometheus (its promtool tests the alert rules; the operating
+# tests start the server).
 # As root on Debian/Ubuntu the missing ones are installed with apt-get; elsewhere this script
 # names what is missing and the command that installs it, and fails.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=("redis-server:redis-server"
 command -v docker-compose >/dev/null 2>&1 || missing+=("docker-compose:docker-compose")
 command -v chromium >/dev/null 2>&1 || missing+=("chromium:chromium")
 command -v chromedriver >/dev/null 2>&1 || missing+=("chromedriver:chromium-driver")
+command -v promtool >/dev/null 2>&1 || missing+=("promtool:prometheus")
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=()
@@ -30,6 +32,6 @@ fi
 for entry in "${missing[@]}"; do
   echo "kassa: '${entry%%:*}' is not installed; install it with: sudo apt-get install ${entry#*:}" >&2
 done
-echo "kassa: on other systems install Java 17+, Maven, Redis 7, docker-compose and Chromium" \
-  "with chromedriver with your package manager" >&2
+echo "kassa: on other systems install Java 17+, Maven, Redis 7, docker-compose, Chromium" \
+  "with chromedriver and Prometheus 2.42+ (promtool) with your package manager" >&2
 exit 1

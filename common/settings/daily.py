@@ -72,5 +72,5 @@ class DailySettings(BaseSettings):
         9109,
         ge=0,
         le=65535,
-        description="scheduler's /metrics and /healthz port on 127.0.0.1; 0 disables it",
+        description="scheduler's /metrics and /healthz port (on KASSA_METRICS_HOST); 0 disables it",
     )

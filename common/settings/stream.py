@@ -77,7 +77,8 @@ class StreamSettings(BaseSettings):
     metrics_host: str = Field(
         "127.0.0.1",
         min_length=1,
-        description="stream job's HTTP bind address (0.0.0.0: every interface)",
+        description="HTTP bind address of the stream job's and the scheduler's /metrics and "
+        "/healthz (0.0.0.0: every interface)",
     )
     stream_check_seconds: float = Field(
         2.0,

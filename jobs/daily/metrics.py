@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
 from jobs.daily.manifest import Manifest
 from jobs.daily.status import STATES, DayStatus
@@ -27,6 +27,7 @@ class DailyMetrics:
         self.clock = clock
         self.registry = CollectorRegistry()
         registry = self.registry
+        ProcessCollector(registry=registry)  # process_start_time_seconds: restarts
         self.runs = Counter(
             "kassa_daily_runs", "day runs by outcome", ["outcome"], registry=registry
         )
@@ -74,6 +75,18 @@ class DailyMetrics:
             "due days of the window without a finished run",
             registry=registry,
         )
+        self.days_overdue = Gauge(
+            "kassa_daily_days_overdue",
+            "due days of the window without a finished run past their deadline "
+            "(KASSA_DAILY_DEADLINE_SECONDS after the day's end; the scheduler forces them then)",
+            registry=registry,
+        )
+        self.since_finalized_day = Gauge(
+            "kassa_daily_seconds_since_last_finalized_day_end",
+            "seconds from the end of the newest finalized business day to now (-1: none yet)",
+            registry=registry,
+        )
+        self.since_finalized_day.set_function(self.seconds_since_last_finalized_day_end)
         self.days_forced = Gauge(
             "kassa_daily_days_forced",
             "days of the window finalized incomplete (forced), not yet revisited",
@@ -83,6 +96,7 @@ class DailyMetrics:
         self.last_error: str | None = None
         self.last_success_at: datetime | None = None
         self.newest_day: date | None = None
+        self.newest_day_end: datetime | None = None
         self.incomplete = 0
         self._lock = threading.Lock()
 
@@ -91,6 +105,12 @@ class DailyMetrics:
         if self.last_success_at is None:
             return -1.0
         return (self.clock() - self.last_success_at).total_seconds()
+
+    def seconds_since_last_finalized_day_end(self) -> float:
+        """Seconds from the end of the newest finalized day to ``clock()`` (-1 before one)."""
+        if self.newest_day_end is None:
+            return -1.0
+        return (self.clock() - self.newest_day_end).total_seconds()
 
     def on_run(self, manifest: Manifest, at: datetime) -> None:
         """A run finished and wrote ``manifest``."""
@@ -104,9 +124,14 @@ class DailyMetrics:
             self.last_run_records.set(manifest.counts.records)
 
     def on_window(
-        self, statuses: Sequence[DayStatus], start_of: Callable[[date], datetime]
+        self,
+        statuses: Sequence[DayStatus],
+        bounds_of: Callable[[date], tuple[datetime, datetime]],
+        deadline_of: Callable[[date], datetime],
+        now: datetime,
     ) -> None:
-        """The window's states after a pass."""
+        """The window's states after a pass at ``now``: ``bounds_of(day)`` is a day's start
+        and end, ``deadline_of(day)`` when an incomplete day is finalized as forced."""
         counts = dict.fromkeys(STATES, 0)
         finalized = [status.day for status in statuses if status.manifest is not None]
         for status in statuses:
@@ -117,9 +142,17 @@ class DailyMetrics:
             self.incomplete = counts["missing"] + counts["running"]
             self.days_incomplete.set(self.incomplete)
             self.days_forced.set(sum(1 for status in statuses if status.state == "forced"))
+            self.days_overdue.set(
+                sum(
+                    1
+                    for status in statuses
+                    if status.manifest is None and now >= deadline_of(status.day)
+                )
+            )
             if finalized:
                 self.newest_day = max(finalized)
-                self.last_finalized_day.set(start_of(self.newest_day).timestamp())
+                start, self.newest_day_end = bounds_of(self.newest_day)
+                self.last_finalized_day.set(start.timestamp())
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/healthz``: 200 while passes succeed."""

@@ -129,7 +129,12 @@ def catch_up(
     republish_stale(settings, due_days(settings, clock), clock)
     if metrics is not None:
         statuses = day_statuses(settings.data_dir, due_days(settings, clock))
-        metrics.on_window(statuses, lambda day: day_bounds(day, settings.zone)[0])
+        metrics.on_window(
+            statuses,
+            lambda day: day_bounds(day, settings.zone),
+            lambda day: deadline(settings, day),
+            clock,
+        )
     return results
 
 
@@ -249,12 +254,16 @@ def build_scheduler(settings: Settings, daily: Scheduler | None = None) -> Block
 
 def serve(settings: Settings) -> None:
     """Catch up, then pass at ``KASSA_DAILY_AT`` and every ``KASSA_DAILY_RETRY_SECONDS`` until
-    interrupted; metrics and health on 127.0.0.1:``KASSA_DAILY_METRICS_PORT`` (0: none)."""
+    interrupted; metrics and health on ``KASSA_METRICS_HOST``:``KASSA_DAILY_METRICS_PORT``
+    (0: none)."""
     daily = Scheduler(settings)
     server = None
     if settings.daily_metrics_port:
         server = MetricsServer(
-            daily.metrics, settings.daily_metrics_port, name="kassa-daily-metrics"
+            daily.metrics,
+            settings.daily_metrics_port,
+            settings.metrics_host,
+            name="kassa-daily-metrics",
         )
         server.start()
     try:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from common.settings import Settings
+from jobs.stream.lag import LogEnd
 from jobs.stream.writer import BatchReport, RawBatch
 from storage.connections import open_redis
 from storage.kafka.probe import KafkaProbe, KafkaState
@@ -23,6 +28,21 @@ PROBE_SECONDS = 2.0
 """How long ``/healthz`` waits for Redis' answer to its ping."""
 KAFKA_PROBE_SECONDS = 5.0
 """How often the job probes Kafka (:func:`kafka_probe`), and how long a probe waits."""
+FRESHNESS: Final = "kassa_stream_freshness_seconds"
+LAG_SECONDS: Final = "kassa_stream_lag_seconds"
+HEALTHY: Final = "kassa_stream_healthy"
+REDIS_REACHABLE: Final = "kassa_stream_redis_reachable"
+
+
+@dataclass
+class _Partition:
+    """What the metrics know of one partition this replica holds."""
+
+    applied: int = -1
+    """The last offset applied to Redis (-1: none)."""
+    newest_ms: int | None = None
+    """The newest record timestamp (ms) of the batches applied since the assignment."""
+    end: LogEnd = field(default_factory=LogEnd)
 
 
 class StreamMetrics:
@@ -30,14 +50,25 @@ class StreamMetrics:
 
     One object lives as long as the process, across rebuilds of the Quix application.
     ``unassigned_limit`` and ``stuck_limit`` are the seconds after which no assigned
-    partition, or a batch still waiting for its writer, make the job unhealthy.
+    partition, or a batch still waiting for its writer, make the job unhealthy; ``clock``
+    gives the wall-clock time (Unix seconds) the freshness and the lag in seconds count from.
+
+    The per-partition series exist only for the partitions this replica holds: a revoked or
+    lost partition's series are removed (another replica reports them), except a
+    ``kassa_stream_redis_behind`` of 1, which stays until the process ends once it was found.
     """
 
-    def __init__(self, unassigned_limit: float = 120.0, stuck_limit: float = 60.0) -> None:
+    def __init__(
+        self,
+        unassigned_limit: float = 120.0,
+        stuck_limit: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         # A flat declaration list, excepted from the 60-line limit on functions: one statement
         # per metric, each with its name and help text.
         self.registry = CollectorRegistry()
         registry = self.registry
+        ProcessCollector(registry=registry)  # process_start_time_seconds: restarts
         self.messages = Counter(
             "kassa_stream_messages", "Kafka messages consumed and accounted for", registry=registry
         )
@@ -110,19 +141,24 @@ class StreamMetrics:
             registry=registry,
         )
         self.kafka_reachable.set(1)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._partitions: dict[int, _Partition] = {}
+        """The partitions whose series this replica publishes (under ``_lock``)."""
         self.state = "starting"
         self.last_batch_at = 0.0
         self._behind: set[int] = set()
         self.kafka_down_since: float | None = None
+        """``time.monotonic()`` when Kafka was last found unreachable, None while it answers."""
         self.watch_problem: str | None = None
         """What the job's watch found wrong under it (:mod:`jobs.stream.watch`), if anything."""
-        """``time.monotonic()`` when Kafka was last found unreachable, None while it answers."""
         self._unassigned_limit = unassigned_limit
         self._stuck_limit = stuck_limit
         self._assigned: set[int] = set()
         self._unassigned_since: float | None = time.monotonic()
         self._oldest_waiting: Callable[[], float | None] = lambda: None
         self._redis: redis.Redis | None = None
+        registry.register(_ScrapeTimeCollector(self))
 
     def watch_writers(self, oldest_waiting: Callable[[], float | None]) -> None:
         """Report ``oldest_waiting()`` (``time.monotonic()`` when the oldest batch still waiting
@@ -135,7 +171,16 @@ class StreamMetrics:
         self._publish_assignment()
 
     def record_revoked(self, partitions: Iterable[int] | None = None) -> None:
-        """Partitions were revoked from this replica or lost by it (None: all of them)."""
+        """Partitions were revoked from this replica or lost by it (None: all of them): their
+        series go (see the class)."""
+        with self._lock:
+            gone = set(self._partitions) if partitions is None else set(partitions)
+            for partition in gone:
+                self._partitions.pop(partition, None)
+                self.applied_offset.remove(str(partition))
+                self.consumer_lag.remove(str(partition))
+                if partition not in self._behind:
+                    self.redis_behind.remove(str(partition))
         if partitions is None:
             self._assigned.clear()
         else:
@@ -175,11 +220,12 @@ class StreamMetrics:
         """
         result = report.result
         if result.status is not ApplyStatus.APPLIED:
-            self.applied_offset.labels(str(batch.partition)).set(result.watermark)
+            self._record_applied(batch.partition, result.watermark)
             if result.status is ApplyStatus.CONFLICT:
                 self.conflicts.inc()
             return
-        self.applied_offset.labels(str(batch.partition)).set(batch.last_offset)
+        newest = batch.newest_ms if batch.newest_ms > 0 else None  # 0: no timestamps
+        self._record_applied(batch.partition, batch.last_offset, newest)
         offsets = batch.last_offset - batch.first_offset + 1
         self.messages.inc(offsets)
         self.batch_messages.observe(offsets)
@@ -197,7 +243,9 @@ class StreamMetrics:
 
     def record_watermark(self, partition: int, watermark: int, *, behind: bool) -> None:
         """Publish a newly assigned partition's watermark and whether Redis is behind Kafka."""
-        self.applied_offset.labels(str(partition)).set(watermark)
+        with self._lock:
+            self._partitions[partition] = _Partition()
+        self._record_applied(partition, watermark)
         if behind:
             self.record_redis_behind(partition)
         elif partition not in self._behind:
@@ -209,18 +257,59 @@ class StreamMetrics:
         self._behind.add(partition)
         self.redis_behind.labels(str(partition)).set(1)
 
+    def _record_applied(self, partition: int, offset: int, newest_ms: int | None = None) -> None:
+        """Redis holds ``partition`` up to ``offset``; ``newest_ms`` is the newest record
+        timestamp of a batch just applied. Ignored for a partition this replica no longer
+        holds (a writer's report may arrive after the revocation)."""
+        with self._lock:
+            held = self._partitions.get(partition)
+            if held is None:
+                return
+            held.applied = offset
+            if newest_ms is not None and (held.newest_ms is None or newest_ms > held.newest_ms):
+                held.newest_ms = newest_ms
+            self.applied_offset.labels(str(partition)).set(offset)
+
     def on_kafka_stats(self, stats_json: str) -> None:
-        """librdkafka ``stats_cb``: publish the consumer lag of every assigned partition."""
+        """librdkafka ``stats_cb``: publish the consumer lag of every partition this replica
+        holds, and note where its log ends (for the lag in seconds)."""
         stats = json.loads(stats_json)
-        for topic in stats.get("topics", {}).values():
-            for partition, figures in topic.get("partitions", {}).items():
-                lag = figures.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
-                    self.consumer_lag.labels(partition).set(lag)
+        now = self.clock()
+        with self._lock:
+            for topic in stats.get("topics", {}).values():
+                for name, figures in topic.get("partitions", {}).items():
+                    held = self._partitions.get(int(name))
+                    if held is None:
+                        continue
+                    lag = figures.get("consumer_lag", -1)
+                    if lag >= 0:
+                        self.consumer_lag.labels(name).set(lag)
+                    end = figures.get("hi_offset", -1)
+                    if end >= 0:
+                        held.end.observe(now, end)
+
+    def partition_clocks(self) -> dict[int, tuple[float | None, float | None]]:
+        """Per partition held: seconds since its newest applied record's timestamp (the
+        event-time freshness) and the lag in seconds (:meth:`LogEnd.lag_seconds`), each None
+        while unknown."""
+        now = self.clock()
+        with self._lock:
+            return {
+                partition: (
+                    None if held.newest_ms is None else now - held.newest_ms / 1000,
+                    held.end.lag_seconds(held.applied + 1, now),
+                )
+                for partition, held in self._partitions.items()
+            }
 
     def watch_redis(self, url: str) -> None:
         """Ping the Redis server at ``url`` for each ``/healthz`` (see :meth:`close`)."""
         self._redis = open_redis(url, timeout=PROBE_SECONDS)
+
+    @property
+    def watching_redis(self) -> bool:
+        """Whether Redis is pinged (:meth:`watch_redis`)."""
+        return self._redis is not None
 
     def close(self) -> None:
         """Close the connection of :meth:`watch_redis` and stop pinging."""
@@ -239,7 +328,18 @@ class StreamMetrics:
     def health(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/healthz``: 200 while the job runs and nothing is wrong,
         else 503 with the reasons."""
-        redis_problem = self.redis_problem()
+        reasons = self.reasons(self.redis_problem())
+        age = time.time() - self.last_batch_at if self.last_batch_at else None
+        body = {
+            "state": self.state,
+            "reasons": reasons,
+            "partitions": sorted(self._assigned),
+            "seconds_since_last_batch": age,
+        }
+        return (503 if reasons else 200), body
+
+    def reasons(self, redis_problem: str | None) -> list[str]:
+        """Why the job is unhealthy now (empty: it is not), given what Redis answered."""
         now = time.monotonic()
         reasons = []
         if self.state != "running":
@@ -262,14 +362,7 @@ class StreamMetrics:
             reasons.append(f"Redis unreachable: {redis_problem}")
         if self.watch_problem is not None:
             reasons.append(self.watch_problem)
-        age = time.time() - self.last_batch_at if self.last_batch_at else None
-        body = {
-            "state": self.state,
-            "reasons": reasons,
-            "partitions": sorted(self._assigned),
-            "seconds_since_last_batch": age,
-        }
-        return (503 if reasons else 200), body
+        return reasons
 
     def redis_problem(self) -> str | None:
         """Why Redis does not answer a PING (None when it does, or when no Redis is watched)."""
@@ -280,6 +373,43 @@ class StreamMetrics:
         except redis.RedisError as exc:
             return str(exc) or type(exc).__name__
         return None
+
+
+class _ScrapeTimeCollector(Collector):
+    """The series computed when Prometheus scrapes: the health (as ``/healthz`` answers it
+    now, Redis pinged), and each held partition's freshness and lag in seconds."""
+
+    def __init__(self, metrics: StreamMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """The families, each with its samples now."""
+        metrics = self._metrics
+        redis_problem = metrics.redis_problem()
+        healthy = GaugeMetricFamily(HEALTHY, "1 while /healthz answers 200 (see its reasons)")
+        healthy.add_metric([], 0 if metrics.reasons(redis_problem) else 1)
+        reachable = GaugeMetricFamily(
+            REDIS_REACHABLE, "1 while Redis answers the job's PING (at each scrape)"
+        )
+        if metrics.watching_redis:
+            reachable.add_metric([], 0 if redis_problem else 1)
+        freshness = GaugeMetricFamily(
+            FRESHNESS,
+            "seconds from the newest applied record's timestamp (its sale's time) to now, per "
+            "partition held (from its first batch applied since the assignment)",
+            labels=["partition"],
+        )
+        lag = GaugeMetricFamily(
+            LAG_SECONDS,
+            "seconds since the log's end passed the next offset to apply, per partition held",
+            labels=["partition"],
+        )
+        for partition, (fresh, late) in sorted(metrics.partition_clocks().items()):
+            if fresh is not None:
+                freshness.add_metric([str(partition)], fresh)
+            if late is not None:
+                lag.add_metric([str(partition)], late)
+        yield from (healthy, reachable, freshness, lag)
 
 
 def kafka_probe(metrics: StreamMetrics, settings: Settings) -> KafkaProbe:

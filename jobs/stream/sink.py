@@ -183,6 +183,8 @@ class LiveSink(BaseSink):
             batch.offsets.append(offset)
             batch.keys.append(key)
             batch.values.append(value)
+            if timestamp > batch.newest_ms:  # noqa: PLR1730 - cheaper than max() per message
+                batch.newest_ms = timestamp
             if value is not None:
                 batch.size += len(value)
             if len(batch.offsets) >= self._spill_offsets or batch.size >= self._spill_bytes:

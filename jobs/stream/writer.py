@@ -66,6 +66,9 @@ class RawBatch:
     values: list[bytes | None] = field(default_factory=list)
     size: int = 0
     """Bytes of the values."""
+    newest_ms: int = 0
+    """The newest record timestamp (ms since the epoch: the sale's time, see
+    :func:`common.schema.record_timestamp_ms`)."""
 
     @property
     def first_offset(self) -> int:
