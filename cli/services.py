@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and 'kassa', a CA and certificates made here, ACLs); it prints the file of client "
         "settings to load (docs/security.md)",
     )
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="up: also a local S3 server (S3Proxy, objects in memory) with the bucket 'kassa'; "
+        "it prints the file of client settings to load, KASSA_DATA_DIR included (docs/daily.md)",
+    )
     parser.set_defaults(handler=run, folders=("state_dir",))
 
 
@@ -50,7 +56,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(ensure_jars(settings.cache_dir, settings.kafka_version))
         return 0
     if args.action == "up":
-        statuses = manager.up(settings, brokers=args.brokers, heap=args.heap, secure=args.secure)
+        statuses = manager.up(
+            settings, brokers=args.brokers, heap=args.heap, secure=args.secure, s3=args.s3
+        )
     elif args.action == "down":
         statuses = manager.down(settings)
     else:

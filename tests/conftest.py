@@ -33,9 +33,11 @@ from tests.proxy import TcpProxy
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
-    "secure_cluster_settings", "locked_redis",
+    "secure_cluster_settings", "locked_redis", "s3proxy", "s3_settings",
 }  # fmt: skip
-SECURITY_TESTS = "tests/security/"
+ONE_UNIT_FOLDERS = ("tests/security/", "tests/s3/")
+"""Folders whose tests share a heavy session server (secured Kafka nodes, S3Proxy): each runs
+on one pytest-xdist worker, which starts that server once."""
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024
@@ -52,19 +54,22 @@ class Services:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``--dist loadfile`` with the files of ``tests/security/`` as one unit: they share the
-    secured Kafka nodes, which one worker then starts once (each worker has its own
-    session fixtures). Other distributions are left to pytest-xdist."""
+    """``--dist loadfile`` with the files of each of :data:`ONE_UNIT_FOLDERS` as one unit: they
+    share a heavy server, which one worker then starts once (each worker has its own session
+    fixtures). Other distributions are left to pytest-xdist."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 - only under xdist
 
-    class _SecurityAsOneFile(LoadFileScheduling):
+    class _FoldersAsOneFile(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return SECURITY_TESTS if scope.startswith(SECURITY_TESTS) else scope
+            for folder in ONE_UNIT_FOLDERS:
+                if scope.startswith(folder):
+                    return folder
+            return scope
 
-    return _SecurityAsOneFile(config, log)
+    return _FoldersAsOneFile(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -189,6 +189,18 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
         "development cluster)",
     )
 
+    s3proxy_version: str = Field(
+        "2.6.0",
+        pattern=r"^\d+\.\d+\.\d+$",
+        description="S3Proxy release (org.gaul:s3proxy) that `kassa services up --s3` fetches",
+    )
+    s3proxy_port: int = Field(
+        9000,
+        ge=1,
+        le=65535,
+        description="port of the local S3 server `kassa services up --s3` starts",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
