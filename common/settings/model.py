@@ -49,6 +49,7 @@ NOT_SETTINGS = frozenset(
         "KASSA_DEMO_SERVE",
         "KASSA_DEMO_BROKERS",
         "KASSA_DEMO_SECURE",
+        "KASSA_DEMO_S3",
         "KASSA_TEST_ARTIFACTS",
     }
 )
