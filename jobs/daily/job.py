@@ -13,8 +13,10 @@ than the day's snapshot stops here and keeps the snapshot. **Write**: rename the
 into place on a thread while the day's Redis keys are staged (:mod:`storage.daily`).
 **Finish Redis**: swap the keys in atomically and reconcile them with the live counts.
 **Manifest**: written last (:mod:`jobs.daily.manifest`) with the run's revision of the day; a
-day with a manifest is finished. Runs of the same day are serialized by a file lock
-(:mod:`jobs.daily.lock`).
+day with a manifest is finished. On an object store the tables are not renamed but uploaded
+under the run's own names, and published by the manifest (:func:`storage.parquet.day_files`,
+:func:`storage.parquet.publish`). Runs of the same day are serialized by the day's lock
+(:mod:`jobs.daily.lock`: a lock file, or a Redis lock for an object store).
 """
 
 from __future__ import annotations
