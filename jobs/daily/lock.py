@@ -38,18 +38,28 @@ logger = logging.getLogger(__name__)
 RENEWALS_PER_TIMEOUT: Final = 3
 
 
+@dataclass(frozen=True)
 class HeldLock:
-    """A day's lock while a run holds it."""
+    """A day's lock while a run holds it: ``lock`` is the Redis lock (of the database at
+    ``url``, renewed until ``lost`` is set), ``None`` for a lock file."""
 
-    def __init__(self, day: date, seconds: int, lost: threading.Event | None = None) -> None:
-        self._day = day
-        self._seconds = seconds
-        self._lost = lost
+    day: date
+    seconds: int
+    lock: Lock | None = None
+    lost: threading.Event | None = None
+    url: str = ""
 
     def check(self) -> None:
-        """Raise :class:`DayLockLost` when the lock expired under the run (never for a file)."""
-        if self._lost is not None and self._lost.is_set():
-            raise DayLockLost(self._day, self._seconds)
+        """Raise :class:`DayLockLost` unless the run still holds its Redis lock (its token is
+        the key's value); a lock file is held until its process ends."""
+        if self.lock is None:
+            return
+        try:
+            owned = self.lock.owned() and not (self.lost and self.lost.is_set())
+        except redis.RedisError as exc:
+            raise DayLockUnavailable(self.url, self.day, exc) from exc
+        if not owned:
+            raise DayLockLost(self.day, self.seconds)
 
 
 @dataclass(frozen=True)
@@ -78,18 +88,17 @@ class DayLocks:
                 yield HeldLock(day, self.seconds)
             return
         url = self._url()
-        try:
-            client = open_redis(url)
+        with closing(open_redis(url)) as client:
             lock = client.lock(
                 keys.day_lock_key(self.key_space, day),
                 timeout=self.seconds,
                 sleep=0.1,
                 thread_local=False,
             )
-            lock.acquire()
-        except redis.RedisError as exc:
-            raise DayLockUnavailable(url, day, exc) from exc
-        with closing(client):
+            try:
+                lock.acquire()
+            except redis.RedisError as exc:
+                raise DayLockUnavailable(url, day, exc) from exc
             lost = threading.Event()
             stop = threading.Event()
             renewer = threading.Thread(
@@ -100,7 +109,7 @@ class DayLocks:
             )
             renewer.start()
             try:
-                yield HeldLock(day, self.seconds, lost)
+                yield HeldLock(day, self.seconds, lock, lost, url)
             finally:
                 stop.set()
                 renewer.join()
@@ -156,15 +165,14 @@ def _file_held(path: Path) -> bool:
 
 
 def _renew(lock: Lock, every: float, stop: threading.Event, lost: threading.Event) -> None:
-    """Reset ``lock``'s time to live every ``every`` seconds until ``stop``; on failure set
-    ``lost`` (the lock expired, or Redis stayed out of reach past its time to live)."""
+    """Reset ``lock``'s time to live every ``every`` seconds until ``stop``; when the lock is
+    no longer the run's (it expired, or Redis stayed out of reach past its time to live), set
+    ``lost``: the run reports it (:meth:`HeldLock.check`)."""
     while not stop.wait(every):
         try:
             lock.reacquire()
         except LockError:
             lost.set()
+            return
         except redis.RedisError as exc:
             logger.warning("cannot renew the daily lock %r (%s); retrying", lock.name, exc)
-        if lost.is_set():
-            logger.error("the daily run lost its lock %r (it expired)", lock.name)
-            return

@@ -203,6 +203,36 @@ def test_a_run_killed_between_its_objects_and_its_manifest_leaves_revision_1_who
     assert set(_objects(settings)) == _published(again), "the killed run's objects are gone"
 
 
+def test_a_run_whose_redis_lock_expired_under_it_publishes_nothing(
+    s3_settings: Settings, redis_client: redis.Redis
+) -> None:
+    _sales(s3_settings)
+    first = run_day(s3_settings, DAY).manifest
+    before = _objects(s3_settings)
+    lock = keys.day_lock_key(s3_settings.key_space, DAY)
+
+    child = subprocess.Popen(
+        [*KASSA, "daily", "run", "--day", str(DAY), "--quiet"],
+        env=settings_env(s3_settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not redis_client.exists(lock):  # polled tightly, as in the test above
+        assert child.poll() is None and time.monotonic() < deadline, "no lock taken"
+    redis_client.delete(lock)  # what its expiry does: the run stalled past its time to live
+    _, stderr = child.communicate(timeout=120)
+
+    assert child.returncode == 5, stderr
+    (line,) = stderr.strip().splitlines()
+    assert f"the lock of {DAY} expired before this run published its manifest" in line
+    assert "this run published nothing" in line
+    assert read_manifest(s3_settings.data_dir, DAY) == first
+    after = _objects(s3_settings)
+    assert {path: after.get(path) for path in before} == before, "revision 1 untouched"
+
+
 def test_two_runs_of_a_day_in_two_processes_take_turns_through_the_redis_lock(
     s3_settings: Settings,
 ) -> None:
