@@ -45,6 +45,7 @@ from common.days import business_day, day_bounds, yesterday
 from common.errors import DayOutOfRange
 from common.redaction import redacted
 from common.settings import Settings
+from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import encode, read_manifest
 from jobs.daily.status import day_statuses
 from storage import figures, parquet
@@ -345,7 +346,7 @@ def _add_day_routes(app: FastAPI, context: _Context) -> None:
     def manifest(day: date) -> Any:
         found = read_manifest(settings.data_dir, day)
         if found is None:
-            path = parquet.manifest_path(settings.data_dir, day)
+            path = parquet.manifest_location(settings.data_dir, day)
             detail = (
                 f"no daily manifest for {day} at {path}: the day is not finished; compute it "
                 f"with `kassa daily run --day {day}`"
@@ -384,7 +385,7 @@ def _add_health_route(app: FastAPI, context: _Context) -> None:
                 "topic": settings.topic,
                 "lag": state.lag,
             },
-            daily=last_daily_run(settings.data_dir),
+            daily=last_daily_run(settings),
         )
         return JSONResponse(body.model_dump(), status_code=200 if reason is None else 503)
 
@@ -394,7 +395,7 @@ def _day_status_bodies(context: _Context, listed: list[date]) -> list[models.Day
     client, space = context.client, context.settings.key_space
     live = day_totals(client, space, "live", listed)
     daily = read_summaries(client, space, listed)
-    statuses = day_statuses(context.settings.data_dir, listed)
+    statuses = day_statuses(context.settings.data_dir, listed, DayLocks.of(context.settings))
     now = datetime.now(UTC)
     return [
         models.DayStatusBody.of(

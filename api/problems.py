@@ -25,12 +25,14 @@ from common.settings import Settings
 from storage import figures
 from storage.exceptions import (
     DailyNotComputedError,
+    DataStoreError,
     DayExpiredError,
     InvalidQueryError,
     NoDataError,
     RankingError,
     UnknownStoreError,
 )
+from storage.location import open_store
 from storage.rankings import MAX_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -86,9 +88,9 @@ def shown(value: object) -> str:
 
 
 def public(text: str, settings: Settings) -> str:
-    """``text`` with the data folder's absolute path named by its setting instead (a body
-    must not tell a client where the server keeps its files)."""
-    return text.replace(str(settings.data_dir), "$KASSA_DATA_DIR")
+    """``text`` with the data folder's absolute path (or object-store location) named by its
+    setting instead (a body must not tell a client where the server keeps its files)."""
+    return text.replace(open_store(settings.data_dir).shown(), "$KASSA_DATA_DIR")
 
 
 def install_error_handlers(app: FastAPI, settings: Settings) -> None:
@@ -112,6 +114,9 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
         detail = f"cannot reach Redis at KASSA_REDIS_URL={url!r}: {one_line(exc)}"
         return problem(503, "redis_unavailable", detail)
 
+    async def data_store_error(_: Request, exc: Exception) -> JSONResponse:
+        return problem(503, "data_store_unavailable", public(one_line(exc), settings))
+
     async def out_of_range(_: Request, exc: Exception) -> JSONResponse:
         return problem(422, "invalid_parameter", one_line(exc))
 
@@ -124,6 +129,7 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
         RequestValidationError: invalid_request,
         RankingError: ranking_error,
         redis.RedisError: redis_error,
+        DataStoreError: data_store_error,
         DayOutOfRange: out_of_range,
         Exception: unexpected,
     }

@@ -45,7 +45,8 @@ GROWTH: Final = "peak RSS growth per checkout between the two largest days"
 MB: Final = 2**20
 
 
-def _day() -> date:
+def bench_day() -> date:
+    """The day the daily benchmarks run: three days ago (UTC)."""
     return datetime.now(UTC).date() - timedelta(days=3)
 
 
@@ -61,7 +62,7 @@ def _measure_day(
     bench: Bench, checkouts: int, partitions: int | None, labels: dict[str, Any]
 ) -> list[Figure]:
     """Produce one day; time the job and the raw consume, interleaved."""
-    day = _day()
+    day = bench_day()
     with tempfile.TemporaryDirectory(prefix="kassa-bench-daily-") as folder:
         settings = fresh_topic(bench.settings, "daily", partitions=partitions).model_copy(
             update={"timezone": "UTC", "data_dir": Path(folder) / "data", "daily_metrics_port": 0}

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 MODULES: Final = (
     "broker", "producer", "stream", "security", "scaling", "restart", "rebuild", "watch", "daily",
-    "capacity",
+    "objects", "capacity",
 )  # fmt: skip
 
 

@@ -31,7 +31,9 @@ from rich.progress import (
 from cli import arguments
 from common.days import yesterday
 from common.settings import Settings
+from common.settings.location import shown_location
 from jobs.daily.job import backfill, run_day
+from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import encode
 from jobs.daily.republish import redis_states
 from jobs.daily.run import DayResult
@@ -158,7 +160,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the state of each recent day."""
     last: date = args.last or yesterday(datetime.now(UTC), settings.zone)
     days = [last - timedelta(days=n) for n in range(args.days)]
-    statuses = day_statuses(settings.data_dir, days)
+    statuses = day_statuses(settings.data_dir, days, DayLocks.of(settings))
     in_redis = _redis_states(settings, statuses)
     if args.json:
         entries = [{**s.as_json(), "redis": in_redis.get(s.day)} for s in statuses]
@@ -244,7 +246,7 @@ def _summary(result: DayResult, settings: Settings) -> str:
         f"{manifest.day} {state}: {figures.summary(msgspec.structs.asdict(manifest.totals))}; "
         f"{counts.invalid_total:,} invalid, {counts.duplicates:,} "
         f"duplicates, {counts.outside_day:,} outside the day; "
-        f"{manifest.timings_seconds.total:.1f} s -> {settings.data_dir}; "
+        f"{manifest.timings_seconds.total:.1f} s -> {shown_location(settings.data_dir)}; "
         f"revision {manifest.revision} ({manifest.revision_reason})"
     )
     reconciliation = manifest.reconciliation

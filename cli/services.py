@@ -8,6 +8,7 @@ from cli import arguments
 from common.settings import Settings
 from services import manager
 from services.kafka import ensure_jars
+from services.s3proxy import ensure_s3proxy
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("up", "down", "status", "fetch"),
         help="up: start (reusing what already runs) and create topics; down: stop every "
         "process up started; status: show each Kafka node, the active controller and Redis; "
-        "fetch: only download the Kafka jars",
+        "fetch: only download the Kafka jars and S3Proxy",
     )
     parser.add_argument(
         "--brokers",
@@ -41,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and 'kassa', a CA and certificates made here, ACLs); it prints the file of client "
         "settings to load (docs/security.md)",
     )
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="up: also a local S3 server (S3Proxy, objects in memory) with the bucket 'kassa'; "
+        "it prints the file of client settings to load, KASSA_DATA_DIR included (docs/daily.md)",
+    )
     parser.set_defaults(handler=run, folders=("state_dir",))
 
 
@@ -48,9 +55,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Carry out one services action and print a line per service (and per Kafka node)."""
     if args.action == "fetch":
         print(ensure_jars(settings.cache_dir, settings.kafka_version))
+        print(ensure_s3proxy(settings.cache_dir, settings.s3proxy_version))
         return 0
     if args.action == "up":
-        statuses = manager.up(settings, brokers=args.brokers, heap=args.heap, secure=args.secure)
+        statuses = manager.up(
+            settings, brokers=args.brokers, heap=args.heap, secure=args.secure, s3=args.s3
+        )
     elif args.action == "down":
         statuses = manager.down(settings)
     else:

@@ -53,9 +53,12 @@ def settings_variables(settings: Settings) -> dict[str, str]:
 def check_folders(settings: Settings, names: Iterable[str]) -> None:
     """Create the folders of the settings ``names`` (e.g. ``"state_dir"``) if missing and
     check that this user can write in them; raise :class:`SettingsError` naming the first
-    one that fails."""
+    one that fails. An object-store ``KASSA_DATA_DIR`` is no folder here: the daily job
+    reports its failures itself (:class:`storage.exceptions.DataStoreError`)."""
     for name in names:
-        folder: Path = getattr(settings, name)
+        folder = getattr(settings, name)
+        if not isinstance(folder, Path):
+            continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):

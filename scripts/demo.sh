@@ -9,6 +9,9 @@
 # simulated checkouts arriving live, until Ctrl-C.
 # KASSA_DEMO_SECURE=1 runs it all on a secured local Kafka (`kassa services up --secure`:
 # SASL_SSL, SCRAM users, ACLs; docs/security.md) as the 'kassa' user, with an API token.
+# KASSA_DEMO_S3=1 keeps the Parquet snapshots in a local S3 server (`kassa services up --s3`:
+# S3Proxy, objects in memory; docs/daily.md, Object storage) and prints the DuckDB query that
+# reads them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kassa=.venv/bin/kassa
@@ -21,6 +24,8 @@ export KASSA_REDIS_URL="${KASSA_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export KASSA_API_HOST="${KASSA_API_HOST:-127.0.0.1}"
 export KASSA_API_PORT="${KASSA_API_PORT:-8000}"
 export KASSA_DATA_DIR="./data/demo-$run_id"
+logs="./data/demo-$run_id"  # the logs of the demo's background commands (local, S3 or not)
+mkdir -p "$logs"
 # Real days 2010-12-01..03, moved to recent days so live keys are within their retention.
 day1=$(date -u -d '5 days ago' +%F)
 day2=$(date -u -d '4 days ago' +%F)
@@ -48,10 +53,21 @@ if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
   export KASSA_API_TOKEN_FILE="$token_file"
 fi
 
+if [[ -n ${KASSA_DEMO_S3:-} ]]; then
+  up_args+=(--s3)
+fi
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. Local services: Apache Kafka (KRaft) and redis-server, started unless already up"
 $kassa services up "${up_args[@]}"
+if [[ -n ${KASSA_DEMO_S3:-} ]]; then
+  # the client settings `up --s3` wrote (AWS_* for S3Proxy); the demo's own prefix of the bucket
+  s3_env="${KASSA_STATE_DIR:-./.kassa}/s3proxy/client.env"
+  set -a; . "$s3_env"; set +a
+  export KASSA_DATA_DIR="s3://kassa/demo-$run_id?endpoint_override=${AWS_ENDPOINT_URL#http://}&scheme=http&region=$AWS_REGION"
+  echo "snapshots in S3: KASSA_DATA_DIR=$KASSA_DATA_DIR"
+fi
 if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
   # the settings `up --secure` wrote: SASL_SSL as the 'kassa' user, its password by file
   set -a; . "$KASSA_STATE_DIR/secure/kassa.env"; set +a
@@ -112,19 +128,61 @@ step "8. Revenue ranking of $day1 .. $day3, the days combined in Redis (kassa to
 $kassa top --source daily --from "$day1" --to "$day3" --by revenue -n 5
 
 step "9. Parquet snapshots for analysts under $KASSA_DATA_DIR"
-find "$KASSA_DATA_DIR" -name '*.parquet' | sort
-.venv/bin/python - <<PY
+if [[ -n ${KASSA_DEMO_S3:-} ]]; then
+  S3_ENV="$s3_env" .venv/bin/python - <<'PY'
+import importlib.util
+import os
+from pathlib import Path
+
+import duckdb
+
+from common.settings import load_settings
+from storage.location import open_store
+
+store = open_store(load_settings().data_dir)
+for path in store.files(""):
+    if path.endswith(".parquet"):
+        print(store.shown(path))
+endpoint = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://")
+secret = (
+    "CREATE SECRET kassa (TYPE s3, KEY_ID '{key}', SECRET '{secret}', REGION '{region}', "
+    f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false);"
+)
+query = f"""SELECT date, sum(units) AS units, sum(revenue) AS revenue
+FROM read_parquet('{store.shown()}/daily_item_sales/*/*.parquet', hive_partitioning = true)
+GROUP BY date ORDER BY date;"""
+print("\nDuckDB reads them with (the key and secret are in " + os.environ["S3_ENV"] + "):\n")
+print(secret.format(key="$AWS_ACCESS_KEY_ID", secret="$AWS_SECRET_ACCESS_KEY", region="$AWS_REGION"))
+print(query + "\n")
+# httpfs from the duckdb-ext-httpfs package (an analyst runs INSTALL httpfs once instead)
+spec = importlib.util.find_spec("duckdb_ext")
+assert spec is not None and spec.submodule_search_locations
+extensions = Path(next(iter(spec.submodule_search_locations))) / "extensions"
+con = duckdb.connect(config={"extension_directory": str(extensions)})
+con.execute(
+    secret.format(
+        key=os.environ["AWS_ACCESS_KEY_ID"],
+        secret=os.environ["AWS_SECRET_ACCESS_KEY"],
+        region=os.environ["AWS_REGION"],
+    )
+)
+con.sql(query).show()
+PY
+else
+  find "$KASSA_DATA_DIR" -name '*.parquet' | sort
+  .venv/bin/python - <<PY
 import polars as pl
 items = pl.read_parquet("$KASSA_DATA_DIR/daily_item_sales/", hive_partitioning=True)
 print(items.group_by("date").agg(pl.col("units").sum(), pl.col("revenue").sum()).sort("date"))
 PY
+fi
 
 step "10. HTTP API and dashboard (kassa serve on $KASSA_API_HOST:$KASSA_API_PORT)"
 base="http://$KASSA_API_HOST:$KASSA_API_PORT"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-$kassa serve >"$KASSA_DATA_DIR/serve.log" 2>&1 &
+$kassa serve >"$logs/serve.log" 2>&1 &
 pids+=($!)
 # GET a URL; print the status and the start of the body (what `curl -s URL` shows).
 get() {
@@ -144,7 +202,7 @@ print(f"HTTP {status}: {body.decode()[:400]}")
 PY
 }
 for _ in $(seq 150); do
-  kill -0 "${pids[0]}" 2>/dev/null || { cat "$KASSA_DATA_DIR/serve.log"; exit 1; }
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$logs/serve.log"; exit 1; }
   get "$base/health" >/dev/null 2>&1 && break
   sleep 0.2
 done
@@ -156,17 +214,20 @@ echo "\$ curl -s $base/health"
 get "$base/health"
 
 shown_url=$(.venv/bin/python -c 'import os; from common.redaction import redacted; print(redacted(os.environ["KASSA_REDIS_URL"]))')
-serve_env="KASSA_REDIS_URL=$shown_url KASSA_DATA_DIR=$KASSA_DATA_DIR KASSA_TIMEZONE=$KASSA_TIMEZONE"
+serve_env="KASSA_REDIS_URL=$shown_url KASSA_DATA_DIR='$KASSA_DATA_DIR' KASSA_TIMEZONE=$KASSA_TIMEZONE"
 serve_env="$serve_env KASSA_TOPIC=$KASSA_TOPIC KASSA_CONSUMER_GROUP=$KASSA_CONSUMER_GROUP"
+if [[ -n ${KASSA_DEMO_S3:-} ]]; then
+  serve_env="set -a; . $s3_env; set +a; $serve_env"
+fi
 if [[ -n ${KASSA_DEMO_SECURE:-} ]]; then
   serve_env="set -a; . $KASSA_STATE_DIR/secure/kassa.env; set +a; KASSA_API_TOKEN_FILE=$KASSA_API_TOKEN_FILE $serve_env"
 fi
 if [ "${KASSA_DEMO_SERVE:-0}" = 1 ]; then
   # Today's live board: the stream job keeps counting while simulated checkouts arrive.
-  $kassa stream >"$KASSA_DATA_DIR/stream.log" 2>&1 &
+  $kassa stream >"$logs/stream.log" 2>&1 &
   pids+=($!)
   $kassa produce synthetic --rate 2 --stores 5 --start "$(date -u +%FT00:00:00+00:00)" --quiet \
-    >"$KASSA_DATA_DIR/produce.log" 2>&1 &
+    >"$logs/produce.log" 2>&1 &
   pids+=($!)
   printf '\n\033[1mDashboard: %s/\033[0m  (today, live; simulated checkouts arrive while the\n' "$base"
   printf 'stores are open, 07:00-22:00 UTC)\n'

@@ -64,14 +64,33 @@ def ensure_jars(cache_dir: Path, version: str) -> Path:
     """Fetch the Kafka ``version`` jars with Maven unless cached; return the ``libs`` folder."""
     home = kafka_home(cache_dir, version)
     libs = home / "libs"
-    done = home / ".complete"
-    if done.exists():
+    if (home / ".complete").exists():
         return libs
+    logger.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
+    failure = (
+        f"Maven could not fetch Apache Kafka {version} (KASSA_KAFKA_VERSION); is Maven "
+        "Central reachable and the version published?"
+    )
+    fetch_with_maven(home, "kafka-pom.xml", {"@KAFKA_VERSION@": version}, failure)
+    if not (libs / f"kafka_2.13-{version}.jar").exists():
+        msg = f"Maven finished but {libs} has no kafka_2.13-{version}.jar; delete {home} and retry"
+        raise ServiceError(msg)
+    (home / ".complete").write_text(version)
+    return libs
+
+
+def fetch_with_maven(home: Path, pom: str, values: dict[str, str], failure: str) -> None:
+    """Resolve the runtime dependencies of the pom template ``pom`` (in
+    ``services/resources``, its placeholders replaced by ``values``) into ``home/libs``.
+
+    Raises :class:`ServiceError` with ``failure`` and Maven's last words when it fails.
+    """
     _, mvn = java_tools()
     home.mkdir(parents=True, exist_ok=True)
-    template = resources.files("services").joinpath("resources/kafka-pom.xml").read_text()
-    (home / "pom.xml").write_text(template.replace("@KAFKA_VERSION@", version))
-    logger.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
+    template = resources.files("services").joinpath(f"resources/{pom}").read_text()
+    for placeholder, value in values.items():
+        template = template.replace(placeholder, value)
+    (home / "pom.xml").write_text(template)
     result = subprocess.run(
         [
             mvn,
@@ -80,7 +99,7 @@ def ensure_jars(cache_dir: Path, version: str) -> Path:
             "-f",
             str(home / "pom.xml"),
             "dependency:copy-dependencies",
-            f"-DoutputDirectory={libs}",
+            f"-DoutputDirectory={home / 'libs'}",
             "-DincludeScope=runtime",
         ],
         capture_output=True,
@@ -89,16 +108,7 @@ def ensure_jars(cache_dir: Path, version: str) -> Path:
     )
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip()[-2000:]
-        msg = (
-            f"Maven could not fetch Apache Kafka {version} (KASSA_KAFKA_VERSION); is Maven "
-            f"Central reachable and the version published?\n{tail}"
-        )
-        raise ServiceError(msg)
-    if not (libs / f"kafka_2.13-{version}.jar").exists():
-        msg = f"Maven finished but {libs} has no kafka_2.13-{version}.jar; delete {home} and retry"
-        raise ServiceError(msg)
-    done.write_text(version)
-    return libs
+        raise ServiceError(f"{failure}\n{tail}")
 
 
 def kafka_answers(bootstrap: str, timeout: float = 2.0, secure: SecureFiles | None = None) -> bool:

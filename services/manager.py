@@ -1,4 +1,5 @@
-"""``kassa services up | down | status``: the local Kafka cluster and Redis kassa runs against."""
+"""``kassa services up | down | status``: the local Kafka cluster and Redis kassa runs against,
+and, with ``up --s3``, a local S3 server (S3Proxy) for an object-store ``KASSA_DATA_DIR``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from services.kafka import (
 )
 from services.process import port_in_use, stop_recorded
 from services.redis import RedisRefusedError, RedisServer, redis_server_binary
+from services.s3proxy import S3ProxyServer, ensure_s3proxy
 from services.security import SECURE_FOLDER, SecureFiles
 from storage.kafka.topics import ensure_topics
 
@@ -128,6 +130,16 @@ def redis_server(settings: Settings) -> RedisServer:
     )
 
 
+def s3proxy_server(settings: Settings) -> S3ProxyServer:
+    """The local S3Proxy on ``KASSA_S3PROXY_PORT``, kept under ``KASSA_STATE_DIR``."""
+    return S3ProxyServer(
+        "127.0.0.1",
+        settings.s3proxy_port,
+        settings.state_dir / "s3proxy",
+        ensure_s3proxy(settings.cache_dir, settings.s3proxy_version),
+    )
+
+
 def check_tools() -> None:
     """Fail before starting anything if Java, Maven or redis-server is missing."""
     java_tools()
@@ -140,8 +152,10 @@ def up(
     heap: str | None = None,
     *,
     secure: bool = False,
+    s3: bool = False,
 ) -> list[ServiceStatus]:
-    """Start the Kafka nodes and Redis unless running; create the topics.
+    """Start the Kafka nodes and Redis unless running; create the topics; with ``s3``, also
+    S3Proxy (:func:`up_s3`).
 
     A single broker or Redis that already answers at the configured address (e.g. from
     ``docker compose``) is reused; a Redis that answers but refuses KASSA_REDIS_URL's
@@ -161,6 +175,9 @@ def up(
     if not redis_answers:
         redis.check_can_start()
         ports[redis.port] = "Redis"
+    s3proxy = s3proxy_server(settings) if s3 else None
+    if s3proxy is not None and s3proxy.pid is None:
+        ports[s3proxy.port] = "S3Proxy"
     for port, what in ports.items():
         host = redis.host if what == "Redis" else cluster.host
         if port_in_use(host, port):
@@ -170,6 +187,8 @@ def up(
     else:
         kafka = _up_kafka(settings, cluster)
     statuses = [*kafka, _up_redis(settings)]
+    if s3proxy is not None:
+        statuses.append(up_s3(s3proxy))
     if cluster.secure is None:
         ensure_topics(settings)
         return statuses
@@ -177,6 +196,27 @@ def up(
     cluster.secure.grant(cluster.bootstrap, settings)
     hint = f"clients: set -a; . {cluster.secure.client_env}; set +a"
     return [*statuses, ServiceStatus("kafka", cluster.bootstrap, "running", detail=hint)]
+
+
+def up_s3(server: S3ProxyServer) -> ServiceStatus:
+    """Start S3Proxy unless it runs; its status names the client settings file to load."""
+    state: State = "running"
+    if server.pid is None:
+        server.start()
+        state = "started"
+    return _s3_status(server, state)
+
+
+def _s3_status(server: S3ProxyServer, state: State) -> ServiceStatus:
+    return ServiceStatus(
+        "s3proxy",
+        server.endpoint,
+        state,
+        "S3Proxy (transient: objects in memory)" if state != "down" else "",
+        server.pid,
+        detail=f"clients: set -a; . {server.client_env}; set +a" if state != "down" else "",
+        security="AWS signature v4 (access key 'kassa')",
+    )
 
 
 def _external_kafka(cluster: KafkaCluster) -> bool:
@@ -253,6 +293,10 @@ def down(settings: Settings) -> list[ServiceStatus]:
     ]
     redis_state: State = "stopped" if redis.stop() else "down"
     statuses.append(ServiceStatus("redis", redis.address, redis_state))
+    s3proxy = settings.state_dir / "s3proxy"
+    if s3proxy.exists():
+        s3_state: State = "stopped" if s3proxy_server(settings).stop() else "down"
+        statuses.append(ServiceStatus("s3proxy", f"127.0.0.1:{settings.s3proxy_port}", s3_state))
     return statuses
 
 
@@ -262,6 +306,10 @@ def status(settings: Settings) -> list[ServiceStatus]:
     cluster = kafka_cluster(settings)
     statuses = _kafka_status(settings, cluster)
     statuses.append(_redis_status(redis_server(settings)))
+    if (settings.state_dir / "s3proxy").exists():
+        server = s3proxy_server(settings)
+        up_here = server.pid is not None and server.answers()
+        statuses.append(_s3_status(server, "running" if up_here else "down"))
     return statuses
 
 

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 from common.errors import KassaError
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A day's Parquet file as a message names it: where (no password), and whether it is
+    there."""
+
+    shown: str
+    exists: bool
+
+    def __str__(self) -> str:
+        return self.shown
 
 
 class RankingError(KassaError):
@@ -53,10 +65,10 @@ class DayExpiredError(RankingError):
     exit_code = 1
 
     def __init__(
-        self, expired: Sequence[date], retention_days: int, source: str, snapshot: Path
+        self, expired: Sequence[date], retention_days: int, source: str, snapshot: Snapshot
     ) -> None:
         """``snapshot``: the Parquet file that keeps the first of the ``expired`` days."""
-        where = "" if snapshot.is_file() else " (no such file here: it was never finalized)"
+        where = "" if snapshot.exists else " (no such file here: it was never finalized)"
         super().__init__(
             f"{_listed(expired)} is past the Redis retention of {retention_days} days "
             f"(KASSA_RETENTION_DAYS), so its {source} keys expired; read the Parquet "
@@ -67,3 +79,21 @@ class DayExpiredError(RankingError):
 def _listed(days: Sequence[date]) -> str:
     shown = ", ".join(str(day) for day in days[:5])
     return shown if len(days) <= 5 else f"{shown} and {len(days) - 5} more"
+
+
+class DataStoreError(KassaError):
+    """The object store ``KASSA_DATA_DIR`` names refused a request or could not be reached
+    (wrong credentials, a missing bucket, no connection); exit status 8, as a data folder that
+    refuses a write."""
+
+    exit_code = 8
+
+    def __init__(self, location: str, doing: str, cause: object) -> None:
+        """``location``: already redacted; ``doing`` completes "cannot ..."."""
+        reason = " ".join(str(cause).split())
+        super().__init__(
+            f"cannot {doing} in KASSA_DATA_DIR={location!r}: {reason}; check the store's "
+            "credentials (for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or "
+            "the instance role), that the bucket exists and that its endpoint answers"
+        )
+        self.location = location

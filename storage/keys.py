@@ -35,6 +35,9 @@ kassa:{sp}:live:applied                       hash        none  ``applied_offset
                                                                 epoch, floor_day, floor:{partition}
 kassa:{sp}:live:dead_letters                  hash        none  ``dead_letters_key``: reason ->
                                                                 messages dead-lettered
+kassa:{sp}:lock:daily:{D}                     string      lock  ``day_lock_key``: the token of the
+                                                                daily run holding D (an
+                                                                object-store KASSA_DATA_DIR)
 kassa:tmp:{token}:{key}                       any         1 h   ``temporary_key``: {key} being
                                                                 built by one run, renamed over
                                                                 {key} when done
@@ -46,6 +49,7 @@ kassa:demo:database                           string      none  ``DEMO_DATABASE`
                                                                 may empty it (never any other)
 ============================================  ==========  ====  ====================================
 
+TTL *lock*: ``KASSA_DAILY_LOCK_SECONDS``, renewed by the run that holds it.
 TTL *day*: per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and
 their last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one. The
 five per-item keys are named by their figure (:data:`storage.figures.NAMES`). The watermark
@@ -126,6 +130,11 @@ def floor_field(partition: int) -> str:
 def dead_letters_key(space: str) -> str:
     """Counts of messages the stream job dead-lettered, by reason."""
     return f"{PREFIX}:{space}:live:dead_letters"
+
+
+def day_lock_key(space: str, day: date) -> str:
+    """The lock serializing daily runs of ``day`` when the data is on an object store."""
+    return f"{PREFIX}:{space}:lock:daily:{day.isoformat()}"
 
 
 def manifest_key(space: str, day: date) -> str:

@@ -9,10 +9,23 @@ the public interface)::
     sales_lines/date=YYYY-MM-DD/part-0.parquet
     _manifests/date=YYYY-MM-DD/manifest.json
 
-Each day of each table is exactly one file with a fixed name, so a re-run replaces it. A file
-is written under a hidden temporary name in the same folder, fsynced, renamed over the final
-name and the folder fsynced: a reader sees the old file or the new one, never a partial file.
-Readers skip the hidden temporary files (names start with ``.``) and ``_manifests``.
+Each day of each table is exactly one file with a fixed name, so a re-run replaces it.
+
+**A local folder**: a file is written under a hidden temporary name in the same folder,
+fsynced, renamed over the final name and the folder fsynced: a reader sees the old file or the
+new one, never a partial file. Readers skip the hidden temporary files (names start with
+``.``) and ``_manifests``.
+
+**An object store** has no rename, so a run publishes through its manifest
+(:func:`day_files`, :func:`publish`): it uploads each table under a name of its own,
+``_revisions/date=YYYY-MM-DD/<run id>/<table>.parquet``; then the manifest, whose
+``tables.<table>.path`` names them, as the commit marker; only then does it copy each object
+over the fixed hive name above (one server-side copy: a reader of the hive folders sees the
+previous object or the new one, each a whole revision of its table) and delete the objects of
+the day's other runs. A crash before the manifest leaves the previous revision readable and
+whole (its objects and manifest untouched); one after it leaves the hive folders a revision
+behind until the day is run again. Readers that must see the four tables of one revision go
+through the manifest; readers skip ``_revisions`` and ``_manifests``.
 
 The columns and types of every table (:func:`schema`) are the analysts' interface; the item
 figures' columns are named in :mod:`storage.figures`.
@@ -20,22 +33,26 @@ figures' columns are named in :mod:`storage.figures`.
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+import errno
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from common.columns import PRICE
 from common.schema import MONEY_DECIMALS
+from common.settings.location import DataLocation, DataUrl
+from storage.exceptions import DataStoreError
 from storage.figures import COLUMNS, LINES, REVENUE
+from storage.location import ObjectStore, commit, open_store, temporary_path
 
 AggregateTable = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales"]
 """The tables of a day's aggregates (the rest is ``sales_lines``, one row per line)."""
@@ -92,6 +109,7 @@ def arrow_schema(columns: pl.Schema) -> pa.Schema:
 
 
 MANIFESTS: Final = "_manifests"
+REVISIONS: Final = "_revisions"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
 COMPRESSION: Final = "zstd"
@@ -114,6 +132,26 @@ def day_folder(day: date) -> str:
     return f"date={day.isoformat()}"
 
 
+def table_file(table: Table, day: date) -> str:
+    """The hive path of ``table``'s one file for ``day``, relative to ``KASSA_DATA_DIR``."""
+    return f"{table}/{day_folder(day)}/{PART_NAME}"
+
+
+def manifest_file(day: date) -> str:
+    """The manifest of ``day``, relative to ``KASSA_DATA_DIR``."""
+    return f"{MANIFESTS}/{day_folder(day)}/{MANIFEST_NAME}"
+
+
+def revision_folder(day: date) -> str:
+    """Where an object store keeps the revisions of ``day`` (relative)."""
+    return f"{REVISIONS}/{day_folder(day)}"
+
+
+def revision_file(table: Table, day: date, run_id: str) -> str:
+    """The object of ``table`` written by run ``run_id`` of ``day`` on an object store."""
+    return f"{revision_folder(day)}/{run_id}/{table}.parquet"
+
+
 def table_dir(data_dir: Path, table: Table) -> Path:
     """The folder of one table (all days)."""
     return data_dir / table
@@ -121,12 +159,12 @@ def table_dir(data_dir: Path, table: Table) -> Path:
 
 def table_path(data_dir: Path, table: Table, day: date) -> Path:
     """The one Parquet file of ``table`` for ``day``."""
-    return table_dir(data_dir, table) / day_folder(day) / PART_NAME
+    return data_dir / table_file(table, day)
 
 
 def manifest_path(data_dir: Path, day: date) -> Path:
     """The manifest of ``day`` (written last: its presence means the day is finished)."""
-    return data_dir / MANIFESTS / day_folder(day) / MANIFEST_NAME
+    return data_dir / manifest_file(day)
 
 
 def lock_path(data_dir: Path, day: date) -> Path:
@@ -134,32 +172,25 @@ def lock_path(data_dir: Path, day: date) -> Path:
     return data_dir / MANIFESTS / day_folder(day) / ".lock"
 
 
-def _temporary_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+def manifest_location(location: DataLocation, day: date) -> DataLocation:
+    """Where the manifest of ``day`` is: a local path, or the object's URI (for messages)."""
+    if isinstance(location, Path):
+        return manifest_path(location, day)
+    return DataUrl(open_store(location).shown(manifest_file(day)))
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def commit(temporary: Path, final: Path) -> None:
-    """fsync ``temporary``, rename it over ``final`` and fsync the folder."""
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    temporary.replace(final)
-    _fsync_dir(final.parent)
-
-
-def _open_writer(path: Path, schema: pa.Schema, table: Table | None = None) -> pq.ParquetWriter:
+def _open_writer(
+    path: str | Path,
+    schema: pa.Schema,
+    table: Table | None = None,
+    filesystem: pafs.FileSystem | None = None,
+) -> pq.ParquetWriter:
     plain = PLAIN_COLUMNS.get(table, ()) if table else ()
     statistics = STATISTICS_COLUMNS.get(table) if table else None
     return pq.ParquetWriter(
         path,
         schema,
+        filesystem=filesystem,
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
         use_dictionary=[name for name in schema.names if name not in plain],
@@ -167,35 +198,184 @@ def _open_writer(path: Path, schema: pa.Schema, table: Table | None = None) -> p
     )
 
 
-def write_manifest_bytes(data_dir: Path, day: date, content: bytes) -> Path:
-    """Write the manifest file of ``day`` atomically (its model and encoding:
-    :mod:`jobs.daily.manifest`)."""
-    final = manifest_path(data_dir, day)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_path(final)
-    temporary.write_bytes(content)
-    commit(temporary, final)
-    return final
+def write_manifest_bytes(location: DataLocation, day: date, content: bytes) -> DataLocation:
+    """Write the manifest file of ``day`` whole (its model and encoding:
+    :mod:`jobs.daily.manifest`); where it is."""
+    open_store(location).write_bytes(manifest_file(day), content)
+    return manifest_location(location, day)
 
 
-def read_manifest_bytes(data_dir: Path, day: date) -> bytes | None:
+def read_manifest_bytes(location: DataLocation, day: date) -> bytes | None:
     """The manifest file of ``day``, or ``None`` if the day was never finished."""
-    try:
-        return manifest_path(data_dir, day).read_bytes()
-    except FileNotFoundError:
-        return None
+    return open_store(location).read_bytes(manifest_file(day))
 
 
-def manifest_days(data_dir: Path) -> list[date]:
+def manifest_days(location: DataLocation) -> list[date]:
     """Every day with a manifest, in order."""
-    root = data_dir / MANIFESTS
-    if not root.is_dir():
-        return []
     days = []
-    for folder in root.glob("date=*"):
-        if (folder / MANIFEST_NAME).is_file():
-            days.append(date.fromisoformat(folder.name.removeprefix("date=")))
+    for relative in open_store(location).files(MANIFESTS):
+        folder, _, name = relative.removeprefix(f"{MANIFESTS}/").partition("/")
+        if name == MANIFEST_NAME and folder.startswith("date="):
+            days.append(date.fromisoformat(folder.removeprefix("date=")))
     return sorted(days)
+
+
+def scan_table(location: DataLocation, relative: str) -> pl.LazyFrame:
+    """The Parquet file ``relative`` (a manifest's table path) of ``location``, to query.
+
+    Raises :class:`FileNotFoundError` naming it when it is missing.
+    """
+    store = open_store(location)
+    if not isinstance(store, ObjectStore):
+        path = Path(store.shown(relative))
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+        return pl.scan_parquet(path)
+    if not store.exists(relative):
+        raise FileNotFoundError(errno.ENOENT, "no such object", store.shown(relative))
+    with store.failures(f"read {store.shown(relative)}"):
+        table = pq.read_table(store.path(relative), filesystem=store.filesystem)
+    return pl.DataFrame(table).lazy()
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A file a run wrote: where (relative to ``KASSA_DATA_DIR``) and its size."""
+
+    path: str
+    size: int
+
+
+class DayFiles(Protocol):
+    """The four tables of one run of a day, staged so that no reader sees them before the
+    run publishes them (:func:`day_files`). Used as a context manager: leaving it before
+    :meth:`commit` removes what it wrote."""
+
+    def __enter__(self) -> DayFiles:
+        """Stage the files."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Remove what was written and not committed."""
+
+    def writer(self, table: Table, schema: pa.Schema) -> AbstractContextManager[pq.ParquetWriter]:
+        """A zstd Parquet writer of ``table`` with its column options."""
+
+    def table(self, table: Table, data: pa.Table) -> None:
+        """Write ``data`` as ``table``."""
+
+    def commit(self) -> dict[Table, WrittenFile]:
+        """Put the files where the manifest will name them; what was written, by table."""
+
+
+def day_files(location: DataLocation, day: date, run_id: str) -> DayFiles:
+    """The files of run ``run_id`` of ``day``: on a local disk renamed over the fixed names
+    at :meth:`DayFiles.commit`; on an object store written under names of their own
+    (:func:`revision_file`), which only the run's manifest publishes."""
+    store = open_store(location)
+    if isinstance(store, ObjectStore):
+        return RevisionFiles(store, day, run_id)
+    assert isinstance(location, Path)
+    return LocalDayFiles(location, day)
+
+
+class LocalDayFiles:
+    """A day's files in a local folder, under their fixed names (:class:`StagedFiles`)."""
+
+    def __init__(self, data_dir: Path, day: date) -> None:
+        self._data_dir = data_dir
+        self._day = day
+        self._staged = StagedFiles()
+
+    def __enter__(self) -> LocalDayFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._staged.discard()
+
+    def writer(self, table: Table, schema: pa.Schema) -> AbstractContextManager[pq.ParquetWriter]:
+        """A writer of a hidden temporary file beside the table's file."""
+        return self._staged.writer(table_path(self._data_dir, table, self._day), schema, table)
+
+    def table(self, table: Table, data: pa.Table) -> None:
+        """Stage ``data`` to replace the table's file."""
+        self._staged.table(table_path(self._data_dir, table, self._day), data)
+
+    def commit(self) -> dict[Table, WrittenFile]:
+        """fsync and rename every file over its fixed name."""
+        sizes = self._staged.sizes()
+        self._staged.commit()
+        written: dict[Table, WrittenFile] = {}
+        for table in TABLES:
+            path = table_path(self._data_dir, table, self._day)
+            if path in sizes:
+                written[table] = WrittenFile(table_file(table, self._day), sizes[path])
+        return written
+
+
+class RevisionFiles:
+    """A day's objects in an object store, under names of their run (:func:`revision_file`).
+
+    An object appears whole when its upload completes; nothing reads it before the run's
+    manifest names it, and :func:`publish` removes the objects of other runs after that.
+    """
+
+    def __init__(self, store: ObjectStore, day: date, run_id: str) -> None:
+        self._store = store
+        self._day = day
+        self._run_id = run_id
+        self._written: dict[Table, str] = {}
+        self._committed = False
+
+    def __enter__(self) -> RevisionFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._committed:
+            with suppress(DataStoreError):
+                self._store.delete(list(self._written.values()))
+
+    @contextmanager
+    def writer(self, table: Table, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A writer uploading the run's object of ``table`` (multipart, as it fills)."""
+        relative = revision_file(table, self._day, self._run_id)
+        with self._store.failures(f"write {self._store.shown(relative)}"):
+            writer = _open_writer(self._store.path(relative), schema, table, self._store.filesystem)
+            self._written[table] = relative
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    def table(self, table: Table, data: pa.Table) -> None:
+        """Upload ``data`` as the run's object of ``table``."""
+        with self.writer(table, data.schema) as writer:
+            writer.write_table(data)
+
+    def commit(self) -> dict[Table, WrittenFile]:
+        """Nothing to move (the objects are whole); their sizes, by table."""
+        self._committed = True
+        written = {}
+        for table, relative in self._written.items():
+            with self._store.failures(f"look up {self._store.shown(relative)}"):
+                info = self._store.filesystem.get_file_info(self._store.path(relative))
+            written[table] = WrittenFile(relative, int(info.size or 0))
+        return written
+
+
+def publish(location: DataLocation, day: date, files: Mapping[Table, str]) -> None:
+    """After the manifest naming ``files`` (table -> relative path) is in place: copy each of
+    an object store's revision objects over its table's fixed hive name
+    (:func:`table_file`, for readers that list the folders) and delete the objects of every
+    other run of ``day``. A local folder has nothing to do (the files are in place)."""
+    store = open_store(location)
+    if not isinstance(store, ObjectStore):
+        return
+    for table, relative in files.items():
+        if relative != table_file(table, day):
+            store.copy(relative, table_file(table, day))
+    current = set(files.values())
+    stale = [path for path in store.files(revision_folder(day)) if path not in current]
+    store.delete(stale)
 
 
 class StagedFiles:
@@ -224,7 +404,7 @@ class StagedFiles:
         ``table`` selects its column options (:data:`PLAIN_COLUMNS`, :data:`STATISTICS_COLUMNS`).
         """
         final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _temporary_path(final)
+        temporary = temporary_path(final)
         self._open.append(temporary)
         writer = _open_writer(temporary, schema, table)
         try:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -26,15 +25,18 @@ import redis
 
 from common.days import day_bounds
 from common.schema import from_money_units
+from common.settings.location import DataLocation
 from storage import figures, keys, parquet
 from storage.exceptions import (
     DailyNotComputedError,
     DayExpiredError,
     InvalidQueryError,
     NoDataError,
+    Snapshot,
     UnknownStoreError,
 )
 from storage.figures import BY_REVENUE, BY_UNITS, COLUMNS, TOTALS
+from storage.location import open_store
 
 MAX_RANGE_DAYS: Final = 366
 MAX_LIMIT: Final = 1000
@@ -202,7 +204,7 @@ class Retention:
 
     zone: ZoneInfo
     days: int
-    data_dir: Path
+    data_dir: DataLocation
 
     def expired(self, day: date, now: datetime) -> bool:
         """Whether the keys of ``day`` may have expired at ``now``: ``now`` is past the end of
@@ -210,10 +212,12 @@ class Retention:
         :func:`storage.keys.expire_at`, so a day replayed late may still be there)."""
         return now >= day_bounds(day, self.zone)[1] + timedelta(days=self.days)
 
-    def snapshot(self, day: date, store_id: str | None) -> Path:
+    def snapshot(self, day: date, store_id: str | None) -> Snapshot:
         """The Parquet file that keeps ``day``'s item figures (per store if ``store_id``)."""
         table: parquet.Table = "daily_item_sales" if store_id is None else "daily_store_item_sales"
-        return parquet.table_path(self.data_dir, table, day)
+        store = open_store(self.data_dir)
+        relative = parquet.table_file(table, day)
+        return Snapshot(store.shown(relative), store.exists(relative))
 
 
 def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedItem]:

@@ -33,11 +33,11 @@ from tests.proxy import TcpProxy
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
-    "secure_cluster_settings", "locked_redis", "prometheus", "operated",
+    "secure_cluster_settings", "locked_redis", "prometheus", "operated", "s3proxy", "s3_settings",
 }  # fmt: skip
-ONE_UNIT_FOLDERS = ("tests/security/", "tests/operating/")
-"""Folders whose tests share a heavy server of their own (secured Kafka nodes, Prometheus),
-started once per session: each runs whole on one pytest-xdist worker."""
+ONE_UNIT_FOLDERS = ("tests/security/", "tests/operating/", "tests/s3/")
+"""Folders whose tests share a heavy server of their own (secured Kafka nodes, Prometheus,
+S3Proxy), started once per session: each runs whole on one pytest-xdist worker."""
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024

@@ -68,6 +68,13 @@ class DailySettings(BaseSettings):
         description="a day still incomplete this long after its end is finalized as forced (and "
         "revisited once complete)",
     )
+    daily_lock_seconds: int = Field(
+        60,
+        ge=3,
+        le=3600,
+        description="with an object-store KASSA_DATA_DIR, runs of a day take a lock in Redis: "
+        "how long it outlives a run that died holding it (a live run renews it every third)",
+    )
     daily_metrics_port: int = Field(
         9109,
         ge=0,

@@ -38,6 +38,7 @@ from common.schema import (
 )
 from common.settings.daily import DailySettings
 from common.settings.kafka import KafkaSettings
+from common.settings.location import DataLocation, parse_location
 from common.settings.secrets import SecretFileSource, is_secret
 from common.settings.stream import StreamSettings
 
@@ -48,6 +49,7 @@ NOT_SETTINGS = frozenset(
         "KASSA_DEMO_SERVE",
         "KASSA_DEMO_BROKERS",
         "KASSA_DEMO_SECURE",
+        "KASSA_DEMO_S3",
         "KASSA_TEST_ARTIFACTS",
     }
 )
@@ -102,7 +104,11 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
     )
 
     # Files
-    data_dir: Path = Field(Path("./data"), description="Parquet snapshots and manifests")
+    data_dir: DataLocation = Field(
+        Path("./data"),
+        description="Parquet snapshots and manifests: a local folder, or s3://BUCKET/PREFIX, "
+        "gs://BUCKET/PREFIX, abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX (docs/daily.md)",
+    )
     state_dir: Path = Field(Path("./.kassa"), description="local services' data and pid files")
     cache_dir: Path = Field(Path("~/.cache/kassa"), description="downloaded Kafka jars")
 
@@ -184,6 +190,18 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
         "development cluster)",
     )
 
+    s3proxy_version: str = Field(
+        "2.6.0",
+        pattern=r"^\d+\.\d+\.\d+$",
+        description="S3Proxy release (org.gaul:s3proxy) that `kassa services up --s3` fetches",
+    )
+    s3proxy_port: int = Field(
+        9000,
+        ge=1,
+        le=65535,
+        description="port of the local S3 server `kassa services up --s3` starts",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -243,6 +261,11 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
                 raise ValueError(msg)
         return value
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_location(cls, value: object) -> object:
+        return parse_location(value)
+
     @field_validator("replay_dataset", "api_token", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
@@ -263,7 +286,7 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
     def _expand_paths(self) -> Settings:
         for name in ("data_dir", "state_dir", "cache_dir", "replay_dataset"):
             path = getattr(self, name)
-            if path is not None:
+            if isinstance(path, Path):
                 object.__setattr__(self, name, path.expanduser())
         return self
 

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from common.errors import KassaError, RedisUnavailableError
+from common.settings.location import DataLocation
 
 
 class DailyError(KassaError):
@@ -41,6 +42,35 @@ class RedisWriteError(RedisUnavailableError, DailyError):
 
     def __init__(self, url: str, day: date, cause: object) -> None:
         super().__init__(url, f"write the rankings of {day} to", cause)
+        self.day = day
+
+
+class DayLockUnavailable(RedisUnavailableError, DailyError):  # noqa: N818 - reads as a state
+    """The Redis lock of a day (object-store ``KASSA_DATA_DIR``) could not be taken or kept."""
+
+    exit_code = 5
+    advice = (
+        "nothing of the day was published (its previous snapshot stays): start Redis, where "
+        "runs of an object-store KASSA_DATA_DIR take their lock, and run the day again"
+    )
+
+    def __init__(self, url: str, day: date, cause: object) -> None:
+        super().__init__(url, f"hold the lock of {day} in", cause)
+        self.day = day
+
+
+class DayLockLost(DailyError):  # noqa: N818 - reads as "raise DayLockLost(...)"
+    """A run's Redis lock of its day expired before the run published its manifest."""
+
+    exit_code = 5
+
+    def __init__(self, day: date, seconds: int) -> None:
+        super().__init__(
+            f"the lock of {day} expired before this run published its manifest (it was not "
+            f"renewed within KASSA_DAILY_LOCK_SECONDS={seconds}: the process stalled or Redis "
+            "was out of reach), so another run may hold the day; this run published nothing. "
+            f"Run the day again, with a larger KASSA_DAILY_LOCK_SECONDS if it stalls"
+        )
         self.day = day
 
 
@@ -117,7 +147,7 @@ class ManifestUnreadable(DailyError):  # noqa: N818 - reads as "raise ManifestUn
 
     exit_code = 2
 
-    def __init__(self, day: date, path: Path, problem: str) -> None:
+    def __init__(self, day: date, path: DataLocation, problem: str) -> None:
         super().__init__(
             f"the daily manifest of {day} at {path} cannot be read: {problem}; rewrite it by "
             f"running the day again with 'kassa daily run --day {day}'"

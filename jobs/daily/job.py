@@ -13,8 +13,10 @@ than the day's snapshot stops here and keeps the snapshot. **Write**: rename the
 into place on a thread while the day's Redis keys are staged (:mod:`storage.daily`).
 **Finish Redis**: swap the keys in atomically and reconcile them with the live counts.
 **Manifest**: written last (:mod:`jobs.daily.manifest`) with the run's revision of the day; a
-day with a manifest is finished. Runs of the same day are serialized by a file lock
-(:mod:`jobs.daily.lock`).
+day with a manifest is finished. On an object store the tables are not renamed but uploaded
+under the run's own names, and published by the manifest (:func:`storage.parquet.day_files`,
+:func:`storage.parquet.publish`). Runs of the same day are serialized by the day's lock
+(:mod:`jobs.daily.lock`: a lock file, or a Redis lock for an object store).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from jobs.daily.exceptions import (
     RedisWriteError,
     RetentionGap,
 )
-from jobs.daily.lock import day_lock
+from jobs.daily.lock import HeldLock, day_lock
 from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_manifest
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
 from jobs.daily.run import DayResult, Run, build_manifest
@@ -65,6 +67,7 @@ from storage.daily import (
     snapshot_of,
     stage_day,
 )
+from storage.exceptions import DataStoreError
 from storage.kafka.planning import DayRange, LateRecords, plan_day
 from storage.kafka.reading import open_consumer, read_day
 
@@ -131,10 +134,10 @@ def run_day(
     day_bounds(day, settings.zone)  # a day Python cannot bound is refused before the lock
     run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
     try:
-        with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
-            return run.execute(client, now or datetime.now(UTC))
+        with day_lock(settings, day) as held, closing(open_redis(settings.redis_url)) as client:
+            return run.execute(client, now or datetime.now(UTC), held)
     except OSError as exc:
-        if exc.errno not in REFUSED_WRITES:
+        if exc.errno not in REFUSED_WRITES or not isinstance(settings.data_dir, Path):
             raise
         raise DataWriteError(settings.data_dir, day, exc) from exc
 
@@ -165,12 +168,12 @@ def backfill(
 
 @dataclass
 class _Written:
-    """What the write phase produced: the tables, the staged Redis day, the files' sizes."""
+    """What the write phase produced: the tables, the staged Redis day, the files written."""
 
     tables: dict[parquet.AggregateTable, pl.DataFrame]
     snapshot: DaySnapshot
     day_keys: StagedDay
-    sizes: dict[Path, int]
+    files: dict[parquet.Table, parquet.WrittenFile]
 
 
 @dataclass
@@ -187,7 +190,7 @@ class _DayRun:
     timings: Timings = field(default_factory=Timings)
     counts: Counts = field(default_factory=Counts)
 
-    def execute(self, client: redis.Redis, now: datetime) -> DayResult:
+    def execute(self, client: redis.Redis, now: datetime, lock: HeldLock) -> DayResult:
         started = time.perf_counter()
         previous = read_manifest(self.settings.data_dir, self.day)
         later = revisions.later_manifests(self.settings.data_dir, self.day)
@@ -196,13 +199,13 @@ class _DayRun:
             plan = self._plan(consumer, now, late_reach.reach)
             run = self._run(plan, now, previous, late_reach)
             late = self._late_records(plan)
-            with parquet.StagedFiles() as staged:
+            with parquet.day_files(self.settings.data_dir, self.day, self.run_id) as staged:
                 partials = self._read(consumer, plan, staged, late)
                 revisions.keep_larger_snapshot(plan, previous, self.counts.checkouts)
                 written = self._write(client, run, staged, partials)
         reconciliation, behind = self._finish_redis(client, run.plan, written, now)
         self.timings.total = time.perf_counter() - started
-        result = self._finish(run, written, reconciliation, behind, late)
+        result = self._finish(run, written, reconciliation, behind, late, lock=lock)
         if behind:
             raise LiveRepairRefused(self.day, behind)
         return result
@@ -241,21 +244,20 @@ class _DayRun:
         )
 
     def _read(
-        self, consumer: Consumer, plan: DayRange, staged: parquet.StagedFiles, late: LateRecords
+        self, consumer: Consumer, plan: DayRange, staged: parquet.DayFiles, late: LateRecords
     ) -> Partials:
         """Fold the day's lines into partial aggregates, staging ``sales_lines`` meanwhile."""
         tick = time.perf_counter()
         partials = Partials(self.settings.zone)
         dedup = Deduplicator()
         invalid: Counter[str] = Counter()
-        final = parquet.table_path(self.settings.data_dir, "sales_lines", plan.day)
         schema = parquet.arrow_schema(parquet.SALES_LINES)
         task = f"read {plan.day}"
         self.progress.start(task, plan.records)
         batches = closing(in_background(self._decoded(consumer, plan, late)))
         with (
             gc_paused(),
-            staged.writer(final, schema, "sales_lines") as writer,
+            staged.writer("sales_lines", schema) as writer,
             ThreadPoolExecutor(1) as compressor,
             batches as decoded_batches,
         ):
@@ -301,7 +303,7 @@ class _DayRun:
         return lines
 
     def _write(
-        self, client: redis.Redis, run: Run, staged: parquet.StagedFiles, partials: Partials
+        self, client: redis.Redis, run: Run, staged: parquet.DayFiles, partials: Partials
     ) -> _Written:
         """Rename the tables into place on a thread while this one stages the Redis keys."""
         tick = time.perf_counter()
@@ -317,25 +319,26 @@ class _DayRun:
                 tables["daily_store_item_sales"],
                 partials.store_totals(),
             )
-            day_keys, sizes = self._stage_redis(client, run, snapshot, committed)
+            day_keys, written = self._stage_redis(client, run, snapshot, committed)
         self.timings.write = time.perf_counter() - tick
-        return _Written(tables, snapshot, day_keys, sizes)
+        return _Written(tables, snapshot, day_keys, written)
 
     def _write_tables(
-        self, staged: parquet.StagedFiles, tables: dict[parquet.AggregateTable, pl.DataFrame]
-    ) -> dict[Path, int]:
-        """Stage the aggregate tables next to ``sales_lines``; rename all into place."""
+        self, staged: parquet.DayFiles, tables: dict[parquet.AggregateTable, pl.DataFrame]
+    ) -> dict[parquet.Table, parquet.WrittenFile]:
+        """Stage the aggregate tables next to ``sales_lines``; put all in place (on an object
+        store: under the run's own names, :func:`storage.parquet.day_files`)."""
         for table, frame in tables.items():
-            staged.table(
-                parquet.table_path(self.settings.data_dir, table, self.day), frame.to_arrow()
-            )
-        sizes = staged.sizes()
-        staged.commit()
-        return sizes
+            staged.table(table, frame.to_arrow())
+        return staged.commit()
 
     def _stage_redis(
-        self, client: redis.Redis, run: Run, snapshot: DaySnapshot, files: Future[dict[Path, int]]
-    ) -> tuple[StagedDay, dict[Path, int]]:
+        self,
+        client: redis.Redis,
+        run: Run,
+        snapshot: DaySnapshot,
+        files: Future[dict[parquet.Table, parquet.WrittenFile]],
+    ) -> tuple[StagedDay, dict[parquet.Table, parquet.WrittenFile]]:
         """Stage the day's keys while ``files`` are written; both, or neither, succeed."""
         try:
             day_keys = stage_day(
@@ -393,21 +396,27 @@ class _DayRun:
         reconciliation: Reconciliation,
         behind: dict[int, tuple[int, int]] | None,
         late: LateRecords,
+        *,
+        lock: HeldLock,
     ) -> DayResult:
-        """Write the manifest: the day is finished."""
+        """Write the manifest: the day is finished. Then, on an object store, publish the run's
+        objects to the hive folders and delete the previous revision's
+        (:func:`storage.parquet.publish`)."""
         manifest = build_manifest(
             self.settings,
             run,
             counts=self.counts,
             totals=written.snapshot.totals,
-            sizes=written.sizes,
+            files=written.files,
             rows={name: frame.height for name, frame in written.tables.items()},
             reconciliation=reconciliation,
             repair=behind,
             late=late,
             timings=self.timings,
         )
+        lock.check()
         write_manifest(self.settings.data_dir, manifest)
+        self._publish(manifest)
         logger.info(
             "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
             self.day,
@@ -418,6 +427,23 @@ class _DayRun:
             "FORCED" if run.forced else "complete",
         )
         return DayResult(self.day, manifest, reconciliation)
+
+    def _publish(self, manifest: Manifest) -> None:
+        """Publish the run's files (the day is finished: a failure here is logged)."""
+        files = {table: written.path for table, written in manifest.tables.items()}
+        try:
+            parquet.publish(self.settings.data_dir, self.day, files)
+        except DataStoreError as exc:
+            failure = exc
+        else:
+            return
+        logger.error(
+            "day %s is finished (its manifest names revision %d), but its hive folders may "
+            "still hold the previous revision: %s. Run the day again to publish them",
+            self.day,
+            manifest.revision,
+            failure,
+        )
 
     def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
         return RedisWriteError(self.settings.redis_url, self.day, exc)

@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Final
 
 import msgspec
 
 from common.schema import from_money_units, to_money_units
+from common.settings.location import DataLocation
 from jobs.daily.exceptions import ManifestUnreadable
 from storage import parquet
 from storage.figures import COLUMNS, REVENUE, TOTALS
@@ -134,7 +134,8 @@ class TableFile(msgspec.Struct, frozen=True, kw_only=True):
     """One Parquet file the run wrote."""
 
     path: str
-    """Relative to ``KASSA_DATA_DIR``."""
+    """Relative to ``KASSA_DATA_DIR``: the table's hive file on a local disk, the run's own
+    object (``_revisions/...``) on an object store (:mod:`storage.parquet`)."""
     size: int = msgspec.field(name="bytes")
     rows: int
 
@@ -266,7 +267,7 @@ def encode(manifest: Manifest) -> bytes:
     return msgspec.json.format(_ENCODER.encode(manifest), indent=2) + b"\n"
 
 
-def decode(content: bytes, day: date, path: Path) -> Manifest:
+def decode(content: bytes, day: date, path: DataLocation) -> Manifest:
     """The manifest in ``content``, the file ``path`` of ``day``; :class:`ManifestUnreadable`
     names the file and the fix when it is not a manifest this kassa reads."""
     try:
@@ -282,14 +283,14 @@ def decode(content: bytes, day: date, path: Path) -> Manifest:
     return manifest
 
 
-def read_manifest(data_dir: Path, day: date) -> Manifest | None:
+def read_manifest(location: DataLocation, day: date) -> Manifest | None:
     """The manifest of ``day``, or ``None`` if the day was never finished."""
-    content = parquet.read_manifest_bytes(data_dir, day)
+    content = parquet.read_manifest_bytes(location, day)
     if content is None:
         return None
-    return decode(content, day, parquet.manifest_path(data_dir, day))
+    return decode(content, day, parquet.manifest_location(location, day))
 
 
-def write_manifest(data_dir: Path, manifest: Manifest) -> Path:
-    """Write ``manifest`` as the manifest of its day, atomically; its path."""
-    return parquet.write_manifest_bytes(data_dir, manifest.day, encode(manifest))
+def write_manifest(location: DataLocation, manifest: Manifest) -> DataLocation:
+    """Write ``manifest`` as the manifest of its day, atomically; where it is."""
+    return parquet.write_manifest_bytes(location, manifest.day, encode(manifest))

@@ -14,17 +14,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import polars as pl
 import redis
 
 from common.redaction import redacted
 from common.settings import Settings
+from common.settings.location import DataLocation
 from jobs.daily.exceptions import SnapshotUnusable
-from jobs.daily.lock import day_lock
-from jobs.daily.manifest import read_manifest
-from jobs.daily.status import is_running
+from jobs.daily.lock import DayLocks, day_lock
+from jobs.daily.manifest import Manifest, read_manifest
 from storage import keys, parquet
 from storage.connections import open_redis
 from storage.daily import DaySnapshot, replace_day, set_missing_names, snapshot_of
@@ -71,7 +70,7 @@ def republish_day(
     manifest = read_manifest(settings.data_dir, day)
     if manifest is None:
         raise SnapshotUnusable(day, "it has no manifest (it was never finalized)")
-    items, snapshot = read_snapshot(settings.data_dir, day)
+    items, snapshot = read_snapshot(settings.data_dir, day, manifest)
     recorded = manifest.totals.in_units()
     found = {name: snapshot.totals.get(name, 0) for name in TOTALS}
     if found != recorded:
@@ -85,27 +84,23 @@ def republish_day(
     return manifest.published
 
 
-def read_snapshot(data_dir: Path, day: date) -> tuple[pl.DataFrame, DaySnapshot]:
-    """``daily_item_sales`` of ``day`` and the day's :class:`DaySnapshot`, from Parquet.
+def read_snapshot(
+    location: DataLocation, day: date, manifest: Manifest
+) -> tuple[pl.DataFrame, DaySnapshot]:
+    """``daily_item_sales`` of ``day`` and the day's :class:`DaySnapshot`, from the Parquet
+    files its ``manifest`` names (on an object store: the objects of the manifest's run).
 
     The stores' checkouts and lines are counted in ``sales_lines`` (deduplicated, in-day
     lines: a checkout is a store's transaction id), their other totals summed over
     ``daily_store_item_sales``.
     """
-    tables: tuple[parquet.Table, ...] = (
-        "daily_item_sales",
-        "daily_store_item_sales",
-        "sales_lines",
-    )
-    paths = [parquet.table_path(data_dir, table, day) for table in tables]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise SnapshotUnusable(day, f"a table is missing ({', '.join(missing)})")
     try:
-        items = pl.read_parquet(paths[0])
-        store_items = pl.read_parquet(paths[1])
+        items = parquet.scan_table(location, manifest.tables["daily_item_sales"].path).collect()
+        store_items = parquet.scan_table(
+            location, manifest.tables["daily_store_item_sales"].path
+        ).collect()
         counts = (
-            pl.scan_parquet(paths[2])
+            parquet.scan_table(location, manifest.tables["sales_lines"].path)
             .group_by("store_id")
             .agg(
                 pl.col("transaction_id").n_unique().cast(pl.Int64).alias(COLUMNS[CHECKOUTS]),
@@ -114,7 +109,7 @@ def read_snapshot(data_dir: Path, day: date) -> tuple[pl.DataFrame, DaySnapshot]
             .collect()
         )
     except FileNotFoundError as exc:
-        raise SnapshotUnusable(day, f"a table is missing ({exc})") from None
+        raise SnapshotUnusable(day, f"a table is missing ({exc.filename or exc})") from None
     summed = [pl.col(column).sum() for column in COLUMNS if column != COLUMNS[CHECKOUTS]]
     figures = store_items.group_by("store_id").agg(*summed)
     store_totals = counts.join(figures, on="store_id", how="left").fill_null(0)
@@ -152,9 +147,10 @@ def republish_stale(settings: Settings, days: Sequence[date], now: datetime) -> 
 def _finalized(settings: Settings, days: Sequence[date], now: datetime) -> dict[date, Published]:
     """The run of each of ``days`` that has a manifest and whose keys should be in Redis."""
     snapshots: dict[date, Published] = {}
+    locks = DayLocks.of(settings)
     for day in days:
         manifest = read_manifest(settings.data_dir, day)
-        if manifest is None or _expired(settings, day, now) or is_running(settings.data_dir, day):
+        if manifest is None or _expired(settings, day, now) or locks.held(day):
             continue
         snapshots[day] = manifest.published
     return snapshots

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
+from common.settings.location import DataLocation
 from jobs.daily.exceptions import SnapshotKept
 from jobs.daily.manifest import Manifest, read_manifest
 from storage import parquet
@@ -38,9 +38,9 @@ def range_ends(manifest: Manifest | None, topic: str) -> dict[int, int] | None:
     return None if manifest is None else manifest.range_ends(topic)
 
 
-def later_manifests(data_dir: Path, day: date) -> list[Manifest]:
+def later_manifests(location: DataLocation, day: date) -> list[Manifest]:
     """The manifests of the days after ``day``, oldest first."""
-    later = (read_manifest(data_dir, other) for other in parquet.manifest_days(data_dir))
+    later = (read_manifest(location, other) for other in parquet.manifest_days(location))
     return [manifest for manifest in later if manifest is not None and manifest.day > day]
 
 

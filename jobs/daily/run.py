@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import msgspec
 
@@ -74,7 +73,7 @@ def build_manifest(
     *,
     counts: Counts,
     totals: Mapping[str, int],
-    sizes: Mapping[Path, int],
+    files: Mapping[parquet.Table, parquet.WrittenFile],
     rows: Mapping[parquet.AggregateTable, int],
     reconciliation: Reconciliation,
     repair: Mapping[int, tuple[int, int]] | None,
@@ -83,13 +82,14 @@ def build_manifest(
 ) -> Manifest:
     """The manifest of ``run`` (see ``docs/daily.md`` for every field).
 
-    ``rows``: of the aggregate tables (``sales_lines`` has ``counts.lines``). ``repair``:
+    ``files``: where each table was written and its size. ``rows``: of the aggregate
+    tables (``sales_lines`` has ``counts.lines``). ``repair``:
     ``None`` when no repair of the live figures was due, else the partitions behind it,
     ``{partition: (live watermark, range end)}`` (empty: repaired).
     """
     plan = run.plan
     lines = counts.lines
-    tables = _tables(settings.data_dir, plan.day, sizes, rows, lines)
+    tables = _tables(files, rows, lines)
     return Manifest(
         manifest_version=MANIFEST_VERSION,
         day=plan.day,
@@ -173,18 +173,15 @@ def _missing(plan: DayRange, previous: Manifest | None) -> list[Missing]:
 
 
 def _tables(
-    data_dir: Path,
-    day: date,
-    sizes: Mapping[Path, int],
+    files: Mapping[parquet.Table, parquet.WrittenFile],
     rows: Mapping[parquet.AggregateTable, int],
     lines: int,
 ) -> dict[parquet.Table, TableFile]:
     tables: dict[parquet.Table, TableFile] = {}
     for table in parquet.TABLES:
-        path = parquet.table_path(data_dir, table, day)
         tables[table] = TableFile(
-            path=str(path.relative_to(data_dir)),
-            size=sizes.get(path, path.stat().st_size),
+            path=files[table].path,
+            size=files[table].size,
             rows=lines if table == "sales_lines" else rows[table],
         )
     return tables

@@ -35,6 +35,7 @@ from common.metrics import MetricsServer
 from common.settings import Settings
 from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
+from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import read_manifest
 from jobs.daily.metrics import DailyMetrics
 from jobs.daily.republish import republish_stale
@@ -104,7 +105,7 @@ def deadline(settings: Settings, day: date) -> datetime:
 
 def _todo(settings: Settings, day: date) -> str | None:
     """What a pass does with ``day``: ``missing``, ``late`` (restate), ``forced`` (revisit)."""
-    state = day_status(settings.data_dir, day).state
+    state = day_status(settings.data_dir, day, DayLocks.of(settings)).state
     return {"missing": "missing", "late-pending": "late", "forced": "forced"}.get(state)
 
 
@@ -128,7 +129,7 @@ def catch_up(
             break
     republish_stale(settings, due_days(settings, clock), clock)
     if metrics is not None:
-        statuses = day_statuses(settings.data_dir, due_days(settings, clock))
+        statuses = day_statuses(settings.data_dir, due_days(settings, clock), DayLocks.of(settings))
         metrics.on_window(
             statuses,
             lambda day: day_bounds(day, settings.zone),

@@ -1,4 +1,5 @@
-"""How each business day stands, from its manifest and lock file (no Kafka, no Redis).
+"""How each business day stands, from its manifest and lock (no Kafka; Redis only for the
+lock of an object-store ``KASSA_DATA_DIR``, :mod:`jobs.daily.lock`).
 
 States, the first that applies: ``running`` (a run holds the day's lock), ``missing`` (no
 manifest), ``late-pending`` (later runs found late records past the day's range; the
@@ -9,14 +10,14 @@ scheduler restates it), ``forced`` (finalized incomplete; revisited once complet
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, Final, Literal
 
+from common.settings.location import DataLocation
 from jobs.daily import revisions
+from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import Manifest, read_manifest
 from storage import parquet
 from storage.summaries import ManifestSummary
@@ -78,43 +79,33 @@ class DayStatus:
         return {**self.manifest.summary().as_json(), "drifted_items": drifted}
 
 
-def is_running(data_dir: Path, day: date) -> bool:
-    """Whether a run of ``day`` holds its lock right now."""
-    path = parquet.lock_path(data_dir, day)
-    if not path.exists():
-        return False
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return False
-
-
-def day_statuses(data_dir: Path, days: Sequence[date]) -> list[DayStatus]:
+def day_statuses(
+    location: DataLocation, days: Sequence[date], locks: DayLocks | None = None
+) -> list[DayStatus]:
     """The state of each of ``days``, in their order (see the module docstring).
 
-    Reads each manifest from the earliest of ``days`` on once.
+    Reads each manifest from the earliest of ``days`` on once. ``locks``: where runs lock
+    their day (default: the lock files of a local ``location``; an object store's are in
+    Redis: :meth:`DayLocks.of` the settings).
     """
     if not days:
         return []
     first = min(days)
     finished = {
         day: manifest
-        for day in parquet.manifest_days(data_dir)
-        if day >= first and (manifest := read_manifest(data_dir, day)) is not None
+        for day in parquet.manifest_days(location)
+        if day >= first and (manifest := read_manifest(location, day)) is not None
     }
-    return [_status(data_dir, day, finished) for day in days]
+    held = locks or DayLocks(location)
+    return [_status(held.held(day), day, finished) for day in days]
 
 
-def day_status(data_dir: Path, day: date) -> DayStatus:
+def day_status(location: DataLocation, day: date, locks: DayLocks | None = None) -> DayStatus:
     """The state of ``day`` (see the module docstring)."""
-    return day_statuses(data_dir, [day])[0]
+    return day_statuses(location, [day], locks)[0]
 
 
-def _status(data_dir: Path, day: date, finished: dict[date, Manifest]) -> DayStatus:
-    running = is_running(data_dir, day)
+def _status(running: bool, day: date, finished: dict[date, Manifest]) -> DayStatus:
     manifest = finished.get(day)
     if manifest is None:
         return DayStatus(day, "running" if running else "missing")

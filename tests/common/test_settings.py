@@ -226,3 +226,51 @@ def test_the_key_space_variable_of_an_earlier_kassa_is_still_read_with_a_warning
     monkeypatch.delenv("KASSA_REDIS_KEY_SPACE")
     with pytest.raises(SettingsError, match="KASSA_REDIS_NAMESPACE='a b'"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "location"),
+    [
+        ("./data", Path("data")),
+        ("/srv/kassa/data", Path("/srv/kassa/data")),
+        ("file:///srv/kassa/data", Path("/srv/kassa/data")),
+        ("s3://kassa/snapshots/", "s3://kassa/snapshots"),
+        ("gs://kassa/snapshots", "gs://kassa/snapshots"),
+        (
+            "s3://kassa/p?endpoint_override=127.0.0.1:9000&scheme=http",
+            "s3://kassa/p?endpoint_override=127.0.0.1:9000&scheme=http",
+        ),
+    ],
+)
+def test_the_data_location_is_a_folder_or_an_object_store_uri(
+    monkeypatch: pytest.MonkeyPatch, value: str, location: object
+) -> None:
+    monkeypatch.setenv("KASSA_DATA_DIR", value)
+    found = load_settings().data_dir
+    assert found == location
+    assert type(found) is type(location)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("ftp://files.example/kassa", "the scheme 'ftp' is not one kassa writes to"),
+        ("hdfs://namenode/kassa", "the scheme 'hdfs' is not one kassa writes to"),
+        ("s3:///no-bucket", "it names no bucket"),
+    ],
+)
+def test_a_data_location_kassa_cannot_write_is_refused_naming_the_accepted_forms(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("KASSA_DATA_DIR", value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert f"KASSA_DATA_DIR={value!r}: {problem}" in str(refused.value)
+    assert "s3://BUCKET/PREFIX" in str(refused.value)
+
+
+def test_a_password_in_the_data_location_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KASSA_DATA_DIR", "ftp://user:hunter2-secret@files.example/kassa")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "hunter2-secret" not in str(refused.value)

@@ -52,6 +52,7 @@ def _built() -> dict[str, set[str]]:
         "names_key": {keys.names_key(SPACE)},
         "applied_offsets_key": {keys.applied_offsets_key(SPACE)},
         "dead_letters_key": {keys.dead_letters_key(SPACE)},
+        "day_lock_key": {keys.day_lock_key(SPACE, DAY)},
         "temporary_key": {keys.temporary_key(keys.names_key(SPACE), TOKEN)},
         "combined_ranking_key": {
             keys.combined_ranking_key(SPACE, ns, FIRST, DAY, by, store)
@@ -112,7 +113,8 @@ def test_every_key_builder_has_a_row() -> None:
 def test_each_row_is_what_its_builder_builds(row: tuple[str, str, str, str]) -> None:
     key, _, ttl, meaning = row
     assert key.format(**PLACEHOLDERS) in _built()[_builder(meaning)]
-    assert (ttl == "day") == ("{D}" in key), "per-day keys, and only they, expire with the day"
+    per_day = "{D}" in key and ttl != "lock"
+    assert (ttl == "day") == per_day, "per-day keys, and only they, expire with the day"
 
 
 def test_every_measure_has_a_row() -> None:
@@ -138,8 +140,8 @@ def _ttl(text: str) -> str | int:
     """A table's TTL: ``"day"``, ``"none"`` or seconds (``docs/stream.md``'s words too)."""
     if text in ("day", "same") or text.startswith("`KASSA_RETENTION_DAYS` after"):
         return "day"
-    if text == "none":
-        return text
+    if text in ("none", "lock") or text.startswith("`KASSA_DAILY_LOCK_SECONDS`"):
+        return "none" if text == "none" else "lock"
     count, unit = text.split()
     return int(count) * UNITS[unit]
 
@@ -148,7 +150,7 @@ def test_fixed_ttls_are_the_code_s() -> None:
     fixed = {
         _builder(meaning): _ttl(ttl)
         for _, _, ttl, meaning in _module_rows()
-        if ttl not in ("day", "none")
+        if ttl not in ("day", "none", "lock")
     }
     assert fixed == FIXED_TTLS
 
