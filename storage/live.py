@@ -41,6 +41,7 @@ import redis
 
 from common.errors import FigureLimitError
 from storage import keys, scripts
+from storage.connections import Client
 from storage.figures import (
     CHECKOUT_COUNT,
     CHECKOUTS,
@@ -190,9 +191,7 @@ class Expectation:
 class LiveStore:
     """The ``live`` source of one sales topic in one Redis database (key space ``space``)."""
 
-    def __init__(
-        self, client: redis.Redis, space: str, zone: ZoneInfo, retention_days: int
-    ) -> None:
+    def __init__(self, client: Client, space: str, zone: ZoneInfo, retention_days: int) -> None:
         self._client = client
         self._space = space
         self._zone = zone
@@ -215,16 +214,13 @@ class LiveStore:
         return self._applied_key
 
     def eviction_policy(self) -> str:
-        """Redis's ``maxmemory-policy`` (from ``INFO memory`` where ``CONFIG`` is disabled)."""
-        policy: object = None
-        try:
-            config: dict[Any, Any] = self._client.config_get("maxmemory-policy")
-            policy = next(iter(config.values()), None)
-        except redis.ResponseError:  # CONFIG renamed or disabled (managed Redis)
-            policy = None
+        """Redis's ``maxmemory-policy``, from ``INFO memory`` (which an ACL user limited to
+        kassa's commands may run), else ``CONFIG GET`` where INFO leaves it out."""
+        info: dict[str, Any] = self._client.info("memory")
+        policy: object = info.get("maxmemory_policy")
         if policy is None:
-            info: dict[str, Any] = self._client.info("memory")
-            policy = info.get("maxmemory_policy", "noeviction")
+            config: dict[Any, Any] = self._client.config_get("maxmemory-policy")
+            policy = next(iter(config.values()), "noeviction")
         return policy.decode() if isinstance(policy, bytes) else str(policy)
 
     def watermarks(self, partitions: Iterable[int]) -> dict[int, int]:

@@ -33,7 +33,7 @@ from tests.proxy import TcpProxy
 SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
-    "secure_cluster_settings", "locked_redis",
+    "secure_cluster_settings", "locked_redis", "secure_redis", "secure_redis_settings",
 }  # fmt: skip
 SECURITY_TESTS = "tests/security/"
 CLUSTER_NODES = 3
@@ -200,7 +200,7 @@ def cluster_settings(
 @pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the test's own (empty) Redis database."""
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         yield client
     finally:

@@ -39,6 +39,7 @@ from confluent_kafka import Consumer
 
 from common.columns import Decoded
 from common.days import check_day_order, day_bounds
+from common.errors import RedisUnavailableError
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
@@ -54,7 +55,7 @@ from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
 from jobs.daily.run import DayResult, Run, build_manifest
 from storage import keys, parquet
-from storage.connections import open_redis
+from storage.connections import Client, access_refusal, open_redis
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
@@ -131,7 +132,7 @@ def run_day(
     day_bounds(day, settings.zone)  # a day Python cannot bound is refused before the lock
     run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
     try:
-        with day_lock(settings, day), closing(open_redis(settings.redis_url)) as client:
+        with day_lock(settings, day), closing(open_redis(settings)) as client:
             return run.execute(client, now or datetime.now(UTC))
     except OSError as exc:
         if exc.errno not in REFUSED_WRITES:
@@ -187,7 +188,7 @@ class _DayRun:
     timings: Timings = field(default_factory=Timings)
     counts: Counts = field(default_factory=Counts)
 
-    def execute(self, client: redis.Redis, now: datetime) -> DayResult:
+    def execute(self, client: Client, now: datetime) -> DayResult:
         started = time.perf_counter()
         previous = read_manifest(self.settings.data_dir, self.day)
         later = revisions.later_manifests(self.settings.data_dir, self.day)
@@ -301,7 +302,7 @@ class _DayRun:
         return lines
 
     def _write(
-        self, client: redis.Redis, run: Run, staged: parquet.StagedFiles, partials: Partials
+        self, client: Client, run: Run, staged: parquet.StagedFiles, partials: Partials
     ) -> _Written:
         """Rename the tables into place on a thread while this one stages the Redis keys."""
         tick = time.perf_counter()
@@ -334,7 +335,7 @@ class _DayRun:
         return sizes
 
     def _stage_redis(
-        self, client: redis.Redis, run: Run, snapshot: DaySnapshot, files: Future[dict[Path, int]]
+        self, client: Client, run: Run, snapshot: DaySnapshot, files: Future[dict[Path, int]]
     ) -> tuple[StagedDay, dict[Path, int]]:
         """Stage the day's keys while ``files`` are written; both, or neither, succeed."""
         try:
@@ -357,7 +358,7 @@ class _DayRun:
             raise
 
     def _finish_redis(
-        self, client: redis.Redis, plan: DayRange, written: _Written, now: datetime
+        self, client: Client, plan: DayRange, written: _Written, now: datetime
     ) -> tuple[Reconciliation, dict[int, tuple[int, int]] | None]:
         """Swap the staged keys in, record new names, reconcile (and repair) the live day.
 
@@ -419,8 +420,11 @@ class _DayRun:
         )
         return DayResult(self.day, manifest, reconciliation)
 
-    def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
-        return RedisWriteError(self.settings.redis_url, self.day, exc)
+    def _redis_error(self, exc: redis.RedisError) -> RedisUnavailableError:
+        """What ``exc`` means for the day: Redis refused kassa, or could not be written."""
+        return access_refusal(self.settings, exc) or RedisWriteError(
+            self.settings.redis_url, self.day, exc
+        )
 
 
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:

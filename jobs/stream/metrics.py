@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from common.settings import Settings
 from jobs.stream.writer import BatchReport, RawBatch
-from storage.connections import open_redis
+from storage.connections import Client, Target, open_redis
 from storage.kafka.probe import KafkaProbe, KafkaState
 from storage.live import ApplyStatus
 
@@ -122,7 +122,7 @@ class StreamMetrics:
         self._assigned: set[int] = set()
         self._unassigned_since: float | None = time.monotonic()
         self._oldest_waiting: Callable[[], float | None] = lambda: None
-        self._redis: redis.Redis | None = None
+        self._redis: Client | None = None
 
     def watch_writers(self, oldest_waiting: Callable[[], float | None]) -> None:
         """Report ``oldest_waiting()`` (``time.monotonic()`` when the oldest batch still waiting
@@ -218,9 +218,10 @@ class StreamMetrics:
                 if partition != "-1" and lag >= 0:
                     self.consumer_lag.labels(partition).set(lag)
 
-    def watch_redis(self, url: str) -> None:
-        """Ping the Redis server at ``url`` for each ``/healthz`` (see :meth:`close`)."""
-        self._redis = open_redis(url, timeout=PROBE_SECONDS)
+    def watch_redis(self, target: Target) -> None:
+        """Ping the Redis of ``target`` (the settings, or a URL) for each ``/healthz`` (see
+        :meth:`close`)."""
+        self._redis = open_redis(target, timeout=PROBE_SECONDS)
 
     def close(self) -> None:
         """Close the connection of :meth:`watch_redis` and stop pinging."""

@@ -52,7 +52,7 @@ def _assert_pipeline_exact(settings: Settings) -> None:
     checkouts = valid_checkouts(300, seed=22, day=DAY)
     publish_checkouts(settings, checkouts)
     run_once(settings)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         assert_exact(client, settings, checkouts)
     finally:
@@ -229,7 +229,9 @@ def test_a_missing_acl_is_one_line_naming_the_operation_and_the_resource(  # noq
     assert "user 'kassa'" in line or "kassa's Kafka user" in line
 
 
-def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: Path) -> None:
+def test_services_up_secure_makes_the_cluster_and_redis_and_says_how_to_connect(
+    tmp_path: Path,
+) -> None:
     port, controller, redis_port = free_port(), free_port(), free_port()
     env = settings_env(
         Settings(
@@ -250,7 +252,9 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
         assert status.returncode == 0, status.stderr + status.stdout
         kafka_lines = [line for line in status.stdout.splitlines() if line.startswith("kafka")]
         assert kafka_lines
-        assert re.search(r"^redis .* no password", status.stdout, re.MULTILINE)
+        secure = tmp_path / "state" / "secure"
+        redis_tls = f"TLS (CA {secure / 'ca.pem'}), ACL users 'admin', 'kassa', default user off"
+        assert re.search(rf"^redis .* {re.escape(redis_tls)}", status.stdout, re.MULTILINE)
         for line in kafka_lines:
             assert (
                 f"SASL_SSL (SCRAM-SHA-512), CA {tmp_path / 'state' / 'secure' / 'ca.pem'}" in line
@@ -261,11 +265,20 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
         produced = run_kassa("produce", "synthetic", "--count", "50", "--quiet", env=secured)
         assert produced.returncode == 0, produced.stderr
         assert "50 delivered, 0 failed" in produced.stderr
+        assert secured["KASSA_REDIS_URL"] == f"rediss://127.0.0.1:{redis_port}/0"
+        stores = run_kassa("top", "--stores", env=secured)
+        assert stores.returncode == 0, stores.stderr
         plaintext = run_kassa("topics", "describe", env=env)
         assert plaintext.returncode != 0
-        password = (tmp_path / "state" / "secure" / "kassa.password").read_text().strip()
-        for output in (up.stdout, up.stderr, status.stdout, produced.stderr):
-            assert password not in output
+        assert run_kassa("top", "--stores", env=env).returncode != 0
+        passwords = [
+            (secure / name).read_text().strip()
+            for name in ("kassa.password", "redis-kassa.password", "redis-admin.password")
+        ]
+        redis_config = (tmp_path / "state" / "redis" / "redis.conf").read_text()
+        for output in (up.stdout, up.stderr, status.stdout, produced.stderr, redis_config):
+            for password in passwords:
+                assert password not in output
         mode = stat.filemode((client_env.parent / "kassa.password").stat().st_mode)
         assert mode == "-rw-------"
     finally:
