@@ -107,7 +107,7 @@ class RedisSettings(BaseSettings):
         "redis_ssl_ca_location", "redis_ssl_certificate_location", "redis_ssl_key_location"
     )
     @classmethod
-    def _readable_file(cls, value: Path | None) -> Path | None:
+    def _readable_pem_file(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
         path = value.expanduser()
@@ -124,11 +124,11 @@ class RedisSettings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
+    def _empty_redis_value_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
     @model_validator(mode="after")
-    def _one_value_each(self) -> RedisSettings:
+    def _redis_values_agree(self) -> RedisSettings:
         url = urlsplit(self.redis_url)
         if self.redis_username and url.username:
             msg = (
