@@ -64,7 +64,7 @@ def _classify(client: Client, settings: Settings, found: Footprint) -> None:
     day = keys.day_scope(settings.key_space, "live", DAY).encode()
     figures = tuple(f":{name}".encode() for name in NAMES)
     units = b":" + NAMES[0].encode()
-    for key in client.scan_iter(f"{keys.PREFIX}:{settings.key_space}:*", count=1000):
+    for key in client.scan_iter(keys.space_pattern(settings.key_space), count=1000):
         size = _size(client, key)
         in_store = key.startswith(day + b":store:")
         if key == keys.names_key(settings.key_space).encode():

@@ -144,7 +144,7 @@ def _latencies(bench: Bench, settings: Settings) -> dict[int, tuple[list[float],
     finally:
         child.terminate()
         child.wait(60)
-        batch = list(client.scan_iter(f"{keys.PREFIX}:{settings.key_space}:*", count=1000))
+        batch = list(client.scan_iter(keys.space_pattern(settings.key_space), count=1000))
         if batch:
             client.delete(*batch)
         client.close()

@@ -81,7 +81,7 @@ def metered(
 
 def clear_live(client: Client, space: str) -> None:
     """Delete every key of key space ``space``."""
-    batch = list(client.scan_iter(f"{keys.PREFIX}:{space}:*", count=1000))
+    batch = list(client.scan_iter(keys.space_pattern(space), count=1000))
     if batch:
         client.delete(*batch)
 

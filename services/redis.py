@@ -100,6 +100,8 @@ class RedisServer(RecordedServer):
     password: SecretStr | None = None
     tls: RedisTls | None = None
     users: tuple[AclUser, ...] = ()
+    options: tuple[str, ...] = ()
+    """Further redis-server arguments (``--cluster-enabled yes``, ``--replicaof ...``)."""
 
     @property
     def address(self) -> str:
@@ -179,7 +181,7 @@ class RedisServer(RecordedServer):
             "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
             "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
-            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
+            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES), *self.options,
         ]  # fmt: skip
         log_file = self.home / "redis.log"
         pid = spawn(command, log_file, self.pid_file)
@@ -211,3 +213,71 @@ def _quoted(value: str) -> str:
         for char in value
     )
     return f'"{encoded}"'
+
+
+@dataclass(frozen=True)
+class RedisSentinel(RecordedServer):
+    """One local Redis Sentinel (``redis-server --sentinel``) watching the master ``master``
+    at ``master_host:master_port``, and the files it keeps under ``home``.
+
+    Its configuration file (``<home>/sentinel.conf``, mode 0600) is rewritten by the Sentinel
+    itself as it learns replicas, other Sentinels and failovers; :meth:`start` writes it anew.
+    """
+
+    PID_NAME = "sentinel.pid"
+    CONFIG_NAME = "sentinel.conf"
+
+    host: str
+    port: int
+    home: Path
+    master: str
+    master_host: str
+    master_port: int
+    quorum: int = 2
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 10_000
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """Whether the Sentinel answers a ``PING``."""
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        finally:
+            client.close()
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Start the Sentinel, wait until it answers; return its pid."""
+        binary = redis_server_binary()
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = self.home / self.CONFIG_NAME
+        name = self.master
+        lines = [
+            f"port {self.port}",
+            f"bind {self.host}",
+            f"dir {self.home}",
+            f"sentinel monitor {name} {self.master_host} {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        log_file = self.home / "sentinel.log"
+        pid = spawn([binary, str(config), "--sentinel"], log_file, self.pid_file)
+        await_ready(pid, self.answers, f"Redis Sentinel at {self.address}", log_file, timeout)
+        logger.info("Redis Sentinel answers at %s (pid %d)", self.address, pid)
+        return pid

@@ -240,7 +240,9 @@ class StagedDay:
             )
         swap.multi()
         for temporary, final in build.renames:
-            swap.rename(temporary, final)
+            # By name: redis-py's cluster pipeline refuses its rename method, as a rename
+            # across slots fails; a temporary key shares its final key's slot (storage.keys).
+            swap.execute_command("RENAME", temporary, final)  # type: ignore[no-untyped-call]
             swap.expireat(final, expire_at)
         if deletes:
             swap.delete(*deletes)

@@ -34,8 +34,11 @@ SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
     "secure_cluster_settings", "locked_redis", "secure_redis", "secure_redis_settings",
+    "redis_cluster", "redis_cluster_settings", "sentinels",
 }  # fmt: skip
-SECURITY_TESTS = "tests/security/"
+SHARED_SERVER_FOLDERS = ("tests/security/", "tests/redis_shapes/")
+"""Folders whose tests share heavy servers started once per session (secured Kafka and Redis;
+a Redis Cluster and Sentinels): each folder is one pytest-xdist unit."""
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024
@@ -52,19 +55,19 @@ class Services:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``--dist loadfile`` with the files of ``tests/security/`` as one unit: they share the
-    secured Kafka nodes, which one worker then starts once (each worker has its own
+    """``--dist loadfile`` with the files of each of :data:`SHARED_SERVER_FOLDERS` as one
+    unit: they share servers, which one worker then starts once (each worker has its own
     session fixtures). Other distributions are left to pytest-xdist."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 - only under xdist
 
-    class _SecurityAsOneFile(LoadFileScheduling):
+    class _FoldersAsOneFile(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return SECURITY_TESTS if scope.startswith(SECURITY_TESTS) else scope
+            return next((f for f in SHARED_SERVER_FOLDERS if scope.startswith(f)), scope)
 
-    return _SecurityAsOneFile(config, log)
+    return _FoldersAsOneFile(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -19,15 +19,12 @@ import pytest
 from confluent_kafka.admin import AclBindingFilter, AdminClient
 
 from common.settings import Settings
-from jobs.daily.job import run_day
 from services.cluster import KafkaCluster
 from services.security import KASSA_USER, Grant, kassa_grants, make_ca
-from storage import parquet
-from storage.connections import open_redis
 from tests.api.helpers import basic, call, serving_child
 from tests.helpers import free_port, repo_root, run_kassa, settings_env, wait_until
-from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
-from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
+from tests.jobs.stream.helpers import publish_checkouts, run_once, valid_checkouts
+from tests.pipeline import assert_pipeline_exact
 
 DAY = date(2026, 11, 21)
 ACCESS_REFUSED = 9
@@ -48,27 +45,11 @@ def _log_ends(cluster: KafkaCluster) -> dict[Path, int]:
     return {node.log_file: node.log_file.stat().st_size for node in cluster.nodes}
 
 
-def _assert_pipeline_exact(settings: Settings) -> None:
-    checkouts = valid_checkouts(300, seed=22, day=DAY)
-    publish_checkouts(settings, checkouts)
-    run_once(settings)
-    client = open_redis(settings)
-    try:
-        assert_exact(client, settings, checkouts)
-    finally:
-        client.close()
-    seal(settings, utc(2026, 11, 23))
-    manifest = run_day(settings, DAY).manifest
-    assert manifest.complete
-    path = parquet.table_path(settings.data_dir, "daily_item_sales", DAY)
-    assert parquet_figures(path) == expected_of(checkouts, DAY, settings.zone)
-
-
 def test_the_pipeline_is_exact_as_the_kassa_user_over_sasl_ssl_and_needs_no_other_acl(
     secure_kafka: KafkaCluster, secure_settings: Settings
 ) -> None:
     since = _log_ends(secure_kafka)
-    _assert_pipeline_exact(secure_settings)
+    assert_pipeline_exact(secure_settings)
     assert _denials(secure_kafka, since) == []
 
 
@@ -107,7 +88,7 @@ def test_the_pipeline_is_exact_on_three_secured_brokers(
     secure_cluster: KafkaCluster, secure_cluster_settings: Settings
 ) -> None:
     since = _log_ends(secure_cluster)
-    _assert_pipeline_exact(secure_cluster_settings)
+    assert_pipeline_exact(secure_cluster_settings)
     assert _denials(secure_cluster, since) == []
 
 

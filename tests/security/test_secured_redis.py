@@ -20,8 +20,8 @@ from services.redis import RedisServer
 from services.security import KASSA_USER, kassa_redis_rules, make_ca
 from tests.helpers import repo_root, run_kassa, settings_env
 from tests.jobs.stream.helpers import publish_checkouts, valid_checkouts
+from tests.pipeline import assert_pipeline_exact
 from tests.security.conftest import secure_redis_admin
-from tests.security.test_secured_kafka import _assert_pipeline_exact
 
 DAY = date(2026, 11, 21)
 ACCESS_REFUSED = 9
@@ -59,7 +59,7 @@ def _password_by_file(settings: Settings, tmp_path: Path) -> dict[str, str]:
 def test_the_pipeline_is_exact_as_the_kassa_redis_user_over_tls_and_needs_no_other_rule(
     clean_acl_log: RedisServer, secure_redis_settings: Settings, tmp_path: Path
 ) -> None:
-    _assert_pipeline_exact(secure_redis_settings)
+    assert_pipeline_exact(secure_redis_settings)
     env = _password_by_file(secure_redis_settings, tmp_path)
     top = run_kassa("top", "--day", DAY.isoformat(), "--json", env=env)
     assert top.returncode == 0, top.stderr
