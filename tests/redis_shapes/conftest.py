@@ -110,7 +110,7 @@ class Sentinels:
         first = self.sentinels[0]
         client = Redis(host=first.host, port=first.port, decode_responses=True)
         try:
-            found = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)
+            found = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
         finally:
             client.close()
         return None if found is None else (found[0], int(found[1]))
@@ -126,10 +126,9 @@ class Sentinels:
         for sentinel in self.sentinels:
             client = Redis(host=sentinel.host, port=sentinel.port, decode_responses=True)
             try:
-                state = client.execute_command("SENTINEL", "MASTER", SENTINEL_MASTER)
+                fields = client.sentinel_master(SENTINEL_MASTER)
             finally:
                 client.close()
-            fields = dict(zip(state[0::2], state[1::2], strict=True))
             if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
                 return False
         return True
