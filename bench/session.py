@@ -30,8 +30,8 @@ from storage.connections import open_redis
 logger = logging.getLogger(__name__)
 
 MODULES: Final = (
-    "broker", "producer", "stream", "security", "scaling", "restart", "rebuild", "watch", "daily",
-    "capacity",
+    "broker", "producer", "stream", "security", "redis_tls", "scaling", "restart", "rebuild",
+    "watch", "daily", "capacity",
 )  # fmt: skip
 
 
