@@ -49,7 +49,7 @@ from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import encode, read_manifest
 from jobs.daily.status import day_statuses
 from storage import figures, parquet
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 from storage.exceptions import (
     InvalidQueryError,
 )
@@ -163,9 +163,7 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
     ``probe_kafka=False`` leaves ``/health``'s Kafka state at "not probed" (for tests that
     have no broker).
     """
-    client = open_redis(
-        settings.redis_url, timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 1)
-    )
+    client = open_redis(settings, timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 1))
     probe = KafkaProbe(settings)
     retention = Retention(settings.zone, settings.retention_days, settings.data_dir)
     days = _Days(settings)
@@ -217,7 +215,7 @@ def create_app(settings: Settings, *, probe_kafka: bool = True) -> FastAPI:
 @dataclass(frozen=True)
 class _Context:
     settings: Settings
-    client: redis.Redis
+    client: Client
     probe: KafkaProbe
     retention: Retention
     days: _Days

@@ -113,7 +113,7 @@ def naive_consume(settings: Settings, messages: int) -> Work:
     """The tutorial consumer: ``json.loads`` and one ``ZINCRBY`` per line, auto commit."""
 
     def work() -> tuple[int, float, float]:
-        client = open_redis(settings.redis_url)
+        client = open_redis(settings)
         consumer = _consumer(settings)
         count, started = 0, 0.0
         deadline = time.perf_counter() + 120

@@ -76,7 +76,7 @@ def _measure_day(
                 runs.append(_job(settings, day, Path(folder)))
         finally:
             drop_topic(settings)
-            client = open_redis(settings.redis_url)
+            client = open_redis(settings)
             clear_live(client, settings.key_space)
             client.close()
     return _figures(checkouts, runs, raw, labels)

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-import redis
-
 from bench.session import Bench
 from bench.stream import stream_run
 from bench.workload import day_of_checkouts, drop_topic, fresh_topic, produce
 from common.settings import Settings
 from storage import keys
+from storage.connections import Client
 from storage.figures import NAMES
 
 SEED: Final = 9
@@ -56,16 +55,16 @@ class Footprint:
         return self.pairs / self.stores
 
 
-def _size(client: redis.Redis, key: bytes) -> int:
+def _size(client: Client, key: bytes) -> int:
     return int(client.memory_usage(key, samples=0) or 0)
 
 
-def _classify(client: redis.Redis, settings: Settings, found: Footprint) -> None:
+def _classify(client: Client, settings: Settings, found: Footprint) -> None:
     """Size every key of the key space into ``found``."""
     day = keys.day_scope(settings.key_space, "live", DAY).encode()
     figures = tuple(f":{name}".encode() for name in NAMES)
     units = b":" + NAMES[0].encode()
-    for key in client.scan_iter(f"{keys.PREFIX}:{settings.key_space}:*", count=1000):
+    for key in client.scan_iter(keys.space_pattern(settings.key_space), count=1000):
         size = _size(client, key)
         in_store = key.startswith(day + b":store:")
         if key == keys.names_key(settings.key_space).encode():

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-import redis
 from confluent_kafka import Producer
 
 from bench import plots
@@ -29,7 +28,7 @@ from common.schema import encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
 from producers.synthetic import generate
 from storage import keys
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 from storage.kafka.config import client_config
 
 POLL_SECONDS: Final = 0.005
@@ -43,7 +42,7 @@ Delivered = list[tuple[int, int, int]]
 class Watermarks:
     """Polls Redis' applied offsets from a thread: (wall time, partition -> offset)."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: Client, key: str) -> None:
         self.seen: list[tuple[float, dict[int, int]]] = []
         self._client = client
         self._key = key
@@ -107,7 +106,7 @@ def produce_now(settings: Settings, rate: int, seconds: float) -> Delivered:
     return delivered
 
 
-def _warm_up(settings: Settings, client: redis.Redis) -> None:
+def _warm_up(settings: Settings, client: Client) -> None:
     """Trickle checkouts in until the job's first write shows in Redis."""
     key = keys.applied_offsets_key(settings.key_space)
     deadline = time.monotonic() + WARM_UP_LIMIT
@@ -126,7 +125,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def _latencies(bench: Bench, settings: Settings) -> dict[int, tuple[list[float], int]]:
     """Rate -> (freshness of each checkout seen applied, checkouts produced)."""
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     environment = child_environment(settings)
     child = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "stream"],
@@ -145,7 +144,7 @@ def _latencies(bench: Bench, settings: Settings) -> dict[int, tuple[list[float],
     finally:
         child.terminate()
         child.wait(60)
-        batch = list(client.scan_iter(f"{keys.PREFIX}:{settings.key_space}:*", count=1000))
+        batch = list(client.scan_iter(keys.space_pattern(settings.key_space), count=1000))
         if batch:
             client.delete(*batch)
         client.close()

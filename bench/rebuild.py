@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import plots
@@ -38,7 +37,7 @@ from bench.workload import (
 )
 from common.settings import Settings
 from storage import keys
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 from storage.kafka.config import client_config
 
 SEED: Final = 6
@@ -58,7 +57,7 @@ def _ends(settings: Settings) -> dict[int, int]:
         consumer.close()
 
 
-def _caught_up(client: redis.Redis, settings: Settings, ends: dict[int, int]) -> float:
+def _caught_up(client: Client, settings: Settings, ends: dict[int, int]) -> float:
     """Wait until every partition's watermark reached ``ends``; the monotonic time then."""
     deadline = time.monotonic() + LIMIT_SECONDS
     while True:
@@ -71,7 +70,7 @@ def _caught_up(client: redis.Redis, settings: Settings, ends: dict[int, int]) ->
         time.sleep(0.02)
 
 
-def _backlog_totals(client: redis.Redis, settings: Settings) -> dict[Any, Any]:
+def _backlog_totals(client: Client, settings: Settings) -> dict[Any, Any]:
     """The totals hashes of the backlog's days (2001), chain and stores."""
     pattern = f"{keys.source_prefix(settings.key_space, 'live')}2001-*:totals"
     return {key: client.hgetall(key) for key in client.scan_iter(pattern, count=1000)}
@@ -91,7 +90,7 @@ def _rebuild_command(settings: Settings) -> tuple[float, float]:
 
 
 def _measure(bench: Bench, settings: Settings, log: Path) -> dict[str, float]:
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     job = StreamChild(settings, log)
     stop = threading.Event()
     publisher = traffic(settings, stop)

@@ -23,8 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-import redis
-
 from bench import plots
 from bench.report import Figure, Section, figure, spread, table
 from bench.scale import Scale
@@ -34,7 +32,7 @@ from common.settings import Settings
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +71,13 @@ class StreamChild:
             raise RuntimeError(msg)
 
 
-def watermarks(client: redis.Redis, settings: Settings) -> dict[int, int]:
+def watermarks(client: Client, settings: Settings) -> dict[int, int]:
     """The live watermarks by partition (the hash's other fields left out)."""
     raw = client.hgetall(keys.applied_offsets_key(settings.key_space))
     return {int(k): int(v) for k, v in raw.items() if k.isdigit()}
 
 
-def _first_write(client: redis.Redis, settings: Settings, above: int, since: float) -> float:
+def _first_write(client: Client, settings: Settings, above: int, since: float) -> float:
     deadline = since + TIMEOUT_SECONDS
     while sum(watermarks(client, settings).values()) <= above:
         if time.monotonic() > deadline:
@@ -90,7 +88,7 @@ def _first_write(client: redis.Redis, settings: Settings, above: int, since: flo
 
 
 def _restarts(
-    job: StreamChild, client: redis.Redis, settings: Settings, how: signal.Signals, scale: Scale
+    job: StreamChild, client: Client, settings: Settings, how: signal.Signals, scale: Scale
 ) -> list[float]:
     seconds = []
     for _ in range(scale.restarts):
@@ -103,7 +101,7 @@ def _restarts(
     return seconds
 
 
-def _measure(bench: Bench, settings: Settings, client: redis.Redis, log: Path) -> list[Figure]:
+def _measure(bench: Bench, settings: Settings, client: Client, log: Path) -> list[Figure]:
     job = StreamChild(settings, log)
     _first_write(client, settings, -len(watermarks(client, settings)) - 1, job.start())
     killed = _restarts(job, client, settings, signal.SIGKILL, bench.scale)
@@ -143,7 +141,7 @@ def run(bench: Bench) -> Section:
     settings = fresh_topic(bench.settings, "restart").model_copy(
         update={"metrics_port": 0, "state_dir": state, "stream_instance_id": ""}
     )
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     stop = threading.Event()
     publisher = traffic(settings, stop)
     try:

@@ -30,8 +30,8 @@ from storage.connections import open_redis
 logger = logging.getLogger(__name__)
 
 MODULES: Final = (
-    "broker", "producer", "stream", "security", "scaling", "restart", "rebuild", "watch", "daily",
-    "objects", "capacity",
+    "broker", "producer", "stream", "security", "redis_tls", "scaling", "restart", "rebuild",
+    "watch", "daily", "objects", "capacity",
 )  # fmt: skip
 
 
@@ -59,7 +59,7 @@ class Bench:
 
     def redis_pid(self) -> int:
         """The redis-server process."""
-        client = open_redis(self.settings.redis_url)
+        client = open_redis(self.settings)
         try:
             return int(client.info("server")["process_id"])
         finally:
@@ -90,7 +90,7 @@ def machine() -> str:
 def versions(settings: Settings) -> dict[str, str]:
     """The versions of everything measured."""
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         redis_version = str(client.info("server")["redis_version"])
     finally:

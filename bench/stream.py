@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import redis
-
 from bench import freshness, plots
 from bench.baselines import Clock, Work, naive_consume, passthrough, raw_decode
 from bench.broker import CONSUME
@@ -44,7 +42,7 @@ from common.settings import Settings
 from jobs.stream.app import build_stream_job
 from jobs.stream.malloc import keep_batch_memory
 from storage import keys
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 
 SEED: Final = 4
 RATE: Final = "checkouts/s"
@@ -81,14 +79,14 @@ def metered(
     return Run(count, end - first, {name: meter.spent(name, first, end) for name in pids})
 
 
-def clear_live(client: redis.Redis, space: str) -> None:
+def clear_live(client: Client, space: str) -> None:
     """Delete every key of key space ``space``."""
-    batch = list(client.scan_iter(f"{keys.PREFIX}:{space}:*", count=1000))
+    batch = list(client.scan_iter(keys.space_pattern(space), count=1000))
     if batch:
         client.delete(*batch)
 
 
-Inspect = Callable[[redis.Redis, Settings], None]
+Inspect = Callable[[Client, Settings], None]
 
 
 def stream_run(
@@ -102,7 +100,7 @@ def stream_run(
     variant = source.model_copy(
         update={"consumer_group": group, "retention_days": 36500, "metrics_port": 0, **update}
     )
-    client = open_redis(variant.redis_url)
+    client = open_redis(variant)
     clear_live(client, variant.key_space)
     clock = Clock()
     before = set(children(os.getpid()))

@@ -31,7 +31,7 @@ DEFAULT_INTERVAL: Final = 2.0
 def run(bench: Bench) -> Section:
     """Time ``CHECKS_PER_REPETITION`` checks per repetition; a section."""
     settings = fresh_topic(bench.settings, "watch")
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         admin = admin_client(settings)
         identity = read_identity(admin, settings.topic)

@@ -177,7 +177,7 @@ def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, s
     if not snapshots:
         return {}
     try:
-        client = open_redis(settings.redis_url, timeout=REDIS_TIMEOUT)
+        client = open_redis(settings, timeout=REDIS_TIMEOUT)
         with closing(client):
             return redis_states(settings, client, snapshots, datetime.now(UTC))
     except redis.RedisError as exc:

@@ -56,7 +56,7 @@ def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
     from jobs.stream.rebuild import execute_rebuild, plan_rebuild  # noqa: PLC0415
     from storage.live import LiveStore  # noqa: PLC0415
 
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
         plan = plan_rebuild(settings, store, args.first)

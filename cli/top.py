@@ -94,9 +94,9 @@ def _days(args: argparse.Namespace, settings: Settings) -> tuple[date, date]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the ranking (or the stores); a reason for having none is an error (status 1)."""
     first, last = _days(args, settings)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
-        with redis_failures(settings.redis_url, f"read the {args.source} ranking from"):
+        with redis_failures(settings, f"read the {args.source} ranking from"):
             if args.stores:
                 stores = stores_of(client, settings.key_space, args.source, day_range(first, last))
                 print(printable_json(stores) if args.json else "\n".join(map(printable, stores)))

@@ -158,3 +158,19 @@ class RedisUnavailableError(KassaError):
         self.url = redacted(url)
         self.doing = doing
         self.cause = str(cause)
+
+
+class RedisAccessError(RedisUnavailableError):
+    """Redis answered but refused kassa: its login, its TLS, or an ACL rule.
+
+    Retrying cannot help (unlike :class:`RedisUnavailableError`, which a running job waits
+    out): the message names what was refused and the setting or rule that fixes it.
+    """
+
+    exit_code = 9
+
+    def __init__(self, url: str, refused: str, fix: str) -> None:
+        KassaError.__init__(self, f"Redis at KASSA_REDIS_URL={redacted(url)!r} {refused}; {fix}")
+        self.url = redacted(url)
+        self.doing = "reach"
+        self.cause = refused

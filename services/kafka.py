@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from services.exceptions import MissingToolError, ServiceError
-from services.process import RecordedServer, await_ready, spawn
+from services.exceptions import ServiceError
+from services.process import RecordedServer, await_ready, require_tool, spawn
 from services.security import SecureFiles
 from storage.kafka.config import local_node_config
 
@@ -37,15 +36,6 @@ PLAINTEXT_LISTENERS = (
     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
     "inter.broker.listener.name=PLAINTEXT",
 )
-
-
-def require_tool(name: str, install_hint: str) -> str:
-    """The path of program ``name`` on PATH, or :class:`MissingToolError` saying how to get it."""
-    path = shutil.which(name)
-    if path is None:
-        msg = f"'{name}' is not installed or not on PATH; install it with: {install_hint}"
-        raise MissingToolError(msg)
-    return path
 
 
 def java_tools() -> tuple[str, str]:

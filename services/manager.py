@@ -117,16 +117,28 @@ def kafka_cluster(
 
 
 def redis_server(settings: Settings) -> RedisServer:
-    """The local redis-server described by ``KASSA_REDIS_URL``, with its user name and
-    password (percent-decoded, as redis-py reads them)."""
+    """The local redis-server at ``KASSA_REDIS_URL``'s host and port.
+
+    Secured by ``up --secure`` (:meth:`SecureFiles.redis_made`): TLS only, its ACL users,
+    logged in to as ``admin``. Else with the URL's user name and password (percent-decoded,
+    as redis-py reads them), which it requires.
+    """
     url = urlsplit(settings.redis_url)
-    return RedisServer(
+    server = RedisServer(
         host=url.hostname or "127.0.0.1",
         port=url.port or 6379,
         home=settings.state_dir / "redis",
         appendfsync=settings.redis_appendfsync,
         username=unquote(url.username) if url.username else None,
         password=SecretStr(unquote(url.password)) if url.password else None,
+    )
+    secure = SecureFiles(settings.state_dir / SECURE_FOLDER)
+    if not secure.redis_made:
+        return server
+    users = secure.redis_users()
+    admin = users[0]
+    return dataclasses.replace(
+        server, username=admin.name, password=admin.password, tls=secure.redis_tls, users=users
     )
 
 
@@ -168,6 +180,8 @@ def up(
     cluster = kafka_cluster(settings, brokers, heap, secure=secure or None)
     if cluster.secure is not None:
         cluster.secure.make(cluster.host, cluster.bootstrap)
+        host = urlsplit(settings.redis_url).hostname or "127.0.0.1"
+        cluster.secure.make_redis(host, settings.redis_url)
     redis = redis_server(settings)
     reuse_kafka = _external_kafka(cluster)
     redis_answers = redis.info() is not None
@@ -395,7 +409,11 @@ def _kafka_security(cluster: KafkaCluster) -> str:
 
 
 def _redis_security(server: RedisServer) -> str:
-    """How kassa logs in to Redis: ``no password`` or ``password (KASSA_REDIS_URL)``."""
+    """How kassa logs in to Redis: ``no password``, ``password (KASSA_REDIS_URL)``, or TLS
+    and its ACL users (secured by ``up --secure``)."""
+    if server.tls is not None:
+        users = ", ".join(repr(user.name) for user in server.users)
+        return f"TLS (CA {server.tls.ca}), ACL users {users}, default user off"
     return "password (KASSA_REDIS_URL)" if server.password else "no password"
 
 

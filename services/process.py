@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import time
@@ -11,7 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from services.exceptions import ServiceError
+from services.exceptions import MissingToolError, ServiceError
+
+
+def require_tool(name: str, install_hint: str) -> str:
+    """The path of program ``name`` on PATH, or :class:`MissingToolError` saying how to get it."""
+    path = shutil.which(name)
+    if path is None:
+        msg = f"'{name}' is not installed or not on PATH; install it with: {install_hint}"
+        raise MissingToolError(msg)
+    return path
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -1,12 +1,16 @@
-"""A real redis-server on 127.0.0.1 with append-only persistence, and its password.
+"""A real redis-server on 127.0.0.1 with append-only persistence, its password, or its TLS
+listener and ACL users.
 
-A password (``KASSA_REDIS_URL``'s) reaches the server through a configuration file only its
-user can read (``<home>/redis.conf``, mode 0600), never through the command line, which
-``ps`` shows to every user.
+A password (``KASSA_REDIS_URL``'s) or an ACL user's reaches the server through a
+configuration file only its user can read (``<home>/redis.conf``, mode 0600; an ACL user's as
+its SHA-256), never through the command line, which ``ps`` shows to every user. With
+:class:`RedisTls` the server listens with TLS only (``--port 0 --tls-port``), a client
+certificate optional.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -20,8 +24,7 @@ from redis.exceptions import AuthenticationWrongNumberOfArgsError
 from redis.retry import Retry
 
 from services.exceptions import ServiceError
-from services.kafka import require_tool
-from services.process import RecordedServer, await_ready, spawn
+from services.process import RecordedServer, await_ready, require_tool, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +55,37 @@ def redis_server_binary() -> str:
 
 
 @dataclass(frozen=True)
+class RedisTls:
+    """The files of a TLS listener: the server's certificate and key, and the CA whose client
+    certificates it accepts (a client certificate is optional)."""
+
+    certificate: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class AclUser:
+    """A Redis ACL user: its name, password and rules (``~pattern``, ``+command``, ...)."""
+
+    name: str
+    password: SecretStr
+    rules: tuple[str, ...]
+
+    def config_line(self) -> str:
+        """The ``user`` line of redis.conf: on, the password's SHA-256, the rules."""
+        digest = hashlib.sha256(self.password.get_secret_value().encode()).hexdigest()
+        return " ".join(("user", self.name, "reset", "on", f"#{digest}", *self.rules))
+
+
+@dataclass(frozen=True)
 class RedisServer(RecordedServer):
     """One local redis-server and the files it keeps under ``home``.
 
-    ``username`` and ``password`` are those kassa logs in with (``KASSA_REDIS_URL``'s);
-    :meth:`start` makes the server require ``password`` of the default user.
+    ``username`` and ``password`` are those :meth:`info` logs in with (``KASSA_REDIS_URL``'s);
+    without ``users``, :meth:`start` makes the server require ``password`` of the default
+    user; with ``users``, the default user is off and those users are the server's only ones.
+    ``tls`` makes it listen with TLS only.
     """
 
     PID_NAME = "redis.pid"
@@ -69,6 +98,10 @@ class RedisServer(RecordedServer):
     databases: int = 16
     username: str | None = None
     password: SecretStr | None = None
+    tls: RedisTls | None = None
+    users: tuple[AclUser, ...] = ()
+    options: tuple[str, ...] = ()
+    """Further redis-server arguments (``--cluster-enabled yes``, ``--replicaof ...``)."""
 
     @property
     def address(self) -> str:
@@ -89,6 +122,8 @@ class RedisServer(RecordedServer):
             port=self.port,
             username=self.username or None,
             password=self.password.get_secret_value() if self.password else None,
+            ssl=self.tls is not None,
+            ssl_ca_certs=str(self.tls.ca) if self.tls is not None else None,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
@@ -117,7 +152,7 @@ class RedisServer(RecordedServer):
     def check_can_start(self) -> None:
         """Raise :class:`ServiceError` if :meth:`start` could not give the server this login:
         it sets only the default user's password."""
-        if self.username and self.username != DEFAULT_USER:
+        if self.username and self.username not in {DEFAULT_USER, *(u.name for u in self.users)}:
             msg = (
                 f"KASSA_REDIS_URL logs in as Redis user {self.username!r}, but the local Redis "
                 "'kassa services up' starts only sets the default user's password: drop the "
@@ -133,12 +168,20 @@ class RedisServer(RecordedServer):
         binary = redis_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
+        if self.tls is None:
+            listener = ["--port", str(self.port)]
+        else:
+            listener = [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls.certificate), "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "optional",
+            ]  # fmt: skip
         command = [
-            binary, str(self.config_file),
-            "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
+            binary, str(self.config_file), "--bind", self.host, *listener,
+            "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
             "--databases", str(self.databases), "--daemonize", "no", "--protected-mode", "yes",
-            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
+            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES), *self.options,
         ]  # fmt: skip
         log_file = self.home / "redis.log"
         pid = spawn(command, log_file, self.pid_file)
@@ -148,9 +191,13 @@ class RedisServer(RecordedServer):
         return pid
 
     def _write_config(self) -> None:
-        """Write :attr:`config_file`, readable by this user only: the password, if any."""
+        """Write :attr:`config_file`, readable by this user only: the password or the ACL
+        users, if any."""
         lines = ["# written by 'kassa services up' on every start: the password of KASSA_REDIS_URL"]
-        if self.password is not None and self.password.get_secret_value():
+        if self.users:
+            lines.append("user default reset off")
+            lines += [user.config_line() for user in self.users]
+        elif self.password is not None and self.password.get_secret_value():
             lines.append(f"requirepass {_quoted(self.password.get_secret_value())}")
         descriptor = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
@@ -166,3 +213,71 @@ def _quoted(value: str) -> str:
         for char in value
     )
     return f'"{encoded}"'
+
+
+@dataclass(frozen=True)
+class RedisSentinel(RecordedServer):
+    """One local Redis Sentinel (``redis-server --sentinel``) watching the master ``master``
+    at ``master_host:master_port``, and the files it keeps under ``home``.
+
+    Its configuration file (``<home>/sentinel.conf``, mode 0600) is rewritten by the Sentinel
+    itself as it learns replicas, other Sentinels and failovers; :meth:`start` writes it anew.
+    """
+
+    PID_NAME = "sentinel.pid"
+    CONFIG_NAME = "sentinel.conf"
+
+    host: str
+    port: int
+    home: Path
+    master: str
+    master_host: str
+    master_port: int
+    quorum: int = 2
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 10_000
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """Whether the Sentinel answers a ``PING``."""
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        finally:
+            client.close()
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Start the Sentinel, wait until it answers; return its pid."""
+        binary = redis_server_binary()
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = self.home / self.CONFIG_NAME
+        name = self.master
+        lines = [
+            f"port {self.port}",
+            f"bind {self.host}",
+            f"dir {self.home}",
+            f"sentinel monitor {name} {self.master_host} {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        log_file = self.home / "sentinel.log"
+        pid = spawn([binary, str(config), "--sentinel"], log_file, self.pid_file)
+        await_ready(pid, self.answers, f"Redis Sentinel at {self.address}", log_file, timeout)
+        logger.info("Redis Sentinel answers at %s (pid %d)", self.address, pid)
+        return pid

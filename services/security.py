@@ -1,5 +1,6 @@
-"""What ``kassa services up --secure`` puts around the local Kafka: a CA, broker
-certificates, SCRAM users, and the ACLs of the ``kassa`` user.
+"""What ``kassa services up --secure`` puts around the local Kafka and Redis: a CA, broker
+and Redis certificates, SCRAM users and the ACLs of the ``kassa`` user, Redis ACL users and
+the rules of the ``kassa`` one.
 
 Everything lives in ``<KASSA_STATE_DIR>/secure`` (``SECURE_FOLDER``), made once and reused
 (private files mode 0600):
@@ -10,8 +11,13 @@ Everything lives in ``<KASSA_STATE_DIR>/secure`` (``SECURE_FOLDER``), made once 
 - ``admin.password``, ``kassa.password``: the SCRAM-SHA-512 passwords of ``admin`` (the
   brokers' own user and a super user) and ``kassa`` (the user kassa's programs run as, holding
   only :data:`KASSA_ACLS`). Both users are created when the storage is formatted.
-- ``kassa.env``: the ``KASSA_KAFKA_*`` settings that connect as ``kassa`` (its password
-  through ``KASSA_KAFKA_SASL_PASSWORD_FILE``): ``set -a; . <that file>; set +a``.
+- ``redis.pem``/``redis-key.pem``: Redis's certificate for its host, signed by the same CA;
+  ``redis-admin.password``, ``redis-kassa.password``: the passwords of Redis's ACL users
+  ``admin`` (every command and key) and ``kassa`` (only :func:`kassa_redis_rules`); Redis's
+  default user is off.
+- ``kassa.env``: the ``KASSA_KAFKA_*`` and ``KASSA_REDIS_*`` settings that connect as
+  ``kassa`` (its passwords through ``KASSA_KAFKA_SASL_PASSWORD_FILE`` and
+  ``KASSA_REDIS_PASSWORD_FILE``): ``set -a; . <that file>; set +a``.
 - ``admin.properties``: the admin login for Kafka's own Java tools (``--command-config``).
 
 The controller listener stays PLAINTEXT on the host (KRaft controllers cannot check SCRAM
@@ -29,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka.admin import (
     AclBinding,
@@ -46,6 +53,8 @@ from pydantic import SecretStr
 
 from common.settings import Settings
 from services.exceptions import ServiceError
+from services.redis import AclUser, RedisTls
+from storage import keys
 from storage.kafka.reading import READER_GROUP
 from storage.kafka.topics import await_visible
 
@@ -107,6 +116,34 @@ def kassa_grants(settings: Settings) -> list[Grant]:
 
 
 @dataclass(frozen=True)
+class RedisRule:
+    """One ACL rule of Redis's ``kassa`` user, and why kassa needs it (for docs/security.md)."""
+
+    rule: str
+    why: str
+
+
+def kassa_redis_rules() -> list[RedisRule]:
+    """The ACL rules of the Redis user kassa runs as, in order: its keys, and the command
+    categories it uses without the dangerous ones (a later rule overrides an earlier one)."""
+    return [
+        RedisRule(f"~{keys.PREFIX}:*", "every key kassa reads or writes (storage/keys.py)"),
+        RedisRule("resetchannels", "no Pub/Sub channel: kassa publishes nothing"),
+        RedisRule("-@all", "no command but those below"),
+        RedisRule("+@read", "reading figures, rankings and watermarks (every kassa command)"),
+        RedisRule("+@write", "writing figures (the stream job, the daily job, rebuild)"),
+        RedisRule("+@scripting", "the Lua scripts: a stream batch, rebuild, combined rankings"),
+        RedisRule("+@transaction", "MULTI/EXEC/WATCH: the daily job's swap, watermark reads"),
+        RedisRule("+@connection", "PING, SELECT (the URL's database), HELLO, CLIENT SETINFO"),
+        RedisRule("-@dangerous", "no FLUSHDB, FLUSHALL, SHUTDOWN, CONFIG, KEYS, DEBUG, ..."),
+        RedisRule("+info", "maxmemory-policy (the stream job refuses an evicting Redis)"),
+    ]
+
+
+REDIS_ADMIN_RULES: Final = ("~*", "&*", "+@all")
+
+
+@dataclass(frozen=True)
 class SecureFiles:
     """The files of one secured local cluster (see the module)."""
 
@@ -147,10 +184,70 @@ class SecureFiles:
             return path.read_text().strip()
         except FileNotFoundError:
             msg = (
-                f"{path} is missing, so the secured local Kafka cannot be reached; run "
+                f"{path} is missing, so the secured local services cannot be reached; run "
                 "'kassa services up --secure' (it makes what is missing)"
             )
             raise ServiceError(msg) from None
+
+    @property
+    def redis_tls(self) -> RedisTls:
+        """Redis's certificate and key, and the CA (:meth:`make_redis` makes them)."""
+        return RedisTls(self.folder / "redis.pem", self.folder / "redis-key.pem", self.ca)
+
+    @property
+    def redis_made(self) -> bool:
+        """Whether Redis's certificate was made (``up --secure`` secured the local Redis)."""
+        return self.redis_tls.certificate.exists()
+
+    def redis_users(self) -> tuple[AclUser, ...]:
+        """Redis's users: ``admin`` (everything) and ``kassa`` (:func:`kassa_redis_rules`)."""
+        kassa = tuple(rule.rule for rule in kassa_redis_rules())
+        return (
+            AclUser(ADMIN_USER, SecretStr(self.password(f"redis-{ADMIN_USER}")), REDIS_ADMIN_RULES),
+            AclUser(KASSA_USER, SecretStr(self.password(f"redis-{KASSA_USER}")), kassa),
+        )
+
+    def make_redis(self, host: str, url: str) -> None:
+        """Make what Redis lacks (its certificate for ``host``, its users' passwords) and
+        add the settings that reach it at ``url`` as ``kassa`` to :attr:`client_env`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        if not self.ca.exists():
+            make_ca(self.ca, self.ca_key)
+        tls = self.redis_tls
+        if not tls.certificate.exists():
+            key, certificate = issue_certificate(self.ca, self.ca_key, host)
+            _write_private(tls.key, key.decode())
+            tls.certificate.write_bytes(certificate)
+        for user in (ADMIN_USER, KASSA_USER):
+            if not self.password_file(f"redis-{user}").exists():
+                _write_private(
+                    self.password_file(f"redis-{user}"), secrets.token_urlsafe(24) + "\n"
+                )
+        self._write_client_env("KASSA_REDIS_", self.redis_client_settings(url))
+
+    def _write_client_env(self, prefix: str, variables: dict[str, str]) -> None:
+        """Replace the lines of :attr:`client_env` whose variables start with ``prefix`` by
+        ``variables`` (the other service's lines stay)."""
+        kept = []
+        if self.client_env.exists():
+            kept = [
+                line
+                for line in self.client_env.read_text().splitlines()
+                if line and not line.startswith(prefix)
+            ]
+        added = [f"{name}={value}" for name, value in variables.items()]
+        self.client_env.write_text("".join(f"{line}\n" for line in [*kept, *added]))
+
+    def redis_client_settings(self, url: str, user: str = KASSA_USER) -> dict[str, str]:
+        """The ``KASSA_REDIS_*`` variables that reach the Redis at ``url`` (its host, port and
+        database) with TLS, as ``user`` (the password by file)."""
+        return {
+            "KASSA_REDIS_URL": secured_redis_url(url),
+            "KASSA_REDIS_USERNAME": user,
+            "KASSA_REDIS_PASSWORD_FILE": str(self.password_file(f"redis-{user}")),
+            "KASSA_REDIS_SSL_CA_LOCATION": str(self.ca),
+        }
 
     @property
     def made(self) -> bool:
@@ -170,9 +267,7 @@ class SecureFiles:
             if not self.password_file(user).exists():
                 _write_private(self.password_file(user), secrets.token_urlsafe(24) + "\n")
         _write_private(self.admin_properties, self._java_client_properties(ADMIN_USER))
-        self.client_env.write_text(
-            "".join(f"{name}={value}\n" for name, value in self.client_settings(bootstrap).items())
-        )
+        self._write_client_env("KASSA_KAFKA_", self.client_settings(bootstrap))
 
     def client_settings(self, bootstrap: str, user: str = KASSA_USER) -> dict[str, str]:
         """The ``KASSA_*`` variables that connect to ``bootstrap`` as ``user`` (the password
@@ -268,6 +363,13 @@ class SecureFiles:
                 f"ssl.truststore.location={self.ca}",
             )
         )
+
+
+def secured_redis_url(url: str) -> str:
+    """``url`` as ``rediss://`` without a login: the same host, port and database."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(scheme="rediss", netloc=host))
 
 
 def _jaas(user: str, password: str) -> str:

@@ -19,11 +19,11 @@ from decimal import Decimal
 from typing import Final, Protocol
 
 import polars as pl
-import redis
 from redis.client import Pipeline
 
 from common.schema import MONEY_DECIMALS, to_money_units
 from storage import keys
+from storage.connections import Client
 from storage.figures import (
     COLUMNS,
     HASHED,
@@ -115,7 +115,7 @@ def _encoded(values: Mapping[str, int | str]) -> dict[bytes, bytes]:
 class _Build:
     """Keys written under temporary names, to be renamed or deleted in one transaction."""
 
-    def __init__(self, client: redis.Redis, space: str, source: keys.Source, day: date) -> None:
+    def __init__(self, client: Client, space: str, source: keys.Source, day: date) -> None:
         self.space = space
         self.source = source
         self.day = day
@@ -191,7 +191,7 @@ class StagedDay:
     deletes them. Until then readers keep seeing the previous day.
     """
 
-    def __init__(self, client: redis.Redis, build: _Build, stores: str, store_ids: set[str]):
+    def __init__(self, client: Client, build: _Build, stores: str, store_ids: set[str]):
         self._client = client
         self._build = build
         self._stores = stores
@@ -228,7 +228,7 @@ class StagedDay:
         self._build.renames = []
         return True
 
-    def _swap(self, swap: Pipeline, reader: redis.Redis | Pipeline, expire_at: int) -> None:
+    def _swap(self, swap: Pipeline, reader: Client | Pipeline, expire_at: int) -> None:
         build = self._build
         old_stores: set[bytes] = reader.smembers(self._stores)  # type: ignore[assignment]
         deletes = list(build.deletes)
@@ -240,7 +240,9 @@ class StagedDay:
             )
         swap.multi()
         for temporary, final in build.renames:
-            swap.rename(temporary, final)
+            # By name: redis-py's cluster pipeline refuses its rename method, as a rename
+            # across slots fails; a temporary key shares its final key's slot (storage.keys).
+            swap.execute_command("RENAME", temporary, final)  # type: ignore[no-untyped-call]
             swap.expireat(final, expire_at)
         if deletes:
             swap.delete(*deletes)
@@ -254,7 +256,7 @@ class StagedDay:
 
 
 def stage_day(
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     day: date,
@@ -286,7 +288,7 @@ def stage_day(
 
 
 def replace_day(
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     day: date,
@@ -327,7 +329,7 @@ class LiveCaughtUp:
 
 
 def repair_live(
-    client: redis.Redis,
+    client: Client,
     space: str,
     day: date,
     snapshot: DaySnapshot,
@@ -353,7 +355,7 @@ def repair_live(
 
 
 def read_day(
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     day: date,
@@ -384,7 +386,7 @@ class Reconciliation:
 
 
 def reconcile(
-    client: redis.Redis, space: str, day: date, daily: Mapping[str, Figures]
+    client: Client, space: str, day: date, daily: Mapping[str, Figures]
 ) -> Reconciliation:
     """Compare the live figures of ``day`` with the daily result, item by item.
 
@@ -396,9 +398,7 @@ def reconcile(
     return Reconciliation(day, len(live), len(daily), tuple(drifts(live, daily)))
 
 
-def set_missing_names(
-    client: redis.Redis, space: str, names: Iterable[tuple[str, str | None]]
-) -> None:
+def set_missing_names(client: Client, space: str, names: Iterable[tuple[str, str | None]]) -> None:
     """Record a display name for each item that has none yet in :func:`keys.names_key`."""
     pipe = client.pipeline(transaction=False)
     for sku, name in names:

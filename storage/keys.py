@@ -2,7 +2,10 @@
 
 All keys of one sales topic live in a *key space* (``KASSA_REDIS_KEY_SPACE``, by default the
 topic's name), so two topics or two chains can share one Redis database without adding into
-each other's figures. Within a key space, per-day figures live in a *source*: ``live``
+each other's figures. Every key of a key space holds it in braces, ``{sp}`` below standing for
+``{sales}`` braces included: a Redis Cluster hashes only that part of the key (its *hash
+tag*), so all keys of a key space share one hash slot, and a Lua script or transaction may
+use any of them together. Within a key space, per-day figures live in a *source*: ``live``
 (kept up to date by the stream job) or ``daily`` (replaced by the daily job). For key space
 ``sp``, source ``src`` and business day ``D`` (``YYYY-MM-DD``); a store scope inserts
 ``:store:{S}`` after the day (store ``S``) in a per-day key and before ``:{by}`` in a combined
@@ -84,9 +87,19 @@ COMBINED_RANKING_TTL_SECONDS: Final = 10
 DEMO_DATABASE: Final = f"{PREFIX}:demo:database"
 
 
+def tagged(space: str) -> str:
+    """``space`` as every key holds it: in braces, the hash tag of a Redis Cluster."""
+    return f"{{{space}}}"
+
+
+def space_pattern(space: str) -> str:
+    """A ``SCAN MATCH`` pattern of every key of key space ``space`` (not its temporary keys)."""
+    return f"{PREFIX}:{tagged(space)}:*"
+
+
 def source_prefix(space: str, source: Source) -> str:
     """What every per-day key of ``source`` starts with; the day follows."""
-    return f"{PREFIX}:{space}:{source}:"
+    return f"{PREFIX}:{tagged(space)}:{source}:"
 
 
 def day_scope(space: str, source: Source, day: date, store_id: str | None = None) -> str:
@@ -114,12 +127,12 @@ def stores_key(space: str, source: Source, day: date) -> str:
 
 def names_key(space: str) -> str:
     """sku -> latest display name."""
-    return f"{PREFIX}:{space}:names"
+    return f"{PREFIX}:{tagged(space)}:names"
 
 
 def applied_offsets_key(space: str) -> str:
     """The stream job's watermarks: partition -> last offset applied to Redis (and identity)."""
-    return f"{PREFIX}:{space}:live:applied"
+    return f"{PREFIX}:{tagged(space)}:live:applied"
 
 
 def floor_field(partition: int) -> str:
@@ -129,7 +142,7 @@ def floor_field(partition: int) -> str:
 
 def dead_letters_key(space: str) -> str:
     """Counts of messages the stream job dead-lettered, by reason."""
-    return f"{PREFIX}:{space}:live:dead_letters"
+    return f"{PREFIX}:{tagged(space)}:live:dead_letters"
 
 
 def day_lock_key(space: str, day: date) -> str:
@@ -143,7 +156,8 @@ def manifest_key(space: str, day: date) -> str:
 
 
 def temporary_key(key: str, token: str) -> str:
-    """Where ``key`` is built before it is renamed into place (one ``token`` per run)."""
+    """Where ``key`` is built before it is renamed into place (one ``token`` per run); the
+    hash tag of ``key`` is the first braces in it, so both share a slot."""
     return f"{PREFIX}:tmp:{token}:{key}"
 
 
@@ -173,7 +187,8 @@ def combined_ranking_key(  # noqa: PLR0917 - the key space, then the ranking's c
     Built and read by one server-side script (:mod:`storage.rankings`); it expires after
     :data:`COMBINED_RANKING_TTL_SECONDS`.
     """
-    scope = f"{PREFIX}:tmp:ranking:{space}:{source}:{first.isoformat()}..{last.isoformat()}"
+    days = f"{first.isoformat()}..{last.isoformat()}"
+    scope = f"{PREFIX}:tmp:ranking:{tagged(space)}:{source}:{days}"
     if store_id is not None:
         scope = f"{scope}:store:{store_id}"
     return f"{scope}:{by}"

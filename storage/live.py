@@ -15,8 +15,9 @@ stored figure is not an integer. A replay after a crash, a stale replica or a ba
 follows a refused one therefore changes nothing.
 
 :meth:`LiveStore.rebuild` (``kassa stream rebuild``) clears days and moves the watermarks
-back in one call of a second script (:data:`storage.scripts.REBUILD`); it leaves a
-:class:`ReplayFloor` so that the recount skips records of older, kept days.
+back in one call of a second script (:data:`storage.scripts.REBUILD`), given every key it
+clears; it leaves a :class:`ReplayFloor` so that the recount skips records of older, kept
+days.
 
 Sums are exact. A hash field (every figure but net units, and every day total) holds any
 integer: the script adds two numbers of at most 15 characters as Lua doubles (exact below
@@ -33,14 +34,16 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
 
 from common.errors import FigureLimitError
 from storage import keys, scripts
+from storage.connections import Client
 from storage.figures import (
     CHECKOUT_COUNT,
     CHECKOUTS,
@@ -56,6 +59,8 @@ from storage.figures import (
 )
 from storage.scripts import Op
 
+REBUILD_ATTEMPTS: Final = 5
+"""How often :meth:`LiveStore.rebuild` looks for the keys again when one was written since."""
 Scope = tuple[date, str]
 """``(day, store_id)``: a store's business day."""
 _Ops = list[tuple[Op, int, list[str]]]
@@ -190,9 +195,7 @@ class Expectation:
 class LiveStore:
     """The ``live`` source of one sales topic in one Redis database (key space ``space``)."""
 
-    def __init__(
-        self, client: redis.Redis, space: str, zone: ZoneInfo, retention_days: int
-    ) -> None:
+    def __init__(self, client: Client, space: str, zone: ZoneInfo, retention_days: int) -> None:
         self._client = client
         self._space = space
         self._zone = zone
@@ -215,16 +218,18 @@ class LiveStore:
         return self._applied_key
 
     def eviction_policy(self) -> str:
-        """Redis's ``maxmemory-policy`` (from ``INFO memory`` where ``CONFIG`` is disabled)."""
-        policy: object = None
-        try:
-            config: dict[Any, Any] = self._client.config_get("maxmemory-policy")
-            policy = next(iter(config.values()), None)
-        except redis.ResponseError:  # CONFIG renamed or disabled (managed Redis)
-            policy = None
+        """Redis's ``maxmemory-policy``, from ``INFO memory`` (which an ACL user limited to
+        kassa's commands may run), else ``CONFIG GET`` where INFO leaves it out; on a Redis
+        Cluster, the policy of the node holding the key space."""
+        where: dict[str, Any] = {}
+        if isinstance(self._client, RedisCluster):
+            node = self._client.get_node_from_key(self._applied_key)  # type: ignore[no-untyped-call]
+            where["target_nodes"] = node
+        info: dict[str, Any] = self._client.info("memory", **where)
+        policy: object = info.get("maxmemory_policy")
         if policy is None:
-            info: dict[str, Any] = self._client.info("memory")
-            policy = info.get("maxmemory_policy", "noeviction")
+            config: dict[Any, Any] = self._client.config_get("maxmemory-policy", **where)
+            policy = next(iter(config.values()), "noeviction")
         return policy.decode() if isinstance(policy, bytes) else str(policy)
 
     def watermarks(self, partitions: Iterable[int]) -> dict[int, int]:
@@ -325,24 +330,43 @@ class LiveStore:
         """Clear the live figures of every day >= ``day`` (all days when ``None``) and move
         the watermarks so the stream job recounts them, in one Lua call.
 
+        The keys to clear are found by ``SCAN`` and given to the script, which changes
+        nothing if a key was written since; the scan is then repeated (at most
+        :data:`REBUILD_ATTEMPTS` times).
+
         ``firsts`` maps each partition to the first offset to recount (the start of ``day``,
         or the log start). ``epoch`` is the epoch the plan was made on; the new epoch makes a
         running job's next batch :attr:`ApplyStatus.BEHIND`, so it resumes from the new
         watermarks. Returns the new epoch and the number of keys deleted.
         """
+        prefix = keys.source_prefix(self._space, "live")
+        pattern = keys.day_pattern(self._space, "live")
+        first = "" if day is None else day.isoformat()
         args: list[str | bytes] = [
             str(epoch),
-            "" if day is None else day.isoformat(),
-            keys.source_prefix(self._space, "live"),
-            keys.day_pattern(self._space, "live"),
+            first,
+            prefix,
+            pattern,
             _encode_firsts(firsts),
             identity.topic_id,
             identity.cluster_id,
         ]
-        new_epoch, cleared = self._rebuild_script(
-            keys=[self._applied_key, self._dead_letters_key], args=args
+        for _ in range(REBUILD_ATTEMPTS):
+            found = {
+                key
+                for key in self._client.scan_iter(match=pattern, count=1000)
+                if key[len(prefix) : len(prefix) + 10].decode() >= first
+            }
+            script_keys = [self._applied_key, self._dead_letters_key, *sorted(found)]
+            new_epoch, outcome = self._rebuild_script(keys=script_keys, args=args)
+            if int(new_epoch) >= 0:
+                return int(new_epoch), int(outcome)
+        msg = (
+            f"live keys of key space {self._space!r} kept appearing while the rebuild looked "
+            f"for them ({REBUILD_ATTEMPTS} times, last {outcome.decode()!r}): stop the stream "
+            "job, then rebuild"
         )
-        return int(new_epoch), int(cleared)
+        raise redis.ResponseError(msg)
 
     def _expire_at(self, day: date) -> int:
         return keys.expire_at(day, self._zone, self._retention_days, self._now)

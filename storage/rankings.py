@@ -21,12 +21,11 @@ from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-import redis
-
 from common.days import day_bounds
 from common.schema import from_money_units
 from common.settings.location import DataLocation
 from storage import figures, keys, parquet
+from storage.connections import Client
 from storage.exceptions import (
     DailyNotComputedError,
     DayExpiredError,
@@ -220,7 +219,7 @@ class Retention:
         return Snapshot(store.shown(relative), store.exists(relative))
 
 
-def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedItem]:
+def combined_ranking(client: Client, query: RankingQuery) -> list[RankedItem]:
     """The top ``query.limit`` items, days combined in Redis; an empty list if none.
 
     One script call: for a range it builds :func:`keys.combined_ranking_key` (expiring
@@ -261,7 +260,7 @@ def combined_ranking(client: redis.Redis, query: RankingQuery) -> list[RankedIte
 
 
 def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinates
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     day: date,
@@ -280,7 +279,7 @@ def read_ranking(  # noqa: PLR0917 - the key space, then the ranking's coordinat
 
 
 def top(
-    client: redis.Redis, query: RankingQuery, retention: Retention, now: datetime
+    client: Client, query: RankingQuery, retention: Retention, now: datetime
 ) -> list[RankedItem]:
     """The ranking of ``query``; a reason to have none is raised as a :class:`RankingError`.
 
@@ -293,7 +292,7 @@ def top(
 
 
 def check_available(
-    client: redis.Redis, query: RankingQuery, retention: Retention, now: datetime
+    client: Client, query: RankingQuery, retention: Retention, now: datetime
 ) -> None:
     """Raise the :class:`RankingError` that explains why ``query`` has no data, if any."""
     days = query.days
@@ -349,9 +348,7 @@ def _unknown_store_message(query: RankingQuery, known: list[str]) -> str:
     )
 
 
-def stores_of(
-    client: redis.Redis, space: str, source: keys.Source, days: Sequence[date]
-) -> list[str]:
+def stores_of(client: Client, space: str, source: keys.Source, days: Sequence[date]) -> list[str]:
     """The store ids with checkouts on any of ``days``, sorted."""
     if not days:
         return []
@@ -391,7 +388,7 @@ def total_json(days: Sequence[DayFigures]) -> dict[str, int | str]:
 
 
 def day_totals(
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     days: Sequence[date],
@@ -410,7 +407,7 @@ def day_totals(
 
 
 def item_history(  # noqa: PLR0917 - the key space, then the item's coordinates
-    client: redis.Redis,
+    client: Client,
     space: str,
     source: keys.Source,
     sku: str,

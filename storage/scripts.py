@@ -17,10 +17,15 @@ figure is an integer and every net unit stays within +-2^53 (else an error reply
 most 15 characters, else digit by digit, as decimal strings.
 
 :data:`REBUILD` clears live days and moves the watermarks back (``kassa stream rebuild``).
-``KEYS`` is the watermark hash and the dead-letter counts; ``ARGV`` is the epoch the rebuild
-was planned on, the first day to clear (``''``: every day), the live source's key prefix,
-its ``SCAN`` pattern, ``{partition: first offset to recount}`` as JSON, the topic id and the
-cluster id. It returns ``{new epoch, keys deleted}``.
+``KEYS`` is the watermark hash, the dead-letter counts and the day keys to clear, found by the
+caller's ``SCAN``; ``ARGV`` is the epoch the rebuild was planned on, the first day to clear
+(``''``: every day), the live source's key prefix, its ``SCAN`` pattern,
+``{partition: first offset to recount}`` as JSON, the topic id and the cluster id. The script
+touches no key it is not given: it lists the pattern's keys again (``SCAN`` reads names, not
+keys) and, if one to clear is missing from ``KEYS`` (written since the caller's ``SCAN``),
+returns ``{-1, that key}`` having changed nothing, for the caller to try again. Else it
+returns ``{new epoch, keys deleted}``. Every key of a key space shares one hash slot
+(:mod:`storage.keys`), so on a Redis Cluster the node that runs the script holds them all.
 """
 
 from __future__ import annotations
@@ -219,18 +224,20 @@ for partition, first in pairs(firsts) do
   end
 end
 local prefix = ARGV[3]
-local cleared = 0
+local given = {}
+for k = 3, #KEYS do given[KEYS[k]] = true end
 local cursor = '0'
 repeat
   local page = redis.call('SCAN', cursor, 'MATCH', ARGV[4], 'COUNT', 1000)
   cursor = page[1]
   for _, key in ipairs(page[2]) do
-    if day == '' or string.sub(key, #prefix + 1, #prefix + 10) >= day then
-      redis.call('UNLINK', key)
-      cleared = cleared + 1
+    if not given[key] and (day == '' or string.sub(key, #prefix + 1, #prefix + 10) >= day) then
+      return {-1, key}
     end
   end
 until cursor == '0'
+local cleared = 0
+for k = 3, #KEYS do cleared = cleared + redis.call('UNLINK', KEYS[k]) end
 if day == '' then redis.call('DEL', KEYS[2]) end
 local epoch = tonumber(held[1] or '0') + 1
 redis.call('HSET', KEYS[1], '$EPOCH', epoch, '$TOPIC_ID', ARGV[6], '$CLUSTER_ID', ARGV[7])

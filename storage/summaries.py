@@ -15,10 +15,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import redis
-
 from common.schema import from_money_units, to_money_units
 from storage import keys
+from storage.connections import Client
 from storage.figures import CHECKOUTS, COLUMNS, LINES, REVENUE
 
 
@@ -101,7 +100,7 @@ class ManifestSummary:
 
 
 def read_summaries(
-    client: redis.Redis, space: str, days: Sequence[date]
+    client: Client, space: str, days: Sequence[date]
 ) -> dict[date, ManifestSummary | None]:
     """The manifest hash of each of ``days`` (``None`` where absent), in one round trip."""
     pipe = client.pipeline(transaction=False)

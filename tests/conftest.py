@@ -34,10 +34,12 @@ SERVICE_FIXTURES = {
     "services", "settings", "redis_client", "private_kafka", "private_redis", "cluster",
     "cluster_settings", "proxied_kafka", "secure_kafka", "secure_cluster", "secure_settings",
     "secure_cluster_settings", "locked_redis", "prometheus", "operated", "s3proxy", "s3_settings",
+    "secure_redis", "secure_redis_settings", "redis_cluster", "redis_cluster_settings",
+    "sentinels",
 }  # fmt: skip
-ONE_UNIT_FOLDERS = ("tests/security/", "tests/operating/", "tests/s3/")
-"""Folders whose tests share a heavy server of their own (secured Kafka nodes, Prometheus,
-S3Proxy), started once per session: each runs whole on one pytest-xdist worker."""
+SHARED_SERVER_FOLDERS = ("tests/security/", "tests/operating/", "tests/s3/", "tests/redis_shapes/")
+"""Folders whose tests share heavy servers started once per session (secured Kafka and Redis,
+Prometheus, S3Proxy, a Redis Cluster and Sentinels): each folder is one pytest-xdist unit."""
 CLUSTER_NODES = 3
 CLUSTER_HEAP = "320m"
 REDIS_DATABASES = 1024
@@ -54,9 +56,9 @@ class Services:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``--dist loadfile`` with the files of each of :data:`ONE_UNIT_FOLDERS` as one unit:
-    they share a server of their own, which one worker then starts once (each worker has its
-    own session fixtures). Other distributions are left to pytest-xdist."""
+    """``--dist loadfile`` with the files of each of :data:`SHARED_SERVER_FOLDERS` as one
+    unit: they share servers, which one worker then starts once (each worker has its own
+    session fixtures). Other distributions are left to pytest-xdist."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 - only under xdist
@@ -64,7 +66,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     class _FoldersAsOneFile(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return next((f for f in ONE_UNIT_FOLDERS if scope.startswith(f)), scope)
+            return next((f for f in SHARED_SERVER_FOLDERS if scope.startswith(f)), scope)
 
     return _FoldersAsOneFile(config, log)
 
@@ -202,7 +204,7 @@ def cluster_settings(
 @pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the test's own (empty) Redis database."""
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         yield client
     finally:

@@ -139,9 +139,9 @@ def test_the_systemd_units_restart_on_failure_except_for_configuration_errors(un
         assert f"| {InstanceFencedError.exit_code} |" in documented
 
 
-def test_the_credentials_drop_in_hands_each_kafka_secret_to_kassa_as_a_file() -> None:
-    """Each credential of the systemd drop-in, the commented ones too, is a Kafka secret
-    setting, loaded from /etc/kassa/credentials and named by its KASSA_<NAME>_FILE."""
+def test_the_credentials_drop_in_hands_each_kafka_and_redis_secret_to_kassa_as_a_file() -> None:
+    """Each credential of the systemd drop-in, the commented ones too, is a Kafka or Redis
+    secret setting, loaded from /etc/kassa/credentials and named by its KASSA_<NAME>_FILE."""
     drop_in = repo_root() / "deploy" / "systemd" / "kassa-credentials.conf"
     lines = [line.removeprefix("#") for line in drop_in.read_text().splitlines()]
     loaded = dict(
@@ -154,7 +154,9 @@ def test_the_credentials_drop_in_hands_each_kafka_secret_to_kassa_as_a_file() ->
         for line in lines
         if line.startswith("Environment=")
     )
-    assert set(loaded) == {name for name in secret_fields(Settings) if name.startswith("kafka_")}
+    assert set(loaded) == {
+        name for name in secret_fields(Settings) if name.startswith(("kafka_", "redis_"))
+    }
     assert loaded == {name: f"/etc/kassa/credentials/{name}" for name in loaded}
     assert named == {ENV_PREFIX + name.upper() + FILE_SUFFIX: f"%d/{name}" for name in loaded}
     parser = configparser.ConfigParser(strict=False, interpolation=None)

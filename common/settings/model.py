@@ -13,7 +13,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -39,6 +38,7 @@ from common.schema import (
 from common.settings.daily import DailySettings
 from common.settings.kafka import KafkaSettings
 from common.settings.location import DataLocation, parse_location
+from common.settings.redis import RedisSettings
 from common.settings.secrets import SecretFileSource, is_secret
 from common.settings.stream import StreamSettings
 
@@ -63,7 +63,7 @@ _FIRST_EVENT = datetime(1, 1, 3, tzinfo=UTC)
 business day and its bounds exist (:mod:`common.days`)."""
 
 
-class Settings(DailySettings, StreamSettings, KafkaSettings):
+class Settings(RedisSettings, DailySettings, StreamSettings, KafkaSettings):
     """Everything kassa can be configured with. Each field is the variable ``KASSA_<NAME>``;
     a secret (``SecretStr``) field may instead come from the file ``KASSA_<NAME>_FILE`` names."""
 
@@ -87,10 +87,7 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
         """
         return init_settings, SecretFileSource(settings_cls, ENV_PREFIX), env_settings
 
-    # Redis
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server and database"
-    )
+    # Redis (the connection: common/settings/redis.py)
     redis_key_space: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]{0,200}$",
@@ -232,34 +229,6 @@ class Settings(DailySettings, StreamSettings, KafkaSettings):
             )
             raise ValueError(msg)
         return value.astimezone(UTC)
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        # The messages never repeat the value: the password is in it (load_settings shows
-        # the value, redacted, before the message).
-        example = "write e.g. 'redis://127.0.0.1:6379/0' or 'redis://:PASSWORD@host:6379/0'"
-        parts = urlsplit(value)
-        if value.count("@") > parts.netloc.count("@"):
-            msg = (
-                "its password holds a character URLs reserve (/ ? # @): percent-encode it "
-                "(e.g. / as %2F, @ as %40)"
-            )
-            raise ValueError(msg)
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError:
-            msg = f"its port is not a number (a ':' in the password? percent-encode it); {example}"
-            raise ValueError(msg) from None
-        if not parts.hostname:
-            msg = f"it names no host; {example}"
-            raise ValueError(msg)
-        databases = [parts.path.removeprefix("/"), *parse_qs(parts.query).get("db", [])]
-        for database in databases:
-            if database and not database.isdigit():
-                msg = f"its database {database!r} is not a number (the index); {example}"
-                raise ValueError(msg)
-        return value
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -41,6 +41,7 @@ from confluent_kafka import Consumer
 
 from common.columns import Decoded
 from common.days import check_day_order, day_bounds
+from common.errors import RedisUnavailableError
 from common.settings import Settings
 from jobs.daily import revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
@@ -56,7 +57,7 @@ from jobs.daily.manifest import Counts, Manifest, Timings, read_manifest, write_
 from jobs.daily.pipeline import decode_ahead, gc_paused, in_background
 from jobs.daily.run import DayResult, Run, build_manifest
 from storage import keys, parquet
-from storage.connections import open_redis
+from storage.connections import Client, access_refusal, open_redis
 from storage.daily import (
     DaySnapshot,
     Reconciliation,
@@ -134,7 +135,7 @@ def run_day(
     day_bounds(day, settings.zone)  # a day Python cannot bound is refused before the lock
     run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
     try:
-        with day_lock(settings, day) as held, closing(open_redis(settings.redis_url)) as client:
+        with day_lock(settings, day) as held, closing(open_redis(settings)) as client:
             return run.execute(client, now or datetime.now(UTC), held)
     except OSError as exc:
         if exc.errno not in REFUSED_WRITES or not isinstance(settings.data_dir, Path):
@@ -190,7 +191,7 @@ class _DayRun:
     timings: Timings = field(default_factory=Timings)
     counts: Counts = field(default_factory=Counts)
 
-    def execute(self, client: redis.Redis, now: datetime, lock: HeldLock) -> DayResult:
+    def execute(self, client: Client, now: datetime, lock: HeldLock) -> DayResult:
         started = time.perf_counter()
         previous = read_manifest(self.settings.data_dir, self.day)
         later = revisions.later_manifests(self.settings.data_dir, self.day)
@@ -303,7 +304,7 @@ class _DayRun:
         return lines
 
     def _write(
-        self, client: redis.Redis, run: Run, staged: parquet.DayFiles, partials: Partials
+        self, client: Client, run: Run, staged: parquet.DayFiles, partials: Partials
     ) -> _Written:
         """Rename the tables into place on a thread while this one stages the Redis keys."""
         tick = time.perf_counter()
@@ -334,7 +335,7 @@ class _DayRun:
 
     def _stage_redis(
         self,
-        client: redis.Redis,
+        client: Client,
         run: Run,
         snapshot: DaySnapshot,
         files: Future[dict[parquet.Table, parquet.WrittenFile]],
@@ -360,7 +361,7 @@ class _DayRun:
             raise
 
     def _finish_redis(
-        self, client: redis.Redis, plan: DayRange, written: _Written, now: datetime
+        self, client: Client, plan: DayRange, written: _Written, now: datetime
     ) -> tuple[Reconciliation, dict[int, tuple[int, int]] | None]:
         """Swap the staged keys in, record new names, reconcile (and repair) the live day.
 
@@ -445,8 +446,11 @@ class _DayRun:
             failure,
         )
 
-    def _redis_error(self, exc: redis.RedisError) -> RedisWriteError:
-        return RedisWriteError(self.settings.redis_url, self.day, exc)
+    def _redis_error(self, exc: redis.RedisError) -> RedisUnavailableError:
+        """What ``exc`` means for the day: Redis refused kassa, or could not be written."""
+        return access_refusal(self.settings, exc) or RedisWriteError(
+            self.settings.redis_url, self.day, exc
+        )
 
 
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:

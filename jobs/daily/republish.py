@@ -25,7 +25,7 @@ from jobs.daily.exceptions import SnapshotUnusable
 from jobs.daily.lock import DayLocks, day_lock
 from jobs.daily.manifest import Manifest, read_manifest
 from storage import keys, parquet
-from storage.connections import open_redis
+from storage.connections import Client, open_redis
 from storage.daily import DaySnapshot, replace_day, set_missing_names, snapshot_of
 from storage.figures import CHECKOUTS, COLUMNS, LINES, TOTALS
 from storage.summaries import Published, read_summaries
@@ -36,7 +36,7 @@ MISSING = "missing from Redis (restored from an older copy, or flushed?)"
 
 
 def published_in_redis(
-    client: redis.Redis, space: str, days: Sequence[date]
+    client: Client, space: str, days: Sequence[date]
 ) -> dict[date, Published | None]:
     """The run whose snapshot Redis holds for each of ``days`` (``None``: no manifest hash)."""
     summaries = read_summaries(client, space, days)
@@ -56,7 +56,7 @@ def staleness(snapshot: Published, held: Published | None) -> str | None:
 
 
 def republish_day(
-    settings: Settings, client: redis.Redis, day: date, now: datetime | None = None
+    settings: Settings, client: Client, day: date, now: datetime | None = None
 ) -> Published:
     """Replace the daily keys of finalized ``day`` in Redis with its Parquet snapshot.
 
@@ -128,7 +128,7 @@ def republish_stale(settings: Settings, days: Sequence[date], now: datetime) -> 
     if not snapshots:
         return []
     try:
-        with closing(open_redis(settings.redis_url)) as client:
+        with closing(open_redis(settings)) as client:
             held = published_in_redis(client, settings.key_space, list(snapshots))
             stale = [day for day, snapshot in snapshots.items() if staleness(snapshot, held[day])]
             return [day for day in stale if _republish_if_stale(settings, client, day, now)]
@@ -156,7 +156,7 @@ def _finalized(settings: Settings, days: Sequence[date], now: datetime) -> dict[
     return snapshots
 
 
-def _republish_if_stale(settings: Settings, client: redis.Redis, day: date, now: datetime) -> bool:
+def _republish_if_stale(settings: Settings, client: Client, day: date, now: datetime) -> bool:
     """Check ``day`` again under its lock (a run may just have finished) and republish it."""
     with day_lock(settings, day):
         manifest = read_manifest(settings.data_dir, day)
@@ -178,7 +178,7 @@ def _republish_if_stale(settings: Settings, client: redis.Redis, day: date, now:
 
 
 def redis_states(
-    settings: Settings, client: redis.Redis, snapshots: Mapping[date, Published], now: datetime
+    settings: Settings, client: Client, snapshots: Mapping[date, Published], now: datetime
 ) -> dict[date, str]:
     """For ``kassa daily status``, per day: ``current`` (Redis holds the snapshot's run),
     ``expired`` (past retention) or why Redis does not hold it (:func:`staleness`)."""

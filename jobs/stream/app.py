@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from quixstreams.models.topics.exceptions import TopicPermissionError
 
 from common.settings import Settings
@@ -32,7 +31,7 @@ from jobs.stream.quix import StreamApplication
 from jobs.stream.sink import LiveSink
 from jobs.stream.watch import Watch
 from jobs.stream.writer import BatchWriter
-from storage.connections import open_redis, redis_failures
+from storage.connections import Client, open_redis, redis_failures
 from storage.kafka.config import quix_connection
 from storage.kafka.exceptions import TopicIdentityError
 from storage.kafka.topics import admin_client
@@ -52,7 +51,7 @@ class StreamJob:
     app: StreamApplication
     sink: LiveSink
     metrics: StreamMetrics
-    redis_client: redis.Redis
+    redis_client: Client
     store: LiveStore
     settings: Settings
     watch: Watch
@@ -105,7 +104,7 @@ class StreamJob:
 
     def _check_redis(self) -> None:
         """Redis answers, and its ``maxmemory-policy`` cannot evict kassa's keys."""
-        with redis_failures(self.settings.redis_url, "reach", StreamRedisUnavailableError):
+        with redis_failures(self.settings, "reach", StreamRedisUnavailableError):
             self.redis_client.ping()
             policy = self.store.eviction_policy()
         if policy != "noeviction":
@@ -129,7 +128,7 @@ def build_stream_job(
         settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds
     )
     instance_id = settings.stream_instance_id if settings.stream_static_membership else ""
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     store = LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
     exactly_once = settings.stream_guarantee == "exactly-once"
     sink = LiveSink(
@@ -158,7 +157,7 @@ def build_stream_job(
         watch,
         topic=settings.topic,
         exactly_once=exactly_once,
-        redis_url=settings.redis_url,
+        redis=settings,
     )
     broker, connection_extra = quix_connection(settings)
     app = StreamApplication(

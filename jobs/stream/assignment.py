@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from common.settings.redis import RedisSettings
 from jobs.stream.exceptions import (
     IdentityMismatchError,
     RecordsLostError,
@@ -49,7 +50,7 @@ class Assignments:
         *,
         topic: str,
         exactly_once: bool,
-        redis_url: str,
+        redis: RedisSettings,
     ) -> None:
         self._sink = sink
         self._metrics = metrics
@@ -58,7 +59,7 @@ class Assignments:
         self._watch = watch
         self._topic = topic
         self._exactly_once = exactly_once
-        self._redis_url = redis_url
+        self._redis = redis
 
     def assigning(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
         """Check Redis's watermarks for the sales partitions in ``topic_partitions`` and set
@@ -86,9 +87,7 @@ class Assignments:
         if shape is None:
             raise TopicIdentityError(self._topic, "no such topic")
         identity = shape.identity
-        with redis_failures(
-            self._redis_url, "read the watermarks from", StreamRedisUnavailableError
-        ):
+        with redis_failures(self._redis, "read the watermarks from", StreamRedisUnavailableError):
             state = self._store.state(partitions)
             if state.identity is not None and state.identity != identity:
                 raise IdentityMismatchError(self._store.space, state.identity, identity)

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from common.settings import Settings
 from jobs.stream.lag import LogEnd
 from jobs.stream.writer import BatchReport, RawBatch
-from storage.connections import open_redis
+from storage.connections import Client, Target, open_redis
 from storage.kafka.probe import KafkaProbe, KafkaState
 from storage.live import ApplyStatus
 
@@ -157,7 +157,7 @@ class StreamMetrics:
         self._assigned: set[int] = set()
         self._unassigned_since: float | None = time.monotonic()
         self._oldest_waiting: Callable[[], float | None] = lambda: None
-        self._redis: redis.Redis | None = None
+        self._redis: Client | None = None
         registry.register(_ScrapeTimeCollector(self))
 
     def watch_writers(self, oldest_waiting: Callable[[], float | None]) -> None:
@@ -302,9 +302,10 @@ class StreamMetrics:
                 for partition, held in self._partitions.items()
             }
 
-    def watch_redis(self, url: str) -> None:
-        """Ping the Redis server at ``url`` for each ``/healthz`` (see :meth:`close`)."""
-        self._redis = open_redis(url, timeout=PROBE_SECONDS)
+    def watch_redis(self, target: Target) -> None:
+        """Ping the Redis of ``target`` (the settings, or a URL) for each ``/healthz`` (see
+        :meth:`close`)."""
+        self._redis = open_redis(target, timeout=PROBE_SECONDS)
 
     @property
     def watching_redis(self) -> bool:

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from common.settings import Settings
 from jobs.stream.exceptions import RebuildRefusedError
+from storage.connections import access_refusal
 from storage.kafka.identity import read_identity
 from storage.kafka.planning import plan_day
 from storage.kafka.reading import open_consumer
@@ -101,6 +102,9 @@ def plan_rebuild(settings: Settings, store: LiveStore, day: date | None) -> Rebu
     try:
         state = store.state(sorted(firsts))
     except redis.RedisError as exc:
+        refusal = access_refusal(settings, exc)
+        if refusal is not None:
+            raise refusal from exc
         msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
         raise RebuildRefusedError(msg) from exc
     if day is not None and (not state.exists or state.identity not in (None, identity)):

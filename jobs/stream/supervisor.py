@@ -113,7 +113,7 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
     metrics = StreamMetrics(settings.stream_unassigned_limit_seconds, settings.stream_stuck_seconds)
     with claimed_instance_id(settings) as instance_id:
         settings = settings.model_copy(update={"stream_instance_id": instance_id or ""})
-        metrics.watch_redis(settings.redis_url)
+        metrics.watch_redis(settings)
         server = None
         if settings.metrics_port:
             server = MetricsServer(metrics, settings.metrics_port, settings.metrics_host)

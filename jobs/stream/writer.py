@@ -112,7 +112,7 @@ class _Writer:
 
     def __init__(self, settings: Settings) -> None:
         self._store = _live_store(settings)  # connects at the first batch
-        self._redis_url = settings.redis_url
+        self._redis = settings
         self._aggregator = Aggregator(settings.zone)
         self._days = DayCutter(settings.zone)
         self._settings = settings
@@ -151,7 +151,7 @@ class _Writer:
             self._dead_letters.flush()  # before the watermark covers them
         started = time.perf_counter()
         doing = f"write partition {batch.partition}'s batch to"
-        with redis_failures(self._redis_url, doing, StreamRedisUnavailableError):
+        with redis_failures(self._redis, doing, StreamRedisUnavailableError):
             result = self._store.apply(delta, expected)
         seconds = time.perf_counter() - started
         return BatchReport(
@@ -191,7 +191,7 @@ class _Writer:
 
 
 def _live_store(settings: Settings) -> LiveStore:
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     return LiveStore(client, settings.key_space, settings.zone, settings.retention_days)
 
 

@@ -19,7 +19,7 @@ def test_redis_stopped_gives_503_and_the_api_recovers_when_it_is_back(
     server.start()
     settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{server.port}/0"})
     today = datetime.now(UTC).date()
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     fill_live_day(client, settings.key_space, today)
     client.close()
     try:

@@ -154,7 +154,7 @@ def test_status_lists_each_state_from_the_manifests(settings: Settings) -> None:
     }
     assert shown.stdout.count("; Redis: current") == 4
 
-    with closing(open_redis(settings.redis_url)) as client:
+    with closing(open_redis(settings)) as client:
         client.delete(keys.manifest_key(settings.key_space, date(2026, 11, 19)))
     lost = _kassa(settings, "daily", "status", "--days", "1", "--to", "2026-11-19")
     assert lost.stdout.endswith(

@@ -125,6 +125,36 @@ def test_a_redis_url_is_checked_down_to_its_database(url: str, hint: str) -> Non
         assert load_settings(redis_url=good).redis_url == good
 
 
+REDIS_CONFLICTS = [
+    ({"redis_url": "redis://kassa@h/0", "redis_username": "kassa"}, "names a user too"),
+    ({"redis_url": "redis://:pw@h/0", "redis_password": "pw"}, "holds a password too"),
+    ({"redis_ssl_ca_location": __file__}, "KASSA_REDIS_URL is redis:// (no TLS)"),
+    ({"redis_url": "rediss://h/0", "redis_ssl_key_location": __file__}, "set both"),
+    ({"redis_cluster": True, "redis_sentinels": "h:26379"}, "keep one"),
+    ({"redis_cluster": True, "redis_url": "redis://h/3"}, "database 0 only"),
+    ({"redis_sentinels": "h:26379,h2"}, "'h2' is not host:port"),
+    ({"redis_url": "rediss://h/0", "redis_ssl_ca_location": "/no/such.pem"}, "is not a file"),
+]
+
+
+@pytest.mark.parametrize(("values", "hint"), REDIS_CONFLICTS)
+def test_redis_settings_that_contradict_each_other_are_refused_naming_them(
+    values: dict[str, object], hint: str
+) -> None:
+    with pytest.raises(SettingsError, match="KASSA_REDIS_") as raised:
+        load_settings(**values)
+    assert hint in str(raised.value)
+    assert "pw" not in str(raised.value).replace("password", "")
+
+
+def test_redis_logins_come_from_the_url_or_the_settings() -> None:
+    assert load_settings().redis_user == "default"
+    assert load_settings(redis_url="rediss://kassa:pw@h/0").redis_user == "kassa"
+    settings = load_settings(redis_username="kassa", redis_sentinels="a:26379, b:26380")
+    assert settings.redis_user == "kassa"
+    assert settings.redis_sentinel_addresses == [("a", 26379), ("b", 26380)]
+
+
 def test_a_folder_that_cannot_be_written_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -274,7 +274,7 @@ class Scenario:
     def redis_refuses(self) -> None:
         """Redis refuses the password given; Redis may evict kassa's keys."""
         refused = {**self.no_kafka, "KASSA_REDIS_URL": login_url(self.redis, self.wrong_password)}
-        self.run("top, wrong password", "top", env=refused, status=3)
+        self.run("top, wrong password", "top", env=refused, status=9)
         status = self.run("status, wrong password", "services", "status", env=refused, status=1)
         assert f"redis     {self.redis.address}        refused" in status
         admin = open_redis(login_url(self.redis))

@@ -20,15 +20,12 @@ from confluent_kafka.admin import AclBindingFilter, AdminClient
 from pydantic import SecretStr
 
 from common.settings import Settings
-from jobs.daily.job import run_day
 from services.cluster import KafkaCluster
 from services.security import KASSA_USER, Grant, kassa_grants, make_ca
-from storage import parquet
-from storage.connections import open_redis
 from tests.api.helpers import basic, call, serving_child
 from tests.helpers import free_port, repo_root, run_kassa, settings_env, wait_until
-from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
-from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
+from tests.jobs.stream.helpers import publish_checkouts, run_once, valid_checkouts
+from tests.pipeline import assert_pipeline_exact
 
 DAY = date(2026, 11, 21)
 ACCESS_REFUSED = 9
@@ -49,27 +46,11 @@ def _log_ends(cluster: KafkaCluster) -> dict[Path, int]:
     return {node.log_file: node.log_file.stat().st_size for node in cluster.nodes}
 
 
-def _assert_pipeline_exact(settings: Settings) -> None:
-    checkouts = valid_checkouts(300, seed=22, day=DAY)
-    publish_checkouts(settings, checkouts)
-    run_once(settings)
-    client = open_redis(settings.redis_url)
-    try:
-        assert_exact(client, settings, checkouts)
-    finally:
-        client.close()
-    seal(settings, utc(2026, 11, 23))
-    manifest = run_day(settings, DAY).manifest
-    assert manifest.complete
-    path = parquet.table_path(settings.data_dir, "daily_item_sales", DAY)
-    assert parquet_figures(path) == expected_of(checkouts, DAY, settings.zone)
-
-
 def test_the_pipeline_is_exact_as_the_kassa_user_over_sasl_ssl_and_needs_no_other_acl(
     secure_kafka: KafkaCluster, secure_settings: Settings
 ) -> None:
     since = _log_ends(secure_kafka)
-    _assert_pipeline_exact(secure_settings)
+    assert_pipeline_exact(secure_settings)
     assert _denials(secure_kafka, since) == []
 
 
@@ -118,7 +99,7 @@ def test_an_oauthbearer_token_from_a_callback_logs_kassa_in(
         }
     )
     since = _log_ends(secure_kafka)
-    _assert_pipeline_exact(by_token)
+    assert_pipeline_exact(by_token)
     assert _denials(secure_kafka, since) == []
     stranger = settings_env(by_token) | {
         "KASSA_KAFKA_CONFIG": json.dumps({"sasl.oauthbearer.config": "sub=stranger"})
@@ -133,7 +114,7 @@ def test_the_pipeline_is_exact_on_three_secured_brokers(
     secure_cluster: KafkaCluster, secure_cluster_settings: Settings
 ) -> None:
     since = _log_ends(secure_cluster)
-    _assert_pipeline_exact(secure_cluster_settings)
+    assert_pipeline_exact(secure_cluster_settings)
     assert _denials(secure_cluster, since) == []
 
 
@@ -255,7 +236,9 @@ def test_a_missing_acl_is_one_line_naming_the_operation_and_the_resource(  # noq
     assert "user 'kassa'" in line or "kassa's Kafka user" in line
 
 
-def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: Path) -> None:
+def test_services_up_secure_makes_the_cluster_and_redis_and_says_how_to_connect(
+    tmp_path: Path,
+) -> None:
     port, controller, redis_port = free_port(), free_port(), free_port()
     env = settings_env(
         Settings(
@@ -276,7 +259,9 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
         assert status.returncode == 0, status.stderr + status.stdout
         kafka_lines = [line for line in status.stdout.splitlines() if line.startswith("kafka")]
         assert kafka_lines
-        assert re.search(r"^redis .* no password", status.stdout, re.MULTILINE)
+        secure = tmp_path / "state" / "secure"
+        redis_tls = f"TLS (CA {secure / 'ca.pem'}), ACL users 'admin', 'kassa', default user off"
+        assert re.search(rf"^redis .* {re.escape(redis_tls)}", status.stdout, re.MULTILINE)
         for line in kafka_lines:
             assert (
                 f"SASL_SSL (SCRAM-SHA-512), CA {tmp_path / 'state' / 'secure' / 'ca.pem'}" in line
@@ -287,11 +272,20 @@ def test_services_up_secure_makes_the_cluster_and_says_how_to_connect(tmp_path: 
         produced = run_kassa("produce", "synthetic", "--count", "50", "--quiet", env=secured)
         assert produced.returncode == 0, produced.stderr
         assert "50 delivered, 0 failed" in produced.stderr
+        assert secured["KASSA_REDIS_URL"] == f"rediss://127.0.0.1:{redis_port}/0"
+        stores = run_kassa("top", "--stores", env=secured)
+        assert stores.returncode == 0, stores.stderr
         plaintext = run_kassa("topics", "describe", env=env)
         assert plaintext.returncode != 0
-        password = (tmp_path / "state" / "secure" / "kassa.password").read_text().strip()
-        for output in (up.stdout, up.stderr, status.stdout, produced.stderr):
-            assert password not in output
+        assert run_kassa("top", "--stores", env=env).returncode != 0
+        passwords = [
+            (secure / name).read_text().strip()
+            for name in ("kassa.password", "redis-kassa.password", "redis-admin.password")
+        ]
+        redis_config = (tmp_path / "state" / "redis" / "redis.conf").read_text()
+        for output in (up.stdout, up.stderr, status.stdout, produced.stderr, redis_config):
+            for password in passwords:
+                assert password not in output
         mode = stat.filemode((client_env.parent / "kassa.password").stat().st_mode)
         assert mode == "-rw-------"
     finally:

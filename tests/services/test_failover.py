@@ -177,7 +177,7 @@ def test_a_broker_killed_and_another_stopped_under_load_loses_and_doubles_nothin
     producer = threading.Thread(
         target=lambda: reports.append(publish(settings, feed, rate=RATE)), name="producer"
     )
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     log = tmp_path / "stream.log"
     stream = start_stream(settings, log)
     try:

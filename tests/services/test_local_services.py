@@ -123,7 +123,7 @@ def test_up_reuses_services_that_already_answer(settings: Settings) -> None:
     assert result.stdout.count(" reused ") == 2
     down = kassa("services", "down", env=env)
     assert down.stdout.count(" down") == 2
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     assert client.ping()
 
 

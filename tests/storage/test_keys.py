@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
 from storage import daily, keys
 from storage.figures import RANKED_BY
@@ -16,7 +17,7 @@ DOCS = Path(__file__).parents[2] / "docs" / "stream.md"
 SPACE, STORE, TOKEN = "sp1", "s7", "0f3a"
 DAY, FIRST = date(2026, 11, 21), date(2026, 11, 20)
 PLACEHOLDERS = {
-    "sp": SPACE,
+    "sp": keys.tagged(SPACE),
     "src": "live",
     "D": DAY.isoformat(),
     "D1": FIRST.isoformat(),
@@ -26,8 +27,17 @@ PLACEHOLDERS = {
     "token": TOKEN,
     "key": keys.names_key(SPACE),
 }
-"""What each ``{placeholder}`` of a table's key pattern stands for in :func:`_built`."""
-NOT_KEYS = {"source_prefix", "day_scope", "day_pattern", "floor_field", "expire_at"}
+"""What each ``{placeholder}`` of a table's key pattern stands for in :func:`_built` (the key
+space in its braces: the tables' ``{sp}`` is ``{sales}``)."""
+NOT_KEYS = {
+    "tagged",
+    "space_pattern",
+    "source_prefix",
+    "day_scope",
+    "day_pattern",
+    "floor_field",
+    "expire_at",
+}
 """Public functions of :mod:`storage.keys` that build a prefix, a pattern, a field or a time."""
 FIXED_TTLS = {
     "temporary_key": daily.TEMPORARY_TTL_SECONDS,
@@ -115,6 +125,12 @@ def test_each_row_is_what_its_builder_builds(row: tuple[str, str, str, str]) -> 
     assert key.format(**PLACEHOLDERS) in _built()[_builder(meaning)]
     per_day = "{D}" in key and ttl != "lock"
     assert (ttl == "day") == per_day, "per-day keys, and only they, expire with the day"
+
+
+def test_every_key_of_a_key_space_shares_one_hash_slot() -> None:
+    built = {key for name, found in _built().items() if name != "DEMO_DATABASE" for key in found}
+    assert {key_slot(key.encode()) for key in built} == {key_slot(keys.tagged(SPACE).encode())}
+    assert key_slot(keys.names_key(SPACE).encode()) != key_slot(keys.names_key("sp2").encode())
 
 
 def test_every_measure_has_a_row() -> None:

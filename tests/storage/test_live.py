@@ -14,7 +14,7 @@ from common.errors import FigureLimitError
 from common.schema import Checkout, Line, WireDecoder, encode_checkout
 from common.settings import Settings
 from jobs.stream.aggregate import Aggregator, roll_up
-from storage import keys
+from storage import keys, scripts
 from storage.live import ApplyStatus, Expectation, Identity, LiveStore, PartitionDelta
 from tests.helpers import truth
 from tests.jobs.stream.helpers import live_figures
@@ -316,4 +316,34 @@ def test_a_batch_not_rolled_up_is_a_caller_error(store: LiveStore) -> None:
     delta.items[(DAY, "s1")] = {"x": [1, 1, 0, 5, 1]}
     with pytest.raises(ValueError, match="not rolled up"):
         store.apply(delta, expected=_expect(-1))
+    assert store.watermarks([0]) == {0: -1}
+
+
+def test_a_rebuild_script_not_given_every_key_to_clear_changes_nothing(
+    store: LiveStore, redis_client: redis.Redis
+) -> None:
+    """The script touches only keys it is given (a Redis Cluster's rule): a key written
+    since the caller's SCAN is not cleared behind its back, the caller is told to look again."""
+    store.apply(_delta(0, 2), expected=_expect(-1))
+    pattern = keys.day_pattern(SPACE, "live")
+    written = sorted(redis_client.scan_iter(match=pattern))
+    before = live_figures(redis_client, [DAY], SPACE)
+    script = redis_client.register_script(scripts.REBUILD)
+    args = [
+        "0",
+        "",
+        keys.source_prefix(SPACE, "live"),
+        pattern,
+        '{"0": 0}',
+        "topic-id",
+        "cluster-id",
+    ]
+    applied, dead = keys.applied_offsets_key(SPACE), keys.dead_letters_key(SPACE)
+    status, missing = script(keys=[applied, dead, *written[1:]], args=args)
+    assert (status, missing) == (-1, written[0])
+    assert live_figures(redis_client, [DAY], SPACE) == before
+    assert store.state([0]).epoch == 0
+    epoch, cleared = store.rebuild(IDENTITY, 0, {0: 0}, None)
+    assert (epoch, cleared) == (1, len(written))
+    assert list(redis_client.scan_iter(match=pattern)) == []
     assert store.watermarks([0]) == {0: -1}

@@ -82,7 +82,7 @@ def test_redis_restored_from_an_older_copy_with_the_job_stopped_recounts_exactly
 
     run_once(settings)
 
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     assert_exact(client, settings, first + second + third)
     client.close()
 
@@ -103,7 +103,7 @@ def test_redis_restored_from_an_older_copy_under_the_running_job_recounts_exactl
     first, second, third = valid_checkouts(100, 1), valid_checkouts(100, 2), valid_checkouts(100, 3)
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         publish_checkouts(settings, first)
         wait_until(caught_up(client, settings), 90, "the job to count the first 100")
@@ -192,7 +192,7 @@ def test_an_evicting_maxmemory_policy_is_refused(
     settings: Settings, private_redis: RedisServer, policy: str
 ) -> None:
     settings = _on(settings, private_redis)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     client.config_set("maxmemory-policy", policy)
     client.close()
     publish_checkouts(settings, valid_checkouts(10, 7))

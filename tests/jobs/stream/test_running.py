@@ -109,7 +109,7 @@ def test_redis_restored_under_a_quiet_running_job_is_recounted_without_a_new_rec
     first, second = valid_checkouts(100, 4), valid_checkouts(100, 5)
     log = tmp_path / "stream.log"
     child = start_stream(settings, log)
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     try:
         publish_checkouts(settings, first)
         wait_until(caught_up(client, settings), 90, "the job to count the first 100")

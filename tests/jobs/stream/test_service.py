@@ -127,7 +127,7 @@ def test_redis_stopped_for_20_s_under_load_is_survived_with_exact_counts(
             "stream_commit_interval": 1.0,
         }
     )
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings)
     log = tmp_path / "stream.log"
     traffic = Load(settings, 47, rate=500.0)
     child = start_stream(settings, log)

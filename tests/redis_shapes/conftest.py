@@ -1,0 +1,169 @@
+"""Redis in the shapes chains run it, for the tests of this folder: a Redis Cluster of three
+masters (and a master with a replica watched by three Sentinels).
+
+Each starts once per test session (this folder is one pytest-xdist unit, so one worker
+starts it); each test gets a fresh topic and group, and so a key space of its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from redis.cluster import RedisCluster
+
+from common.settings import Settings
+from services.redis import RedisSentinel, RedisServer
+from storage.kafka.topics import ensure_topics
+from tests.conftest import Services, fresh_settings
+from tests.helpers import free_port, wait_until
+
+CLUSTER_MASTERS = 3
+SENTINEL_COUNT = 3
+SENTINEL_MASTER = "kassa-test"
+
+
+def _cluster_ok(servers: list[RedisServer]) -> bool:
+    """Whether every node reports the cluster ``ok`` (every slot served)."""
+    for server in servers:
+        state = subprocess.run(
+            ["redis-cli", "-p", str(server.port), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        if "cluster_state:ok" not in state:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    """Three redis-servers with ``--cluster-enabled yes``, made one cluster of three masters
+    (no replicas) by ``redis-cli --cluster create``."""
+    home = tmp_path_factory.mktemp("redis-cluster")
+    servers = [
+        RedisServer(
+            "127.0.0.1",
+            free_port(),
+            home / f"node-{n}",
+            options=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+        )
+        for n in range(1, CLUSTER_MASTERS + 1)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(s.address for s in servers),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stdout + created.stderr
+        wait_until(lambda: _cluster_ok(servers), 30, "the Redis Cluster to serve every slot")
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def redis_cluster_settings(
+    services: Services,
+    redis_cluster: list[RedisServer],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Settings:
+    """Settings on the session's broker and the Redis Cluster (``KASSA_REDIS_CLUSTER``,
+    the URL naming its first node): a fresh topic and group, so a key space of its own."""
+    url = f"redis://{redis_cluster[0].address}/0"
+    settings = fresh_settings(request, tmp_path, services.kafka.bootstrap, url)
+    settings = settings.model_copy(update={"redis_cluster": True})
+    ensure_topics(settings)
+    return settings
+
+
+def cluster_client(servers: list[RedisServer]) -> RedisCluster:
+    """A cluster client of ``servers`` (for the tests' own reads)."""
+    return RedisCluster(host=servers[0].host, port=servers[0].port)
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    """A master, its replica and the Sentinels watching them (:data:`SENTINEL_MASTER`)."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[RedisSentinel]
+
+    @property
+    def addresses(self) -> str:
+        """The Sentinels' ``host:port`` list (``KASSA_REDIS_SENTINELS``)."""
+        return ",".join(sentinel.address for sentinel in self.sentinels)
+
+    def master_address(self) -> tuple[str, int] | None:
+        """Where the first Sentinel says the master is."""
+        first = self.sentinels[0]
+        client = Redis(host=first.host, port=first.port, decode_responses=True)
+        try:
+            found = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+        finally:
+            client.close()
+        return None if found is None else (found[0], int(found[1]))
+
+    def ready(self) -> bool:
+        """Whether the replica is in sync and every Sentinel knows it and the others."""
+        replica = Redis(host=self.replica.host, port=self.replica.port, decode_responses=True)
+        try:
+            if replica.info("replication").get("master_link_status") != "up":
+                return False
+        finally:
+            replica.close()
+        for sentinel in self.sentinels:
+            client = Redis(host=sentinel.host, port=sentinel.port, decode_responses=True)
+            try:
+                fields = client.sentinel_master(SENTINEL_MASTER)
+            finally:
+                client.close()
+            if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
+                return False
+        return True
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
+    """A master, a replica of it and three Sentinels (quorum 2, a master down after 1 s),
+    for one test: a failover changes them for good."""
+    master = RedisServer("127.0.0.1", free_port(), tmp_path / "master")
+    replica = RedisServer(
+        "127.0.0.1",
+        free_port(),
+        tmp_path / "replica",
+        options=("--replicaof", master.host, str(master.port)),
+    )
+    watching = [
+        RedisSentinel(
+            "127.0.0.1",
+            free_port(),
+            tmp_path / f"sentinel-{n}",
+            SENTINEL_MASTER,
+            master.host,
+            master.port,
+        )
+        for n in range(1, SENTINEL_COUNT + 1)
+    ]
+    shape = Sentinels(master, replica, watching)
+    try:
+        master.start()
+        replica.start()
+        for sentinel in watching:
+            sentinel.start()
+        wait_until(shape.ready, 60, "the replica and three Sentinels to find each other")
+        yield shape
+    finally:
+        for server in (*watching, replica, master):
+            server.stop()
