@@ -147,7 +147,7 @@ def dead_letters_key(space: str) -> str:
 
 def day_lock_key(space: str, day: date) -> str:
     """The lock serializing daily runs of ``day`` when the data is on an object store."""
-    return f"{PREFIX}:{space}:lock:daily:{day.isoformat()}"
+    return f"{PREFIX}:{tagged(space)}:lock:daily:{day.isoformat()}"
 
 
 def manifest_key(space: str, day: date) -> str:
