@@ -7,6 +7,7 @@ starts it); each test gets a fresh topic and group, and so a key space of its ow
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,24 @@ def _cluster_ok(servers: list[RedisServer]) -> bool:
     return True
 
 
+MAX_CLUSTER_PORT = 55535
+"""A cluster node also listens on its port + 10000 (the cluster bus), below 65536."""
+
+
+def cluster_port() -> int:
+    """A free port for a cluster node whose bus port (+ 10000) is free too."""
+    while True:
+        port = free_port()
+        if port > MAX_CLUSTER_PORT:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
     """Three redis-servers with ``--cluster-enabled yes``, made one cluster of three masters
@@ -49,7 +68,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
     servers = [
         RedisServer(
             "127.0.0.1",
-            free_port(),
+            cluster_port(),
             home / f"node-{n}",
             options=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
         )
