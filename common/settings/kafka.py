@@ -16,6 +16,8 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
+from common.settings.checks import host_port_list, pem_file, unset_if_empty
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
@@ -135,25 +137,17 @@ class KafkaSettings(BaseSettings):
     @field_validator("kafka_bootstrap")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                msg = f"{server!r} is not host:port; write e.g. '127.0.0.1:9092'"
-                raise ValueError(msg)
-        return value
+        if not value.strip():
+            msg = "names no broker; write e.g. '127.0.0.1:9092'"
+            raise ValueError(msg)
+        return host_port_list(value, "127.0.0.1:9092")
 
     @field_validator(
         "kafka_ssl_ca_location", "kafka_ssl_certificate_location", "kafka_ssl_key_location"
     )
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        path = value.expanduser()
-        if not path.is_file():
-            msg = f"{str(path)!r} is not a file; point it at the PEM file"
-            raise ValueError(msg)
-        return path
+        return pem_file(value)
 
     @field_validator(
         "kafka_ssl_ca_location",
@@ -163,7 +157,7 @@ class KafkaSettings(BaseSettings):
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+        return unset_if_empty(value)
 
     @field_validator("kafka_config")
     @classmethod

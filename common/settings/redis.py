@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
+from common.settings.checks import host_port_list, pem_file, unset_if_empty
+
 DEFAULT_USER: Final = "default"
 """The Redis user a client without a user name logs in as (``AUTH password``)."""
 _EXAMPLE: Final = "write e.g. 'redis://127.0.0.1:6379/0' or 'rediss://USER:PASSWORD@host:6380/0'"
@@ -96,25 +98,14 @@ class RedisSettings(BaseSettings):
     @field_validator("redis_sentinels")
     @classmethod
     def _sentinel_list(cls, value: str) -> str:
-        for server in filter(None, (part.strip() for part in value.split(","))):
-            host, _, port = server.rpartition(":")
-            if not host or not port.isdigit():
-                msg = f"{server!r} is not host:port; write e.g. '10.0.0.5:26379,10.0.0.6:26379'"
-                raise ValueError(msg)
-        return value
+        return host_port_list(value, "10.0.0.5:26379,10.0.0.6:26379")
 
     @field_validator(
         "redis_ssl_ca_location", "redis_ssl_certificate_location", "redis_ssl_key_location"
     )
     @classmethod
     def _readable_pem_file(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        path = value.expanduser()
-        if not path.is_file():
-            msg = f"{str(path)!r} is not a file; point it at the PEM file"
-            raise ValueError(msg)
-        return path
+        return pem_file(value)
 
     @field_validator(
         "redis_ssl_ca_location",
@@ -125,7 +116,7 @@ class RedisSettings(BaseSettings):
     )
     @classmethod
     def _empty_redis_value_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+        return unset_if_empty(value)
 
     @model_validator(mode="after")
     def _redis_values_agree(self) -> RedisSettings:
