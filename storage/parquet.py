@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from common.columns import PRICE
 from common.schema import MONEY_DECIMALS
-from storage.figures import COLUMNS, LINES, REVENUE
+from storage.figures import COLUMNS, LINES, MONEY_FIGURES
 
 AggregateTable = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales"]
 """The tables of a day's aggregates (the rest is ``sales_lines``, one row per line)."""
@@ -48,9 +48,12 @@ TABLES: Final[tuple[Table, ...]] = (
 )
 
 MONEY: Final = pl.Decimal(38, MONEY_DECIMALS)
-"""A sum of money (revenue): exact, with the money scale of :mod:`common.schema`."""
+"""A sum of money (revenue, discount): exact, with the money scale of :mod:`common.schema`."""
 FIGURE_TYPES: Final = pl.Schema(
-    {column: MONEY if figure == REVENUE else pl.Int64() for figure, column in enumerate(COLUMNS)}
+    {
+        column: MONEY if figure in MONEY_FIGURES else pl.Int64()
+        for figure, column in enumerate(COLUMNS)
+    }
 )
 """The columns of the item figures, in their order, and their types."""
 TOTAL_TYPES: Final = pl.Schema({**FIGURE_TYPES, LINES: pl.Int64()})
@@ -67,8 +70,11 @@ SALES_LINES: Final = pl.Schema(
         "sku": pl.String(),
         "quantity": pl.Int32(),
         "unit_price": PRICE,
+        "discount": PRICE,
     }
 )
+"""One row per line; ``discount`` is the line's discount as sent (0 for a version 1 line,
+never negative: the item tables' ``discount`` takes the sign of the line's gross amount)."""
 
 
 def schema(table: Table, zone: ZoneInfo) -> pl.Schema:

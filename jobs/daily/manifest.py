@@ -29,7 +29,7 @@ import msgspec
 from common.schema import from_money_units, to_money_units
 from jobs.daily.exceptions import ManifestUnreadable
 from storage import parquet
-from storage.figures import COLUMNS, REVENUE, TOTALS
+from storage.figures import MONEY_COLUMNS, TOTALS
 from storage.summaries import ManifestSummary, Published
 
 MANIFEST_VERSION: Final = 2
@@ -107,27 +107,37 @@ class Timings(msgspec.Struct, kw_only=True):
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
-    """The day's totals (the fields :data:`storage.figures.TOTALS`), revenue as a decimal."""
+    """The day's totals (the fields :data:`storage.figures.TOTALS`), money as decimals.
+
+    ``revenue`` is net of discounts; ``discount`` (0 in a manifest written before message
+    version 2) is the discounts' sum, so the gross amount is their sum."""
 
     units: int
     units_sold: int
     units_returned: int
     revenue: Decimal
     checkouts: int
+    discount: Decimal = Decimal(0)
     lines: int
 
     @classmethod
     def of(cls, totals: Mapping[str, int]) -> Totals:
-        """The totals of a ``totals`` hash (revenue in integer money units; absent: 0)."""
-        values: dict[str, object] = {name: totals.get(name, 0) for name in TOTALS}
-        values[COLUMNS[REVENUE]] = from_money_units(totals.get(COLUMNS[REVENUE], 0))
+        """The totals of a ``totals`` hash (money in integer money units; absent: 0)."""
+        values: dict[str, object] = {
+            name: from_money_units(totals.get(name, 0))
+            if name in MONEY_COLUMNS
+            else totals.get(name, 0)
+            for name in TOTALS
+        }
         return msgspec.convert(values, cls)
 
     def in_units(self) -> dict[str, int]:
-        """As a ``totals`` hash: by :data:`storage.figures.TOTALS`, revenue in money units."""
+        """As a ``totals`` hash: by :data:`storage.figures.TOTALS`, money in money units."""
         values = msgspec.structs.asdict(self)
-        values[COLUMNS[REVENUE]] = to_money_units(self.revenue)
-        return {name: int(values[name]) for name in TOTALS}
+        return {
+            name: to_money_units(values[name]) if name in MONEY_COLUMNS else int(values[name])
+            for name in TOTALS
+        }
 
 
 class TableFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,6 +229,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     missing: list[Missing] = []
     code_version: str = "unknown"
     schema_version: int
+    """The newest message version the run read."""
+    schema_versions: list[int] = []
+    """Every message version the run read (``KASSA_SCHEMA_VERSIONS``; empty in a manifest
+    written before message version 2: version 1 only)."""
     run_id: str
     run_at: str
     finished_at: str

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 
-from common.schema import SCHEMA_VERSION
 from common.settings import Settings
 from jobs.daily.manifest import (
     DRIFTS_IN_MANIFEST,
@@ -116,7 +115,8 @@ def build_manifest(
         late_records=_late_entries(late.counts, late.reach),
         missing=_missing(plan, run.previous),
         code_version=code_version(),
-        schema_version=SCHEMA_VERSION,
+        schema_version=max(settings.limits.versions),
+        schema_versions=sorted(settings.limits.versions),
         run_id=run.run_id,
         run_at=run.run_at.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
