@@ -21,8 +21,8 @@ kassa:{sp}:{src}:{D}:revenue                  hash        day   ``day_key``: sku
                                                                 1/10,000 currency units
 kassa:{sp}:{src}:{D}:checkouts                hash        day   ``day_key``: sku -> checkouts with
                                                                 the sku
-kassa:{sp}:{src}:{D}:discount                 hash        day   ``day_key``: sku -> discount, integer
-                                                                1/10,000 currency units
+kassa:{sp}:{src}:{D}:discount                 hash        day   ``day_key``: sku -> discount,
+                                                                integer 1/10,000 currency units
 kassa:{sp}:{src}:{D}:totals                   hash        day   ``day_key``: the scope's day totals
                                                                 (:data:`storage.figures.TOTALS`)
 kassa:{sp}:{src}:{D}:stores                   set         day   ``stores_key``: store ids with

@@ -8,6 +8,7 @@ the public interface)::
     hourly_sales/date=YYYY-MM-DD/part-0.parquet
     sales_lines/date=YYYY-MM-DD/part-0.parquet
     _manifests/date=YYYY-MM-DD/manifest.json
+    _manifests/date=YYYY-MM-DD/refused.json   (a day the invalid-share guard refused)
 
 Each day of each table is exactly one file with a fixed name, so a re-run replaces it. A file
 is written under a hidden temporary name in the same folder, fsynced, renamed over the final
@@ -100,6 +101,7 @@ def arrow_schema(columns: pl.Schema) -> pa.Schema:
 MANIFESTS: Final = "_manifests"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
+REFUSAL_NAME: Final = "refused.json"
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 1
 """zstd's fastest level: on ``sales_lines`` it is cheaper than level 3 and, after the
@@ -133,6 +135,12 @@ def table_path(data_dir: Path, table: Table, day: date) -> Path:
 def manifest_path(data_dir: Path, day: date) -> Path:
     """The manifest of ``day`` (written last: its presence means the day is finished)."""
     return data_dir / MANIFESTS / day_folder(day) / MANIFEST_NAME
+
+
+def refusal_path(data_dir: Path, day: date) -> Path:
+    """Why the last run of ``day`` refused to finalize it (:mod:`jobs.daily.refusals`);
+    removed when a run finalizes the day."""
+    return data_dir / MANIFESTS / day_folder(day) / REFUSAL_NAME
 
 
 def lock_path(data_dir: Path, day: date) -> Path:

@@ -10,9 +10,10 @@ Its summary (:meth:`Manifest.summary`) is stored beside the day's rankings in Re
 the manifest says which, why, which late records of earlier days the run found, and what
 retention had deleted.
 
-:data:`MANIFEST_VERSION` 2 is the format written; version 1 manifests (written before
-revisions, late records, retention gaps and completeness cases) decode with the defaults of
-the fields they lack. Times are kept as the ISO 8601 strings the run wrote.
+:data:`MANIFEST_VERSION` 3 is the format written; version 1 manifests (written before
+revisions, late records, retention gaps and completeness cases) and version 2 manifests
+(before message version 2's discounts and the invalid-share guard) decode with the defaults
+of the fields they lack. Times are kept as the ISO 8601 strings the run wrote.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from storage import parquet
 from storage.figures import MONEY_COLUMNS, TOTALS
 from storage.summaries import ManifestSummary, Published
 
-MANIFEST_VERSION: Final = 2
+MANIFEST_VERSION: Final = 3
 DRIFTS_IN_MANIFEST: Final = 100
 
 
@@ -233,6 +234,11 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     schema_versions: list[int] = []
     """Every message version the run read (``KASSA_SCHEMA_VERSIONS``; empty in a manifest
     written before message version 2: version 1 only)."""
+    max_invalid_share: float | None = None
+    """``KASSA_DAILY_MAX_INVALID_SHARE`` of the run (``None``: before the guard)."""
+    invalid_share_forced: bool = False
+    """Finalized by ``--force`` although its invalid records exceeded the share
+    (:mod:`jobs.daily.refusals`; the revision's reason says by how much)."""
     run_id: str
     run_at: str
     finished_at: str

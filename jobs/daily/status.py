@@ -1,9 +1,10 @@
 """How each business day stands, from its manifest and lock file (no Kafka, no Redis).
 
-States, the first that applies: ``running`` (a run holds the day's lock), ``missing`` (no
-manifest), ``late-pending`` (later runs found late records past the day's range; the
-scheduler restates it), ``forced`` (finalized incomplete; revisited once complete),
-``restated`` (revision 2 or later), ``complete``. ``kassa daily status``, the scheduler,
+States, the first that applies: ``running`` (a run holds the day's lock), ``invalid-share``
+(no manifest: the last run refused the day for too many invalid records,
+:mod:`jobs.daily.refusals`), ``missing`` (no manifest), ``late-pending`` (later runs found
+late records past the day's range; the scheduler restates it), ``forced`` (finalized
+incomplete; revisited once complete), ``restated`` (revision 2 or later), ``complete``. ``kassa daily status``, the scheduler,
 ``/api/days`` and ``/health`` all read a day's state here (:class:`DayStatus`).
 """
 
@@ -18,12 +19,16 @@ from typing import Any, Final, Literal
 
 from jobs.daily import revisions
 from jobs.daily.manifest import Manifest, read_manifest
+from jobs.daily.refusals import Refusal, read_refusal
 from storage import parquet
 from storage.summaries import ManifestSummary
 
-State = Literal["running", "missing", "late-pending", "forced", "restated", "complete"]
+State = Literal[
+    "running", "invalid-share", "missing", "late-pending", "forced", "restated", "complete"
+]
 STATES: Final[tuple[State, ...]] = (
     "running",
+    "invalid-share",
     "missing",
     "late-pending",
     "forced",
@@ -41,6 +46,8 @@ class DayStatus:
     manifest: Manifest | None = None
     late_pending: int = 0
     """Late records later runs found past the day's range."""
+    refusal: Refusal | None = None
+    """Why the last run did not finalize the day (the invalid-share guard), if it did not."""
 
     @property
     def summary(self) -> ManifestSummary | None:
@@ -67,6 +74,7 @@ class DayStatus:
             "finished_at": None if manifest is None else manifest.finished_at,
             "completeness": None if manifest is None else self.completeness(),
             "run_id": None if manifest is None else manifest.run_id,
+            "refused": None if self.refusal is None else self.refusal.headline(),
         }
 
     def summary_json(self) -> dict[str, Any] | None:
@@ -116,8 +124,11 @@ def day_status(data_dir: Path, day: date) -> DayStatus:
 def _status(data_dir: Path, day: date, finished: dict[date, Manifest]) -> DayStatus:
     running = is_running(data_dir, day)
     manifest = finished.get(day)
+    refusal = read_refusal(data_dir, day)
     if manifest is None:
-        return DayStatus(day, "running" if running else "missing")
+        if running:
+            return DayStatus(day, "running", refusal=refusal)
+        return DayStatus(day, "missing" if refusal is None else "invalid-share", refusal=refusal)
     later = [other for other_day, other in finished.items() if other_day > day]
     late = revisions.late_reach(day, manifest, later)
     state: State
@@ -131,4 +142,4 @@ def _status(data_dir: Path, day: date, finished: dict[date, Manifest]) -> DaySta
         state = "restated"
     else:
         state = "complete"
-    return DayStatus(day, state, manifest, late.records)
+    return DayStatus(day, state, manifest, late.records, refusal)
