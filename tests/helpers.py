@@ -114,6 +114,7 @@ def noon_zone(now: datetime) -> str:
 
 
 GBP: Final = st.just("GBP")
+VERSION_1: Final = st.just(1)
 
 
 @st.composite
@@ -130,7 +131,7 @@ def checkouts(
     currencies: st.SearchStrategy[str] = GBP,
     max_lines: int = 4,
     negative_prices: bool = True,
-    versions: st.SearchStrategy[int] = st.just(1),
+    versions: st.SearchStrategy[int] = VERSION_1,
 ) -> Checkout:
     """A checkout of any kind whose quantities' signs fit its kind (a return's are negative,
     an adjustment's either; an adjustment's prices may be negative too unless

@@ -4,8 +4,9 @@ States, the first that applies: ``running`` (a run holds the day's lock), ``inva
 (no manifest: the last run refused the day for too many invalid records,
 :mod:`jobs.daily.refusals`), ``missing`` (no manifest), ``late-pending`` (later runs found
 late records past the day's range; the scheduler restates it), ``forced`` (finalized
-incomplete; revisited once complete), ``restated`` (revision 2 or later), ``complete``. ``kassa daily status``, the scheduler,
-``/api/days`` and ``/health`` all read a day's state here (:class:`DayStatus`).
+incomplete; revisited once complete), ``restated`` (revision 2 or later), ``complete``.
+``kassa daily status``, the scheduler, ``/api/days`` and ``/health`` all read a day's state
+here (:class:`DayStatus`).
 """
 
 from __future__ import annotations

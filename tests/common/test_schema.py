@@ -265,7 +265,7 @@ def odd_checkouts(draw: st.DrawFn) -> Checkout:
     )
 
 
-def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # noqa: PLR0911
+def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # noqa: PLR0911, PLR0912
     """The rules of the module docstring, restated plainly (first broken rule wins)."""
     if checkout.schema_version not in VERSIONS:
         return Reason.UNSUPPORTED_VERSION

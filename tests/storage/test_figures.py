@@ -27,9 +27,9 @@ def test_the_layout_is_pinned() -> None:
         "checkouts",
         "discount",
     )
-    assert figures.TOTALS == (*figures.COLUMNS, "lines")
+    assert (*figures.COLUMNS, "lines") == figures.TOTALS
     assert (figures.CHECKOUT_COUNT, figures.LINE_COUNT) == (0, 1)
-    assert keys.MEASURES == (*figures.NAMES, "totals")
+    assert (*figures.NAMES, "totals") == keys.MEASURES
     assert figures.MONEY_FIGURES == (figures.REVENUE, figures.DISCOUNT)
 
 
