@@ -59,7 +59,7 @@ from common.errors import InvalidCheckout
 DEFAULT_VERSION: Final = 1
 """The version of a message without ``schema_version``."""
 LATEST_VERSION: Final = 2
-"""The newest message version: the one producers write by default."""
+"""The newest message version."""
 VERSIONS: Final[tuple[int, ...]] = (1, 2)
 """Every message version this kassa can decode (``KASSA_SCHEMA_VERSIONS`` picks among them)."""
 MONEY_DECIMALS: Final = 4
