@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -336,3 +337,56 @@ def test_the_published_json_schemas_are_the_generated_ones(version: int) -> None
         f"docs/{schema_document(version)} is stale; regenerate it with the command in "
         "docs/producers.md"
     )
+
+
+def test_fields_a_version_does_not_define_are_ignored() -> None:
+    newer = _valid()
+    newer["schema_version"] = 2
+    newer["loyalty_card"] = {"id": "L-7"}
+    newer["lines"][0] |= {"discount": "0.10", "tax_rate": "0.20", "origin": ["ES"]}
+    older = _valid()
+    older["lines"][0]["discount"] = "not read by version 1"
+
+    v2 = decode_checkout(json.dumps(newer).encode(), LIMITS, NOW)
+    v1 = decode_checkout(json.dumps(older).encode(), LIMITS, NOW)
+
+    assert v2.lines == (Line("4011", 3, Decimal("0.25"), "Bananas", Decimal("0.10")),)
+    assert v1.lines == (Line("4011", 3, Decimal("0.25"), "Bananas"),)
+    assert (v1.schema_version, v2.schema_version) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("discount", "reason"),
+    [("-0.01", Reason.DISCOUNT), ("0.76", Reason.DISCOUNT), ("0.00001", Reason.PRICE_PRECISION)],
+)
+def test_a_discount_is_an_amount_from_zero_to_the_line_amount(
+    discount: str, reason: Reason
+) -> None:
+    message = _valid()
+    message["schema_version"] = 2
+    message["lines"][0]["discount"] = discount  # 3 x 0.25 = 0.75
+
+    with pytest.raises(InvalidCheckout) as caught:
+        decode_checkout(json.dumps(message).encode(), LIMITS, NOW)
+
+    assert caught.value.reason is reason
+    assert "$.lines[0].discount" in caught.value.detail
+
+
+def test_only_the_accepted_versions_are_read() -> None:
+    message = _valid()
+    message["schema_version"] = 2
+    data = json.dumps(message).encode()
+
+    assert decode_checkout(data, Limits(versions=frozenset({1, 2})), NOW).schema_version == 2
+    with pytest.raises(InvalidCheckout, match="KASSA_SCHEMA_VERSIONS") as caught:
+        decode_checkout(data, Limits(versions=frozenset({1})), NOW)
+    assert caught.value.reason is Reason.UNSUPPORTED_VERSION
+
+
+def test_a_version_1_checkout_with_a_discount_is_not_encoded() -> None:
+    checkout = decode_checkout(json.dumps(_valid()).encode(), LIMITS, NOW)
+    line = Line("4011", 3, Decimal("0.25"), "Bananas", Decimal("0.10"))
+
+    with pytest.raises(ValueError, match="send it as schema_version 2"):
+        encode_checkout(msgspec.structs.replace(checkout, lines=(line,)))
