@@ -4,7 +4,8 @@ Exit status: 0 done; 2 bad input or settings; 3 a day is not complete yet (the m
 the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be
 read; 5 Redis could not be written (the day stays unfinished); 6 retention deleted part of
 the day's range (``--force`` finalizes what is left); 7 a forced run over such a day found
-fewer checkouts than the snapshot, which is kept; 8 ``KASSA_DATA_DIR`` not writable; 9 more
+fewer checkouts than the snapshot, which is kept; 8 ``KASSA_DATA_DIR`` not writable; 9 the
+Kafka cluster refused kassa (an ACL, a login); 10 more
 of the day's records are invalid than ``KASSA_DAILY_MAX_INVALID_SHARE`` allows (the one-line
 message names the share and the top reasons; ``--force`` finalizes it, marked).
 """
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
         "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
         "unwritable, 6 part of the day deleted by retention (see --force), 7 snapshot kept, 8 "
-        "KASSA_DATA_DIR not writable (a full disk), 9 too many invalid records "
+        "KASSA_DATA_DIR not writable (a full disk), 9 refused by Kafka (an ACL), 10 too many "
+        "invalid records "
         "(KASSA_DAILY_MAX_INVALID_SHARE; see --force).",
     )
     parser.set_defaults(folders=("data_dir",), kafka=True)

@@ -73,7 +73,7 @@ class DailySettings(BaseSettings):
         ge=0,
         le=1,
         description="a day whose invalid records exceed this share of its range is not "
-        "finalized (exit status 9; --force finalizes it, marked). 0.05: a healthy fleet sends "
+        "finalized (exit status 10; --force finalizes it, marked). 0.05: a healthy fleet sends "
         "a few invalid records in ten thousand, a cause that hits a fleet (a message version "
         "not accepted, a wrong currency) far more than one in twenty",
     )

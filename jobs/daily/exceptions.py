@@ -144,7 +144,7 @@ class DataWriteError(DailyError):
 class InvalidShareExceeded(DailyError):  # noqa: N818 - reads as "raise InvalidShareExceeded(...)"
     """More of the day's records are invalid than ``KASSA_DAILY_MAX_INVALID_SHARE`` allows."""
 
-    exit_code = 9
+    exit_code = 10
 
     def __init__(self, day: date, headline: str, invalid: dict[str, int]) -> None:
         super().__init__(

@@ -124,7 +124,7 @@ def run_day(
 
     Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, and
     :class:`RetentionGap` (6) when retention deleted part of the range, unless ``force``;
-    :class:`InvalidShareExceeded` (9) when more of its records are invalid than
+    :class:`InvalidShareExceeded` (10) when more of its records are invalid than
     ``KASSA_DAILY_MAX_INVALID_SHARE`` allows, unless ``accept_invalid``
     (:mod:`jobs.daily.refusals`; nothing is written then but the refusal);
     a forced run over such a gap raises :class:`SnapshotKept` (7) instead of replacing a

@@ -74,7 +74,7 @@ def test_a_day_over_the_invalid_share_is_not_finalized_until_forced(settings: Se
 
     run = run_kassa("daily", "run", "--day", str(DAY), "--quiet", env=settings_env(window))
 
-    assert run.returncode == 9, run.stderr
+    assert run.returncode == 10, run.stderr
     [line] = run.stderr.splitlines()
     assert f"{share:.1%} of {records:,} records invalid (unsupported_version {upgraded:,})" in line
     assert "KASSA_DAILY_MAX_INVALID_SHARE=0.05" in line
