@@ -169,6 +169,12 @@ class _Version(msgspec.Struct):
     schema_version: int = DEFAULT_VERSION
 
 
+class _When(msgspec.Struct):
+    """Only the time of a message (read from messages that may be invalid otherwise)."""
+
+    occurred_at: AwareDatetime | None = None
+
+
 class WireLine(msgspec.Struct, frozen=True, gc=False):
     """A :class:`Line` as sent, its amounts kept as the text they were sent as.
 
@@ -551,6 +557,18 @@ def _check_event_time(occurred_at: datetime, limits: Limits, now: datetime | Non
             f"({now.isoformat(timespec='seconds')})"
         )
     raise InvalidCheckout(Reason.EVENT_TIME, detail)
+
+
+_when_decoder = msgspec.json.Decoder(_When)
+
+
+def occurred_at_of(data: bytes) -> datetime | None:
+    """The ``occurred_at`` of a message, even one that is otherwise invalid; ``None`` when it
+    has none that reads as an aware time (e.g. a dead letter's business day)."""
+    try:
+        return _when_decoder.decode(data).occurred_at
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
 
 
 def message_key(checkout: Checkout) -> bytes:
