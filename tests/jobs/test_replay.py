@@ -151,14 +151,14 @@ def test_a_replay_killed_half_way_and_run_again_counts_every_record_once(
 ) -> None:
     before = settings.model_copy(update={"timezone": "Europe/Berlin", "schema_versions": "1"})
     after = before.model_copy(update={"schema_versions": "1,2"})
-    upgraded = list(generate(41, START, 4000, versions="2"))
+    upgraded = list(generate(41, START, 6000, versions="2"))
     produce(before, upgraded)
     _stream_until_caught_up(before, redis_client, tmp_path / "before.log")
     assert list_dead_letters(after).total == len(upgraded)
 
     with (tmp_path / "replay.log").open("wb") as log:
         child = subprocess.Popen(
-            [*KASSA, "dead-letters", "replay", "--batch", "50"],
+            [*KASSA, "dead-letters", "replay", "--batch", "25"],
             env=settings_env(after),
             stdout=subprocess.DEVNULL,
             stderr=log,
