@@ -93,6 +93,16 @@ def schema(table: Table, zone: ZoneInfo) -> pl.Schema:
     return SALES_LINES
 
 
+def read_table(path: Path) -> pl.DataFrame:
+    """A table's file, with any figure column it predates as zeros (a file written before
+    message version 2 has no ``discount``)."""
+    frame = pl.read_parquet(path)
+    missing = [name for name in FIGURE_TYPES if name not in frame.columns]
+    if not missing:
+        return frame
+    return frame.with_columns(pl.lit(0).cast(FIGURE_TYPES[name]).alias(name) for name in missing)
+
+
 def arrow_schema(columns: pl.Schema) -> pa.Schema:
     """The Arrow schema Polars writes ``columns`` with."""
     return pl.DataFrame(schema=columns).to_arrow().schema

@@ -102,8 +102,8 @@ def read_snapshot(data_dir: Path, day: date) -> tuple[pl.DataFrame, DaySnapshot]
     if missing:
         raise SnapshotUnusable(day, f"a table is missing ({', '.join(missing)})")
     try:
-        items = pl.read_parquet(paths[0])
-        store_items = pl.read_parquet(paths[1])
+        items = parquet.read_table(paths[0])
+        store_items = parquet.read_table(paths[1])
         counts = (
             pl.scan_parquet(paths[2])
             .group_by("store_id")
