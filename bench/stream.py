@@ -11,7 +11,10 @@ the beginning with a fresh consumer group):
 * **raw confluent-kafka consume + decode**: ``Consumer.consume`` batches and
   ``WireDecoder.decode`` per message, nothing written (the ceiling of any Python consumer);
 * **naive tutorial consumer**: ``json.loads`` per message and one ``ZINCRBY`` per line, auto
-  commit (at-least-once), on the first checkouts only.
+  commit (at-least-once), on the first checkouts only;
+* **kassa stream, exactly-once, message version 2**: the real job on a second topic holding
+  the same checkouts as message version 2 (promotions: a discount on one product in eight),
+  its rate next to the version 1 topic's (the cost of reading and counting discounts).
 
 CPU per checkout of each process over the timed span: the consumer (this process), the
 writer processes, redis-server and the broker (``/proc/<pid>/stat``, sampled by
@@ -185,6 +188,15 @@ VARIANTS: Final = (
 )
 
 
+VERSION_2: Final = Variant(
+    "exactly-once-v2",
+    "kassa stream, exactly-once, message version 2 (discounts on one product in 8)",
+    "kassa",
+    lambda bench, source: stream_run(bench, source, stream_guarantee="exactly-once"),
+)
+"""Measured on the version 2 topic (the others on the version 1 topic)."""
+
+
 def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
     """The variant's rate and its CPU per checkout in each process (microseconds)."""
     found = [
@@ -206,14 +218,18 @@ def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
 def _measure(bench: Bench) -> tuple[list[Figure], Settings]:
     keep_batch_memory()  # the allocator tuning of kassa stream, for every variant alike
     source = fresh_topic(bench.settings, "stream")
+    upgraded = fresh_topic(bench.settings, "stream-v2")
     try:
         produce(source, stream_checkouts(SEED, bench.scale.stream_messages))
+        produce(upgraded, stream_checkouts(SEED, bench.scale.stream_messages, versions="2"))
         found: list[Figure] = []
-        for variant in VARIANTS:
-            runs = [variant.measure(bench, source) for _ in range(bench.scale.repetitions)]
+        for variant in (*VARIANTS, VERSION_2):
+            topic = upgraded if variant is VERSION_2 else source
+            runs = [variant.measure(bench, topic) for _ in range(bench.scale.repetitions)]
             found += variant_figures(variant, runs)
     finally:
         drop_topic(source)
+        drop_topic(upgraded)
     return found, source
 
 
@@ -248,6 +264,11 @@ def _targets(found: list[Figure], stacks: dict[str, dict[str, float]], fresh: st
             f"({job_cpu['consumer'] / quix_cpu['consumer']:.2f}x)",
         ),
         ("(reported, no target) throughput vs the Quix passthrough", f"{exactly / quix:.0%}"),
+        (
+            "(reported, no target) message version 2 vs 1 (same checkouts, with discounts)",
+            f"{_rate(found, 'exactly-once-v2'):,.0f} vs {exactly:,.0f} checkouts/s "
+            f"({_rate(found, 'exactly-once-v2') / exactly:.2f}x)",
+        ),
         ("freshness p99 <= 1 s at 2,000/s", fresh),
     ]
     return table(["target", "measured"], rows)

@@ -69,7 +69,8 @@ class Grant:
     @property
     def kind(self) -> str:
         """The resource type as docs/security.md names it (``Topic``, ``TransactionalId``)."""
-        return self.resource.name.title().replace("_", "")
+        name: str = self.resource.name
+        return name.title().replace("_", "")
 
     def binding(self, user: str) -> AclBinding:
         """The ACL allowing ``user`` this grant from any host."""
