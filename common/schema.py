@@ -399,7 +399,7 @@ class WireDecoder:
                 amounts[str(line.discount)] = to_money_units(line.discount)
 
 
-def _plainly_valid(
+def _plainly_valid(  # noqa: PLR0911 - one loop per kind: the hot path
     checkout: WireCheckout, limits: Limits, amounts: dict[str | int | float, int], latest: datetime
 ) -> bool:
     """True when ``checkout`` certainly passes :func:`validate_checkout` (a few operations
@@ -417,23 +417,27 @@ def _plainly_valid(
     most = limits.max_quantity
     kind = checkout.kind
     if kind == "sale":
-        low, high = 1, most
-    elif kind == "return":
-        low, high = -most, -1
-    else:
-        return False
-    for line in lines:
-        quantity = line.quantity
-        price = amounts.get(line.unit_price)
-        if price is None or not low <= quantity <= high:
-            return False
-        discount = line.discount
-        if discount is not None:
-            # a version 1 line's discount is ignored (decode_checkout drops it): not plain
-            units = -1 if version == 1 else amounts.get(discount, -1)
-            if not 0 <= units <= abs(quantity) * price:
+        for line in lines:
+            if not 0 < line.quantity <= most or line.unit_price not in amounts:
                 return False
-    return True
+            if line.discount is not None and not _known_discount(line, version, amounts):
+                return False
+        return True
+    if kind == "return":
+        for line in lines:
+            if not -most <= line.quantity < 0 or line.unit_price not in amounts:
+                return False
+            if line.discount is not None and not _known_discount(line, version, amounts):
+                return False
+        return True
+    return False
+
+
+def _known_discount(line: WireLine, version: int, amounts: dict[str | int | float, int]) -> bool:
+    """Whether ``line``'s discount is certainly valid: a known amount within the line's (a
+    version 1 line's discount is not: :func:`decode_checkout` drops it)."""
+    units = -1 if version == 1 or line.discount is None else amounts.get(line.discount, -1)
+    return 0 <= units <= abs(line.quantity) * amounts[line.unit_price]
 
 
 def _to_wire(checkout: Checkout) -> WireCheckout:

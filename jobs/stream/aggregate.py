@@ -114,28 +114,29 @@ class Aggregator:
             price = prices.get(text)
             if price is None:
                 price = prices[text] = to_money_units(Decimal(str(text)))
-            # a sale's gross amount is not negative: its discount counts as it is
-            amount = line.discount
-            discount = 0 if amount is None else self._units(amount)
             figures = items.get(sku)
-            if figures is None:
-                # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, DISCOUNT, STAMP (tests pin it)
-                items[sku] = [
-                    quantity,
-                    quantity,
-                    0,
-                    quantity * price - discount,
-                    1,
-                    discount,
-                    stamp,
-                ]
-                if line.name is not None:
-                    names[sku] = line.name
-                continue
+            amount = line.discount
+            if amount is None:  # the common case first: no discount to add
+                if figures is None:
+                    # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, DISCOUNT, STAMP (tests pin it)
+                    items[sku] = [quantity, quantity, 0, quantity * price, 1, 0, stamp]
+                    if line.name is not None:
+                        names[sku] = line.name
+                    continue
+                figures[revenue] += quantity * price
+            else:
+                # a sale's gross amount is not negative: its discount counts as it is
+                discount = self._units(amount)
+                if figures is None:
+                    net = quantity * price - discount
+                    items[sku] = [quantity, quantity, 0, net, 1, discount, stamp]
+                    if line.name is not None:
+                        names[sku] = line.name
+                    continue
+                figures[revenue] += quantity * price - discount
+                figures[discounts] += discount
             figures[units] += quantity
             figures[sold] += quantity
-            figures[revenue] += quantity * price - discount
-            figures[discounts] += discount
             if figures[last] != stamp:
                 figures[last] = stamp
                 figures[checkouts] += 1

@@ -288,8 +288,11 @@ def _daily_path(values: list[bytes]) -> tuple[list[int], Counter[str], int]:
     """What the daily job's decoder does with ``values``, in :func:`_stream_path`'s terms."""
     decoded = decode_batch(list(values), LIMITS, NOW)
     accepted = decoded.lines.get_column("message").unique(maintain_order=True).to_list()
-    pairs = decoded.lines.select("quantity", "unit_price").iter_rows()
-    revenue = sum((quantity * price for quantity, price in pairs), Decimal(0))
+    rows = decoded.lines.select("quantity", "unit_price", "discount").iter_rows()
+    revenue = sum(
+        (q * p - (d if q * p >= 0 else -d) for q, p, d in rows),  # net of discounts
+        Decimal(0),
+    )
     return accepted, decoded.invalid, to_money_units(revenue)
 
 
