@@ -88,8 +88,11 @@ class DayTotals(BaseModel):
     units: int
     units_sold: int
     units_returned: int
-    revenue: str = Field(examples=["58635.5600"])
+    revenue: str = Field(description="net of discounts", examples=["58635.5600"])
     checkouts: int
+    discount: str = Field(
+        description="the discounts' sum (gross = revenue + discount)", examples=["412.3000"]
+    )
     lines: int
 
 
@@ -106,7 +109,13 @@ class Totals(BaseModel):
     total: dict[str, int | str] = Field(
         description="the sums over the range (revenue as a decimal string)",
         examples=[
-            dict(zip(figures.TOTALS, (26814, 27000, 186, "58635.5600", 1390, 2412), strict=True))
+            dict(
+                zip(
+                    figures.TOTALS,
+                    (26814, 27000, 186, "58635.5600", 1390, "412.3000", 2412),
+                    strict=True,
+                )
+            )
         ],
     )
 
@@ -119,8 +128,9 @@ class ItemDay(BaseModel):
     units: int
     units_sold: int
     units_returned: int
-    revenue: str
+    revenue: str = Field(description="net of discounts")
     checkouts: int = Field(description="checkouts that had the item")
+    discount: str = Field(description="the discounts' sum (gross = revenue + discount)")
 
 
 class ItemHistory(BaseModel):

@@ -11,7 +11,10 @@ the beginning with a fresh consumer group):
 * **raw confluent-kafka consume + decode**: ``Consumer.consume`` batches and
   ``WireDecoder.decode`` per message, nothing written (the ceiling of any Python consumer);
 * **naive tutorial consumer**: ``json.loads`` per message and one ``ZINCRBY`` per line, auto
-  commit (at-least-once), on the first checkouts only.
+  commit (at-least-once), on the first checkouts only;
+* **kassa stream, exactly-once, message version 2**: the real job on a second topic holding
+  the same checkouts as message version 2 (promotions: a discount on one product in eight),
+  its rate next to the version 1 topic's (the cost of reading and counting discounts).
 
 CPU per checkout of each process over the timed span: the consumer (this process), the
 writer processes, redis-server and the broker (``/proc/<pid>/stat``, sampled by
@@ -183,6 +186,26 @@ VARIANTS: Final = (
 )
 
 
+VERSION_PAIR: Final = (
+    Variant(
+        "exactly-once-v1",
+        "kassa stream, exactly-once, message version 1 (alternated with version 2)",
+        "kassa",
+        lambda bench, source: stream_run(bench, source, stream_guarantee="exactly-once"),
+    ),
+    Variant(
+        "exactly-once-v2",
+        "kassa stream, exactly-once, message version 2 (discounts on one product in 8)",
+        "kassa",
+        lambda bench, source: stream_run(bench, source, stream_guarantee="exactly-once"),
+    ),
+)
+"""The job on the version 1 topic and on the version 2 topic, run alternately (pairs, after
+the other variants, so neither meets a colder machine)."""
+PAIRS: Final = 2
+"""At least this many version 1 / version 2 pairs (more at a scale with more repetitions)."""
+
+
 def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
     """The variant's rate and its CPU per checkout in each process (microseconds)."""
     found = [
@@ -204,14 +227,24 @@ def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
 def _measure(bench: Bench) -> tuple[list[Figure], Settings]:
     keep_batch_memory()  # the allocator tuning of kassa stream, for every variant alike
     source = fresh_topic(bench.settings, "stream")
+    upgraded = fresh_topic(bench.settings, "stream-v2")
     try:
         produce(source, stream_checkouts(SEED, bench.scale.stream_messages))
+        produce(upgraded, stream_checkouts(SEED, bench.scale.stream_messages, versions="2"))
         found: list[Figure] = []
         for variant in VARIANTS:
             runs = [variant.measure(bench, source) for _ in range(bench.scale.repetitions)]
             found += variant_figures(variant, runs)
+        older, newer = VERSION_PAIR
+        pairs = [
+            (older.measure(bench, source), newer.measure(bench, upgraded))
+            for _ in range(max(PAIRS, bench.scale.repetitions))
+        ]
+        found += variant_figures(older, [v1 for v1, _ in pairs])
+        found += variant_figures(newer, [v2 for _, v2 in pairs])
     finally:
         drop_topic(source)
+        drop_topic(upgraded)
     return found, source
 
 
@@ -234,6 +267,7 @@ def _rate(found: list[Figure], key: str) -> float:
 
 def _targets(found: list[Figure], stacks: dict[str, dict[str, float]], fresh: str) -> str:
     exactly, quix = _rate(found, "exactly-once"), _rate(found, "passthrough")
+    version_1, version_2 = _rate(found, "exactly-once-v1"), _rate(found, "exactly-once-v2")
     job_cpu, quix_cpu = stacks["exactly-once"], stacks["passthrough"]
     rows = [
         (">= 50,000 checkouts/s", f"{exactly:,.0f}"),
@@ -246,6 +280,10 @@ def _targets(found: list[Figure], stacks: dict[str, dict[str, float]], fresh: st
             f"({job_cpu['consumer'] / quix_cpu['consumer']:.2f}x)",
         ),
         ("(reported, no target) throughput vs the Quix passthrough", f"{exactly / quix:.0%}"),
+        (
+            "(reported, no target) message version 2 vs 1, alternated (same baskets)",
+            f"{version_2:,.0f} vs {version_1:,.0f} checkouts/s ({version_2 / version_1:.2f}x)",
+        ),
         ("freshness p99 <= 1 s at 2,000/s", fresh),
     ]
     return table(["target", "measured"], rows)

@@ -18,7 +18,7 @@ from common.environment import settings_variables
 from common.schema import Checkout, encode_checkout
 from common.settings import Settings
 from producers.publish import publish
-from producers.synthetic import generate
+from producers.synthetic import Versions, generate
 from storage.kafka.topics import admin_client, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -68,9 +68,11 @@ def produce(settings: Settings, checkouts: Iterable[Checkout]) -> int:
     return report.delivered
 
 
-def stream_checkouts(seed: int, count: int, stores: int = 20) -> Iterator[Checkout]:
-    """``count`` simulated checkouts from :data:`OLD_START` on."""
-    return generate(seed, OLD_START, count, store_count=stores)
+def stream_checkouts(
+    seed: int, count: int, stores: int = 20, versions: Versions = "1"
+) -> Iterator[Checkout]:
+    """``count`` simulated checkouts from :data:`OLD_START` on (in message ``versions``)."""
+    return generate(seed, OLD_START, count, store_count=stores, versions=versions)
 
 
 def day_of_checkouts(seed: int, day: date, count: int, stores: int = 20) -> Iterator[Checkout]:

@@ -4,7 +4,10 @@ Exit status: 0 done; 2 bad input or settings; 3 a day is not complete yet (the m
 the partitions behind; ``--force`` finalizes anyway and records it); 4 Kafka could not be
 read; 5 Redis could not be written (the day stays unfinished); 6 retention deleted part of
 the day's range (``--force`` finalizes what is left); 7 a forced run over such a day found
-fewer checkouts than the snapshot, which is kept.
+fewer checkouts than the snapshot, which is kept; 8 ``KASSA_DATA_DIR`` not writable; 9 the
+Kafka cluster refused kassa (an ACL, a login); 10 more
+of the day's records are invalid than ``KASSA_DAILY_MAX_INVALID_SHARE`` allows (the one-line
+message names the share and the top reasons; ``--force`` finalizes it, marked).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "write Parquet under KASSA_DATA_DIR and the day's rankings to Redis. Exit status: 0 "
         "done, 2 bad input, 3 day not complete yet (see --force), 4 Kafka unreadable, 5 Redis "
         "unwritable, 6 part of the day deleted by retention (see --force), 7 snapshot kept, 8 "
-        "KASSA_DATA_DIR not writable (a full disk).",
+        "KASSA_DATA_DIR not writable (a full disk), 9 refused by Kafka (an ACL), 10 too many "
+        "invalid records "
+        "(KASSA_DAILY_MAX_INVALID_SHARE; see --force).",
     )
     parser.set_defaults(folders=("data_dir",), kafka=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -80,7 +85,9 @@ def _register_run(actions: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     run.add_argument("--day", type=arguments.day, help="YYYY-MM-DD (default: yesterday)")
     run.add_argument(
-        "--force", action="store_true", help="finalize even if partitions are behind (recorded)"
+        "--force",
+        action="store_true",
+        help="finalize even if partitions are behind or too many records are invalid (recorded)",
     )
     run.add_argument(
         "--repair-live",
@@ -109,7 +116,8 @@ def _register_backfill(actions: argparse._SubParsersAction[argparse.ArgumentPars
 def _register_status(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = actions.add_parser(
         "status",
-        help="list recent days: complete, forced, late-pending, restated, missing, running",
+        help="list recent days: complete, forced, late-pending, restated, missing, "
+        "invalid-share, running",
         description="Each day's state from its manifest (newest first), and whether Redis holds "
         "the run of it the manifest names; reads no Kafka.",
     )
@@ -132,7 +140,12 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     day: date = args.day or yesterday(datetime.now(UTC), settings.zone)
     with progress_bars(enabled=not args.quiet) as bars:
         result = run_day(
-            settings, day, force=args.force, repair_live=args.repair_live, progress=bars
+            settings,
+            day,
+            force=args.force,
+            repair_live=args.repair_live,
+            progress=bars,
+            accept_invalid=args.force,
         )
     if args.json:
         print(encode(result.manifest).decode(), end="")
@@ -144,7 +157,14 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
     """Finalize a range of days and print one summary line per day."""
     with progress_bars(enabled=not args.quiet) as bars:
-        results = backfill(settings, args.first, args.last, force=args.force, progress=bars)
+        results = backfill(
+            settings,
+            args.first,
+            args.last,
+            force=args.force,
+            progress=bars,
+            accept_invalid=args.force,
+        )
     for result in results:
         print(_summary(result, settings))
     return 0
@@ -185,8 +205,13 @@ def _redis_states(settings: Settings, statuses: list[DayStatus]) -> dict[date, s
 
 
 def _status_line(status: DayStatus, in_redis: str | None) -> str:
-    text = f"{status.day} {status.state:<12}"
+    text = f"{status.day} {status.state:<13}"
     manifest = status.manifest
+    if status.refusal is not None:
+        refused = f"NOT finalized at {status.refusal.run_at}: {status.refusal.headline()}"
+        if manifest is None:
+            return f"{text} {refused}; kept unfinished until fixed or run with --force"
+        text += f" (the last restatement was {refused})"
     if manifest is None:
         return text.rstrip()
     cases = ", ".join(f"{count} {case}" for case, count in status.completeness().items())
@@ -242,6 +267,8 @@ def _summary(result: DayResult, settings: Settings) -> str:
     state = "complete"
     if manifest.forced:
         state = "FORCED (incomplete)" if not manifest.complete else "FORCED (retention gap)"
+    elif manifest.invalid_share_forced:
+        state = "FORCED (invalid share)"
     text = (
         f"{manifest.day} {state}: {figures.summary(msgspec.structs.asdict(manifest.totals))}; "
         f"{counts.invalid_total:,} invalid, {counts.duplicates:,} "

@@ -28,8 +28,8 @@ from storage.kafka.topics import check_broker
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("services", "topics", "produce", "stream", "daily", "top", "serve")
-"""The subcommands, each in module ``cli.<name>``."""
+COMMANDS = ("services", "topics", "produce", "stream", "dead-letters", "daily", "top", "serve")
+"""The subcommands, each in module ``cli.<name>`` (``-`` spelled ``_``)."""
 
 
 def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser.set_defaults(folders=(), kafka=False)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in commands:
-        importlib.import_module(f"cli.{name}").register(subparsers)
+        importlib.import_module(f"cli.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -66,6 +66,13 @@ def _register_synthetic(sources: argparse._SubParsersAction[argparse.ArgumentPar
     sim.add_argument(
         "--stores", type=arguments.positive_int, default=20, help="stores in the chain (default 20)"
     )
+    sim.add_argument(
+        "--schema-version",
+        choices=synthetic.VERSION_CHOICES,
+        default="1",
+        help="message version: 1 (default), 2 (with promotions: discounts on about one "
+        "product in eight) or mix (every other store on version 2, as during a fleet upgrade)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(handler=run_synthetic)
 
@@ -112,7 +119,12 @@ def run_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     rate = None if args.max else (args.rate or 100.0)
     stop = threading.Event()
     checkouts: Iterator[Checkout] = synthetic.generate(
-        args.seed, start, args.count, store_count=args.stores, currency=settings.currency
+        args.seed,
+        start,
+        args.count,
+        store_count=args.stores,
+        currency=settings.currency,
+        versions=args.schema_version,
     )
     checkouts = not_ahead_of_clock(checkouts, stop)
     ensure_topics(settings)

@@ -20,6 +20,7 @@ from typing import Final, cast
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from common.errors import InvalidCheckout
@@ -29,7 +30,6 @@ from common.schema import (
     MAX_SKU_LENGTH,
     MONEY_DECIMALS,
     PRICE_DIGITS,
-    SCHEMA_VERSION,
     Checkout,
     Limits,
     decode_checkout,
@@ -50,9 +50,11 @@ LINE_SCHEMA: Final = pl.Schema(
         "name": pl.String(),
         "quantity": pl.Int64(),
         "unit_price": PRICE,
+        "discount": PRICE,
     }
 )
-"""The columns of a decoded batch: one row per line, ``message`` = index in the batch.
+"""The columns of a decoded batch: one row per line, ``message`` = index in the batch;
+``discount`` is the line's discount as sent (0 when it has none: every version 1 line).
 
 The currency is checked (it is :attr:`Limits.currency` in every accepted message) but not kept:
 no output uses it, and a column repeated on every line costs the screen more than any other
@@ -75,6 +77,7 @@ _ARROW_SCHEMA: Final = pa.schema(
                         ("quantity", pa.int64()),
                         ("unit_price", pa.string()),
                         ("name", pa.string()),
+                        ("discount", pa.string()),
                     ]
                 )
             ),
@@ -91,6 +94,9 @@ _TIMESTAMP: Final = (
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 _PRICE: Final = rf"^-?[0-9]{{1,{PRICE_DIGITS}}}(\.[0-9]{{1,{MONEY_DECIMALS}}})?$"
+_DISCOUNT: Final = rf"^[0-9]{{1,{PRICE_DIGITS}}}(\.[0-9]{{1,{MONEY_DECIMALS}}})?$"
+_AMOUNT: Final = pl.Decimal(38, MONEY_DECIMALS)
+"""A line's gross amount (a price times a quantity): exact."""
 _SMALLEST_BLOCK: Final = 16
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -232,7 +238,13 @@ def _screen(
         ),
     )
     message_ok = _message_rule(limits, window)
-    checked = messages.select(pl.exclude("schema_version", "currency"), message_ok=message_ok)
+    # Most blocks have no discount at all (a count of Arrow's nulls tells): their lines need
+    # neither a discount parsed nor the version, which otherwise stays on each line (only
+    # decode_checkout may drop a version 1 line's discount).
+    discounts = pc.struct_field(pc.list_flatten(table.column("lines")), "discount")
+    discounted = discounts.null_count < len(discounts)
+    dropped = ("currency",) if discounted else ("currency", "schema_version")
+    checked = messages.select(pl.exclude(*dropped), message_ok=message_ok)
     bad_messages = checked.filter(~pl.col("message_ok")).get_column("message")
     if not bad_messages.is_empty():
         checked = checked.filter(pl.col("message_ok"))
@@ -242,14 +254,22 @@ def _screen(
         checked.drop("message_ok")
         .explode("lines")
         .unnest("lines")
-        .rename({"unit_price": "unit_price_text"})
+        .rename({"unit_price": "unit_price_text", "discount": "discount_text"})
         .with_columns(unit_price=pl.col("unit_price_text").str.to_decimal(scale=MONEY_DECIMALS))
     )
-    lines_ok = lines.select(_line_rule(limits)).to_series()
+    if discounted:
+        lines = lines.with_columns(
+            discount=pl.col("discount_text").str.to_decimal(scale=MONEY_DECIMALS)
+        )
+    lines_ok = lines.select(_line_rule(limits, discounted=discounted)).to_series()
     if not lines_ok.all():
         bad_lines = lines.filter(~lines_ok).get_column("message").unique()
         lines = lines.filter(~pl.col("message").is_in(bad_lines.implode()))
         bad_messages = pl.concat([bad_messages, bad_lines])
+    if discounted:
+        lines = lines.with_columns(pl.col("discount").fill_null(0))
+    else:
+        lines = lines.with_columns(discount=pl.lit(0, PRICE))
     return lines.select(LINE_SCHEMA.names()).cast(LINE_SCHEMA), bad_messages.to_list()
 
 
@@ -269,16 +289,29 @@ def _message_rule(limits: Limits, window: _Window) -> pl.Expr:
         pl.col("occurred_at").is_between(window.earliest, window.latest),
         pl.col("kind").is_in(list(KINDS)),
         pl.col("currency") == limits.currency,
-        pl.col("schema_version") == SCHEMA_VERSION,
+        pl.col("schema_version").is_in(sorted(limits.versions)),
         pl.col("lines").list.len().is_between(1, limits.max_lines),
     ).fill_null(value=False)
 
 
-def _line_rule(limits: Limits) -> pl.Expr:
-    """True for a line that is certainly valid."""
+def _line_rule(limits: Limits, *, discounted: bool) -> pl.Expr:
+    """True for a line that is certainly valid (``discounted``: some line has a discount)."""
     quantity = pl.col("quantity")
     kind = pl.col("kind")
+    rules = []
+    if discounted:
+        text, discount = pl.col("discount_text"), pl.col("discount")
+        gross = pl.col("unit_price").cast(_AMOUNT) * quantity
+        rules.append(
+            text.is_null()
+            | (
+                (pl.col("schema_version") != 1)
+                & text.str.contains(_DISCOUNT)
+                & (discount.cast(_AMOUNT) <= gross.abs())
+            )
+        )
     return pl.all_horizontal(
+        *rules,
         pl.col("sku").str.len_bytes().is_between(1, MAX_SKU_LENGTH),
         quantity != 0,
         quantity.abs() <= limits.max_quantity,
@@ -328,3 +361,4 @@ def _append(columns: dict[str, list[object]], index: int, checkout: Checkout) ->
         columns["name"].append(line.name)
         columns["quantity"].append(line.quantity)
         columns["unit_price"].append(line.unit_price)
+        columns["discount"].append(line.discount)

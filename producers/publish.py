@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from common.schema import Checkout, encode_checkout, message_key, record_timestamp_ms
 from common.settings import Settings
 from storage.kafka.access import is_refusal
-from storage.kafka.config import client_config
+from storage.kafka.config import PARTITIONER, client_config
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def producer_config(settings: Settings, deliveries: Deliveries) -> dict[str, Any
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
             "message.timeout.ms": settings.delivery_timeout_ms,
-            "partitioner": "murmur2_random",
+            "partitioner": PARTITIONER,
             "delivery.report.only.error": True,
             "on_delivery": deliveries.on_delivery,
             "error_cb": deliveries.on_error,

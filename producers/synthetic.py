@@ -11,6 +11,13 @@ weekday factor, so the clock advances by exponential gaps and jumps over closed 
 Item popularity is Zipf-like, basket sizes are log-normal (median about 5 lines), about 1 in
 100 checkouts is a return of one or two items and about 1 in 2,000 a stock adjustment.
 
+**Message versions and promotions.** ``versions`` picks the message version of each store's
+registers: ``"1"`` (the default), ``"2"`` or ``"mix"`` (every other store upgraded to version 2,
+as in a fleet upgrade rolled out store by store). Version 2 checkouts carry promotions: about
+one product in eight (fixed by its SKU) is 10, 20 or 25 % off, the discount rounded to the
+cent, on sales and on returns of it; adjustments have none. The random draws do not depend on
+``versions``, so a version 2 stream is the version 1 stream with discounts added.
+
 For speed, distributions are sampled once into lookup tables and every possible line
 (SKU x quantity) is built once. The lines of a sale are a window, at a random offset, of a
 pre-drawn stream of 131,072 independent line draws, so a checkout costs a handful of table
@@ -21,11 +28,12 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
-from typing import Final
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final, Literal
 
 from common.schema import CURRENCY, Checkout, Kind, Line
 
@@ -105,6 +113,32 @@ _PRODUCTS: Final = (
     ("Carrier Bag", ("reusable",), (10, 15)),
 )
 _BRANDS: Final = ("Kassa Basics", "Valley Farms", "Nordhaven", "Golden Mill", "Bellamy's")
+PROMOTED_ONE_IN: Final = 8
+"""About one product in this many is on promotion in version 2 checkouts."""
+PROMOTIONS: Final = (Decimal("0.10"), Decimal("0.20"), Decimal("0.25"))
+"""The share off a promoted product (picked by its SKU)."""
+_CENT: Final = Decimal("0.01")
+Versions = Literal["1", "2", "mix"]
+"""The message versions :func:`generate` writes (see the module docstring)."""
+VERSION_CHOICES: Final[tuple[Versions, ...]] = ("1", "2", "mix")
+
+
+def promotion(sku: str) -> Decimal:
+    """The share off ``sku`` in version 2 checkouts (0: not on promotion)."""
+    code = zlib.crc32(sku.encode())
+    if code % PROMOTED_ONE_IN:
+        return Decimal(0)
+    return PROMOTIONS[code // PROMOTED_ONE_IN % len(PROMOTIONS)]
+
+
+def promoted(line: Line) -> Line:
+    """``line`` with its promotion's discount (as a version 2 line), or itself."""
+    share = promotion(line.sku)
+    if not share:
+        return line
+    gross = abs(line.quantity * line.unit_price)
+    discount = min(gross, (gross * share).quantize(_CENT, ROUND_HALF_UP))
+    return Line(line.sku, line.quantity, line.unit_price, line.name, discount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +270,20 @@ class _Tables:
         returns = [Line(line.sku, -line.quantity, line.unit_price, line.name) for line in sales]
         return cls(returns, skus, quantities, sizes, tuple(draws + draws[:MAX_BASKET]))
 
+    def promoted(self) -> _Tables:
+        """These tables with the promotions of version 2 (no random draws: the same baskets)."""
+        cache: dict[int, Line] = {}
+
+        def discounted(line: Line) -> Line:
+            found = cache.get(id(line))
+            if found is None:
+                found = cache[id(line)] = promoted(line)
+            return found
+
+        returns = [discounted(line) for line in self.returns]
+        stream = tuple(discounted(line) for line in self.stream)
+        return _Tables(returns, self.skus, self.quantities, self.sizes, stream)
+
 
 def generate(
     seed: int,
@@ -244,12 +292,14 @@ def generate(
     *,
     store_count: int = 20,
     currency: str = CURRENCY,
+    versions: Versions = "1",
 ) -> Iterator[Checkout]:
     """Simulated checkouts from ``start`` on (``count`` of them, or without end).
 
     ``start`` must be timezone-aware; its zone is the stores' local time. The same ``seed``,
     ``start`` and ``store_count`` always give the same checkouts. Prices are in ``currency``
-    (kassa's default currency unless given).
+    (kassa's default currency unless given). ``versions``: the message versions written
+    (see the module docstring).
     """
     if start.tzinfo is None or start.utcoffset() is None:
         msg = f"start {start.isoformat()} has no time zone; pass an aware datetime"
@@ -258,11 +308,16 @@ def generate(
         msg = f"count {count} is negative; pass 0 or more"
         raise ValueError(msg)
     rng = random.Random(seed)
-    registers = [(s.store_id, register) for s in stores(store_count) for register in s.registers]
+    registers = [
+        (store.store_id, register, _version(versions, index))
+        for index, store in enumerate(stores(store_count))
+        for register in store.registers
+    ]
     tables = _Tables.draw(rng, catalogue())
+    upgraded = tables.promoted() if versions != "1" else tables
     # the loop below is the generator's hot path: locals instead of attribute look-ups
     n_quantities = len(QUANTITIES)
-    returns, stream = tables.returns, tables.stream
+    by_version = {1: (tables.returns, tables.stream), 2: (upgraded.returns, upgraded.stream)}
     sku_table, quantity_table, size_table = tables.skus, tables.quantities, tables.sizes
     clock = _Clock(start, len(registers) / SECONDS_PER_CHECKOUT_AT_PEAK)
     prefix = f"syn{seed}-{start.astimezone(UTC):%Y%m%dT%H%M%S}-"
@@ -271,12 +326,13 @@ def generate(
     produced = 0
     while count is None or produced < count:
         occurred_at = clock.advance(rng)
-        store_id, register_id = registers[bits(30) % len(registers)]
+        store_id, register_id, version = registers[bits(30) % len(registers)]
+        returns, stream = by_version[version]
         roll = random_unit()
         kind: Kind
         if roll < ADJUSTMENT_RATE:
             kind = "adjustment"
-            lines: tuple[Line, ...] = (returns[sku_table[bits(16)] * n_quantities],)
+            lines: tuple[Line, ...] = (tables.returns[sku_table[bits(16)] * n_quantities],)
         elif roll < ADJUSTMENT_RATE + RETURN_RATE:
             kind = "return"
             lines = tuple(
@@ -295,5 +351,13 @@ def generate(
             kind=kind,
             currency=currency,
             lines=lines,
+            schema_version=version,
         )
         produced += 1
+
+
+def _version(versions: Versions, store_index: int) -> int:
+    """The message version of the registers of the store at ``store_index``."""
+    if versions == "mix":
+        return 2 if store_index % 2 else 1
+    return int(versions)

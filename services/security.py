@@ -76,6 +76,12 @@ class Grant:
     operation: AclOperation
     needed_by: str
 
+    @property
+    def kind(self) -> str:
+        """The resource type as docs/security.md names it (``Topic``, ``TransactionalId``)."""
+        name: str = self.resource.name
+        return name.title().replace("_", "")
+
     def binding(self, user: str) -> AclBinding:
         """The ACL allowing ``user`` this grant from any host."""
         return AclBinding(
@@ -108,10 +114,28 @@ def kassa_grants(settings: Settings) -> list[Grant]:
             AclOperation.DESCRIBE_CONFIGS,
             "kassa stream (Quix checks the topic), kassa topics describe",
         ),
-        Grant(topic_type, dead, AclOperation.WRITE, "kassa stream (dead letters)"),
+        Grant(
+            topic_type,
+            dead,
+            AclOperation.WRITE,
+            "kassa stream (dead letters), kassa dead-letters replay (keeps the refused)",
+        ),
+        Grant(topic_type, dead, AclOperation.READ, "kassa dead-letters list, replay"),
         Grant(topic_type, dead, AclOperation.DESCRIBE_CONFIGS, "kassa topics describe"),
         Grant(group_type, group, AclOperation.READ, "kassa stream (joins, commits); the lag"),
         Grant(group_type, READER_GROUP, AclOperation.DESCRIBE, "kassa daily (reads, never joins)"),
+        Grant(
+            group_type,
+            settings.replay_group,
+            AclOperation.READ,
+            "kassa dead-letters replay (commits in its transaction), list",
+        ),
+        Grant(
+            ResourceType.TRANSACTIONAL_ID,
+            settings.replay_transactional_id,
+            AclOperation.WRITE,
+            "kassa dead-letters replay (one transaction per batch)",
+        ),
     ]
 
 

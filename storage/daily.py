@@ -27,9 +27,10 @@ from storage.connections import Client
 from storage.figures import (
     COLUMNS,
     HASHED,
+    MONEY_COLUMNS,
+    MONEY_FIGURES,
     NAMES,
     RANKED,
-    REVENUE,
     TOTALS,
     WIDTH,
     Drift,
@@ -43,18 +44,18 @@ TEMPORARY_TTL_SECONDS: Final = 3600
 
 
 def item_figures(frame: pl.DataFrame) -> dict[str, Figures]:
-    """``sku -> Figures`` of a frame with ``sku`` and the figures' columns (revenue made
+    """``sku -> Figures`` of a frame with ``sku`` and the figures' columns (money figures made
     integer), e.g. ``daily_item_sales``."""
-    revenue = COLUMNS[REVENUE]
-    money = frame.schema[revenue]
-    if isinstance(money, pl.Decimal) and money.scale == MONEY_DECIMALS:
+    money = [frame.schema[COLUMNS[figure]] for figure in MONEY_FIGURES]
+    if all(isinstance(kind, pl.Decimal) and kind.scale == MONEY_DECIMALS for kind in money):
         # The stored integer of a decimal with the money scale is the count of units.
-        columns = [pl.col(c).to_physical() if c == revenue else pl.col(c) for c in COLUMNS]
+        columns = [pl.col(c).to_physical() if c in MONEY_COLUMNS else pl.col(c) for c in COLUMNS]
         rows = frame.select("sku", *columns)
         return {sku: figures_of(values) for sku, *values in rows.iter_rows()}
     result: dict[str, Figures] = {}
     for sku, *values in frame.select("sku", *COLUMNS).iter_rows():
-        values[REVENUE] = to_money_units(values[REVENUE])
+        for figure in MONEY_FIGURES:
+            values[figure] = to_money_units(values[figure])
         result[sku] = figures_of(values)
     return result
 

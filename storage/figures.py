@@ -1,6 +1,6 @@
 """The figures kassa keeps of every item and every day, named in this one module.
 
-**Item figures.** Five integers per item and scope (a business day of the chain, or of one
+**Item figures.** Six integers per item and scope (a business day of the chain, or of one
 store). Everywhere they travel together they are a tuple or list in this order, the
 *layout*, indexed by the constants below:
 
@@ -11,9 +11,13 @@ index  constant    name       column          meaning
 1      SOLD        sold       units_sold      units sold: the quantities of sales
 2      RETURNED    returned   units_returned  units returned: the negated quantities of
                                               returns
-3      REVENUE     revenue    revenue         the sum of quantity * unit price, in integer
+3      REVENUE     revenue    revenue         the sum of the lines' net amounts (quantity *
+                                              unit price less the discount), in integer
                                               1/10,000 currency units (exact)
 4      CHECKOUTS   checkouts  checkouts       checkouts with at least one line of the item
+5      DISCOUNT    discount   discount        the sum of the lines' discounts (a return's
+                                              negative), in money units like revenue: the
+                                              gross amount is revenue + discount
 =====  ==========  =========  ==============  ==============================================
 
 *name* (:data:`NAMES`) is the figure's Redis key, ``kassa:{sp}:{src}:{D}:{name}`` (sku -> figure;
@@ -22,7 +26,10 @@ see :mod:`storage.keys`), and its name in reports (:class:`Drift`). *column*
 scope's day totals. Net units are kept in a sorted set (the ranking); the other figures in
 hashes that omit zero values.
 
-A list of figures may carry slots of its own after the five (the stream aggregator keeps
+Revenue and discount are *money figures* (:data:`MONEY_FIGURES`): Decimal columns in
+Parquet, exact decimal strings in JSON. A line's amounts are :func:`common.schema.line_amounts`.
+
+A list of figures may carry slots of its own after the six (the stream aggregator keeps
 one): code outside its owner reads only the indexes above. Hot loops bind the constants to
 local names (a local costs less per use than a module global).
 
@@ -46,18 +53,30 @@ SOLD: Final = 1
 RETURNED: Final = 2
 REVENUE: Final = 3
 CHECKOUTS: Final = 4
-WIDTH: Final = 5
+DISCOUNT: Final = 5
+WIDTH: Final = 6
 """The number of item figures: the slots of the layout."""
 RANKED: Final = UNITS
 """The figure that ranks items, kept in a sorted set."""
-HASHED: Final = (SOLD, RETURNED, REVENUE, CHECKOUTS)
+HASHED: Final = (SOLD, RETURNED, REVENUE, CHECKOUTS, DISCOUNT)
 """The figures kept in hashes (zero values omitted)."""
+MONEY_FIGURES: Final = (REVENUE, DISCOUNT)
+"""The figures that are money (integer money units; decimals in Parquet and JSON)."""
 
-Name = Literal["units", "sold", "returned", "revenue", "checkouts"]
-NAMES: Final[tuple[Name, ...]] = ("units", "sold", "returned", "revenue", "checkouts")
+Name = Literal["units", "sold", "returned", "revenue", "checkouts", "discount"]
+NAMES: Final[tuple[Name, ...]] = ("units", "sold", "returned", "revenue", "checkouts", "discount")
 """Each figure's name and Redis key, by index."""
-COLUMNS: Final[tuple[str, ...]] = ("units", "units_sold", "units_returned", "revenue", "checkouts")
+COLUMNS: Final[tuple[str, ...]] = (
+    "units",
+    "units_sold",
+    "units_returned",
+    "revenue",
+    "checkouts",
+    "discount",
+)
 """Each figure's Parquet column and totals field, by index."""
+MONEY_COLUMNS: Final = frozenset(COLUMNS[figure] for figure in MONEY_FIGURES)
+"""The columns of :data:`MONEY_FIGURES`."""
 LINES: Final = "lines"
 TOTALS: Final[tuple[str, ...]] = (*COLUMNS, LINES)
 """The fields of a scope's day totals."""
@@ -73,23 +92,29 @@ RANKED_BY: Final[tuple[RankedBy, ...]] = (BY_UNITS, BY_REVENUE)
 RANKED_BY_CHOICES: Final = " or ".join(repr(name) for name in RANKED_BY)
 """``'units' or 'revenue'``, for messages that name the accepted values."""
 
-Figures = tuple[int, int, int, int, int]
+Figures = tuple[int, int, int, int, int, int]
 """An item's figures in the layout."""
-ZERO: Final[Figures] = (0, 0, 0, 0, 0)
+ZERO: Final[Figures] = (0, 0, 0, 0, 0, 0)
 """The figures of an item without lines."""
 
 
 def figures_of(values: Sequence[int]) -> Figures:
     """The item figures in ``values``, a sequence in the layout (extra slots are ignored)."""
-    return (values[UNITS], values[SOLD], values[RETURNED], values[REVENUE], values[CHECKOUTS])
+    return (
+        values[UNITS],
+        values[SOLD],
+        values[RETURNED],
+        values[REVENUE],
+        values[CHECKOUTS],
+        values[DISCOUNT],
+    )
 
 
 def columns_json(values: Mapping[str, int]) -> dict[str, int | str]:
-    """``values`` by column (:data:`COLUMNS`, :data:`TOTALS`), JSON-ready: revenue, in money
-    units, as an exact decimal string."""
-    revenue = COLUMNS[REVENUE]
+    """``values`` by column (:data:`COLUMNS`, :data:`TOTALS`), JSON-ready: the money figures,
+    in money units, as exact decimal strings."""
     return {
-        column: str(from_money_units(value)) if column == revenue else value
+        column: str(from_money_units(value)) if column in MONEY_COLUMNS else value
         for column, value in values.items()
     }
 

@@ -24,6 +24,8 @@ kassa:{sp}:{src}:{D}:revenue                  hash        day   ``day_key``: sku
                                                                 1/10,000 currency units
 kassa:{sp}:{src}:{D}:checkouts                hash        day   ``day_key``: sku -> checkouts with
                                                                 the sku
+kassa:{sp}:{src}:{D}:discount                 hash        day   ``day_key``: sku -> discount,
+                                                                integer 1/10,000 currency units
 kassa:{sp}:{src}:{D}:totals                   hash        day   ``day_key``: the scope's day totals
                                                                 (:data:`storage.figures.TOTALS`)
 kassa:{sp}:{src}:{D}:stores                   set         day   ``stores_key``: store ids with
@@ -55,7 +57,7 @@ kassa:demo:database                           string      none  ``DEMO_DATABASE`
 TTL *lock*: ``KASSA_DAILY_LOCK_SECONDS``, renewed by the run that holds it.
 TTL *day*: per-day keys expire ``KASSA_RETENTION_DAYS`` after the later of their day's end and
 their last write (:func:`expire_at`), so a replayed old day lives as long as a fresh one. The
-five per-item keys are named by their figure (:data:`storage.figures.NAMES`). The watermark
+six per-item keys are named by their figure (:data:`storage.figures.NAMES`). The watermark
 hash's fields besides the partitions are :data:`IDENTITY_FIELDS`, :data:`FLOOR_DAY_FIELD` and
 the replay floors (:func:`floor_field`).
 """

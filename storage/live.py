@@ -48,6 +48,7 @@ from storage.figures import (
     CHECKOUT_COUNT,
     CHECKOUTS,
     COLUMNS,
+    DISCOUNT,
     LINE_COUNT,
     LINES,
     NAMES,
@@ -395,15 +396,17 @@ class LiveStore:
         """One pass over a scope's items builds all its operations and its day totals (the
         writer's hot loop)."""
         units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
-        pairs: tuple[list[str], ...] = ([], [], [], [], [])
-        ranking, sold_pairs, returned_pairs, revenue_pairs, checkout_pairs = (
+        discounts = DISCOUNT
+        pairs: tuple[list[str], ...] = ([], [], [], [], [], [])
+        ranking, sold_pairs, returned_pairs, revenue_pairs, checkout_pairs, discount_pairs = (
             pairs[units],
             pairs[sold],
             pairs[returned],
             pairs[revenue],
             pairs[checkouts],
+            pairs[discounts],
         )
-        total_units = total_sold = total_returned = total_revenue = 0
+        total_units = total_sold = total_returned = total_revenue = total_discount = 0
         for sku, figures in items.items():
             net = figures[units]
             ranking += (sku, str(net))
@@ -423,6 +426,10 @@ class LiveStore:
             value = figures[checkouts]
             if value:
                 checkout_pairs += (sku, str(value))
+            value = figures[discounts]
+            if value:
+                discount_pairs += (sku, str(value))
+                total_discount += value
         expire_at = self._expire_at(day)
         for figure, name in enumerate(NAMES):
             if figure == RANKED:
@@ -437,6 +444,7 @@ class LiveStore:
             COLUMNS[RETURNED]: total_returned,
             COLUMNS[REVENUE]: total_revenue,
             COLUMNS[CHECKOUTS]: counts[CHECKOUT_COUNT],
+            COLUMNS[DISCOUNT]: total_discount,
             LINES: counts[LINE_COUNT],
         }
         script_keys.append(keys.day_key(self._space, "live", day, "totals", scope))

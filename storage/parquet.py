@@ -8,6 +8,7 @@ the public interface)::
     hourly_sales/date=YYYY-MM-DD/part-0.parquet
     sales_lines/date=YYYY-MM-DD/part-0.parquet
     _manifests/date=YYYY-MM-DD/manifest.json
+    _manifests/date=YYYY-MM-DD/refused.json   (a day the invalid-share guard refused)
 
 Each day of each table is exactly one file with a fixed name, so a re-run replaces it.
 
@@ -51,7 +52,7 @@ from common.columns import PRICE
 from common.schema import MONEY_DECIMALS
 from common.settings.location import DataLocation, DataUrl
 from storage.exceptions import DataStoreError
-from storage.figures import COLUMNS, LINES, REVENUE
+from storage.figures import COLUMNS, LINES, MONEY_FIGURES
 from storage.location import ObjectStore, commit, open_store, temporary_path
 
 AggregateTable = Literal["daily_item_sales", "daily_store_item_sales", "hourly_sales"]
@@ -65,9 +66,12 @@ TABLES: Final[tuple[Table, ...]] = (
 )
 
 MONEY: Final = pl.Decimal(38, MONEY_DECIMALS)
-"""A sum of money (revenue): exact, with the money scale of :mod:`common.schema`."""
+"""A sum of money (revenue, discount): exact, with the money scale of :mod:`common.schema`."""
 FIGURE_TYPES: Final = pl.Schema(
-    {column: MONEY if figure == REVENUE else pl.Int64() for figure, column in enumerate(COLUMNS)}
+    {
+        column: MONEY if figure in MONEY_FIGURES else pl.Int64()
+        for figure, column in enumerate(COLUMNS)
+    }
 )
 """The columns of the item figures, in their order, and their types."""
 TOTAL_TYPES: Final = pl.Schema({**FIGURE_TYPES, LINES: pl.Int64()})
@@ -84,8 +88,11 @@ SALES_LINES: Final = pl.Schema(
         "sku": pl.String(),
         "quantity": pl.Int32(),
         "unit_price": PRICE,
+        "discount": PRICE,
     }
 )
+"""One row per line; ``discount`` is the line's discount as sent (0 for a version 1 line,
+never negative: the item tables' ``discount`` takes the sign of the line's gross amount)."""
 
 
 def schema(table: Table, zone: ZoneInfo) -> pl.Schema:
@@ -103,6 +110,16 @@ def schema(table: Table, zone: ZoneInfo) -> pl.Schema:
     return SALES_LINES
 
 
+def read_table(path: Path) -> pl.DataFrame:
+    """A table's file, with any figure column it predates as zeros (a file written before
+    message version 2 has no ``discount``)."""
+    frame = pl.read_parquet(path)
+    missing = [name for name in FIGURE_TYPES if name not in frame.columns]
+    if not missing:
+        return frame
+    return frame.with_columns(pl.lit(0).cast(FIGURE_TYPES[name]).alias(name) for name in missing)
+
+
 def arrow_schema(columns: pl.Schema) -> pa.Schema:
     """The Arrow schema Polars writes ``columns`` with."""
     return pl.DataFrame(schema=columns).to_arrow().schema
@@ -112,6 +129,7 @@ MANIFESTS: Final = "_manifests"
 REVISIONS: Final = "_revisions"
 PART_NAME: Final = "part-0.parquet"
 MANIFEST_NAME: Final = "manifest.json"
+REFUSAL_NAME: Final = "refused.json"
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 1
 """zstd's fastest level: on ``sales_lines`` it is cheaper than level 3 and, after the
@@ -165,6 +183,33 @@ def table_path(data_dir: Path, table: Table, day: date) -> Path:
 def manifest_path(data_dir: Path, day: date) -> Path:
     """The manifest of ``day`` (written last: its presence means the day is finished)."""
     return data_dir / manifest_file(day)
+
+
+def refusal_file(day: date) -> str:
+    """Why the last run of ``day`` refused to finalize it (:mod:`jobs.daily.refusals`),
+    relative to ``KASSA_DATA_DIR``; removed when a run finalizes the day."""
+    return f"{MANIFESTS}/{day_folder(day)}/{REFUSAL_NAME}"
+
+
+def write_refusal_bytes(location: DataLocation, day: date, content: bytes) -> None:
+    """Write the refusal file of ``day`` whole."""
+    open_store(location).write_bytes(refusal_file(day), content)
+
+
+def read_refusal_bytes(location: DataLocation, day: date) -> bytes | None:
+    """The refusal file of ``day``, or ``None`` when its last run did not refuse it."""
+    return open_store(location).read_bytes(refusal_file(day))
+
+
+def delete_refusal(location: DataLocation, day: date) -> None:
+    """Remove the refusal file of ``day``, if there is one."""
+    store = open_store(location)
+    relative = refusal_file(day)
+    if isinstance(store, ObjectStore):
+        if store.exists(relative):
+            store.delete([relative])
+    else:
+        Path(store.path(relative)).unlink(missing_ok=True)
 
 
 def lock_path(data_dir: Path, day: date) -> Path:

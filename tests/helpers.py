@@ -22,11 +22,11 @@ from common.settings import ENV_PREFIX, Settings
 from producers.replay import DEFAULT_DATASET
 from services.process import free_port  # noqa: F401 (the tests import it from here)
 from services.redis import RedisServer
-from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
+from storage.figures import CHECKOUTS, DISCOUNT, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 
-Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int]]
+Figures = dict[tuple[date, str | None, str], tuple[int, int, int, Decimal, int, Decimal]]
 """(day, store or None for the chain, sku) -> the item's figures in the layout of
-:mod:`storage.figures`, revenue as a Decimal."""
+:mod:`storage.figures`, money as Decimals."""
 
 
 KASSA: Final = (sys.executable, "-m", "cli.main")
@@ -92,13 +92,17 @@ def truth(checkouts: Iterable[Checkout], zone: ZoneInfo) -> Figures:
                     row[SOLD] += line.quantity  # type: ignore[operator]
                 if checkout.kind == "return":
                     row[RETURNED] -= line.quantity  # type: ignore[operator]
-                row[REVENUE] += line.quantity * line.unit_price  # type: ignore[operator]
+                # a discount is taken off the line's amount, whatever its sign
+                gross = line.quantity * line.unit_price
+                discount = line.discount if gross >= 0 else -line.discount
+                row[REVENUE] += gross - discount  # type: ignore[operator]
+                row[DISCOUNT] += discount  # type: ignore[operator]
     return {key: tuple(row) for key, row in sums.items()}  # type: ignore[misc]
 
 
 def _no_figures() -> list[object]:
     row: list[object] = [0] * WIDTH
-    row[REVENUE] = Decimal(0)
+    row[REVENUE] = row[DISCOUNT] = Decimal(0)
     return row
 
 
@@ -110,6 +114,7 @@ def noon_zone(now: datetime) -> str:
 
 
 GBP: Final = st.just("GBP")
+VERSION_1: Final = st.just(1)
 
 
 @st.composite
@@ -126,14 +131,17 @@ def checkouts(
     currencies: st.SearchStrategy[str] = GBP,
     max_lines: int = 4,
     negative_prices: bool = True,
+    versions: st.SearchStrategy[int] = VERSION_1,
 ) -> Checkout:
     """A checkout of any kind whose quantities' signs fit its kind (a return's are negative,
     an adjustment's either; an adjustment's prices may be negative too unless
     ``negative_prices`` is off), drawn from the parts given (``skus`` and ``stores`` default to
-    ``ids``)."""
+    ``ids``), in a message version of ``versions`` (a version 2 line may carry a discount up
+    to its whole amount)."""
     skus = ids if skus is None else skus
     stores = ids if stores is None else stores
     kind = draw(st.sampled_from(["sale", "return", "adjustment"]))
+    version = draw(versions)
     lines = []
     for _ in range(draw(st.integers(1, max_lines))):
         quantity = draw(quantities)
@@ -142,7 +150,10 @@ def checkouts(
         price = draw(prices)
         if negative_prices and kind == "adjustment" and draw(st.booleans()):
             price = -price
-        lines.append(Line(draw(skus), quantity, price, draw(names)))
+        line = Line(draw(skus), quantity, price, draw(names))
+        if version >= 2 and draw(st.booleans()):
+            line = Line(line.sku, quantity, price, line.name, draw(discounts(quantity, price)))
+        lines.append(line)
     return Checkout(
         transaction_id=draw(ids),
         store_id=draw(stores),
@@ -151,4 +162,15 @@ def checkouts(
         kind=kind,  # type: ignore[arg-type]
         currency=draw(currencies),
         lines=tuple(lines),
+        schema_version=version,
+    )
+
+
+def discounts(quantity: int, price: Decimal) -> st.SearchStrategy[Decimal]:
+    """A valid discount of a line: 0 to ``|quantity * price|``, 4 decimal places at most."""
+    whole = abs(quantity * price)
+    return st.one_of(
+        st.just(whole),
+        st.just(Decimal(0)),
+        st.decimals(0, whole, places=4, allow_nan=False, allow_infinity=False),
     )

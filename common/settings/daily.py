@@ -75,6 +75,15 @@ class DailySettings(BaseSettings):
         description="with an object-store KASSA_DATA_DIR, runs of a day take a lock in Redis: "
         "how long it outlives a run that died holding it (a live run renews it every third)",
     )
+    daily_max_invalid_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a day whose invalid records exceed this share of its range is not "
+        "finalized (exit status 10; --force finalizes it, marked). 0.05: a healthy fleet sends "
+        "a few invalid records in ten thousand, a cause that hits a fleet (a message version "
+        "not accepted, a wrong currency) far more than one in twenty",
+    )
     daily_metrics_port: int = Field(
         9109,
         ge=0,

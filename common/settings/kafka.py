@@ -241,6 +241,18 @@ class KafkaSettings(BaseSettings):
         """Where the stream job sends messages it cannot count."""
         return self.dlq_topic or f"{self.topic}.dlq"
 
+    @property
+    def replay_group(self) -> str:
+        """The consumer group of ``kassa dead-letters replay`` on the dead-letter topic: its
+        committed offsets are where the dead letters not yet replayed begin."""
+        return f"{self.consumer_group}-dead-letter-replay"
+
+    @property
+    def replay_transactional_id(self) -> str:
+        """The transactional id of ``kassa dead-letters replay`` (one per sales topic: a
+        second replay fences the first and aborts what it left open)."""
+        return f"kassa-dead-letter-replay-{self.topic}"
+
 
 def oauth_callback(path: str) -> Callable[[str], tuple[str, float]]:
     """The function KASSA_KAFKA_OAUTH_CALLBACK names (``module:function``), imported."""

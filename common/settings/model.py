@@ -33,6 +33,7 @@ from common.schema import (
     EARLIEST_EVENT,
     MAX_EVENT_AHEAD,
     MAX_QUANTITY_CAP,
+    VERSIONS,
     Limits,
 )
 from common.settings.daily import DailySettings
@@ -142,6 +143,13 @@ class Settings(RedisSettings, DailySettings, StreamSettings, KafkaSettings):
         "later checkouts are refused (reason event_time)",
     )
 
+    schema_versions: str = Field(
+        ",".join(str(version) for version in VERSIONS),
+        description="the checkout message versions both jobs read (comma-separated, from "
+        f"{','.join(str(version) for version in VERSIONS)}); others are refused (reason "
+        "unsupported_version). See docs/fleet-upgrade.md",
+    )
+
     # Producers (`kassa produce`)
     producer_linger_ms: int = Field(
         20, ge=0, le=10_000, description="how long the producer waits to fill a batch"
@@ -209,6 +217,16 @@ class Settings(RedisSettings, DailySettings, StreamSettings, KafkaSettings):
             raise ValueError(msg) from None
         return value
 
+    @field_validator("schema_versions")
+    @classmethod
+    def _known_versions(cls, value: str) -> str:
+        known = ",".join(str(version) for version in VERSIONS)
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not parts or not all(part.isdigit() and int(part) in VERSIONS for part in parts):
+            msg = f"list the message versions to read, comma-separated, from {known} (e.g. '1,2')"
+            raise ValueError(msg)
+        return ",".join(str(number) for number in sorted({int(part) for part in parts}))
+
     @field_validator("event_time_min", mode="before")
     @classmethod
     def _day_is_utc_midnight(cls, value: object) -> object:
@@ -274,6 +292,7 @@ class Settings(RedisSettings, DailySettings, StreamSettings, KafkaSettings):
             self.currency,
             self.event_time_min,
             timedelta(seconds=self.event_time_max_ahead_seconds),
+            frozenset(int(version) for version in self.schema_versions.split(",")),
         )
 
     @property

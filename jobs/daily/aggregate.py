@@ -6,7 +6,8 @@ any size needs memory for one chunk, the partials and the ids of its checkouts (
 bytes each by Polars' estimate, about 95 of a process's peak memory: :class:`Deduplicator`,
 ``BENCHMARKS.md``), never for all its lines.
 
-The figures are those of :mod:`storage.figures`, the tables' columns and types those of
+The figures are those of :mod:`storage.figures` (revenue net of discounts), the tables'
+columns and types those of
 :func:`storage.parquet.schema`. ``name`` is the name on the item's latest line (latest
 ``occurred_at``; on a tie, the greatest name).
 """
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from storage.figures import CHECKOUTS, COLUMNS, LINES, RETURNED, REVENUE, SOLD, UNITS
+from storage.figures import CHECKOUTS, COLUMNS, DISCOUNT, LINES, RETURNED, REVENUE, SOLD, UNITS
 from storage.parquet import (
     FIGURE_TYPES,
     ITEM_SALES,
@@ -31,7 +32,13 @@ from storage.parquet import (
 )
 
 _COMPACT_EVERY: Final = 16
-_SUMMED: Final = (COLUMNS[UNITS], COLUMNS[SOLD], COLUMNS[RETURNED], COLUMNS[REVENUE])
+_SUMMED: Final = (
+    COLUMNS[UNITS],
+    COLUMNS[SOLD],
+    COLUMNS[RETURNED],
+    COLUMNS[REVENUE],
+    COLUMNS[DISCOUNT],
+)
 """The figures that are sums over lines (checkouts and lines are counts)."""
 _COUNTED: Final = (COLUMNS[CHECKOUTS], LINES)
 
@@ -204,6 +211,10 @@ def _measures(lines: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
             time_unit="us",
         )
     kind = pl.col("kind")
+    # common.schema.line_amounts: the discount takes the sign of the gross amount
+    gross = pl.col("unit_price").cast(MONEY) * quantity
+    given = pl.col("discount").cast(MONEY)
+    discount = pl.when(gross < 0).then(-given).otherwise(given)
     return lines.select(
         "message",
         "store_id",
@@ -213,7 +224,8 @@ def _measures(lines: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
         quantity.alias(COLUMNS[UNITS]),
         pl.when(kind == "sale").then(quantity).otherwise(0).alias(COLUMNS[SOLD]),
         pl.when(kind == "return").then(-quantity).otherwise(0).alias(COLUMNS[RETURNED]),
-        (pl.col("unit_price").cast(MONEY) * quantity).alias(COLUMNS[REVENUE]),
+        (gross - discount).alias(COLUMNS[REVENUE]),
+        discount.alias(COLUMNS[DISCOUNT]),
         hour=hour,
     )
 

@@ -169,3 +169,19 @@ class DataWriteError(DailyError):
             f"writable) and run the day again: its previous snapshot is unchanged"
         )
         self.day = day
+
+
+class InvalidShareExceeded(DailyError):  # noqa: N818 - reads as "raise InvalidShareExceeded(...)"
+    """More of the day's records are invalid than ``KASSA_DAILY_MAX_INVALID_SHARE`` allows."""
+
+    exit_code = 10
+
+    def __init__(self, day: date, headline: str, invalid: dict[str, int]) -> None:
+        super().__init__(
+            f"day {day} NOT finalized: {headline}; fix the cause (the producers, or a setting "
+            f"such as KASSA_SCHEMA_VERSIONS) and run it again, or finalize it anyway with "
+            f"'kassa daily run --day {day} --force'"
+        )
+        self.day = day
+        self.invalid = invalid
+        """The invalid records by reason."""

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
@@ -43,11 +43,12 @@ from common.columns import Decoded
 from common.days import check_day_order, day_bounds
 from common.errors import RedisUnavailableError
 from common.settings import Settings
-from jobs.daily import revisions
+from jobs.daily import refusals, revisions
 from jobs.daily.aggregate import Deduplicator, Partials, in_day, sales_lines
 from jobs.daily.exceptions import (
     DataWriteError,
     IncompleteDay,
+    InvalidShareExceeded,
     LiveRepairRefused,
     RedisWriteError,
     RetentionGap,
@@ -121,11 +122,15 @@ def run_day(
     chunk_messages: int = CHUNK_MESSAGES,
     now: datetime | None = None,
     reason: str | None = None,
+    accept_invalid: bool = False,
 ) -> DayResult:
     """Finalize ``day``: Parquet tables, Redis daily rankings, reconciliation, manifest.
 
     Raises :class:`IncompleteDay` (exit status 3) naming the partitions behind, and
     :class:`RetentionGap` (6) when retention deleted part of the range, unless ``force``;
+    :class:`InvalidShareExceeded` (10) when more of its records are invalid than
+    ``KASSA_DAILY_MAX_INVALID_SHARE`` allows, unless ``accept_invalid``
+    (:mod:`jobs.daily.refusals`; nothing is written then but the refusal);
     a forced run over such a gap raises :class:`SnapshotKept` (7) instead of replacing a
     snapshot with more checkouts. ``repair_live`` overwrites the live figures with the daily
     ones on drift. ``now`` (default: the clock) decides completeness; ``reason`` is recorded
@@ -133,7 +138,9 @@ def run_day(
     refuses (a full disk) raises :class:`DataWriteError` (8).
     """
     day_bounds(day, settings.zone)  # a day Python cannot bound is refused before the lock
-    run = _DayRun(settings, day, force, repair_live, progress, chunk_messages, reason)
+    run = _DayRun(
+        settings, day, force, repair_live, progress, chunk_messages, reason, accept_invalid
+    )
     try:
         with day_lock(settings, day) as held, closing(open_redis(settings)) as client:
             return run.execute(client, now or datetime.now(UTC), held)
@@ -151,17 +158,28 @@ def backfill(
     force: bool = False,
     progress: Progress = SILENT,
     now: datetime | None = None,
+    accept_invalid: bool = False,
 ) -> list[DayResult]:
     """Run every day from ``first`` to ``last`` (inclusive), in order.
 
-    Stops at the first incomplete day (unless ``force``): later days cannot be complete.
+    Stops at the first incomplete day (unless ``force``): later days cannot be complete;
+    and at the first day over the invalid share (unless ``accept_invalid``).
     """
     check_day_order(first, last)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     progress.start("backfill", len(days))
     results = []
     for day in days:
-        results.append(run_day(settings, day, force=force, progress=progress, now=now))
+        results.append(
+            run_day(
+                settings,
+                day,
+                force=force,
+                progress=progress,
+                now=now,
+                accept_invalid=accept_invalid,
+            )
+        )
         progress.advance("backfill")
     progress.finish("backfill")
     return results
@@ -187,6 +205,8 @@ class _DayRun:
     chunk_messages: int
     reason: str | None = None
     """The revision's reason; ``None``: :func:`revisions.reason` names it."""
+    accept_invalid: bool = False
+    """Finalize even over the invalid share (``--force``)."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timings: Timings = field(default_factory=Timings)
     counts: Counts = field(default_factory=Counts)
@@ -202,6 +222,7 @@ class _DayRun:
             late = self._late_records(plan)
             with parquet.day_files(self.settings.data_dir, self.day, self.run_id) as staged:
                 partials = self._read(consumer, plan, staged, late)
+                run = self._guard(run, now)
                 revisions.keep_larger_snapshot(plan, previous, self.counts.checkouts)
                 written = self._write(client, run, staged, partials)
         reconciliation, behind = self._finish_redis(client, run.plan, written, now)
@@ -234,6 +255,29 @@ class _DayRun:
         forced = self.force and (not plan.complete or bool(plan.gaps))
         revision = revisions.revision(previous)
         return Run(self.run_id, plan, forced, now, revision, reason, previous)
+
+    def _guard(self, run: Run, now: datetime) -> Run:
+        """Refuse the day when too many of its records are invalid, writing the refusal;
+        with ``accept_invalid``, ``run`` marked as finalized over the guard instead."""
+        counts, settings = self.counts, self.settings
+        share = settings.daily_max_invalid_share
+        if not refusals.exceeds(counts.records, counts.invalid, share):
+            return run
+        headline = refusals.headline(counts.records, counts.invalid, share)
+        if not self.accept_invalid:
+            refusal = refusals.Refusal(
+                day=self.day,
+                records=counts.records,
+                invalid=counts.invalid,
+                max_share=share,
+                rules=refusals.rules_of(settings),
+                run_at=now.isoformat(),
+            )
+            refusals.write_refusal(settings.data_dir, refusal)
+            raise InvalidShareExceeded(self.day, headline, counts.invalid)
+        logger.warning("finalizing day %s although %s (--force)", self.day, headline)
+        reason = f"{run.reason}; FORCED although {headline}"
+        return replace(run, reason=reason, invalid_share_forced=True)
 
     def _late_records(self, plan: DayRange) -> LateRecords:
         """Counts the records of earlier finalized days past the ends of their ranges."""
@@ -418,6 +462,7 @@ class _DayRun:
         lock.check()
         write_manifest(self.settings.data_dir, manifest)
         self._publish(manifest)
+        refusals.clear_refusal(self.settings.data_dir, self.day)
         logger.info(
             "day %s finished: %d checkouts, %d lines, %d items in %.1f s (%s)",
             self.day,

@@ -10,9 +10,10 @@ Its summary (:meth:`Manifest.summary`) is stored beside the day's rankings in Re
 the manifest says which, why, which late records of earlier days the run found, and what
 retention had deleted.
 
-:data:`MANIFEST_VERSION` 2 is the format written; version 1 manifests (written before
-revisions, late records, retention gaps and completeness cases) decode with the defaults of
-the fields they lack. Times are kept as the ISO 8601 strings the run wrote.
+:data:`MANIFEST_VERSION` 3 is the format written; version 1 manifests (written before
+revisions, late records, retention gaps and completeness cases) and version 2 manifests
+(before message version 2's discounts and the invalid-share guard) decode with the defaults
+of the fields they lack. Times are kept as the ISO 8601 strings the run wrote.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from common.schema import from_money_units, to_money_units
 from common.settings.location import DataLocation
 from jobs.daily.exceptions import ManifestUnreadable
 from storage import parquet
-from storage.figures import COLUMNS, REVENUE, TOTALS
+from storage.figures import MONEY_COLUMNS, TOTALS
 from storage.summaries import ManifestSummary, Published
 
-MANIFEST_VERSION: Final = 2
+MANIFEST_VERSION: Final = 3
 DRIFTS_IN_MANIFEST: Final = 100
 
 
@@ -107,27 +108,37 @@ class Timings(msgspec.Struct, kw_only=True):
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
-    """The day's totals (the fields :data:`storage.figures.TOTALS`), revenue as a decimal."""
+    """The day's totals (the fields :data:`storage.figures.TOTALS`), money as decimals.
+
+    ``revenue`` is net of discounts; ``discount`` (0 in a manifest written before message
+    version 2) is the discounts' sum, so the gross amount is their sum."""
 
     units: int
     units_sold: int
     units_returned: int
     revenue: Decimal
     checkouts: int
+    discount: Decimal = Decimal(0)
     lines: int
 
     @classmethod
     def of(cls, totals: Mapping[str, int]) -> Totals:
-        """The totals of a ``totals`` hash (revenue in integer money units; absent: 0)."""
-        values: dict[str, object] = {name: totals.get(name, 0) for name in TOTALS}
-        values[COLUMNS[REVENUE]] = from_money_units(totals.get(COLUMNS[REVENUE], 0))
+        """The totals of a ``totals`` hash (money in integer money units; absent: 0)."""
+        values: dict[str, object] = {
+            name: from_money_units(totals.get(name, 0))
+            if name in MONEY_COLUMNS
+            else totals.get(name, 0)
+            for name in TOTALS
+        }
         return msgspec.convert(values, cls)
 
     def in_units(self) -> dict[str, int]:
-        """As a ``totals`` hash: by :data:`storage.figures.TOTALS`, revenue in money units."""
+        """As a ``totals`` hash: by :data:`storage.figures.TOTALS`, money in money units."""
         values = msgspec.structs.asdict(self)
-        values[COLUMNS[REVENUE]] = to_money_units(self.revenue)
-        return {name: int(values[name]) for name in TOTALS}
+        return {
+            name: to_money_units(values[name]) if name in MONEY_COLUMNS else int(values[name])
+            for name in TOTALS
+        }
 
 
 class TableFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -220,6 +231,15 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     missing: list[Missing] = []
     code_version: str = "unknown"
     schema_version: int
+    """The newest message version the run read."""
+    schema_versions: list[int] = []
+    """Every message version the run read (``KASSA_SCHEMA_VERSIONS``; empty in a manifest
+    written before message version 2: version 1 only)."""
+    max_invalid_share: float | None = None
+    """``KASSA_DAILY_MAX_INVALID_SHARE`` of the run (``None``: before the guard)."""
+    invalid_share_forced: bool = False
+    """Finalized by ``--force`` although its invalid records exceeded the share
+    (:mod:`jobs.daily.refusals`; the revision's reason says by how much)."""
     run_id: str
     run_at: str
     finished_at: str

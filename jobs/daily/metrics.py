@@ -13,10 +13,19 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
+from common.schema import Reason
 from jobs.daily.manifest import Manifest
 from jobs.daily.status import STATES, DayStatus
 
-OUTCOMES: Final = ("complete", "forced", "incomplete", "retention_gap", "snapshot_kept", "failed")
+OUTCOMES: Final = (
+    "complete",
+    "forced",
+    "incomplete",
+    "invalid_share",
+    "retention_gap",
+    "snapshot_kept",
+    "failed",
+)
 
 
 class DailyMetrics:
@@ -38,6 +47,15 @@ class DailyMetrics:
             "late records of finalized days found by runs",
             registry=registry,
         )
+        self.invalid = Counter(
+            "kassa_daily_invalid_records",
+            "invalid records the daily runs read, by reason (finished and refused runs; the "
+            "stream job's kassa_stream_dead_letters counts the same reasons)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in Reason:
+            self.invalid.labels(reason.value)
         self.last_finalized_day = Gauge(
             "kassa_daily_last_finalized_day",
             "start (Unix time, UTC) of the newest finalized business day",
@@ -122,6 +140,12 @@ class DailyMetrics:
             self.last_success.set(at.timestamp())
             self.last_run_seconds.set(manifest.timings_seconds.total)
             self.last_run_records.set(manifest.counts.records)
+        self.on_invalid(manifest.counts.invalid)
+
+    def on_invalid(self, invalid: dict[str, int]) -> None:
+        """A run read ``invalid`` records by reason (finished or refused)."""
+        for reason, count in invalid.items():
+            self.invalid.labels(reason).inc(count)
 
     def on_window(
         self,

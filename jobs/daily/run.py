@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 
-from common.schema import SCHEMA_VERSION
 from common.settings import Settings
 from jobs.daily.manifest import (
     DRIFTS_IN_MANIFEST,
@@ -59,6 +58,8 @@ class Run:
     """Why the day was run (again)."""
     previous: Manifest | None
     """The day's manifest before this run (``None``: the first run)."""
+    invalid_share_forced: bool = False
+    """Finalized over the invalid-share guard (``--force``; :mod:`jobs.daily.refusals`)."""
 
     def summary(self, totals: Mapping[str, int]) -> ManifestSummary:
         """The manifest hash this run stages with the day's keys (finished: now)."""
@@ -116,7 +117,10 @@ def build_manifest(
         late_records=_late_entries(late.counts, late.reach),
         missing=_missing(plan, run.previous),
         code_version=code_version(),
-        schema_version=SCHEMA_VERSION,
+        schema_version=max(settings.limits.versions),
+        schema_versions=sorted(settings.limits.versions),
+        max_invalid_share=settings.daily_max_invalid_share,
+        invalid_share_forced=run.invalid_share_forced,
         run_id=run.run_id,
         run_at=run.run_at.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),

@@ -7,7 +7,10 @@ collapse into one run) and ``max_instances=1``; a pass also runs once at start. 
 at yesterday and the ``KASSA_DAILY_CATCHUP_DAYS`` days before it whose ``KASSA_DAILY_AT`` has
 come (never today): a day without a manifest is run once it is complete (or as forced
 ``KASSA_DAILY_DEADLINE_SECONDS`` after its end), a day with late records pending is restated,
-and a forced day is revisited once complete. A finished day is never run again otherwise;
+and a forced day is revisited once complete. A day the invalid-share guard refused
+(:mod:`jobs.daily.refusals`) stays unfinished and is run again only once the rules that
+judged it changed (e.g. ``KASSA_SCHEMA_VERSIONS``); later days do not wait for it. A
+finished day is never run again otherwise;
 when Redis does not hold the run of it the manifest names (Redis flushed, or restored from an
 older copy), the pass republishes it from its Parquet snapshot (:mod:`jobs.daily.republish`).
 
@@ -33,7 +36,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from common.days import day_bounds, yesterday
 from common.metrics import MetricsServer
 from common.settings import Settings
-from jobs.daily.exceptions import IncompleteDay, RetentionGap, SnapshotKept
+from jobs.daily import refusals
+from jobs.daily.exceptions import IncompleteDay, InvalidShareExceeded, RetentionGap, SnapshotKept
 from jobs.daily.job import run_day
 from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import read_manifest
@@ -104,9 +108,14 @@ def deadline(settings: Settings, day: date) -> datetime:
 
 
 def _todo(settings: Settings, day: date) -> str | None:
-    """What a pass does with ``day``: ``missing``, ``late`` (restate), ``forced`` (revisit)."""
-    state = day_status(settings.data_dir, day, DayLocks.of(settings)).state
-    return {"missing": "missing", "late-pending": "late", "forced": "forced"}.get(state)
+    """What a pass does with ``day``: ``missing``, ``late`` (restate), ``forced`` (revisit),
+    ``refused`` (run again: the rules that refused it changed)."""
+    status = day_status(settings.data_dir, day, DayLocks.of(settings))
+    if status.refusal is not None and status.refusal.rules == refusals.rules_of(settings):
+        return None  # refused under the same rules: an operator's turn
+    if status.state == "invalid-share":
+        return "refused"
+    return {"missing": "missing", "late-pending": "late", "forced": "forced"}.get(status.state)
 
 
 def catch_up(
@@ -168,9 +177,10 @@ def _run(
     """
     previous = read_manifest(settings.data_dir, day)
     force = todo == "late" and previous is not None and previous.forced
+    accept_invalid = previous is not None and previous.invalid_share_forced
     refusal = None
     try:
-        return run_day(settings, day, now=now, force=force)
+        return run_day(settings, day, now=now, force=force, accept_invalid=accept_invalid)
     except IncompleteDay as exc:
         outcome = "incomplete"
         due = deadline(settings, day)
@@ -182,6 +192,11 @@ def _run(
             logger.warning("%s; will check again in %d s", exc, settings.daily_retry_seconds)
         else:
             logger.info("%s day %s is not complete yet: %s", todo, day, exc)
+    except InvalidShareExceeded as exc:
+        outcome = "invalid_share"
+        refusal = f"{exc} (kassa daily status shows it as invalid-share)"
+        if metrics is not None:
+            metrics.on_invalid(exc.invalid)
     except (RetentionGap, SnapshotKept) as exc:
         outcome = "retention_gap" if isinstance(exc, RetentionGap) else "snapshot_kept"
         refusal = str(exc)

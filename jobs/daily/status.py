@@ -1,11 +1,13 @@
 """How each business day stands, from its manifest and lock (no Kafka; Redis only for the
 lock of an object-store ``KASSA_DATA_DIR``, :mod:`jobs.daily.lock`).
 
-States, the first that applies: ``running`` (a run holds the day's lock), ``missing`` (no
-manifest), ``late-pending`` (later runs found late records past the day's range; the
-scheduler restates it), ``forced`` (finalized incomplete; revisited once complete),
-``restated`` (revision 2 or later), ``complete``. ``kassa daily status``, the scheduler,
-``/api/days`` and ``/health`` all read a day's state here (:class:`DayStatus`).
+States, the first that applies: ``running`` (a run holds the day's lock), ``invalid-share``
+(no manifest: the last run refused the day for too many invalid records,
+:mod:`jobs.daily.refusals`), ``missing`` (no manifest), ``late-pending`` (later runs found
+late records past the day's range; the scheduler restates it), ``forced`` (finalized
+incomplete; revisited once complete), ``restated`` (revision 2 or later), ``complete``.
+``kassa daily status``, the scheduler, ``/api/days`` and ``/health`` all read a day's state
+here (:class:`DayStatus`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from common.settings.location import DataLocation
 from jobs.daily import revisions
 from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import Manifest, read_manifest
+from jobs.daily.refusals import Refusal, read_refusal
 from storage import parquet
 from storage.summaries import ManifestSummary
 
-State = Literal["running", "missing", "late-pending", "forced", "restated", "complete"]
+State = Literal[
+    "running", "invalid-share", "missing", "late-pending", "forced", "restated", "complete"
+]
 STATES: Final[tuple[State, ...]] = (
     "running",
+    "invalid-share",
     "missing",
     "late-pending",
     "forced",
@@ -42,6 +48,8 @@ class DayStatus:
     manifest: Manifest | None = None
     late_pending: int = 0
     """Late records later runs found past the day's range."""
+    refusal: Refusal | None = None
+    """Why the last run did not finalize the day (the invalid-share guard), if it did not."""
 
     @property
     def summary(self) -> ManifestSummary | None:
@@ -68,6 +76,7 @@ class DayStatus:
             "finished_at": None if manifest is None else manifest.finished_at,
             "completeness": None if manifest is None else self.completeness(),
             "run_id": None if manifest is None else manifest.run_id,
+            "refused": None if self.refusal is None else self.refusal.headline(),
         }
 
     def summary_json(self) -> dict[str, Any] | None:
@@ -97,7 +106,7 @@ def day_statuses(
         if day >= first and (manifest := read_manifest(location, day)) is not None
     }
     held = locks or DayLocks(location)
-    return [_status(held.held(day), day, finished) for day in days]
+    return [_status(held.held(day), day, finished, location) for day in days]
 
 
 def day_status(location: DataLocation, day: date, locks: DayLocks | None = None) -> DayStatus:
@@ -105,10 +114,15 @@ def day_status(location: DataLocation, day: date, locks: DayLocks | None = None)
     return day_statuses(location, [day], locks)[0]
 
 
-def _status(running: bool, day: date, finished: dict[date, Manifest]) -> DayStatus:
+def _status(
+    running: bool, day: date, finished: dict[date, Manifest], location: DataLocation
+) -> DayStatus:
     manifest = finished.get(day)
+    refusal = read_refusal(location, day)
     if manifest is None:
-        return DayStatus(day, "running" if running else "missing")
+        if running:
+            return DayStatus(day, "running", refusal=refusal)
+        return DayStatus(day, "missing" if refusal is None else "invalid-share", refusal=refusal)
     later = [other for other_day, other in finished.items() if other_day > day]
     late = revisions.late_reach(day, manifest, later)
     state: State
@@ -122,4 +136,4 @@ def _status(running: bool, day: date, finished: dict[date, Manifest]) -> DayStat
         state = "restated"
     else:
         state = "complete"
-    return DayStatus(day, state, manifest, late.records)
+    return DayStatus(day, state, manifest, late.records, refusal)

@@ -13,6 +13,7 @@ from common.schema import WireCheckout, WireLine, to_money_units
 from storage.figures import (
     CHECKOUT_COUNT,
     CHECKOUTS,
+    DISCOUNT,
     LINE_COUNT,
     RETURNED,
     REVENUE,
@@ -48,11 +49,14 @@ class DayCutter:
 
 
 class Aggregator:
-    """Adds valid checkouts to a :class:`PartitionDelta`; money stays in integer units."""
+    """Adds valid checkouts to a :class:`PartitionDelta`; money stays in integer units.
+
+    A line adds its net amount to revenue and its discount to the discount figure, the
+    amounts of :func:`common.schema.line_amounts` (restated inline: this is the hot loop)."""
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._days = DayCutter(zone)
-        self._prices: dict[str | int | float, int] = {}  # price text -> money units
+        self._prices: dict[str | int | float, int] = {}  # amount text -> money units
 
     def add(self, delta: PartitionDelta, checkout: WireCheckout) -> None:
         """Fold ``checkout`` into ``delta``."""
@@ -72,6 +76,13 @@ class Aggregator:
         if len(self._prices) > 100_000:
             self._prices.clear()
 
+    def _units(self, amount: str | int | float) -> int:
+        """The money units of an amount's text (remembered)."""
+        units = self._prices.get(amount)
+        if units is None:
+            units = self._prices[amount] = to_money_units(Decimal(str(amount)))
+        return units
+
     # Each loop counts its checkout in the scope (the count before it is its STAMP), then
     # folds its lines. The slots are default arguments: local names bound once, not per call
     # or per line (positional: keyword-only defaults would make every call slower). Sales,
@@ -87,6 +98,7 @@ class Aggregator:
         sold: int = SOLD,
         revenue: int = REVENUE,
         checkouts: int = CHECKOUTS,
+        discounts: int = DISCOUNT,
         last: int = STAMP,
         counted: int = CHECKOUT_COUNT,
         counted_lines: int = LINE_COUNT,
@@ -103,15 +115,28 @@ class Aggregator:
             if price is None:
                 price = prices[text] = to_money_units(Decimal(str(text)))
             figures = items.get(sku)
-            if figures is None:
-                # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, STAMP (tests pin the layout)
-                items[sku] = [quantity, quantity, 0, quantity * price, 1, stamp]
-                if line.name is not None:
-                    names[sku] = line.name
-                continue
+            amount = line.discount
+            if amount is None:  # the common case first: no discount to add
+                if figures is None:
+                    # UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS, DISCOUNT, STAMP (tests pin it)
+                    items[sku] = [quantity, quantity, 0, quantity * price, 1, 0, stamp]
+                    if line.name is not None:
+                        names[sku] = line.name
+                    continue
+                figures[revenue] += quantity * price
+            else:
+                # a sale's gross amount is not negative: its discount counts as it is
+                discount = self._units(amount)
+                if figures is None:
+                    net = quantity * price - discount
+                    items[sku] = [quantity, quantity, 0, net, 1, discount, stamp]
+                    if line.name is not None:
+                        names[sku] = line.name
+                    continue
+                figures[revenue] += quantity * price - discount
+                figures[discounts] += discount
             figures[units] += quantity
             figures[sold] += quantity
-            figures[revenue] += quantity * price
             if figures[last] != stamp:
                 figures[last] = stamp
                 figures[checkouts] += 1
@@ -128,6 +153,7 @@ class Aggregator:
         returned: int = RETURNED,
         revenue: int = REVENUE,
         checkouts: int = CHECKOUTS,
+        discounts: int = DISCOUNT,
         last: int = STAMP,
     ) -> None:
         stamp = counts[CHECKOUT_COUNT]
@@ -141,6 +167,11 @@ class Aggregator:
             price = prices.get(text)
             if price is None:
                 price = prices[text] = to_money_units(Decimal(str(text)))
+            gross = quantity * price
+            amount = line.discount
+            discount = 0 if amount is None else self._units(amount)
+            if gross < 0:  # the discount takes the gross amount's sign
+                discount = -discount
             figures = items.get(sku)
             if figures is None:
                 figures = items[sku] = [0] * (WIDTH + 1)
@@ -150,7 +181,8 @@ class Aggregator:
             figures[units] += quantity
             if is_return:
                 figures[returned] -= quantity
-            figures[revenue] += quantity * price
+            figures[revenue] += gross - discount
+            figures[discounts] += discount
             if figures[last] != stamp:
                 figures[last] = stamp
                 figures[checkouts] += 1
@@ -176,6 +208,7 @@ def roll_up(delta: PartitionDelta) -> None:
 def _add_items(chain: dict[str, list[int]], items: dict[str, list[int]]) -> None:
     """Add a store's ``items`` to the chain's (lists of :mod:`storage.figures` layout)."""
     units, sold, returned, revenue, checkouts = UNITS, SOLD, RETURNED, REVENUE, CHECKOUTS
+    discounts = DISCOUNT
     for sku, figures in items.items():
         total = chain.get(sku)
         if total is None:
@@ -186,3 +219,4 @@ def _add_items(chain: dict[str, list[int]], items: dict[str, list[int]]) -> None
             total[returned] += figures[returned]
             total[revenue] += figures[revenue]
             total[checkouts] += figures[checkouts]
+            total[discounts] += figures[discounts]

@@ -183,3 +183,17 @@ class WriterError(StreamError):
         self.first = first
         self.last = last
         self.cause = f"{type(cause).__name__}: {cause}"
+
+
+class ReplayError(StreamError):
+    """``kassa dead-letters`` could not read the dead letters or re-produce them."""
+
+    exit_code = 4
+
+    def __init__(self, dead_letter_topic: str, topic: str, cause: object) -> None:
+        super().__init__(
+            f"cannot replay dead letters from {dead_letter_topic!r} to {topic!r} ({cause}); "
+            "nothing of the failed transaction was committed: check that both topics exist "
+            "('kassa topics create') and the broker is up, then run the replay again"
+        )
+        self.cause = str(cause)

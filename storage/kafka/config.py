@@ -11,7 +11,7 @@ that the stream job hands to its Quix application.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
@@ -22,6 +22,11 @@ from common.settings.kafka import extra_properties, oauth_callback
 
 if TYPE_CHECKING:
     from quixstreams.kafka.configuration import ConnectionConfig
+
+PARTITIONER: Final = "murmur2_random"
+"""The partitioner of every producer of the sales topic: the Java client's, so a store's
+checkouts land on the same partition whoever sends them (``kassa produce``, a replay of
+dead letters, another language's client)."""
 
 
 def connection(settings: Settings, *, servers: str | None = None) -> dict[str, Any]:

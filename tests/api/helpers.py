@@ -149,9 +149,12 @@ def fill_live_day(client: redis.Redis, space: str, day: date) -> None:
     """A small live day in two stores, written with the storage layer's own function."""
     totals = {"units": 3, "units_sold": 3, "units_returned": 0, "revenue": 30000, "checkouts": 2}
     snapshot = DaySnapshot(
-        items={"a": (2, 2, 0, 20000, 1), "b": (1, 1, 0, 10000, 1)},
+        items={"a": (2, 2, 0, 20000, 1, 0), "b": (1, 1, 0, 10000, 1, 0)},
         totals={**totals, "lines": 2},
-        store_items={"north": {"a": (2, 2, 0, 20000, 1)}, "south": {"b": (1, 1, 0, 10000, 1)}},
+        store_items={
+            "north": {"a": (2, 2, 0, 20000, 1, 0)},
+            "south": {"b": (1, 1, 0, 10000, 1, 0)},
+        },
         store_totals={
             "north": {"units": 2, "revenue": 20000, "checkouts": 1, "lines": 1},
             "south": {"units": 1, "revenue": 10000, "checkouts": 1, "lines": 1},

@@ -56,10 +56,17 @@ def _redis_ranking(
     """The ranking a direct reader computes from each day's documented keys."""
     figures: Figures = {}
     for day in days:
-        for sku, (units, sold, returned, revenue, baskets) in read_day(
+        for sku, (units, sold, returned, revenue, baskets, discount) in read_day(
             client, space, source, day, store
         ).items():
-            figures[(day, store, sku)] = (units, sold, returned, from_money_units(revenue), baskets)
+            figures[(day, store, sku)] = (
+                units,
+                sold,
+                returned,
+                from_money_units(revenue),
+                baskets,
+                from_money_units(discount),
+            )
     return expected_ranking(figures, days, store, by, limit)
 
 
@@ -152,11 +159,22 @@ def test_item_figures_and_day_totals_agree_with_the_ground_truth(
                 suffix += f"&store={scope}" if scope else ""
                 status, item = get(f"{base}/api/items/{sku}?{suffix}")
                 assert status == 200, item
-                want = [figures.get((day, scope, sku), (0, 0, 0, Decimal(0), 0)) for day in days]
+                zero = (0, 0, 0, Decimal(0), 0, Decimal(0))
+                want = [figures.get((day, scope, sku), zero) for day in days]
                 assert [
-                    (d["units"], d["units_sold"], d["units_returned"], d["revenue"], d["checkouts"])
+                    (
+                        d["units"],
+                        d["units_sold"],
+                        d["units_returned"],
+                        d["revenue"],
+                        d["checkouts"],
+                        d["discount"],
+                    )
                     for d in item["days"]
-                ] == [(u, s, r, str(m.quantize(QUANTUM)), c) for u, s, r, m, c in want]
+                ] == [
+                    (u, s, r, str(m.quantize(QUANTUM)), c, str(x.quantize(QUANTUM)))
+                    for u, s, r, m, c, x in want
+                ]
                 assert item["total"]["units"] == sum(row[0] for row in want)
 
                 status, totals = get(f"{base}/api/totals?{suffix}")

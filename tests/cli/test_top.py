@@ -123,9 +123,9 @@ def test_control_characters_in_names_and_stores_reach_the_terminal_escaped(
 ) -> None:
     totals = {"units": 2, "units_sold": 2, "units_returned": 0, "revenue": 20000, "checkouts": 1}
     snapshot = DaySnapshot(
-        items={"a\nb": (2, 2, 0, 20000, 1)},
+        items={"a\nb": (2, 2, 0, 20000, 1, 0)},
         totals={**totals, "lines": 1},
-        store_items={f"shop{EVIL}": {"a\nb": (2, 2, 0, 20000, 1)}},
+        store_items={f"shop{EVIL}": {"a\nb": (2, 2, 0, 20000, 1, 0)}},
         store_totals={f"shop{EVIL}": {**totals, "lines": 1}},
     )
     expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())

@@ -36,6 +36,7 @@ messages = checkouts(
     prices=st.integers(0, 4).flatmap(lambda places: st.decimals(0, 5000, places=places)),
     names=st.none() | identifiers,
     currencies=st.sampled_from(["GBP", "GBP", "EUR"]),
+    versions=st.sampled_from([1, 2]),
 )
 """Checkouts valid at :data:`NOW` under :data:`LIMITS` (unless in a second currency)."""
 
@@ -56,7 +57,16 @@ MUTATIONS: list[tuple[tuple[str | int, ...], Any]] = [
     (("currency",), "EUR\n"),
     (("kind",), "refund"),
     (("currency",), "eur"),
+    (("schema_version",), 3),
+    (("schema_version",), 1),
     (("schema_version",), 2),
+    (("lines", 0, "discount"), "0.5"),
+    (("lines", 0, "discount"), "-0.5"),
+    (("lines", 0, "discount"), "1.23456"),
+    (("lines", 0, "discount"), "999999"),
+    (("lines", 0, "discount"), 0.5),
+    (("lines", 0, "discount"), None),
+    (("lines", 0, "discount"), "abc"),
     (("lines",), []),
     (("lines",), None),
     (("lines", 0, "quantity"), 0),

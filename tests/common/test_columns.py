@@ -45,6 +45,7 @@ def _reference(values: list[bytes]) -> tuple[list[dict[str, Any]], Counter[str]]
                     "name": line.name,
                     "quantity": line.quantity,
                     "unit_price": line.unit_price,
+                    "discount": line.discount,
                 }
             )
     return rows, invalid

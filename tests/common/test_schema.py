@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from common.errors import InvalidCheckout
 from common.schema import (
     KINDS,
     MONEY_DECIMALS,
-    SCHEMA_VERSION,
+    VERSIONS,
     Checkout,
     Limits,
     Line,
@@ -27,6 +28,7 @@ from common.schema import (
     json_schema,
     message_key,
     record_timestamp_ms,
+    schema_document,
     to_money_units,
     validate_checkout,
 )
@@ -94,7 +96,7 @@ def test_money_with_too_many_places_is_refused() -> None:
 
 def _valid() -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1,
         "transaction_id": "t-1",
         "store_id": "s01",
         "register_id": "r01",
@@ -137,7 +139,7 @@ INVALID = [
     ),
     pytest.param(_with("occurred_at", "yesterday"), Reason.INVALID_FIELD, id="bad-time"),
     pytest.param(_with("lines.0.unit_price", "abc"), Reason.INVALID_FIELD, id="price-text"),
-    pytest.param(_with("schema_version", 2), Reason.UNSUPPORTED_VERSION, id="version"),
+    pytest.param(_with("schema_version", 3), Reason.UNSUPPORTED_VERSION, id="version"),
     pytest.param(_with("lines", []), Reason.NO_LINES, id="no-lines"),
     pytest.param(_with("lines", [_LINE] * 2001), Reason.TOO_MANY_LINES, id="too-many-lines"),
     pytest.param(_with("lines.0.quantity", 0), Reason.ZERO_QUANTITY, id="zero-quantity"),
@@ -236,13 +238,19 @@ _ODD_TIMES = (
 _ODD_PRICES = ("2.5", "0", "-0", "-1.00", "1.00001", "1e12", "NaN", "sNaN", "Infinity", "9.9999")
 
 
+_ODD_DISCOUNTS = ("0", "0.5", "2.5", "-0.5", "1.00001", "NaN", "1e12", "30")
+
+
 @st.composite
 def odd_checkouts(draw: st.DrawFn) -> Checkout:
+    version = draw(st.sampled_from([1, 1, 2, 2, 3]))
     lines = [
         Line(
             "sku",
             draw(st.integers(min_value=-12, max_value=12)),
             Decimal(draw(st.sampled_from(_ODD_PRICES))),
+            None,
+            Decimal(draw(st.sampled_from(_ODD_DISCOUNTS))) if version > 1 else Decimal(0),
         )
         for _ in range(draw(st.integers(min_value=0, max_value=4)))
     ]
@@ -254,13 +262,13 @@ def odd_checkouts(draw: st.DrawFn) -> Checkout:
         kind=draw(st.sampled_from(KINDS)),
         currency=draw(st.sampled_from(["GBP", "GBP", "EUR"])),
         lines=tuple(lines),
-        schema_version=draw(st.sampled_from([SCHEMA_VERSION, SCHEMA_VERSION, 2])),
+        schema_version=version,
     )
 
 
-def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # noqa: PLR0911
+def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # noqa: PLR0911, PLR0912
     """The rules of the module docstring, restated plainly (first broken rule wins)."""
-    if checkout.schema_version != SCHEMA_VERSION:
+    if checkout.schema_version not in VERSIONS:
         return Reason.UNSUPPORTED_VERSION
     if checkout.currency != limits.currency:
         return Reason.CURRENCY
@@ -282,6 +290,11 @@ def _expected_reason(checkout: Checkout, limits: Limits) -> Reason | None:  # no
             return Reason.PRICE_PRECISION
         if price < 0 and checkout.kind != "adjustment":
             return Reason.NEGATIVE_PRICE
+        discount = line.discount
+        if not (discount.is_finite() and abs(discount) < 10**12 and discount == round(discount, 4)):
+            return Reason.PRICE_PRECISION
+        if not 0 <= discount <= abs(quantity * price):
+            return Reason.DISCOUNT
     return None
 
 
@@ -316,9 +329,64 @@ def test_an_adjustment_may_carry_any_sign() -> None:
     assert [line.quantity for line in checkout.lines] == [1, -5]
 
 
-def test_the_published_json_schema_is_the_generated_one() -> None:
-    published = Path(repo_root(), "docs", "checkout.schema.json")
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_published_json_schemas_are_the_generated_ones(version: int) -> None:
+    published = Path(repo_root(), "docs", schema_document(version))
 
-    assert json.loads(published.read_text()) == json_schema(), (
-        "docs/checkout.schema.json is stale; regenerate it with the command in docs/producers.md"
+    assert json.loads(published.read_text()) == json_schema(version), (
+        f"docs/{schema_document(version)} is stale; regenerate it with the command in "
+        "docs/producers.md"
     )
+
+
+def test_fields_a_version_does_not_define_are_ignored() -> None:
+    newer = _valid()
+    newer["schema_version"] = 2
+    newer["loyalty_card"] = {"id": "L-7"}
+    newer["lines"][0] |= {"discount": "0.10", "tax_rate": "0.20", "origin": ["ES"]}
+    older = _valid()
+    older["lines"][0]["discount"] = "not read by version 1"
+
+    v2 = decode_checkout(json.dumps(newer).encode(), LIMITS, NOW)
+    v1 = decode_checkout(json.dumps(older).encode(), LIMITS, NOW)
+
+    assert v2.lines == (Line("4011", 3, Decimal("0.25"), "Bananas", Decimal("0.10")),)
+    assert v1.lines == (Line("4011", 3, Decimal("0.25"), "Bananas"),)
+    assert (v1.schema_version, v2.schema_version) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("discount", "reason"),
+    [("-0.01", Reason.DISCOUNT), ("0.76", Reason.DISCOUNT), ("0.00001", Reason.PRICE_PRECISION)],
+)
+def test_a_discount_is_an_amount_from_zero_to_the_line_amount(
+    discount: str, reason: Reason
+) -> None:
+    message = _valid()
+    message["schema_version"] = 2
+    message["lines"][0]["discount"] = discount  # 3 x 0.25 = 0.75
+
+    with pytest.raises(InvalidCheckout) as caught:
+        decode_checkout(json.dumps(message).encode(), LIMITS, NOW)
+
+    assert caught.value.reason is reason
+    assert "$.lines[0].discount" in caught.value.detail
+
+
+def test_only_the_accepted_versions_are_read() -> None:
+    message = _valid()
+    message["schema_version"] = 2
+    data = json.dumps(message).encode()
+
+    assert decode_checkout(data, Limits(versions=frozenset({1, 2})), NOW).schema_version == 2
+    with pytest.raises(InvalidCheckout, match="KASSA_SCHEMA_VERSIONS") as caught:
+        decode_checkout(data, Limits(versions=frozenset({1})), NOW)
+    assert caught.value.reason is Reason.UNSUPPORTED_VERSION
+
+
+def test_a_version_1_checkout_with_a_discount_is_not_encoded() -> None:
+    checkout = decode_checkout(json.dumps(_valid()).encode(), LIMITS, NOW)
+    line = Line("4011", 3, Decimal("0.25"), "Bananas", Decimal("0.10"))
+
+    with pytest.raises(ValueError, match="send it as schema_version 2"):
+        encode_checkout(msgspec.structs.replace(checkout, lines=(line,)))

@@ -296,9 +296,13 @@ def test_services_up_secure_makes_the_cluster_and_redis_and_says_how_to_connect(
 def test_docs_list_exactly_the_acls_services_up_secure_grants() -> None:
     documented = (repo_root() / "docs" / "security.md").read_text()
     section = documented.split("## The Kafka ACLs kassa needs")[1].split("\n## ")[0]
-    rows = {line for line in section.splitlines() if re.match(r"\| (Topic|Group) \|", line)}
+    rows = {
+        line
+        for line in section.splitlines()
+        if re.match(r"\| (Topic|Group|TransactionalId) \|", line)
+    }
     granted = {
-        f"| {g.resource.name.title()} | `{g.name}` | {g.operation.name} | {g.needed_by} |"
+        f"| {g.kind} | `{g.name}` | {g.operation.name} | {g.needed_by} |"
         for g in kassa_grants(Settings())
     }
     assert rows == granted

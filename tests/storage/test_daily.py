@@ -48,7 +48,7 @@ def _snapshot(stores: dict[str, dict[str, tuple[int, int, int, int, int]]]) -> D
     items: dict[str, tuple[int, int, int, int, int]] = {}
     for figures in stores.values():
         for sku, row in figures.items():
-            old = items.get(sku, (0, 0, 0, 0, 0))
+            old = items.get(sku, (0, 0, 0, 0, 0, 0))
             items[sku] = tuple(a + b for a, b in zip(old, row, strict=True))  # type: ignore[assignment]
     totals = {"units": sum(r[0] for r in items.values()), "checkouts": 1, "lines": 1}
     return DaySnapshot(items, totals, stores, {store: dict(totals) for store in stores})
@@ -63,7 +63,7 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         SPACE,
         "daily",
         DAY,
-        _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}, "s2": {"b": (1, 2, 1, 10, 1)}}),
+        _snapshot({"s1": {"a": (5, 5, 0, 100, 2, 0)}, "s2": {"b": (1, 2, 1, 10, 1, 0)}}),
         expire_at=expire_at,
         summary=_summary("one"),
     )
@@ -72,12 +72,12 @@ def test_replace_day_swaps_every_key_and_drops_stale_stores(
         SPACE,
         "daily",
         DAY,
-        _snapshot({"s1": {"a": (7, 7, 0, 140, 3)}}),
+        _snapshot({"s1": {"a": (7, 7, 0, 140, 3, 0)}}),
         expire_at=expire_at,
         summary=_summary("two"),
     )
 
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (7, 7, 0, 140, 3)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (7, 7, 0, 140, 3, 0)}
     assert redis_client.smembers(keys.stores_key(SPACE, "daily", DAY)) == {b"s1"}
     assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "units", "s2")) == 0
     assert redis_client.exists(keys.day_key(SPACE, "daily", DAY, "returned")) == 0
@@ -96,17 +96,17 @@ def test_a_failure_before_the_swap_leaves_the_old_day(
         SPACE,
         "daily",
         DAY,
-        _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}}),
+        _snapshot({"s1": {"a": (5, 5, 0, 100, 2, 0)}}),
         expire_at=expire_at,
     )
-    broken = _snapshot({"s1": {"a": (9, 9, 0, 100, 2)}})
+    broken = _snapshot({"s1": {"a": (9, 9, 0, 100, 2, 0)}})
     # The stores key of the wrong type makes the step between building and swapping fail.
     redis_client.set(keys.stores_key(SPACE, "daily", DAY), "a string, not a set")
 
     with pytest.raises(redis.ResponseError):
         replace_day(redis_client, SPACE, "daily", DAY, broken, expire_at=expire_at)
 
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2, 0)}
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
 
 
@@ -114,22 +114,22 @@ def test_a_staged_day_is_invisible_until_swapped_and_discard_removes_it(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     expire_at = int(time.time()) + 3600
-    old = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
+    old = _snapshot({"s1": {"a": (5, 5, 0, 100, 2, 0)}})
     replace_day(redis_client, SPACE, "daily", DAY, old, expire_at=expire_at)
-    new = _snapshot({"s1": {"a": (9, 9, 0, 180, 3)}})
+    new = _snapshot({"s1": {"a": (9, 9, 0, 180, 3, 0)}})
 
     discarded = stage_day(redis_client, SPACE, "daily", DAY, new)
     assert list(redis_client.scan_iter("kassa:tmp:*")) != []
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2, 0)}
     discarded.discard()
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2, 0)}
 
     staged = stage_day(redis_client, SPACE, "daily", DAY, new, summary=_summary("three"))
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (5, 5, 0, 100, 2, 0)}
     staged.swap(expire_at)
-    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (9, 9, 0, 180, 3)}
-    assert read_day(redis_client, SPACE, "daily", DAY, "s1") == {"a": (9, 9, 0, 180, 3)}
+    assert read_day(redis_client, SPACE, "daily", DAY) == {"a": (9, 9, 0, 180, 3, 0)}
+    assert read_day(redis_client, SPACE, "daily", DAY, "s1") == {"a": (9, 9, 0, 180, 3, 0)}
     assert redis_client.hget(keys.manifest_key(SPACE, DAY), "run_id") == b"three"
     assert list(redis_client.scan_iter("kassa:tmp:*")) == []
 
@@ -137,7 +137,7 @@ def test_a_staged_day_is_invisible_until_swapped_and_discard_removes_it(
 def test_reconcile_reports_drift_and_repair_makes_live_equal(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    daily = {"a": (5, 5, 0, 100, 2), "b": (1, 1, 0, 10, 1)}
+    daily = {"a": (5, 5, 0, 100, 2, 0), "b": (1, 1, 0, 10, 1, 0)}
     redis_client.zadd(keys.day_key(SPACE, "live", DAY, "units"), {"a": 4, "c": 2})
     redis_client.hset(keys.day_key(SPACE, "live", DAY, "sold"), mapping={"a": 4, "c": 2})
 
@@ -151,6 +151,7 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
         "returned": 0,
         "revenue": -100,
         "checkouts": -2,
+        "discount": 0,
     }
 
     replace_day(
@@ -164,7 +165,7 @@ def test_reconcile_reports_drift_and_repair_makes_live_equal(
     assert reconcile(redis_client, SPACE, DAY, daily).drifts == ()
 
 
-def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> None:
+def test_item_figures_count_money_in_money_units_at_any_decimal_scale() -> None:
     frame = pl.DataFrame(
         {
             "sku": ["a", "b", "c"],
@@ -173,17 +174,18 @@ def test_item_figures_count_revenue_in_money_units_at_any_decimal_scale() -> Non
             "units_returned": [0, 0, 3],
             "revenue": [Decimal("1.2345"), Decimal("-99999999999999.9999"), Decimal(0)],
             "checkouts": [1, 1, 2],
+            "discount": [Decimal("0.1"), Decimal(0), Decimal("-2.5")],
         },
-        schema_overrides={"revenue": pl.Decimal(38, 4)},
+        schema_overrides={"revenue": pl.Decimal(38, 4), "discount": pl.Decimal(38, 4)},
     )
     expected = {
-        "a": (1, 1, 0, 12_345, 1),
-        "b": (2, 2, 0, -999_999_999_999_999_999, 1),
-        "c": (-3, 0, 3, 0, 2),
+        "a": (1, 1, 0, 12_345, 1, 1_000),
+        "b": (2, 2, 0, -999_999_999_999_999_999, 1, 0),
+        "c": (-3, 0, 3, 0, 2, -25_000),
     }
 
     assert item_figures(frame) == expected
-    wider = frame.with_columns(pl.col("revenue").cast(pl.Decimal(38, 6)))
+    wider = frame.with_columns(pl.col("revenue", "discount").cast(pl.Decimal(38, 6)))
     assert item_figures(wider) == expected
 
 
@@ -212,7 +214,7 @@ def test_a_rebuild_between_the_repair_check_and_its_swap_refuses_the_repair(
     delta.stores[(DAY, "s1")] = [2, 2]
     roll_up(delta)
     store.apply(delta, Expectation(identity, 0, -1))
-    daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2)}})
+    daily = _snapshot({"s1": {"a": (5, 5, 0, 100, 2, 0)}})
     guard = _RacingGuard(keys.applied_offsets_key(SPACE), {0: 10}, store, identity)
 
     staged = stage_day(redis_client, SPACE, "live", DAY, daily)

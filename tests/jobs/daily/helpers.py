@@ -21,8 +21,8 @@ from tests.helpers import DATASET, truth
 
 LONDON = ZoneInfo("Europe/London")
 
-Expected = dict[str, tuple[int, int, int, Decimal, int]]
-"""sku -> the item's figures in the layout of :mod:`storage.figures`, revenue as a Decimal."""
+Expected = dict[str, tuple[int, int, int, Decimal, int, Decimal]]
+"""sku -> the item's figures in the layout of :mod:`storage.figures`, money as Decimals."""
 
 
 def checkout(
@@ -108,7 +108,7 @@ def dataset_expected(day: date) -> Expected:
         row[3] += quantity * Decimal(repr(price))  # type: ignore[operator]
         row[4].add(invoice)  # type: ignore[attr-defined]
     return {
-        sku: (row[0], row[1], row[2], row[3], len(row[4]))  # type: ignore[misc,arg-type]
+        sku: (row[0], row[1], row[2], row[3], len(row[4]), Decimal(0))  # type: ignore[misc,arg-type]
         for sku, row in sums.items()
     }
 

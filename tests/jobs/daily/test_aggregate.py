@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -25,7 +25,16 @@ line = st.tuples(
     st.integers(-50, 50).filter(bool),
     st.decimals(min_value=-100, max_value=100, places=4),
     st.none() | st.sampled_from(["Apple", "Bread", "Cheese"]),
+    st.sampled_from([Decimal(0), Decimal("0.3"), Decimal(1)]),
 )
+"""sku, quantity, price, name, and the share of the line's amount it is discounted by."""
+
+
+def _discount(quantity: int, price: Decimal, share: Decimal) -> Decimal:
+    return (abs(quantity * price) * share).quantize(Decimal("0.0001"), ROUND_DOWN)
+
+
+Message = tuple[str, str, int, str, list[tuple[str, int, Decimal, str | None, Decimal]]]
 message = st.tuples(
     st.sampled_from(["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]),
     st.sampled_from(["s1", "s2"]),
@@ -36,11 +45,11 @@ message = st.tuples(
 
 
 def _frame(
-    messages: list[tuple[str, str, int, str, list[tuple[str, int, Decimal, str | None]]]],
+    messages: list[Message],
 ) -> pl.DataFrame:
     rows = []
     for index, (tid, store, seconds, kind, lines) in enumerate(messages):
-        for sku, quantity, price, name in lines:
+        for sku, quantity, price, name, share in lines:
             rows.append(
                 {
                     "message": index,
@@ -53,6 +62,7 @@ def _frame(
                     "name": name,
                     "quantity": quantity,
                     "unit_price": price,
+                    "discount": _discount(quantity, price, share),
                 }
             )
     return pl.DataFrame(rows, schema=LINE_SCHEMA)
@@ -61,7 +71,7 @@ def _frame(
 @settings(max_examples=80, deadline=None)
 @given(st.lists(message, max_size=30), st.integers(1, 6))
 def test_chunked_aggregation_equals_reference(
-    messages: list[tuple[str, str, int, str, list[tuple[str, int, Decimal, str | None]]]],
+    messages: list[Message],
     chunk: int,
 ) -> None:
     partials = Partials(ZONE)
@@ -75,19 +85,25 @@ def test_chunked_aggregation_equals_reference(
         partials.add(lines)
 
     seen: set[tuple[str, str]] = set()
-    expected: dict[str, list[object]] = defaultdict(lambda: [0, 0, 0, Decimal(0), set(), None])
+    expected: dict[str, list[object]] = defaultdict(
+        lambda: [0, 0, 0, Decimal(0), set(), None, Decimal(0)]
+    )
     hours: dict[datetime, int] = defaultdict(int)
     for tid, store, seconds, kind, lines in messages:
         instant = START + timedelta(seconds=seconds)
         if not START <= instant < END or (store, tid) in seen:
             continue
         seen.add((store, tid))
-        for sku, quantity, price, name in lines:
+        for sku, quantity, price, name, share in lines:
             row = expected[sku]
+            gross = quantity * price
+            discount = _discount(quantity, price, share)
+            signed = discount if gross >= 0 else -discount
             row[0] += quantity  # type: ignore[operator]
             row[1] += quantity if kind == "sale" else 0  # type: ignore[operator]
             row[2] -= quantity if kind == "return" else 0  # type: ignore[operator]
-            row[3] += quantity * price  # type: ignore[operator]
+            row[3] += gross - signed  # type: ignore[operator]
+            row[6] += signed  # type: ignore[operator]
             row[4].add((store, tid))  # type: ignore[union-attr]
             if name is not None and (row[5] is None or (instant, name) >= row[5]):  # type: ignore[operator]
                 row[5] = (instant, name)
@@ -96,11 +112,11 @@ def test_chunked_aggregation_equals_reference(
 
     items = partials.item_sales().iter_rows()
     result = {
-        sku: (name, units, sold, returned, revenue, checkouts)
-        for sku, name, units, sold, returned, revenue, checkouts in items
+        sku: (name, units, sold, returned, revenue, checkouts, discount)
+        for sku, name, units, sold, returned, revenue, checkouts, discount in items
     }
     assert result == {
-        sku: (row[5][1] if row[5] else None, row[0], row[1], row[2], row[3], len(row[4]))  # type: ignore[index,arg-type]
+        sku: (row[5][1] if row[5] else None, row[0], row[1], row[2], row[3], len(row[4]), row[6])  # type: ignore[index,arg-type]
         for sku, row in expected.items()
     }
     hourly = partials.hourly_sales()
@@ -118,7 +134,13 @@ def test_chunked_aggregation_equals_reference(
 def test_tables_have_the_published_columns_and_types(lines: int) -> None:
     name: str | None = "Apple"
     messages = [
-        (f"t{n}", f"s{n % 2}", 600 * n, "sale", [("a", 1 + n % 3, Decimal("1.25"), name)])
+        (
+            f"t{n}",
+            f"s{n % 2}",
+            600 * n,
+            "sale",
+            [("a", 1 + n % 3, Decimal("1.25"), name, Decimal("0.3"))],
+        )
         for n in range(lines)
     ]
     partials = Partials(ZONE)

@@ -165,6 +165,9 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
 
 
 def test_duplicates_invalid_and_out_of_day_messages_are_counted(settings: Settings) -> None:
+    # 3 invalid records of a small range are over the default invalid share (tests/jobs/daily/
+    # test_guard.py): this test is about counting them
+    settings = settings.model_copy(update={"daily_max_invalid_share": 1.0})
     day = date(2026, 11, 20)
     good = [checkout(f"t{n}", utc(2026, 11, 20, 10, n), [("apple", 1, "0.30")]) for n in range(10)]
     retry = good[:3]

@@ -3,7 +3,9 @@
 ``manifests/manifest-v2.json`` was written by the daily job before the manifest had a model
 (a run with invalid messages, a duplicate, late records of the day before, drift from the live
 figures and a refused repair); ``manifest-v1.json`` is the same day as the version-1 writer
-wrote it (without revisions, late records, retention gaps and completeness cases).
+wrote it (without revisions, late records, retention gaps and completeness cases);
+``manifest-v3.json`` the same day in the current format (message versions, discounts and the
+invalid-share guard added).
 """
 
 from __future__ import annotations
@@ -47,11 +49,26 @@ def _decoded(version: int) -> Manifest:
     return decode(content, DAY, path)
 
 
-def test_a_version_2_manifest_decodes_and_encodes_to_the_same_bytes() -> None:
+def test_a_version_3_manifest_decodes_and_encodes_to_the_same_bytes() -> None:
+    content, path = _fixture(3)
+    manifest = decode(content, DAY, path)
+
+    assert manifest.manifest_version == MANIFEST_VERSION == 3
+    assert manifest.totals.discount == Decimal("1.5000")
+    assert manifest.schema_versions == [1, 2]
+    assert manifest.max_invalid_share == 0.05
+    assert not manifest.invalid_share_forced
+    assert encode(manifest) == content
+
+
+def test_a_version_2_manifest_decodes_with_the_defaults_of_later_fields() -> None:
     content, path = _fixture(2)
     manifest = decode(content, DAY, path)
 
-    assert manifest.manifest_version == MANIFEST_VERSION == 2
+    assert manifest.manifest_version == 2
+    assert manifest.totals.discount == 0
+    assert (manifest.schema_versions, manifest.max_invalid_share) == ([], None)
+    assert not manifest.invalid_share_forced
     assert manifest.day == DAY
     assert manifest.totals == Totals(
         units=32,
@@ -71,7 +88,6 @@ def test_a_version_2_manifest_decodes_and_encodes_to_the_same_bytes() -> None:
     assert manifest.range_ends(manifest.topic) == {0: 13, 1: 13, 2: 10}
     assert manifest.range_ends("another-topic") is None
     assert manifest.timings_seconds.total == 0.473
-    assert encode(manifest) == content
 
 
 def test_a_version_1_manifest_decodes_with_the_defaults_of_later_fields() -> None:
@@ -89,14 +105,14 @@ def test_a_version_1_manifest_decodes_with_the_defaults_of_later_fields() -> Non
 
 
 def test_a_manifest_is_written_and_read_back_through_the_data_folder(tmp_path: Path) -> None:
-    manifest = _decoded(2)
+    manifest = _decoded(3)
     assert read_manifest(tmp_path, DAY) is None
 
     path = write_manifest(tmp_path, manifest)
 
     assert path == parquet.manifest_path(tmp_path, DAY)
     assert read_manifest(tmp_path, DAY) == manifest
-    assert parquet.read_manifest_bytes(tmp_path, DAY) == _fixture(2)[0]
+    assert parquet.read_manifest_bytes(tmp_path, DAY) == _fixture(3)[0]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +142,7 @@ def test_a_manifest_of_a_newer_version_is_refused_with_the_fix() -> None:
     newer = msgspec.structs.replace(manifest, manifest_version=MANIFEST_VERSION + 1)
 
     with pytest.raises(
-        ManifestUnreadable, match=r"newer than the 2 this kassa reads \(upgrade kassa"
+        ManifestUnreadable, match=r"newer than the 3 this kassa reads \(upgrade kassa"
     ):
         decode(encode(newer), DAY, FIXTURES / "newer.json")
 

@@ -22,7 +22,7 @@ from jobs.stream.app import build_stream_job
 from producers.publish import publish
 from producers.synthetic import generate
 from storage import keys
-from storage.figures import CHECKOUTS, NAMES, RANKED, RETURNED, REVENUE, SOLD
+from storage.figures import CHECKOUTS, DISCOUNT, NAMES, RANKED, RETURNED, REVENUE, SOLD
 from storage.kafka.config import client_config
 from tests.helpers import KASSA, Figures, settings_env, truth
 
@@ -42,7 +42,7 @@ def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figur
                         keys.day_key(space, "live", day, NAMES[figure], store)
                     ).items()
                 }
-                for figure in (SOLD, RETURNED, REVENUE, CHECKOUTS)
+                for figure in (SOLD, RETURNED, REVENUE, CHECKOUTS, DISCOUNT)
             }
             for raw_sku, score in units:
                 sku = raw_sku.decode()
@@ -52,6 +52,7 @@ def live_figures(client: redis.Redis, days: Iterable[date], space: str) -> Figur
                     hashes[RETURNED].get(sku, 0),
                     from_money_units(hashes[REVENUE].get(sku, 0)),
                     hashes[CHECKOUTS].get(sku, 0),
+                    from_money_units(hashes[DISCOUNT].get(sku, 0)),
                 )
     return result
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from common.schema import Checkout, Line, WireDecoder, encode_checkout, from_money_units
 from jobs.stream.aggregate import STAMP, Aggregator, DayCutter, roll_up
-from storage.figures import CHECKOUTS, RETURNED, REVENUE, SOLD, UNITS, WIDTH
+from storage.figures import CHECKOUTS, DISCOUNT, RETURNED, REVENUE, SOLD, UNITS, WIDTH
 from storage.live import PartitionDelta
 from tests.helpers import checkouts, truth
 
@@ -38,6 +38,7 @@ BATCHES = st.lists(
         names=st.sampled_from([None, "A", "B"]),
         max_lines=6,
         negative_prices=False,
+        versions=st.sampled_from([1, 2]),
     ),
     max_size=40,
 )
@@ -60,6 +61,7 @@ def test_fold_equals_reference(batch: list[Checkout]) -> None:
             f[RETURNED],
             from_money_units(f[REVENUE]),
             f[CHECKOUTS],
+            from_money_units(f[DISCOUNT]),
         )
         for (day, store), items in scopes
         for sku, f in items.items()
@@ -89,10 +91,14 @@ def test_items_are_lists_in_the_figures_layout_then_the_stamp() -> None:
         occurred_at=datetime(2026, 3, 28, 12, tzinfo=UTC),
         kind="sale",
         currency="GBP",
-        lines=(Line("a", 3, Decimal("0.25"), None), Line("a", 1, Decimal("0.25"), None)),
+        lines=(
+            Line("a", 3, Decimal("0.25"), None, Decimal("0.10")),
+            Line("a", 1, Decimal("0.25"), None),
+        ),
+        schema_version=2,
     )
     refund = msgspec.structs.replace(
-        sale, kind="return", lines=(Line("b", -2, Decimal("1.5"), None),)
+        sale, kind="return", lines=(Line("b", -2, Decimal("1.5"), None, Decimal("0.5")),)
     )
     delta = PartitionDelta(0)
     aggregator = Aggregator(LONDON)
@@ -102,9 +108,10 @@ def test_items_are_lists_in_the_figures_layout_then_the_stamp() -> None:
 
     assert STAMP == WIDTH
     expected_a = [0] * (WIDTH + 1)
-    expected_a[UNITS], expected_a[SOLD], expected_a[REVENUE] = 4, 4, 10_000
-    expected_a[CHECKOUTS], expected_a[STAMP] = 1, 0
+    expected_a[UNITS], expected_a[SOLD], expected_a[REVENUE] = 4, 4, 9_000
+    expected_a[CHECKOUTS], expected_a[DISCOUNT], expected_a[STAMP] = 1, 1_000, 0
     expected_b = [0] * (WIDTH + 1)
-    expected_b[UNITS], expected_b[RETURNED], expected_b[REVENUE] = -2, 2, -30_000
-    expected_b[CHECKOUTS], expected_b[STAMP] = 1, 1
+    # a return gives its discount back: gross -3.0, discount -0.5, net -2.5
+    expected_b[UNITS], expected_b[RETURNED], expected_b[REVENUE] = -2, 2, -25_000
+    expected_b[CHECKOUTS], expected_b[DISCOUNT], expected_b[STAMP] = 1, -5_000, 1
     assert items == {"a": expected_a, "b": expected_b}
