@@ -24,9 +24,9 @@ from typing import Final
 from pydantic import SecretStr
 
 from bench import plots
-from bench.report import Figure, Section, figure, rate_row, table
+from bench.report import Figure, Section, rate_row, table
 from bench.session import Bench
-from bench.stream import RATE, SEED, Run, Variant, cpu_table, stream_run, variant_figures
+from bench.stream import RATE, SEED, Run, Variant, alternated_pairs, cpu_table, stream_run
 from bench.workload import drop_topic, fresh_topic, produce, stream_checkouts
 from common.settings import Settings
 from jobs.stream.malloc import keep_batch_memory
@@ -95,34 +95,21 @@ def _measure(bench: Bench, plain: Settings, secured: Settings) -> list[Figure]:
     source = fresh_topic(bench.settings, "redis_tls")
     try:
         produce(source, stream_checkouts(SEED, bench.scale.stream_messages))
-        variants = (
-            Variant(
-                "plaintext",
-                "kassa stream, Redis plaintext",
-                "kassa",
-                lambda bench, source: _run_on(bench, source, plain),
-            ),
-            Variant(
-                "tls",
-                f"kassa stream, Redis TLS as ACL user {KASSA_USER!r}",
-                "kassa",
-                lambda bench, source: _run_on(bench, source, secured),
-            ),
+        plaintext = Variant(
+            "plaintext",
+            "kassa stream, Redis plaintext",
+            "kassa",
+            lambda bench, source: _run_on(bench, source, plain),
         )
-        for variant in variants:  # warm-up, not counted
-            variant.measure(bench, source)
-        runs: dict[str, list[Run]] = {variant.key: [] for variant in variants}
-        for _ in range(bench.scale.repetitions):
-            for variant in variants:
-                runs[variant.key].append(variant.measure(bench, source))
+        tls = Variant(
+            "tls",
+            f"kassa stream, Redis TLS as ACL user {KASSA_USER!r}",
+            "kassa",
+            lambda bench, source: _run_on(bench, source, secured),
+        )
+        return alternated_pairs(bench, (plaintext, source), (tls, source), RATIO)
     finally:
         drop_topic(source)
-    ratios = [
-        (s.count / s.seconds) / (p.count / p.seconds)
-        for p, s in zip(runs["plaintext"], runs["tls"], strict=True)
-    ]
-    found = [f for variant in variants for f in variant_figures(variant, runs[variant.key])]
-    return [*found, figure(RATIO, "ratio", ratios, "derived")]
 
 
 def run(bench: Bench) -> Section:

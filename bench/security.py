@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Final
 
 from bench import plots
-from bench.report import Figure, Section, figure, rate_row, table
+from bench.report import Figure, Section, rate_row, table
 from bench.session import Bench
-from bench.stream import RATE, SEED, Run, Variant, cpu_table, stream_run, variant_figures
+from bench.stream import RATE, SEED, Run, Variant, alternated_pairs, cpu_table, stream_run
 from bench.workload import drop_topic, fresh_topic, produce, stream_checkouts
 from common.settings import Settings
 from jobs.stream.malloc import keep_batch_memory
@@ -90,40 +90,16 @@ def _measure(bench: Bench, cluster: KafkaCluster) -> list[Figure]:
         secured = _secured_topic(bench, cluster.bootstrap, secure)
         for source in (plain, secured):
             produce(source, stream_checkouts(SEED, bench.scale.stream_messages))
-        pairs = (
-            (
-                Variant(
-                    "plaintext",
-                    "kassa stream, PLAINTEXT",
-                    "kassa",
-                    stream_run,
-                ),
-                plain,
-            ),
-            (
-                Variant(
-                    "secured",
-                    f"kassa stream, SASL_SSL + {MECHANISM}",
-                    "kassa",
-                    lambda bench, source: _secured_run(bench, source, secure),
-                ),
-                secured,
-            ),
+        plaintext = Variant("plaintext", "kassa stream, PLAINTEXT", "kassa", stream_run)
+        secured_variant = Variant(
+            "secured",
+            f"kassa stream, SASL_SSL + {MECHANISM}",
+            "kassa",
+            lambda bench, source: _secured_run(bench, source, secure),
         )
-        for variant, source in pairs:  # warm-up, not counted
-            variant.measure(bench, source)
-        runs: dict[str, list[Run]] = {variant.key: [] for variant, _ in pairs}
-        for _ in range(bench.scale.repetitions):
-            for variant, source in pairs:
-                runs[variant.key].append(variant.measure(bench, source))
+        return alternated_pairs(bench, (plaintext, plain), (secured_variant, secured), RATIO)
     finally:
         drop_topic(plain)  # the secured node's topics go with its folder
-    ratios = [
-        (s.count / s.seconds) / (p.count / p.seconds)
-        for p, s in zip(runs["plaintext"], runs["secured"], strict=True)
-    ]
-    found = [f for variant, _ in pairs for f in variant_figures(variant, runs[variant.key])]
-    return [*found, figure(RATIO, "ratio", ratios, "derived")]
 
 
 def run(bench: Bench) -> Section:

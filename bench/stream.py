@@ -224,6 +224,26 @@ def variant_figures(variant: Variant, runs: list[Run]) -> list[Figure]:
     return found
 
 
+def alternated_pairs(
+    bench: Bench, base: tuple[Variant, Settings], other: tuple[Variant, Settings], ratio: str
+) -> list[Figure]:
+    """``base`` and ``other`` (a variant and the settings it reads) run alternately, A B A B,
+    for the scale's repetitions after one untimed pair that warms both; each variant's
+    figures and ``ratio``, the other's throughput over the base's in each pair."""
+    for variant, source in (base, other):  # warm-up, not counted
+        variant.measure(bench, source)
+    runs: list[tuple[Run, Run]] = [
+        (base[0].measure(bench, base[1]), other[0].measure(bench, other[1]))
+        for _ in range(bench.scale.repetitions)
+    ]
+    ratios = [(o.count / o.seconds) / (b.count / b.seconds) for b, o in runs]
+    return [
+        *variant_figures(base[0], [b for b, _ in runs]),
+        *variant_figures(other[0], [o for _, o in runs]),
+        figure(ratio, "ratio", ratios, "derived"),
+    ]
+
+
 def _measure(bench: Bench) -> tuple[list[Figure], Settings]:
     keep_batch_memory()  # the allocator tuning of kassa stream, for every variant alike
     source = fresh_topic(bench.settings, "stream")
