@@ -51,7 +51,7 @@ from common.schema import decode_checkout, occurred_at_of, record_timestamp_ms
 from common.settings import Settings
 from jobs.stream.dead_letters import DETAIL_HEADER, REASON_HEADER, TRUNCATED_HEADER, Header
 from jobs.stream.exceptions import ReplayError
-from storage.kafka.config import PARTITIONER, client_config
+from storage.kafka.config import PARTITIONER, client_config, with_token
 
 logger = logging.getLogger(__name__)
 
@@ -266,34 +266,39 @@ def _commit(  # noqa: PLR0917 - private
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer(
-        client_config(
-            settings,
-            {
-                "group.id": settings.replay_group,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "client.id": "kassa-dead-letters",
-            },
+    return with_token(
+        Consumer(
+            client_config(
+                settings,
+                {
+                    "group.id": settings.replay_group,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    "client.id": "kassa-dead-letters",
+                },
+            )
         )
     )
 
 
 def _producer(settings: Settings) -> Producer:
-    return Producer(
-        client_config(
-            settings,
-            {
-                "transactional.id": settings.replay_transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "partitioner": PARTITIONER,
-                "client.id": "kassa-dead-letters",
-            },
+    # with_token: init_transactions() waits for the cluster before any poll would ask for a token
+    return with_token(
+        Producer(
+            client_config(
+                settings,
+                {
+                    "transactional.id": settings.replay_transactional_id,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "partitioner": PARTITIONER,
+                    "client.id": "kassa-dead-letters",
+                },
+            )
         )
     )
 
