@@ -69,7 +69,8 @@ def _login(settings: RedisSettings) -> dict[str, Any]:
 
 def _sentinels_master(settings: RedisSettings, options: dict[str, Any]) -> redis.Redis:
     """A client of the master the Sentinels name, reached with the URL's scheme, login and
-    database; the Sentinels themselves are asked with the same TLS, without the login."""
+    database; the Sentinels themselves are asked with the same TLS and their own login
+    (``KASSA_REDIS_SENTINEL_USERNAME``/``PASSWORD``), if any."""
     parsed: dict[str, Any] = parse_url(settings.redis_url)  # type: ignore[no-untyped-call]
     tls = parsed.get("connection_class") is SSLConnection
     master = {key: value for key, value in parsed.items() if key not in _URL_ONLY}
@@ -81,6 +82,10 @@ def _sentinels_master(settings: RedisSettings, options: dict[str, Any]) -> redis
     }
     if tls:
         master["ssl"] = asking["ssl"] = True
+    if settings.redis_sentinel_username:
+        asking["username"] = settings.redis_sentinel_username
+    if settings.redis_sentinel_password is not None:
+        asking["password"] = settings.redis_sentinel_password.get_secret_value()
     # redis-py leaves Sentinel unannotated
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         settings.redis_sentinel_addresses, sentinel_kwargs=asking, **master

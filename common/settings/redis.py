@@ -63,6 +63,15 @@ class RedisSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,200}$",
         description="the name the Sentinels monitor kassa's master under",
     )
+    redis_sentinel_username: str = Field(
+        "",
+        description="user kassa logs in to the Sentinels as; empty means their default user",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None,
+        description="password of the Sentinels (their requirepass), if they require one; or "
+        "KASSA_REDIS_SENTINEL_PASSWORD_FILE naming a file that holds it",
+    )
     redis_cluster: bool = Field(
         False,
         description="true: KASSA_REDIS_URL is a node of a Redis Cluster (database 0 only); "
@@ -112,6 +121,7 @@ class RedisSettings(BaseSettings):
         "redis_ssl_certificate_location",
         "redis_ssl_key_location",
         "redis_password",
+        "redis_sentinel_password",
         mode="before",
     )
     @classmethod
@@ -154,6 +164,13 @@ class RedisSettings(BaseSettings):
             msg = (
                 "KASSA_REDIS_CLUSTER=true and KASSA_REDIS_SENTINELS are both set; a Redis "
                 "Cluster fails over by itself: keep one"
+            )
+            raise ValueError(msg)
+        sentinel_login = self.redis_sentinel_username or self.redis_sentinel_password
+        if sentinel_login and not self.redis_sentinels:
+            msg = (
+                "KASSA_REDIS_SENTINEL_USERNAME or _PASSWORD is set but KASSA_REDIS_SENTINELS is "
+                "not: name the Sentinels, or unset the Sentinels' login"
             )
             raise ValueError(msg)
         if self.redis_cluster and any(db not in ("", "0") for db in _databases(self.redis_url)):

@@ -87,6 +87,7 @@ def test_secret_files_are_read_under_an_env_file_made_from_env_example(
     monkeypatch.setenv("KASSA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("KASSA_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("KASSA_KAFKA_SASL_USERNAME", "kassa")
+    monkeypatch.setenv("KASSA_REDIS_SENTINELS", "10.0.0.5:26379")
     expected = {name: f"{name}-value" for name in secret_fields(Settings)}
     expected["kafka_config"] = '{"client.rack": "eu-west-1a"}'
     for name, value in expected.items():
