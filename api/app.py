@@ -43,7 +43,7 @@ from api.problems import (
 )
 from common.days import business_day, day_bounds, yesterday
 from common.errors import DayOutOfRange
-from common.redaction import redacted
+from common.redaction import redis_location
 from common.settings import Settings
 from jobs.daily.lock import DayLocks
 from jobs.daily.manifest import encode, read_manifest
@@ -370,8 +370,7 @@ def _add_health_route(app: FastAPI, context: _Context) -> None:
         try:
             client.ping()
         except redis.RedisError as exc:
-            reason = f"cannot reach Redis at KASSA_REDIS_URL={redacted(settings.redis_url)!r}: "
-            reason += one_line(exc)
+            reason = f"cannot reach {redis_location(settings)}: {one_line(exc)}"
         state = probe.state
         body = models.Health(
             status="ok" if reason is None else "unavailable",

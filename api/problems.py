@@ -4,7 +4,7 @@ one line of explanation, and the error handlers that make them.
 422 for a bad parameter (named, with its accepted form), 404 for no data / an unknown store
 / a daily ranking not computed, 410 for a day past the Redis retention, 503 when Redis is
 unreachable, 500 for a bug (logged). A body quotes at most :data:`SHOWN_CHARACTERS` of a
-value, never a password (:func:`~common.redaction.redacted`) nor the data folder's path.
+value, never a password (:mod:`common.redaction`) nor the data folder's path.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from api import models
 from common.errors import DayOutOfRange
-from common.redaction import redacted
+from common.redaction import redis_location
 from common.settings import Settings
 from storage import figures
 from storage.exceptions import (
@@ -110,8 +110,7 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
         return problem(status, error, public(one_line(exc), settings), parameter)
 
     async def redis_error(_: Request, exc: Exception) -> JSONResponse:
-        url = redacted(settings.redis_url)
-        detail = f"cannot reach Redis at KASSA_REDIS_URL={url!r}: {one_line(exc)}"
+        detail = f"cannot reach {redis_location(settings)}: {one_line(exc)}"
         return problem(503, "redis_unavailable", detail)
 
     async def data_store_error(_: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from common.redaction import redacted
+from common.redaction import RedisPlace, redacted, redis_location
 
 if TYPE_CHECKING:
     from common.schema import Reason
@@ -143,19 +143,18 @@ class TopicNotFoundError(KassaError):
 class RedisUnavailableError(KassaError):
     """Redis could not be reached, read or written.
 
-    ``doing`` completes "cannot ... Redis", e.g. ``"read the ranking from"``; subclasses
-    replace :attr:`advice` with what the failure means for their job. :attr:`url` is the
-    URL without its password, as the message shows it.
+    ``target`` is the Redis settings (or a URL), named by
+    :func:`~common.redaction.redis_location`; ``doing`` completes "cannot ... Redis", e.g.
+    ``"read the ranking from"``; subclasses replace :attr:`advice` with what the failure
+    means for their job. :attr:`url` is the URL without its password.
     """
 
     exit_code = 3
-    advice: ClassVar[str] = "start Redis or fix the URL"
+    advice: ClassVar[str] = "start Redis or fix its settings"
 
-    def __init__(self, url: str, doing: str, cause: object) -> None:
-        super().__init__(
-            f"cannot {doing} Redis at KASSA_REDIS_URL={redacted(url)!r} ({cause}); {self.advice}"
-        )
-        self.url = redacted(url)
+    def __init__(self, target: str | RedisPlace, doing: str, cause: object) -> None:
+        super().__init__(f"cannot {doing} {redis_location(target)} ({cause}); {self.advice}")
+        self.url = redacted(target if isinstance(target, str) else target.redis_url)
         self.doing = doing
         self.cause = str(cause)
 
@@ -169,8 +168,8 @@ class RedisAccessError(RedisUnavailableError):
 
     exit_code = 9
 
-    def __init__(self, url: str, refused: str, fix: str) -> None:
-        KassaError.__init__(self, f"Redis at KASSA_REDIS_URL={redacted(url)!r} {refused}; {fix}")
-        self.url = redacted(url)
+    def __init__(self, target: str | RedisPlace, refused: str, fix: str) -> None:
+        KassaError.__init__(self, f"{redis_location(target)} {refused}; {fix}")
+        self.url = redacted(target if isinstance(target, str) else target.redis_url)
         self.doing = "reach"
         self.cause = refused

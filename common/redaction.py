@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
@@ -43,6 +43,37 @@ def redacted(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
+
+
+class RedisPlace(Protocol):
+    """The settings that say where kassa's Redis is
+    (:class:`common.settings.redis.RedisSettings`)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_sentinels(self) -> str: ...
+    @property
+    def redis_sentinel_master(self) -> str: ...
+    @property
+    def redis_cluster(self) -> bool: ...
+
+
+def redis_location(target: str | RedisPlace) -> str:
+    """Where kassa's Redis is, as a message names it: the settings that say so, their URL
+    without its password (``Redis at KASSA_REDIS_URL='redis://:***@cache:6379/0'``, the master
+    the Sentinels name, or a Redis Cluster)."""
+    if isinstance(target, str):
+        return f"Redis at KASSA_REDIS_URL={redacted(target)!r}"
+    url = redacted(target.redis_url)
+    if target.redis_sentinels:
+        return (
+            f"the Redis master KASSA_REDIS_SENTINEL_MASTER={target.redis_sentinel_master!r} of "
+            f"KASSA_REDIS_SENTINELS={target.redis_sentinels!r}"
+        )
+    if target.redis_cluster:
+        return f"the Redis Cluster at KASSA_REDIS_URL={url!r}"
+    return f"Redis at KASSA_REDIS_URL={url!r}"
 
 
 _QUOTED_VALUE = re.compile(r'value ".*" for configuration property')

@@ -22,7 +22,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import AuthenticationWrongNumberOfArgsError
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from common.errors import RedisAccessError, RedisUnavailableError
 from common.settings.redis import DEFAULT_USER, RedisSettings
@@ -32,6 +32,9 @@ Client: TypeAlias = redis.Redis | RedisCluster
 Target: TypeAlias = str | RedisSettings
 """What :func:`open_redis` connects to: a Redis URL (one server), or the Redis settings."""
 _URL_ONLY = frozenset({"host", "port", "connection_class"})
+_SENTINEL_REFUSAL = "AuthenticationError"
+"""How redis-py's ``MasterNotFoundError`` lists a Sentinel that refused the login (it quotes
+the ``repr`` of each Sentinel's error)."""
 
 
 def open_redis(target: Target, *, timeout: float | None = None, **options: Any) -> Client:
@@ -100,7 +103,7 @@ def _sentinels_master(settings: RedisSettings, options: dict[str, Any]) -> redis
 def redis_failures(
     target: Target,
     doing: str,
-    error: Callable[[str, str, BaseException], RedisUnavailableError] = RedisUnavailableError,
+    error: Callable[[Target, str, BaseException], RedisUnavailableError] = RedisUnavailableError,
 ) -> Iterator[None]:
     """Turn any Redis error in the block into ``error(url, doing, cause)``, or into
     :class:`~common.errors.RedisAccessError` when Redis answered but refused kassa (its
@@ -110,40 +113,46 @@ def redis_failures(
     :class:`~common.errors.RedisUnavailableError` or a subclass that says what the failure
     means for its job.
     """
-    url = target if isinstance(target, str) else target.redis_url
     try:
         yield
     except redis.RedisError as exc:
         refusal = access_refusal(target, exc)
         if refusal is not None:
             raise refusal from exc
-        raise error(url, doing, exc) from exc
+        raise error(target, doing, exc) from exc
 
 
 def access_refusal(target: Target, exc: redis.RedisError) -> RedisAccessError | None:
     """The :class:`~common.errors.RedisAccessError` ``exc`` means, if Redis refused kassa's
     login, TLS or command; ``None`` for any other failure."""
     if isinstance(target, str):
-        url, user, ca = target, _url_user(target), None
+        user, ca = _url_user(target), None
     else:
-        url, user, ca = target.redis_url, target.redis_user, target.redis_ssl_ca_location
+        user, ca = target.redis_user, target.redis_ssl_ca_location
+        if isinstance(exc, MasterNotFoundError) and _SENTINEL_REFUSAL in str(exc):
+            return RedisAccessError(
+                target,
+                f"cannot be found: the Sentinels refused kassa's login ({exc})",
+                "fix KASSA_REDIS_SENTINEL_PASSWORD (or its _FILE) and "
+                "KASSA_REDIS_SENTINEL_USERNAME: the Sentinels' own login, not the master's",
+            )
     if isinstance(exc, redis.AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return RedisAccessError(
-            url,
+            target,
             f"refused the login of user {user!r} ({exc})",
             "fix KASSA_REDIS_PASSWORD (or its _FILE, or the URL's password) and "
             "KASSA_REDIS_USERNAME for that ACL user",
         )
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return RedisAccessError(
-            url,
+            target,
             f"denied user {user!r} a command or key kassa needs ({exc})",
             "grant the user the ACL rules docs/security.md lists",
         )
     if isinstance(exc, redis.ConnectionError) and _tls_failure(exc):
         shown = f"KASSA_REDIS_SSL_CA_LOCATION={str(ca)!r}" if ca else "the system's CAs"
         return RedisAccessError(
-            url,
+            target,
             f"refused TLS ({exc})",
             f"the server's certificate must be signed by a CA in {shown} and name the host of "
             "KASSA_REDIS_URL; point KASSA_REDIS_SSL_CA_LOCATION at its CA",

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from common.errors import KassaError, RedisUnavailableError
+from common.redaction import RedisPlace
 from common.settings.location import DataLocation
 
 
@@ -40,8 +41,8 @@ class RedisWriteError(RedisUnavailableError, DailyError):
         "start Redis and run the day again"
     )
 
-    def __init__(self, url: str, day: date, cause: object) -> None:
-        super().__init__(url, f"write the rankings of {day} to", cause)
+    def __init__(self, target: str | RedisPlace, day: date, cause: object) -> None:
+        super().__init__(target, f"write the rankings of {day} to", cause)
         self.day = day
 
 
@@ -54,8 +55,8 @@ class DayLockUnavailable(RedisUnavailableError, DailyError):  # noqa: N818 - rea
         "runs of an object-store KASSA_DATA_DIR take their lock, and run the day again"
     )
 
-    def __init__(self, url: str, day: date, cause: object) -> None:
-        super().__init__(url, f"hold the lock of {day} in", cause)
+    def __init__(self, target: str | RedisPlace, day: date, cause: object) -> None:
+        super().__init__(target, f"hold the lock of {day} in", cause)
         self.day = day
 
 

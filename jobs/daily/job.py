@@ -493,9 +493,7 @@ class _DayRun:
 
     def _redis_error(self, exc: redis.RedisError) -> RedisUnavailableError:
         """What ``exc`` means for the day: Redis refused kassa, or could not be written."""
-        return access_refusal(self.settings, exc) or RedisWriteError(
-            self.settings.redis_url, self.day, exc
-        )
+        return access_refusal(self.settings, exc) or RedisWriteError(self.settings, self.day, exc)
 
 
 def _write_sales_lines(writer: pq.ParquetWriter, lines: pl.DataFrame) -> None:

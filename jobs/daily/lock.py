@@ -31,7 +31,7 @@ from common.settings import Settings
 from common.settings.location import DataLocation
 from jobs.daily.exceptions import DayLockLost, DayLockUnavailable
 from storage import keys, parquet
-from storage.connections import open_redis
+from storage.connections import Target, open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ RENEWALS_PER_TIMEOUT: Final = 3
 
 @dataclass(frozen=True)
 class HeldLock:
-    """A day's lock while a run holds it: ``lock`` is the Redis lock (of the database at
-    ``url``, renewed until ``lost`` is set), ``None`` for a lock file."""
+    """A day's lock while a run holds it: ``lock`` is the Redis lock (of the Redis ``redis``
+    names, renewed until ``lost`` is set), ``None`` for a lock file."""
 
     day: date
     seconds: int
     lock: Lock | None = None
     lost: threading.Event | None = None
-    url: str = ""
+    redis: Target = ""
 
     def check(self) -> None:
         """Raise :class:`DayLockLost` unless the run still holds its Redis lock (its token is
@@ -57,7 +57,7 @@ class HeldLock:
         try:
             owned = self.lock.owned() and not (self.lost and self.lost.is_set())
         except redis.RedisError as exc:
-            raise DayLockUnavailable(self.url, self.day, exc) from exc
+            raise DayLockUnavailable(self.redis, self.day, exc) from exc
         if not owned:
             raise DayLockLost(self.day, self.seconds)
 
@@ -65,10 +65,10 @@ class HeldLock:
 @dataclass(frozen=True)
 class DayLocks:
     """Where runs of a day take their lock: a file beside a local ``location``, else Redis
-    (``redis_url`` and ``key_space``, required then)."""
+    (``redis``, the Redis settings or a URL, and ``key_space``, required then)."""
 
     location: DataLocation
-    redis_url: str | None = None
+    redis: Target | None = None
     key_space: str = ""
     seconds: int = 60
     """The Redis lock's time to live (``KASSA_DAILY_LOCK_SECONDS``)."""
@@ -76,9 +76,7 @@ class DayLocks:
     @classmethod
     def of(cls, settings: Settings) -> DayLocks:
         """The locks of ``settings``' data location."""
-        return cls(
-            settings.data_dir, settings.redis_url, settings.key_space, settings.daily_lock_seconds
-        )
+        return cls(settings.data_dir, settings, settings.key_space, settings.daily_lock_seconds)
 
     @contextmanager
     def hold(self, day: date) -> Iterator[HeldLock]:
@@ -87,8 +85,8 @@ class DayLocks:
             with _file_lock(parquet.lock_path(self.location, day)):
                 yield HeldLock(day, self.seconds)
             return
-        url = self._url()
-        with closing(open_redis(url)) as client:
+        target = self._redis()
+        with closing(open_redis(target)) as client:
             lock = client.lock(
                 keys.day_lock_key(self.key_space, day),
                 timeout=self.seconds,
@@ -98,7 +96,7 @@ class DayLocks:
             try:
                 lock.acquire()
             except redis.RedisError as exc:
-                raise DayLockUnavailable(url, day, exc) from exc
+                raise DayLockUnavailable(target, day, exc) from exc
             lost = threading.Event()
             stop = threading.Event()
             renewer = threading.Thread(
@@ -109,7 +107,7 @@ class DayLocks:
             )
             renewer.start()
             try:
-                yield HeldLock(day, self.seconds, lock, lost, url)
+                yield HeldLock(day, self.seconds, lock, lost, target)
             finally:
                 stop.set()
                 renewer.join()
@@ -120,18 +118,18 @@ class DayLocks:
         """Whether a run holds the lock of ``day`` right now."""
         if isinstance(self.location, Path):
             return _file_held(parquet.lock_path(self.location, day))
-        url = self._url()
+        target = self._redis()
         try:
-            with closing(open_redis(url)) as client:
+            with closing(open_redis(target)) as client:
                 return bool(client.exists(keys.day_lock_key(self.key_space, day)))
         except redis.RedisError as exc:
-            raise DayLockUnavailable(url, day, exc) from exc
+            raise DayLockUnavailable(target, day, exc) from exc
 
-    def _url(self) -> str:
-        if self.redis_url is None:
-            msg = "an object-store data location locks its days in Redis: give DayLocks a URL"
+    def _redis(self) -> Target:
+        if self.redis is None:
+            msg = "an object-store data location locks its days in Redis: give DayLocks its Redis"
             raise ValueError(msg)
-        return self.redis_url
+        return self.redis
 
 
 @contextmanager

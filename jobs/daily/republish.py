@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 import redis
 
-from common.redaction import redacted
+from common.redaction import redis_location
 from common.settings import Settings
 from common.settings.location import DataLocation
 from jobs.daily.exceptions import SnapshotUnusable
@@ -135,9 +135,8 @@ def republish_stale(settings: Settings, days: Sequence[date], now: datetime) -> 
     except redis.RedisError as exc:
         failure = exc
     logger.error(
-        "cannot check the daily days in Redis at KASSA_REDIS_URL=%r (%s); the next pass "
-        "(in %d s) checks again",
-        redacted(settings.redis_url),
+        "cannot check the daily days in %s (%s); the next pass (in %d s) checks again",
+        redis_location(settings),
         failure,
         settings.daily_retry_seconds,
     )

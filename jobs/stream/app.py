@@ -108,7 +108,7 @@ class StreamJob:
             self.redis_client.ping()
             policy = self.store.eviction_policy()
         if policy != "noeviction":
-            raise EvictionPolicyError(self.settings.redis_url, policy)
+            raise EvictionPolicyError(self.settings, policy)
 
 
 def build_stream_job(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.errors import KassaError, RedisUnavailableError
-from common.redaction import redacted
+from common.redaction import RedisPlace, redis_location
 
 
 class StreamError(KassaError):
@@ -23,7 +23,8 @@ class StreamRedisUnavailableError(RedisUnavailableError, StreamError):
 
     exit_code = 3
     advice = (
-        "start Redis or fix the URL, then restart kassa stream: it resumes from the last commit"
+        "start Redis or fix its settings, then restart kassa stream: it resumes from the last "
+        "commit"
     )
 
 
@@ -157,9 +158,9 @@ class RecordsLostError(StreamError):
 class EvictionPolicyError(StreamError):
     """Redis may evict kassa's keys (any ``maxmemory-policy`` but ``noeviction``)."""
 
-    def __init__(self, url: str, policy: str) -> None:
+    def __init__(self, target: str | RedisPlace, policy: str) -> None:
         super().__init__(
-            f"Redis at KASSA_REDIS_URL={redacted(url)!r} has maxmemory-policy {policy!r}, which "
+            f"{redis_location(target)} has maxmemory-policy {policy!r}, which "
             "may evict kassa's keys (the watermarks, or day keys: they carry a TTL) and "
             "silently lose or double counts; run 'redis-cli CONFIG SET maxmemory-policy "
             "noeviction' and set 'maxmemory-policy noeviction' in redis.conf"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from common.errors import KafkaUnavailableError, KassaError
 from common.metrics import MetricsServer
-from common.redaction import redacted
+from common.redaction import redis_location
 from common.settings import Settings
 from jobs.stream.app import build_stream_job
 from jobs.stream.exceptions import (
@@ -119,12 +119,12 @@ def run_stream(settings: Settings, idle_timeout: float = 0.0) -> None:
             server = MetricsServer(metrics, settings.metrics_port, settings.metrics_host)
             server.start()
         logger.info(
-            "kassa stream: topic %s, group %s as %s, %s, Redis %s (key space %s)",
+            "kassa stream: topic %s, group %s as %s, %s, %s (key space %s)",
             settings.topic,
             settings.consumer_group,
             instance_id or "a dynamic member",
             settings.stream_guarantee,
-            redacted(settings.redis_url),
+            redis_location(settings),
             settings.key_space,
         )
         probe = kafka_probe(metrics, settings)
@@ -205,7 +205,7 @@ def _give_up_after_the_limit(
         (state.kafka, lambda cause: KafkaUnavailableError(settings.kafka_bootstrap, cause)),
         (
             state.redis,
-            lambda cause: StreamRedisUnavailableError(settings.redis_url, "reach", cause),
+            lambda cause: StreamRedisUnavailableError(settings, "reach", cause),
         ),
     ]
     for outage, error in errors:

@@ -20,12 +20,13 @@ from common.errors import (
     TopicNotFoundError,
 )
 from common.schema import Reason
+from common.settings import load_settings
 
 ERRORS = [
     (
         RedisUnavailableError("redis://127.0.0.1:6379/3", "read the live ranking from", "refused"),
         "cannot read the live ranking from Redis at KASSA_REDIS_URL='redis://127.0.0.1:6379/3' "
-        "(refused); start Redis or fix the URL",
+        "(refused); start Redis or fix its settings",
         3,
     ),
     (
@@ -89,3 +90,34 @@ def test_a_range_of_days_must_not_end_before_it_starts() -> None:
     check_day_order(date(2026, 11, 19), date(2026, 11, 19))
     with pytest.raises(InvalidDayRange, match="--from 2026-11-20 is after --to 2026-11-19"):
         check_day_order(date(2026, 11, 20), date(2026, 11, 19))
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"),
+    [
+        ({}, "Redis at KASSA_REDIS_URL='redis://kassa:***@cache:6380/1'"),
+        (
+            {"KASSA_REDIS_SENTINELS": "10.0.0.5:26379,10.0.0.6:26379"},
+            "the Redis master KASSA_REDIS_SENTINEL_MASTER='mymaster' of "
+            "KASSA_REDIS_SENTINELS='10.0.0.5:26379,10.0.0.6:26379'",
+        ),
+        (
+            {"KASSA_REDIS_URL": "redis://kassa:s3cret@cache:6380/0", "KASSA_REDIS_CLUSTER": "true"},
+            "the Redis Cluster at KASSA_REDIS_URL='redis://kassa:***@cache:6380/0'",
+        ),
+    ],
+)
+def test_a_redis_error_names_the_settings_of_its_redis_shape(
+    monkeypatch: pytest.MonkeyPatch, shape: dict[str, str], named: str
+) -> None:
+    """A master found through Sentinels is named by the Sentinels and the master's name, not
+    by the URL (whose host is not where it is); a cluster by its node's URL."""
+    monkeypatch.setenv("KASSA_REDIS_URL", "redis://kassa:s3cret@cache:6380/1")
+    for name, value in shape.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+
+    error = RedisUnavailableError(settings, "reach", "refused")
+
+    assert str(error) == f"cannot reach {named} (refused); start Redis or fix its settings"
+    assert "s3cret" not in str(pickle.loads(pickle.dumps(error)))

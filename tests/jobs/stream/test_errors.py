@@ -77,8 +77,8 @@ def test_a_redis_error_pickles_with_its_message_and_stays_a_stream_error() -> No
         == str(error)
         == (
             "cannot write partition 2's batch to Redis at KASSA_REDIS_URL='redis://127.0.0.1:1/0' "
-            "(refused); start Redis or fix the URL, then restart kassa stream: it resumes from "
-            "the last commit"
+            "(refused); start Redis or fix its settings, then restart kassa stream: it resumes "
+            "from the last commit"
         )
     )
     assert isinstance(copy, StreamError)
