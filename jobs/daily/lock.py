@@ -4,7 +4,8 @@ store, across machines (:class:`DayLocks`).
 A local ``KASSA_DATA_DIR`` keeps the lock file ``_manifests/date=D/.lock`` (``fcntl``: the
 kernel frees it when its process dies). An object-store ``KASSA_DATA_DIR`` is shared by
 schedulers on several hosts, which share no kernel: the lock is the Redis key
-:func:`storage.keys.day_lock_key`, taken with a random token by redis-py's :class:`Lock`
+:func:`storage.keys.day_lock_key` in kassa's Redis (whatever its shape: one server, the
+Sentinels' master, a cluster), taken with a random token by redis-py's :class:`Lock`
 (``SET NX PX``; only the token's holder may renew or release it). It expires
 ``KASSA_DAILY_LOCK_SECONDS`` after its last renewal, so a run that died does not hold the day
 for ever; a live run renews it every third of that on a thread, and checks it still holds the
@@ -31,7 +32,7 @@ from common.settings import Settings
 from common.settings.location import DataLocation
 from jobs.daily.exceptions import DayLockLost, DayLockUnavailable
 from storage import keys, parquet
-from storage.connections import open_redis
+from storage.connections import Target, open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,10 @@ class HeldLock:
 @dataclass(frozen=True)
 class DayLocks:
     """Where runs of a day take their lock: a file beside a local ``location``, else Redis
-    (``redis_url`` and ``key_space``, required then)."""
+    (``redis``: the Redis settings, or one server's URL; and ``key_space``, required then)."""
 
     location: DataLocation
-    redis_url: str | None = None
+    redis: Target | None = None
     key_space: str = ""
     seconds: int = 60
     """The Redis lock's time to live (``KASSA_DAILY_LOCK_SECONDS``)."""
@@ -76,9 +77,7 @@ class DayLocks:
     @classmethod
     def of(cls, settings: Settings) -> DayLocks:
         """The locks of ``settings``' data location."""
-        return cls(
-            settings.data_dir, settings.redis_url, settings.key_space, settings.daily_lock_seconds
-        )
+        return cls(settings.data_dir, settings, settings.key_space, settings.daily_lock_seconds)
 
     @contextmanager
     def hold(self, day: date) -> Iterator[HeldLock]:
@@ -87,8 +86,8 @@ class DayLocks:
             with _file_lock(parquet.lock_path(self.location, day)):
                 yield HeldLock(day, self.seconds)
             return
-        url = self._url()
-        with closing(open_redis(url)) as client:
+        redis_target, url = self._redis()
+        with closing(open_redis(redis_target)) as client:
             lock = client.lock(
                 keys.day_lock_key(self.key_space, day),
                 timeout=self.seconds,
@@ -120,18 +119,19 @@ class DayLocks:
         """Whether a run holds the lock of ``day`` right now."""
         if isinstance(self.location, Path):
             return _file_held(parquet.lock_path(self.location, day))
-        url = self._url()
+        redis_target, url = self._redis()
         try:
-            with closing(open_redis(url)) as client:
+            with closing(open_redis(redis_target)) as client:
                 return bool(client.exists(keys.day_lock_key(self.key_space, day)))
         except redis.RedisError as exc:
             raise DayLockUnavailable(url, day, exc) from exc
 
-    def _url(self) -> str:
-        if self.redis_url is None:
-            msg = "an object-store data location locks its days in Redis: give DayLocks a URL"
+    def _redis(self) -> tuple[Target, str]:
+        """The Redis of the locks, and its URL (for messages)."""
+        if self.redis is None:
+            msg = "an object-store data location locks its days in Redis: give DayLocks one"
             raise ValueError(msg)
-        return self.redis_url
+        return self.redis, self.redis if isinstance(self.redis, str) else self.redis.redis_url
 
 
 @contextmanager

@@ -26,6 +26,8 @@ from redis import Redis
 
 from common.schema import Checkout
 from common.settings import Settings
+from common.settings.location import DataUrl
+from jobs.daily.lock import DayLocks
 from jobs.daily.republish import MISSING
 from jobs.daily.scheduler import catch_up
 from services.redis import RedisServer
@@ -266,7 +268,8 @@ def test_kassa_stream_rebuild_clears_the_live_days_and_the_stream_job_recounts_t
     client = open_redis(settings)
     try:
         assert client.exists(keys.day_key(settings.key_space, "live", first, "units")) == 0
-        run_once(settings)
+        # a child again: it takes over the static group membership of the first one at once
+        _kassa(settings, "stream", "--idle-timeout", "3")
         assert_exact(client, settings, counted.checkouts)
     finally:
         client.close()
@@ -320,6 +323,43 @@ def test_the_scheduler_republishes_deleted_daily_keys_exactly(counted: Counted) 
     status = json.loads(_kassa(settings, "daily", "status", "--to", str(days[1]), "--days", "2",
                                "--json"))  # fmt: skip
     assert [entry["redis"] for entry in status] == ["current", "current"]
+
+
+def _url_of_a_node_that_is_not_the_master(counted: Counted, request: pytest.FixtureRequest) -> str:
+    """A URL of ``counted``'s Redis that names a node kassa must not write the lock to: a
+    cluster node not holding the key space's slot, the replica of the Sentinels' master (as
+    the master's own URL does after a failover)."""
+    settings = counted.settings
+    if counted.shape == "sentinel":
+        sentinels: Sentinels = request.getfixturevalue("module_sentinels")
+        return f"redis://{sentinels.replica.address}/0"
+    nodes: list[RedisServer] = request.getfixturevalue("redis_cluster")
+    client = open_redis(settings)
+    try:
+        holder = client.get_node_from_key(keys.day_lock_key(settings.key_space, counted.days[0]))
+    finally:
+        client.close()
+    other = next(node for node in nodes if node.port != holder.port)
+    return f"redis://{other.address}/0"
+
+
+def test_an_object_store_day_lock_is_held_in_the_master_whatever_node_the_url_names(
+    counted: Counted, request: pytest.FixtureRequest
+) -> None:
+    url = _url_of_a_node_that_is_not_the_master(counted, request)
+    settings = counted.settings.model_copy(
+        update={"redis_url": url, "data_dir": DataUrl("s3://kassa/locks")}
+    )
+    day, locks = counted.days[0], DayLocks.of(settings)
+    client = open_redis(settings)
+    try:
+        with locks.hold(day) as held:
+            held.check()
+            assert locks.held(day)
+            assert client.exists(keys.day_lock_key(settings.key_space, day)) == 1
+        assert not locks.held(day)
+    finally:
+        client.close()
 
 
 def test_the_api_follows_a_sentinel_failover_without_a_restart(
