@@ -37,7 +37,7 @@ from storage.figures import RANKED_BY
 from storage.kafka.topics import ensure_topics
 from tests.api.helpers import QUANTUM, as_rows, call, expected_ranking, get, serving_child
 from tests.conftest import Services, fresh_settings
-from tests.helpers import Figures, run_kassa, settings_env, truth, wait_until
+from tests.helpers import Figures, free_port, run_kassa, settings_env, truth, wait_until
 from tests.jobs.daily.helpers import expected_of, parquet_figures, seal
 from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
 from tests.redis_shapes.conftest import Sentinels, on_sentinels, started_sentinels
@@ -90,18 +90,33 @@ def module_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Senti
 def _shaped(
     shape: str, request: pytest.FixtureRequest, services: Services, folder: Path
 ) -> Settings:
-    """Fresh settings (topic, group, key space) on the Redis of ``shape``."""
+    """Fresh settings (topic, group, key space) on the Redis of ``shape``, whose URL names a
+    node that a process ignoring the shape fails on: a cluster node that does not hold the
+    key space's hash slot (it answers MOVED), or no server at all for the Sentinels (with
+    them, the URL gives only the database and the login)."""
     if shape == "cluster":
         nodes: list[RedisServer] = request.getfixturevalue("redis_cluster")
-        url = f"redis://{nodes[0].address}/0"
-        settings = fresh_settings(request, folder, services.kafka.bootstrap, url)
+        settings = fresh_settings(
+            request, folder, services.kafka.bootstrap, f"redis://{nodes[0].address}/0"
+        )
         settings = settings.model_copy(update={"redis_cluster": True, "metrics_port": 0})
+        client = open_redis(settings)
+        try:
+            holder = client.get_node_from_key(keys.names_key(settings.key_space))
+        finally:
+            client.close()
+        other = next(node for node in nodes if node.port != holder.port)
+        url = f"redis://{other.address}/0"
     else:
         sentinels: Sentinels = request.getfixturevalue("module_sentinels")
-        url = f"redis://{sentinels.master.address}/0"
         settings = on_sentinels(
-            fresh_settings(request, folder, services.kafka.bootstrap, url), sentinels
+            fresh_settings(
+                request, folder, services.kafka.bootstrap, f"redis://{sentinels.master.address}/0"
+            ),
+            sentinels,
         )
+        url = f"redis://127.0.0.1:{free_port()}/0"
+    settings = settings.model_copy(update={"redis_url": url})
     ensure_topics(settings)
     return settings
 
@@ -185,6 +200,7 @@ def test_the_api_answers_with_the_exact_figures(counted: Counted, tmp_path: Path
 
         sku = as_rows(body["items"])[0][1]
         zero = (0, 0, 0, Decimal(0), 0, Decimal(0))
+        rows = [figures.get((day, None, sku), zero) for day in (first, second)]
         for source in ("live", "daily"):
             status, item = get(f"{base}/api/items/{sku}?source={source}&from={first}&to={second}")
             assert status == 200, item
@@ -193,10 +209,7 @@ def test_the_api_answers_with_the_exact_figures(counted: Counted, tmp_path: Path
                 (d["units"], d["units_sold"], d["units_returned"], d["revenue"], d["checkouts"],
                  d["discount"])
                 for d in item["days"]
-            ] == [
-                (u, s, r, _money(m), c, _money(x))
-                for u, s, r, m, c, x in (figures.get((day, None, sku), zero) for day in (first, second))
-            ]  # fmt: skip
+            ] == [(u, s, r, _money(m), c, _money(x)) for u, s, r, m, c, x in rows]  # fmt: skip
 
         status, stores = get(f"{base}/api/stores?source=daily&from={first}&to={second}")
         assert (status, stores["stores"]) == (200, sorted({c.store_id for c in counted.checkouts}))
@@ -325,31 +338,10 @@ def test_the_scheduler_republishes_deleted_daily_keys_exactly(counted: Counted) 
     assert [entry["redis"] for entry in status] == ["current", "current"]
 
 
-def _url_of_a_node_that_is_not_the_master(counted: Counted, request: pytest.FixtureRequest) -> str:
-    """A URL of ``counted``'s Redis that names a node kassa must not write the lock to: a
-    cluster node not holding the key space's slot, the replica of the Sentinels' master (as
-    the master's own URL does after a failover)."""
-    settings = counted.settings
-    if counted.shape == "sentinel":
-        sentinels: Sentinels = request.getfixturevalue("module_sentinels")
-        return f"redis://{sentinels.replica.address}/0"
-    nodes: list[RedisServer] = request.getfixturevalue("redis_cluster")
-    client = open_redis(settings)
-    try:
-        holder = client.get_node_from_key(keys.day_lock_key(settings.key_space, counted.days[0]))
-    finally:
-        client.close()
-    other = next(node for node in nodes if node.port != holder.port)
-    return f"redis://{other.address}/0"
-
-
-def test_an_object_store_day_lock_is_held_in_the_master_whatever_node_the_url_names(
-    counted: Counted, request: pytest.FixtureRequest
+def test_the_day_lock_of_an_object_store_data_location_is_held_in_the_shapes_redis(
+    counted: Counted,
 ) -> None:
-    url = _url_of_a_node_that_is_not_the_master(counted, request)
-    settings = counted.settings.model_copy(
-        update={"redis_url": url, "data_dir": DataUrl("s3://kassa/locks")}
-    )
+    settings = counted.settings.model_copy(update={"data_dir": DataUrl("s3://kassa/locks")})
     day, locks = counted.days[0], DayLocks.of(settings)
     client = open_redis(settings)
     try:
