@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,22 +154,22 @@ class Sentinels:
         return True
 
 
-@pytest.fixture
-def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
-    """A master, a replica of it and three Sentinels (quorum 2, a master down after 1 s),
-    for one test: a failover changes them for good."""
-    master = RedisServer("127.0.0.1", free_port(), tmp_path / "master")
+@contextmanager
+def started_sentinels(home: Path) -> Iterator[Sentinels]:
+    """A master, a replica of it and three Sentinels (quorum 2, a master down after 1 s)
+    under ``home``, until the block ends."""
+    master = RedisServer("127.0.0.1", free_port(), home / "master")
     replica = RedisServer(
         "127.0.0.1",
         free_port(),
-        tmp_path / "replica",
+        home / "replica",
         options=("--replicaof", master.host, str(master.port)),
     )
     watching = [
         RedisSentinel(
             "127.0.0.1",
             free_port(),
-            tmp_path / f"sentinel-{n}",
+            home / f"sentinel-{n}",
             SENTINEL_MASTER,
             master.host,
             master.port,
@@ -186,3 +187,37 @@ def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
     finally:
         for server in (*watching, replica, master):
             server.stop()
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
+    """Sentinels of one test (:func:`started_sentinels`): a failover changes them for good."""
+    with started_sentinels(tmp_path) as shape:
+        yield shape
+
+
+def on_sentinels(settings: Settings, sentinels: Sentinels) -> Settings:
+    """``settings`` on the master ``sentinels`` name (``KASSA_REDIS_SENTINELS``; the URL gives
+    only the database), committing often and serving no metrics port of their own."""
+    return settings.model_copy(
+        update={
+            "redis_sentinels": sentinels.addresses,
+            "redis_sentinel_master": SENTINEL_MASTER,
+            "stream_commit_interval": 0.5,
+            "metrics_port": 0,
+        }
+    )
+
+
+@pytest.fixture
+def sentinel_settings(
+    services: Services, sentinels: Sentinels, request: pytest.FixtureRequest, tmp_path: Path
+) -> Settings:
+    """Settings on the session's broker (a fresh topic and group) and on the Sentinels'
+    master (:func:`on_sentinels`)."""
+    url = f"redis://{sentinels.master.address}/0"
+    settings = on_sentinels(
+        fresh_settings(request, tmp_path, services.kafka.bootstrap, url), sentinels
+    )
+    ensure_topics(settings)
+    return settings

@@ -11,14 +11,10 @@ import signal
 import threading
 from pathlib import Path
 
-import pytest
-
 from common.settings import Settings
 from jobs.daily.job import run_day
 from storage import parquet
 from storage.connections import open_redis
-from storage.kafka.topics import ensure_topics
-from tests.conftest import Services, fresh_settings
 from tests.helpers import wait_until
 from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
 from tests.jobs.stream.helpers import (
@@ -31,30 +27,10 @@ from tests.jobs.stream.helpers import (
     watermark_sum,
 )
 from tests.pipeline import DAY
-from tests.redis_shapes.conftest import SENTINEL_MASTER, Sentinels
+from tests.redis_shapes.conftest import Sentinels
 
 RATE = 250
 """Checkouts a second of the steady replay."""
-
-
-@pytest.fixture
-def sentinel_settings(
-    services: Services, sentinels: Sentinels, request: pytest.FixtureRequest, tmp_path: Path
-) -> Settings:
-    """Settings on the session's broker (a fresh topic and group) and on the Sentinels'
-    master (``KASSA_REDIS_SENTINELS``; the URL gives only the database)."""
-    url = f"redis://{sentinels.master.address}/0"
-    settings = fresh_settings(request, tmp_path, services.kafka.bootstrap, url)
-    settings = settings.model_copy(
-        update={
-            "redis_sentinels": sentinels.addresses,
-            "redis_sentinel_master": SENTINEL_MASTER,
-            "stream_commit_interval": 0.5,
-            "metrics_port": 0,
-        }
-    )
-    ensure_topics(settings)
-    return settings
 
 
 def test_a_sentinel_failover_under_load_leaves_the_live_and_daily_figures_exact(
