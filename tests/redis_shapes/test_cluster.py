@@ -7,8 +7,6 @@ from __future__ import annotations
 from redis import Redis
 
 from common.settings import Settings
-from common.settings.location import DataUrl
-from jobs.daily.lock import DayLocks
 from services.redis import RedisServer
 from storage import keys
 from storage.connections import open_redis
@@ -72,23 +70,3 @@ def test_the_eviction_check_asks_the_node_that_holds_the_key_space(
         node.close()
         client.close()
     assert store.eviction_policy() == "noeviction"
-
-
-def test_the_day_lock_of_an_object_store_is_taken_in_the_redis_cluster(
-    redis_cluster_settings: Settings,
-) -> None:
-    """Schedulers sharing an object store lock a day in Redis: on a cluster, through the
-    cluster client (a client of the URL's one node would be MOVED away from the key)."""
-    settings = redis_cluster_settings.model_copy(
-        update={"data_dir": DataUrl("s3://kassa/shared?endpoint_override=127.0.0.1:1")}
-    )
-    locks = DayLocks.of(settings)
-    client = open_redis(settings)
-    try:
-        with locks.hold(DAY) as held:
-            assert locks.held(DAY)
-            assert client.exists(keys.day_lock_key(settings.key_space, DAY)) == 1
-            held.check()
-        assert not locks.held(DAY)
-    finally:
-        client.close()
