@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         statuses = manager.status(settings)
     for status in statuses:
-        parts = [f"{status.name:<8}", f"{status.address:<21}", f"{status.state:<8}"]
+        parts = [f"{status.name:<10}", f"{status.address:<21}", f"{status.state:<8}"]
         if status.role:
             parts.append(f"{status.role:<17}")
         if status.version:

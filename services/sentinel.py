@@ -154,11 +154,10 @@ class SentinelShape:
         (self.home / SHAPE_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
 
     def addresses(self) -> list[tuple[str, Address]]:
-        """What listens where: ``("Redis", address)`` per node, ``("Sentinel", ...)`` per
-        Sentinel."""
+        """What listens where: ``("Redis node 1", address)``, ..., ``("Sentinel 1", ...)``."""
         return [
-            *(("Redis", (node.host, node.port)) for node in self.nodes),
-            *(("Sentinel", (s.host, s.port)) for s in self.sentinels),
+            *((f"Redis node {n}", (node.host, node.port)) for n, node in enumerate(self.nodes, 1)),
+            *((f"Sentinel {n}", (s.host, s.port)) for n, s in enumerate(self.sentinels, 1)),
         ]
 
     @property

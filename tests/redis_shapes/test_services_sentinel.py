@@ -34,12 +34,18 @@ NODES = ("redis-1", "redis-2")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 
 
-def _port_pair() -> int:
-    """A free port whose next port is free too (the replica's)."""
+def _free_ports() -> tuple[int, list[int]]:
+    """A free port whose next port is free too (the master's and the replica's), and three
+    other free ports (the Sentinels'), all different."""
     while True:
         port = free_port()
         if port < 65_535 and not port_in_use("127.0.0.1", port + 1):
-            return port
+            break
+    sentinels: set[int] = set()
+    while len(sentinels) < len(SENTINELS):
+        sentinels.add(free_port())
+        sentinels -= {port, port + 1}
+    return port, sorted(sentinels)
 
 
 def _rows(output: str) -> dict[str, list[str]]:
@@ -66,14 +72,15 @@ def sentinel_env(
     three Sentinels on free ports that require another, the session's Kafka (which ``up``
     reuses) and a state folder of their own."""
     password = f"redis-pw-{uuid.uuid4().hex}"
-    url = f"redis://:{password}@127.0.0.1:{_port_pair()}/0"
+    port, sentinel_ports = _free_ports()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     settings = fresh_settings(
         request, tmp_path, services.kafka.bootstrap, database_url(services.redis)
     )  # its topic and group; its Redis database is left alone
     settings = settings.model_copy(
         update={
             "redis_url": url,
-            "redis_sentinels": ",".join(f"127.0.0.1:{free_port()}" for _ in SENTINELS),
+            "redis_sentinels": ",".join(f"127.0.0.1:{port}" for port in sentinel_ports),
             "redis_sentinel_master": MASTER_NAME,
             "redis_sentinel_password": SecretStr(f"sentinel-pw-{uuid.uuid4().hex}"),
             "state_dir": tmp_path / "state",
@@ -100,45 +107,23 @@ def test_services_up_sentinel_fails_over_and_brings_the_old_master_back_as_a_rep
     sentinel_env: tuple[Settings, dict[str, str]],
 ) -> None:
     settings, env = sentinel_env
-    assert settings.redis_sentinel_password is not None
-    secrets = [urlsplit(settings.redis_url).password, settings.redis_sentinel_password]
     run = Cli(env)
     up = run("up", "--sentinel")
     assert up.returncode == 0, up.stderr
     try:
-        shape = redis_sentinels(settings)
-        assert shape is not None
-        nodes = Sentinels.of(shape)
-        first, second = nodes.master, nodes.replica
-        pids = pids_in(up.stdout)
-        assert set(pids) == {*NODES, *SENTINELS}
-        assert _role(up.stdout, "redis-1") == "started master"
-        assert _role(up.stdout, "redis-2") == "started replica"
-        assert f"started as a replica of {first.address}" in up.stdout
-        assert all(_role(up.stdout, name) == "started sentinel" for name in SENTINELS)
-        assert "clients:" not in up.stdout  # the settings already name these Sentinels
-        assert nodes.ready()  # up returned once a failover could happen
-        _assert_status(run, master=first, replica=second)
+        nodes, pids = _started_and_counting(run, up, settings)
         before = valid_checkouts(200, seed=71, day=DAY)
         _count_exactly(settings, before, before)
 
         os.kill(pids["redis-1"], signal.SIGKILL)
-        promoted = (second.host, second.port)
+        promoted = (nodes.replica.host, nodes.replica.port)
         wait_until(lambda: nodes.master_address() == promoted, 60, "the replica's promotion")
         failed_over = run("status")
         assert failed_over.returncode == 1
         assert _rows(failed_over.stdout)["redis-1"][2] == "down"
         assert _role(failed_over.stdout, "redis-2") == "running master"
 
-        again = run("up", "--sentinel")
-        assert again.returncode == 0, again.stderr
-        # at once, before any Sentinel could turn it into a replica by itself
-        assert _replication(first.info()) == ("slave", second.port)
-        assert _role(again.stdout, "redis-1") == "started replica"
-        assert f"started as a replica of {second.address}" in again.stdout
-        assert _rows(again.stdout)["redis-2"][2] == "running"
-        running = pids_in(again.stdout)
-        assert {running[name] for name in SENTINELS} == {pids[name] for name in SENTINELS}
+        running = _old_master_back_as_replica(run, nodes, pids)
         after = valid_checkouts(200, seed=72, day=DAY)
         _count_exactly(settings, after, before + after)
         old_master = open_redis(settings.redis_url)  # node 1 itself, now a replica
@@ -146,30 +131,77 @@ def test_services_up_sentinel_fails_over_and_brings_the_old_master_back_as_a_rep
             assert_exact(old_master, settings, before + after)
         finally:
             old_master.close()
-        _assert_status(run, master=second, replica=first)
+        _assert_status(run, master=nodes.replica, replica=nodes.master)
 
         refused = run("status", KASSA_REDIS_SENTINEL_PASSWORD=f"wrong-{uuid.uuid4().hex}")
         assert refused.returncode == 1
         assert all(_rows(refused.stdout)[name][2] == "refused" for name in SENTINELS)
         assert "KASSA_REDIS_SENTINEL_USERNAME/_PASSWORD" in refused.stdout
-
-        command_lines = subprocess.run(
-            ["ps", "-eo", "args"], capture_output=True, text=True, check=True
-        ).stdout
-        for folder in (first.home, second.home, *(s.home for s in nodes.sentinels)):
-            for config in folder.glob("*.conf"):
-                assert config.stat().st_mode & 0o777 == 0o600, config  # Redis rewrote some
+        _assert_secrets_private(settings, nodes, run)
     finally:
         down = run("down")
     assert down.returncode == 0, down.stderr
     assert all(_rows(down.stdout)[name][2] == "stopped" for name in (*NODES, *SENTINELS))
     assert not any(is_alive(pid) for pid in running.values())
     assert run("status").returncode == 1
+    _assert_secrets_private(settings, nodes, run)
+
+
+def _started_and_counting(
+    run: Cli, up: subprocess.CompletedProcess[str], settings: Settings
+) -> tuple[Sentinels, dict[str, int]]:
+    """What the first ``up --sentinel`` started (and says it did): node 1 the master, node 2
+    its replica, three Sentinels that know both and each other; ``status`` shows the roles."""
+    shape = redis_sentinels(settings)
+    assert shape is not None
+    nodes = Sentinels.of(shape)
+    pids = pids_in(up.stdout)
+    assert set(pids) == {*NODES, *SENTINELS}
+    assert _role(up.stdout, "redis-1") == "started master"
+    assert _role(up.stdout, "redis-2") == "started replica"
+    assert f"started as a replica of {nodes.master.address}" in up.stdout
+    assert all(_role(up.stdout, name) == "started sentinel" for name in SENTINELS)
+    assert "clients:" not in up.stdout  # the settings already name these Sentinels
+    assert nodes.ready()  # up returned once a failover could happen
+    _assert_status(run, master=nodes.master, replica=nodes.replica)
+    return nodes, pids
+
+
+def _old_master_back_as_replica(run: Cli, nodes: Sentinels, pids: dict[str, int]) -> dict[str, int]:
+    """``up --sentinel`` after the failover starts only the killed node 1, as a replica of the
+    promoted node 2; returns the pids it shows."""
+    first, second = nodes.master, nodes.replica
+    again = run("up", "--sentinel")
+    assert again.returncode == 0, again.stderr
+    # at once, and no Sentinel had to turn it into a replica (it would after a few seconds)
+    assert _replication(first.info()) == ("slave", second.port)
+    for sentinel in nodes.sentinels:
+        assert "+convert-to-slave" not in (sentinel.home / "sentinel.log").read_text()
+    assert _role(again.stdout, "redis-1") == "started replica"
+    assert f"started as a replica of {second.address}" in again.stdout
+    assert _rows(again.stdout)["redis-2"][2] == "running"
+    running = pids_in(again.stdout)
+    assert {running[name] for name in SENTINELS} == {pids[name] for name in SENTINELS}
+    return running
+
+
+def _assert_secrets_private(settings: Settings, nodes: Sentinels, run: Cli) -> None:
+    """Neither password is on a command line or in an output; each configuration file
+    holding them (Redis rewrote some after the failover) is private."""
+    assert settings.redis_sentinel_password is not None
+    secrets = [urlsplit(settings.redis_url).password or "", settings.redis_sentinel_password]
+    command_lines = subprocess.run(
+        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
     for secret in secrets:
-        assert secret is not None
         shown = secret if isinstance(secret, str) else secret.get_secret_value()
+        assert shown
         assert shown not in command_lines
         assert not any(shown in output for output in run.outputs)
+    for sentinel in nodes.sentinels:
+        assert sentinel.config_file.stat().st_mode & 0o777 == 0o600
+    for node in (nodes.master, nodes.replica):
+        assert node.config_file.stat().st_mode & 0o777 == 0o600
 
 
 def _assert_status(run: Cli, master: RedisServer, replica: RedisServer) -> None:
