@@ -38,6 +38,10 @@ QUORUM: Final = 2
 DOWN_AFTER_MS: Final = 5000
 """A master that does not answer for this long is failed over."""
 
+REPLICATION_OPTIONS: Final = ("--repl-diskless-sync-delay", "0")
+"""Further redis-server arguments of the nodes: a master sends its data to a (re)started
+replica at once, not after 5 s of waiting for more replicas (there is only one)."""
+
 Address = tuple[str, int]
 
 
@@ -111,7 +115,11 @@ class SentinelShape:
         Sentinels at ``sentinels``, each like ``sentinel`` and watching the first node."""
         servers = tuple(
             dataclasses.replace(
-                first, host=host, port=port, home=first.home if n == 1 else home / f"redis-{n}"
+                first,
+                host=host,
+                port=port,
+                home=first.home if n == 1 else home / f"redis-{n}",
+                options=(*first.options, *REPLICATION_OPTIONS),
             )
             for n, (host, port) in enumerate(nodes, start=1)
         )
@@ -217,6 +225,8 @@ class SentinelShape:
                 )
                 replica.start()
                 started[node.address] = NodeStart(node, started=True, master=master)
+        # a Sentinel asks a master for its replicas every 10 s: start them once they are known
+        self.await_watching(master, timeout, sentinels=False)
         sentinels = []
         for sentinel in self.sentinels:
             if sentinel.answers():
@@ -228,12 +238,15 @@ class SentinelShape:
         self.await_watching(master, timeout)
         return [started[node.address] for node in self.nodes], sentinels
 
-    def await_watching(self, master: Address, timeout: float = 60.0) -> None:
-        """Wait until every node but ``master`` is its replica in sync, and every Sentinel
-        knows those replicas and the other Sentinels (a failover can then happen)."""
+    def await_watching(
+        self, master: Address, timeout: float = 60.0, *, sentinels: bool = True
+    ) -> None:
+        """Wait until every node but ``master`` is its replica in sync, and (with
+        ``sentinels``) every Sentinel knows those replicas and the other Sentinels (a
+        failover can then happen)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lagging = self.not_ready(master)
+            lagging = self.not_ready(master, sentinels=sentinels)
             if not lagging:
                 return
             time.sleep(0.2)
@@ -243,7 +256,7 @@ class SentinelShape:
         )
         raise ServiceError(msg)
 
-    def not_ready(self, master: Address) -> list[str]:
+    def not_ready(self, master: Address, *, sentinels: bool = True) -> list[str]:
         """What is not ready yet for a failover away from ``master``, each as a few words:
         a replica not in sync, a Sentinel not knowing every replica and other Sentinel."""
         lagging = []
@@ -253,7 +266,7 @@ class SentinelShape:
             info = node.info() or {}
             if info.get("master_link_status") != "up":
                 lagging.append(f"the replica at {node.address} (in sync with the master)")
-        for sentinel in self.sentinels:
+        for sentinel in self.sentinels if sentinels else ():
             client = sentinel.client()
             try:
                 answer = client.sentinel_master(self.master_name)

@@ -144,6 +144,7 @@ def test_services_up_sentinel_fails_over_and_brings_the_old_master_back_as_a_rep
     assert all(_rows(down.stdout)[name][2] == "stopped" for name in (*NODES, *SENTINELS))
     assert not any(is_alive(pid) for pid in running.values())
     assert run("status").returncode == 1
+    _all_started_again_with_the_promoted_master(run, nodes)
     _assert_secrets_private(settings, nodes, run)
 
 
@@ -183,6 +184,19 @@ def _old_master_back_as_replica(run: Cli, nodes: Sentinels, pids: dict[str, int]
     running = pids_in(again.stdout)
     assert {running[name] for name in SENTINELS} == {pids[name] for name in SENTINELS}
     return running
+
+
+def _all_started_again_with_the_promoted_master(run: Cli, nodes: Sentinels) -> None:
+    """``up --sentinel`` with nothing running (as after a reboot) starts node 2 as the master
+    again, as the Sentinels last wrote in their files, and node 1 as its replica."""
+    up = run("up", "--sentinel")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert _role(up.stdout, "redis-2") == "started master"
+        assert _role(up.stdout, "redis-1") == "started replica"
+        assert _replication(nodes.master.info()) == ("slave", nodes.replica.port)
+    finally:
+        assert run("down").returncode == 0
 
 
 def _assert_secrets_private(settings: Settings, nodes: Sentinels, run: Cli) -> None:
