@@ -1,4 +1,5 @@
-"""``kassa services up | down | status | fetch``: a local Kafka cluster and Redis."""
+"""``kassa services up | down | status | fetch``: a local Kafka cluster and Redis (one server,
+or a master, its replica and three Sentinels)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "settings to load (docs/security.md)",
     )
     parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="up: Redis as a master (KASSA_REDIS_URL's port), a replica (the next port) and "
+        "three Sentinels (KASSA_REDIS_SENTINELS, else ports 26379-26381; quorum 2) watching "
+        "it as KASSA_REDIS_SENTINEL_MASTER; after a failover a restarted node comes back as a "
+        "replica of the new master (docs/stream.md#redis-shapes); not with --secure",
+    )
+    parser.add_argument(
         "--s3",
         action="store_true",
         help="up: also a local S3 server (S3Proxy, objects in memory) with the bucket 'kassa'; "
@@ -59,14 +68,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "up":
         statuses = manager.up(
-            settings, brokers=args.brokers, heap=args.heap, secure=args.secure, s3=args.s3
+            settings,
+            brokers=args.brokers,
+            heap=args.heap,
+            secure=args.secure,
+            s3=args.s3,
+            sentinel=args.sentinel,
         )
     elif args.action == "down":
         statuses = manager.down(settings)
     else:
         statuses = manager.status(settings)
     for status in statuses:
-        parts = [f"{status.name:<8}", f"{status.address:<21}", f"{status.state:<8}"]
+        parts = [f"{status.name:<10}", f"{status.address:<21}", f"{status.state:<8}"]
         if status.role:
             parts.append(f"{status.role:<17}")
         if status.version:

@@ -1,5 +1,6 @@
-"""``kassa services up | down | status``: the local Kafka cluster and Redis kassa runs against,
-and, with ``up --s3``, a local S3 server (S3Proxy) for an object-store ``KASSA_DATA_DIR``."""
+"""``kassa services up | down | status``: the local Kafka cluster and Redis kassa runs against
+(one server, or with ``up --sentinel`` a master, its replica and three Sentinels), and, with
+``up --s3``, a local S3 server (S3Proxy) for an object-store ``KASSA_DATA_DIR``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
@@ -23,10 +24,21 @@ from services.kafka import (
     metadata_version,
     quorum_status,
 )
-from services.process import port_in_use, stop_recorded
-from services.redis import RedisRefusedError, RedisServer, redis_server_binary
+from services.process import is_local, port_in_use, stop_recorded
+from services.redis import RedisRefusedError, RedisSentinel, RedisServer, redis_server_binary
 from services.s3proxy import S3ProxyServer, ensure_s3proxy
 from services.security import SECURE_FOLDER, SecureFiles
+from services.sentinel import (
+    DEFAULT_SENTINEL_PORTS,
+    DOWN_AFTER_MS,
+    MIN_SENTINELS,
+    QUORUM,
+    SENTINEL_FOLDER,
+    Address,
+    NodeStart,
+    SentinelShape,
+    address_text,
+)
 from storage.kafka.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -59,7 +71,7 @@ class PortInUseError(ServiceError):
         super().__init__(
             f"port {port} ({what}) is in use by another program; nothing was started. Free "
             "it, or move kassa's services (KASSA_KAFKA_BOOTSTRAP, KASSA_KAFKA_CONTROLLER_PORT, "
-            "KASSA_REDIS_URL)"
+            "KASSA_REDIS_URL, KASSA_REDIS_SENTINELS)"
         )
         self.port = port
 
@@ -142,6 +154,109 @@ def redis_server(settings: Settings) -> RedisServer:
     )
 
 
+SECURE_SENTINELS: Final = (
+    "'kassa services up --sentinel' starts plaintext Redis nodes and Sentinels, and "
+    "'--secure' a TLS-only Redis: they do not go together{why}. For TLS Sentinels run your "
+    "own (kassa's client follows them: KASSA_REDIS_SENTINELS and a rediss:// KASSA_REDIS_URL, "
+    "docs/security.md), or use another KASSA_STATE_DIR"
+)
+
+
+def redis_sentinels(settings: Settings, *, sentinel: bool = False) -> SentinelShape | None:
+    """The master, replica and Sentinels ``up --sentinel`` recorded under ``KASSA_STATE_DIR``;
+    else, with ``sentinel``, a new shape to make; else ``None`` (the single Redis).
+
+    The nodes log in with ``KASSA_REDIS_URL``'s password (:func:`redis_server`), which the
+    Sentinels also give them; the Sentinels require ``KASSA_REDIS_SENTINEL_PASSWORD``. A new
+    shape's Sentinels listen at ``KASSA_REDIS_SENTINELS`` (each on this machine), else on
+    ports 26379-26381 of the URL's host.
+    """
+    home = settings.state_dir / SENTINEL_FOLDER
+    first = redis_server(settings)
+    watching = RedisSentinel(
+        first.host,
+        DEFAULT_SENTINEL_PORTS[0],
+        home,
+        settings.redis_sentinel_master,
+        first.host,
+        first.port,
+        quorum=QUORUM,
+        down_after_ms=DOWN_AFTER_MS,
+        username=settings.redis_sentinel_username or None,
+        password=settings.redis_sentinel_password,
+        master_username=first.username,
+        master_password=first.password,
+    )
+    shape = SentinelShape.load(home, first, watching)
+    if shape is None and sentinel:
+        addresses = _sentinel_addresses(settings, first.host)
+        shape = SentinelShape.plan(home, settings.redis_sentinel_master, first, watching, addresses)
+    return shape
+
+
+def _sentinel_addresses(settings: Settings, host: str) -> list[Address]:
+    """Where the Sentinels of a new shape listen: ``KASSA_REDIS_SENTINELS``, else ports
+    26379-26381 of ``host``."""
+    if not settings.redis_sentinels:
+        return [(host, port) for port in DEFAULT_SENTINEL_PORTS]
+    addresses = settings.redis_sentinel_addresses
+    for address in addresses:
+        if not is_local(address[0]):
+            msg = (
+                f"KASSA_REDIS_SENTINELS names {address_text(address)}, not an address of this "
+                "machine, where 'kassa services up --sentinel' starts the Sentinels: list "
+                "local addresses (e.g. 127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381), or "
+                "unset it for those"
+            )
+            raise ServiceError(msg)
+    if len(addresses) < MIN_SENTINELS:
+        msg = (
+            f"KASSA_REDIS_SENTINELS names {len(addresses)} Sentinel(s); 'kassa services up "
+            f"--sentinel' starts at least {MIN_SENTINELS} (quorum {QUORUM}, so that a failover "
+            "still happens with one of them down): list three addresses, or unset it"
+        )
+        raise ServiceError(msg)
+    return addresses
+
+
+def _sentinels_to_start(
+    settings: Settings, cluster: KafkaCluster, *, sentinel: bool
+) -> SentinelShape | None:
+    """The Sentinel shape ``up`` makes or keeps (:func:`redis_sentinels`), if any: refused
+    if the settings name another, or if the local services are secured."""
+    shape = redis_sentinels(settings, sentinel=sentinel)
+    if shape is None:
+        return None
+    _check_recorded(settings, shape)
+    if cluster.secure is not None or redis_server(settings).tls is not None:
+        why = f" (the local services in {settings.state_dir} are secured)"
+        raise ServiceError(SECURE_SENTINELS.format(why=why))
+    return shape
+
+
+def _check_recorded(settings: Settings, shape: SentinelShape) -> None:
+    """Refuse settings that name another shape than the one recorded (``up`` would start
+    servers the others do not know)."""
+    url = urlsplit(settings.redis_url)
+    wanted = [
+        ("master name", shape.master_name, settings.redis_sentinel_master,
+         "KASSA_REDIS_SENTINEL_MASTER"),
+        ("first Redis node", shape.nodes[0].address,
+         f"{url.hostname or '127.0.0.1'}:{url.port or 6379}", "KASSA_REDIS_URL"),
+    ]  # fmt: skip
+    if settings.redis_sentinels:
+        given = ",".join(map(address_text, settings.redis_sentinel_addresses))
+        wanted.append(("Sentinels", shape.sentinel_list, given, "KASSA_REDIS_SENTINELS"))
+    for what, recorded, given, setting in wanted:
+        if recorded != given:
+            msg = (
+                f"the local Redis Sentinel shape in {shape.home} has the {what} {recorded}, "
+                f"not {given} ({setting}); set that back, or run 'kassa services down' and "
+                "delete that folder, or use another KASSA_STATE_DIR"
+            )
+            raise ServiceError(msg)
+
+
 def s3proxy_server(settings: Settings) -> S3ProxyServer:
     """The local S3Proxy on ``KASSA_S3PROXY_PORT``, kept under ``KASSA_STATE_DIR``."""
     return S3ProxyServer(
@@ -165,9 +280,12 @@ def up(
     *,
     secure: bool = False,
     s3: bool = False,
+    sentinel: bool = False,
 ) -> list[ServiceStatus]:
     """Start the Kafka nodes and Redis unless running; create the topics; with ``s3``, also
-    S3Proxy (:func:`up_s3`).
+    S3Proxy (:func:`up_s3`); with ``sentinel`` (or a shape recorded by an earlier ``up
+    --sentinel``), Redis as a master, its replica and three Sentinels (:func:`redis_sentinels`,
+    :meth:`SentinelShape.start`), not with ``secure``.
 
     A single broker or Redis that already answers at the configured address (e.g. from
     ``docker compose``) is reused; a Redis that answers but refuses KASSA_REDIS_URL's
@@ -176,31 +294,35 @@ def up(
     the ``kassa`` user's ACLs, and its topics are created as ``admin``
     (:mod:`services.security`).
     """
+    if secure and sentinel:
+        raise ServiceError(SECURE_SENTINELS.format(why=""))
     check_tools()
     cluster = kafka_cluster(settings, brokers, heap, secure=secure or None)
+    shape = _sentinels_to_start(settings, cluster, sentinel=sentinel)
     if cluster.secure is not None:
         cluster.secure.make(cluster.host, cluster.bootstrap)
         host = urlsplit(settings.redis_url).hostname or "127.0.0.1"
         cluster.secure.make_redis(host, settings.redis_url)
     redis = redis_server(settings)
     reuse_kafka = _external_kafka(cluster)
-    redis_answers = redis.info() is not None
-    ports = {} if reuse_kafka else _ports_to_start(cluster)
-    if not redis_answers:
-        redis.check_can_start()
-        ports[redis.port] = "Redis"
+    needed: dict[Address, str] = {}
+    if not reuse_kafka:
+        needed = {(cluster.host, port): what for port, what in _ports_to_start(cluster).items()}
+    needed.update(_redis_to_start(redis, shape))
     s3proxy = s3proxy_server(settings) if s3 else None
     if s3proxy is not None and s3proxy.pid is None:
-        ports[s3proxy.port] = "S3Proxy"
-    for port, what in ports.items():
-        host = redis.host if what == "Redis" else cluster.host
+        needed[(cluster.host, s3proxy.port)] = "S3Proxy"
+    for (host, port), what in needed.items():
         if port_in_use(host, port):
             raise PortInUseError(port, what)
     if reuse_kafka:
         kafka = [ServiceStatus("kafka", cluster.nodes[0].bootstrap, "reused")]
     else:
         kafka = _up_kafka(settings, cluster)
-    statuses = [*kafka, _up_redis(settings)]
+    if shape is None:
+        statuses = [*kafka, _up_redis(settings)]
+    else:
+        statuses = [*kafka, *_up_sentinels(settings, shape)]
     if s3proxy is not None:
         statuses.append(up_s3(s3proxy))
     if cluster.secure is None:
@@ -210,6 +332,86 @@ def up(
     cluster.secure.grant(cluster.bootstrap, settings)
     hint = f"clients: set -a; . {cluster.secure.client_env}; set +a"
     return [*statuses, ServiceStatus("kafka", cluster.bootstrap, "running", detail=hint)]
+
+
+def _redis_to_start(redis: RedisServer, shape: SentinelShape | None) -> dict[Address, str]:
+    """The address of each Redis node (and Sentinel) that does not answer, and so that ``up``
+    starts; each checked that it can be started with its login."""
+    needed: dict[Address, str] = {}
+    for node in shape.nodes if shape is not None else (redis,):
+        if node.info() is None:
+            node.check_can_start()
+            needed[(node.host, node.port)] = "Redis"
+    for sentinel in shape.sentinels if shape is not None else ():
+        if not sentinel.answers():
+            sentinel.check_can_start()
+            needed[(sentinel.host, sentinel.port)] = "Redis Sentinel"
+    return needed
+
+
+def _up_sentinels(settings: Settings, shape: SentinelShape) -> list[ServiceStatus]:
+    """Start what of ``shape`` does not run; a row per node and Sentinel, and the settings
+    clients need if they are not those of ``settings``."""
+    nodes, sentinels = shape.start()
+    rows = [_started_node(n, start) for n, start in enumerate(nodes, start=1)]
+    for n, (sentinel, started) in enumerate(zip(shape.sentinels, sentinels, strict=True), start=1):
+        row = _sentinel_status(n, sentinel)
+        rows.append(dataclasses.replace(row, state="started") if started else row)
+    listed = [(sentinel.host, sentinel.port) for sentinel in shape.sentinels]
+    if settings.redis_sentinel_addresses != listed:
+        hint = (
+            f"clients: export KASSA_REDIS_SENTINELS={shape.sentinel_list} "
+            f"KASSA_REDIS_SENTINEL_MASTER={shape.master_name}"
+        )
+        rows.append(ServiceStatus("redis", shape.sentinel_list, "running", detail=hint))
+    return rows
+
+
+def _started_node(n: int, start: NodeStart) -> ServiceStatus:
+    row = _redis_status(start.node, _redis_node_name(n), replication=True)
+    if not start.started:
+        return row
+    how = (
+        "as the master" if start.master is None else f"as a replica of {address_text(start.master)}"
+    )
+    return dataclasses.replace(row, state="started", detail=f"{row.detail}; started {how}")
+
+
+def _redis_node_name(n: int) -> str:
+    return f"redis-{n}"
+
+
+def _sentinel_name(n: int) -> str:
+    return f"sentinel-{n}"
+
+
+def _sentinel_status(n: int, sentinel: RedisSentinel) -> ServiceStatus:
+    """Whether the Sentinel answers (with its login) and which master it names."""
+    name = _sentinel_name(n)
+    try:
+        answers = sentinel.answers()
+        master = sentinel.master_address() if answers else None
+    except RedisRefusedError as exc:
+        return ServiceStatus(
+            name, sentinel.address, "refused", pid=sentinel.pid, role="sentinel", detail=str(exc)
+        )
+    if not answers:
+        return ServiceStatus(name, sentinel.address, "down", role="sentinel")
+    pid = sentinel.pid
+    if master is None:
+        named = f"knows no master {sentinel.master!r}"
+    else:
+        named = f"names {address_text(master)} the master {sentinel.master!r}"
+    return ServiceStatus(
+        name,
+        sentinel.address,
+        "running" if pid else "reused",
+        pid=pid,
+        data_dir=sentinel.home if pid else None,
+        detail=named,
+        role="sentinel",
+        security="password (KASSA_REDIS_SENTINEL_PASSWORD)" if sentinel.password else "no password",
+    )
 
 
 def up_s3(server: S3ProxyServer) -> ServiceStatus:
@@ -297,6 +499,7 @@ def down(settings: Settings) -> list[ServiceStatus]:
     legacy = stop_recorded(settings.state_dir / "kafka" / LEGACY_PID, KafkaServer.STOP_TIMEOUT)
     cluster = kafka_cluster(settings)
     redis = redis_server(settings)
+    shape = redis_sentinels(settings)
     stopped = cluster.stop()
     statuses = []
     if legacy:
@@ -305,8 +508,11 @@ def down(settings: Settings) -> list[ServiceStatus]:
         ServiceStatus(_node_name(node.node_id), node.bootstrap, "stopped" if was else "down")
         for node, was in zip(cluster.nodes, stopped, strict=True)
     ]
-    redis_state: State = "stopped" if redis.stop() else "down"
-    statuses.append(ServiceStatus("redis", redis.address, redis_state))
+    if shape is None:
+        redis_state: State = "stopped" if redis.stop() else "down"
+        statuses.append(ServiceStatus("redis", redis.address, redis_state))
+    else:
+        statuses += _stop_sentinels(shape)
     s3proxy = settings.state_dir / "s3proxy"
     if s3proxy.exists():
         s3_state: State = "stopped" if s3proxy_server(settings).stop() else "down"
@@ -314,12 +520,34 @@ def down(settings: Settings) -> list[ServiceStatus]:
     return statuses
 
 
+def _stop_sentinels(shape: SentinelShape) -> list[ServiceStatus]:
+    sentinels, nodes = shape.stop()
+    rows = [
+        ServiceStatus(_redis_node_name(n), node.address, "stopped" if was else "down")
+        for n, (node, was) in enumerate(zip(shape.nodes, nodes, strict=True), start=1)
+    ]
+    rows += [
+        ServiceStatus(_sentinel_name(n), sentinel.address, "stopped" if was else "down")
+        for n, (sentinel, was) in enumerate(zip(shape.sentinels, sentinels, strict=True), start=1)
+    ]
+    return rows
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     """Each Kafka node (id, role, address, pid, data folder), the cluster with its active
-    controller, and Redis."""
+    controller, and Redis: with ``up --sentinel``, each node with its role (master or
+    replica, as the node says) and each Sentinel with the master it names."""
     cluster = kafka_cluster(settings)
     statuses = _kafka_status(settings, cluster)
-    statuses.append(_redis_status(redis_server(settings)))
+    shape = redis_sentinels(settings)
+    if shape is None:
+        statuses.append(_redis_status(redis_server(settings)))
+    else:
+        statuses += [
+            _redis_status(node, _redis_node_name(n), replication=True)
+            for n, node in enumerate(shape.nodes, start=1)
+        ]
+        statuses += [_sentinel_status(n, s) for n, s in enumerate(shape.sentinels, start=1)]
     if (settings.state_dir / "s3proxy").exists():
         server = s3proxy_server(settings)
         up_here = server.pid is not None and server.answers()
@@ -327,25 +555,41 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return statuses
 
 
-def _redis_status(redis: RedisServer) -> ServiceStatus:
+def _redis_status(
+    redis: RedisServer, name: str = "redis", *, replication: bool = False
+) -> ServiceStatus:
+    """The row of one Redis server; with ``replication``, its role and master as it says."""
     try:
         info = redis.info()
     except RedisRefusedError as exc:
-        return ServiceStatus("redis", redis.address, "refused", pid=redis.pid, detail=str(exc))
+        return ServiceStatus(name, redis.address, "refused", pid=redis.pid, detail=str(exc))
     if info is None:
-        return ServiceStatus("redis", redis.address, "down")
+        return ServiceStatus(name, redis.address, "down")
     state: State = "running" if redis.pid else "reused"
     version = _redis_version(info)
+    role, detail = "", _aof(info)
+    if replication:
+        role, replicating = _replication(info)
+        detail = f"{detail}; {replicating}"
     return ServiceStatus(
-        "redis",
+        name,
         redis.address,
         state,
         version,
         redis.pid,
         _own(redis),
-        _aof(info),
+        detail,
+        role,
         security=_redis_security(redis),
     )
+
+
+def _replication(info: dict[str, object]) -> tuple[str, str]:
+    """The role (``master``/``replica``) and a few words on replication from ``INFO``."""
+    if info.get("role") == "master":
+        return "master", f"{info.get('connected_slaves', 0)} replica(s) connected"
+    master = f"{info.get('master_host')}:{info.get('master_port')}"
+    return "replica", f"replica of {master}, link {info.get('master_link_status')}"
 
 
 def _kafka_status(settings: Settings, cluster: KafkaCluster) -> list[ServiceStatus]:

@@ -48,25 +48,33 @@ def is_alive(pid: int) -> bool:
         return False
 
 
-def spawn(command: Sequence[str], log_file: Path, pid_file: Path) -> int:
+def spawn(command: Sequence[str], log_file: Path, pid_file: Path, *, private: bool = False) -> int:
     """Start ``command`` detached in its own session, output to ``log_file``; return its pid.
 
     The process outlives kassa (``kassa services up`` returns while it runs), so it is not
-    tied to a ``Popen`` object; its pid goes to ``pid_file``.
+    tied to a ``Popen`` object; its pid goes to ``pid_file``. A ``private`` process creates
+    its files for its user only (umask 077): Redis rewrites its configuration file, with the
+    passwords in it, as a new file (``CONFIG REWRITE``, which a Sentinel also sends to the
+    master and replicas after a failover).
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    pid = os.posix_spawn(
-        command[0],
-        list(command),
-        dict(os.environ),
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
+    umask = os.umask(0o077) if private else None  # the child inherits it at the spawn
+    try:
+        pid = os.posix_spawn(
+            command[0],
+            list(command),
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        if umask is not None:
+            os.umask(umask)
     pid_file.write_text(f"{pid}\n")
     return pid
 
@@ -163,6 +171,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def is_local(host: str) -> bool:
+    """Whether ``host`` is an address of this machine: a server started here can listen on it."""
+    try:
+        found = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    for family, kind, protocol, _, address in found:
+        with socket.socket(family, kind, protocol) as sock:
+            try:
+                sock.bind(address)
+            except OSError:
+                continue
+            return True
+    return False
 
 
 def port_in_use(host: str, port: int) -> bool:

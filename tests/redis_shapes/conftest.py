@@ -1,5 +1,6 @@
 """Redis in the shapes chains run it, for the tests of this folder: a Redis Cluster of three
-masters (and a master with a replica watched by three Sentinels).
+masters (and a master with a replica watched by three Sentinels, or those ``kassa services up
+--sentinel`` starts).
 
 Each starts once per test session (this folder is one pytest-xdist unit, so one worker
 starts it); each test gets a fresh topic and group, and so a key space of its own.
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from redis.cluster import RedisCluster
 
 from common.settings import Settings
 from services.redis import RedisSentinel, RedisServer
+from services.sentinel import SentinelShape
 from storage.kafka.topics import ensure_topics
 from tests.conftest import Services, fresh_settings
 from tests.helpers import free_port, wait_until
@@ -114,11 +115,19 @@ def cluster_client(servers: list[RedisServer]) -> RedisCluster:
 
 @dataclass(frozen=True)
 class Sentinels:
-    """A master, its replica and the Sentinels watching them (:data:`SENTINEL_MASTER`)."""
+    """A master, its replica and the Sentinels watching them (:data:`SENTINEL_MASTER` for the
+    ``sentinels`` fixture), each logged in to with its password, if any."""
 
     master: RedisServer
     replica: RedisServer
     sentinels: list[RedisSentinel]
+
+    @classmethod
+    def of(cls, shape: SentinelShape) -> Sentinels:
+        """The nodes and Sentinels ``kassa services up --sentinel`` recorded: node 1 the
+        master, node 2 its replica, as first started."""
+        master, replica = shape.nodes
+        return cls(master, replica, list(shape.sentinels))
 
     @property
     def addresses(self) -> str:
@@ -127,31 +136,15 @@ class Sentinels:
 
     def master_address(self) -> tuple[str, int] | None:
         """Where the first Sentinel says the master is."""
-        first = self.sentinels[0]
-        client = Redis(host=first.host, port=first.port, decode_responses=True)
-        try:
-            found = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
-        finally:
-            client.close()
-        return None if found is None else (found[0], int(found[1]))
+        return self.sentinels[0].master_address()
 
     def ready(self) -> bool:
         """Whether the replica is in sync and every Sentinel knows it and the others."""
-        replica = Redis(host=self.replica.host, port=self.replica.port, decode_responses=True)
-        try:
-            if replica.info("replication").get("master_link_status") != "up":
-                return False
-        finally:
-            replica.close()
-        for sentinel in self.sentinels:
-            client = Redis(host=sentinel.host, port=sentinel.port, decode_responses=True)
-            try:
-                fields = client.sentinel_master(SENTINEL_MASTER)
-            finally:
-                client.close()
-            if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
-                return False
-        return True
+        name = self.sentinels[0].master
+        shape = SentinelShape(
+            self.master.home, name, (self.master, self.replica), tuple(self.sentinels)
+        )
+        return not shape.not_ready((self.master.host, self.master.port))
 
 
 @contextmanager
