@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from redis.cluster import RedisCluster
 
 from common.settings import Settings
@@ -148,9 +149,9 @@ class Sentinels:
 
 
 @contextmanager
-def started_sentinels(home: Path) -> Iterator[Sentinels]:
+def started_sentinels(home: Path, password: SecretStr | None = None) -> Iterator[Sentinels]:
     """A master, a replica of it and three Sentinels (quorum 2, a master down after 1 s)
-    under ``home``, until the block ends."""
+    under ``home``, until the block ends; the Sentinels require ``password``, if given."""
     master = RedisServer("127.0.0.1", free_port(), home / "master")
     replica = RedisServer(
         "127.0.0.1",
@@ -166,6 +167,7 @@ def started_sentinels(home: Path) -> Iterator[Sentinels]:
             SENTINEL_MASTER,
             master.host,
             master.port,
+            password=password,
         )
         for n in range(1, SENTINEL_COUNT + 1)
     ]

@@ -11,11 +11,16 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+from pydantic import SecretStr
+
 from common.settings import Settings
 from jobs.daily.job import run_day
 from storage import parquet
 from storage.connections import open_redis
-from tests.helpers import wait_until
+from storage.kafka.topics import ensure_topics
+from tests.conftest import Services, fresh_settings
+from tests.helpers import free_port, run_kassa, settings_env, wait_until
 from tests.jobs.daily.helpers import expected_of, parquet_figures, seal, utc
 from tests.jobs.stream.helpers import (
     assert_exact,
@@ -27,8 +32,10 @@ from tests.jobs.stream.helpers import (
     watermark_sum,
 )
 from tests.pipeline import DAY
-from tests.redis_shapes.conftest import Sentinels
+from tests.redis_shapes.conftest import Sentinels, on_sentinels, started_sentinels
 
+ACCESS_REFUSED = 9
+"""kassa's exit status when Kafka or Redis refuses it (docs/operations.md)."""
 RATE = 250
 """Checkouts a second of the steady replay."""
 
@@ -74,3 +81,57 @@ def test_a_sentinel_failover_under_load_leaves_the_live_and_daily_figures_exact(
     assert manifest.complete
     path = parquet.table_path(settings.data_dir, "daily_item_sales", DAY)
     assert parquet_figures(path) == expected_of(before + during, DAY, settings.zone)
+
+
+SENTINEL_PASSWORD = "sentinels-own-Pw-31"
+
+
+def test_sentinels_refusing_kassas_login_stop_a_command_in_one_line_with_exit_status_9(
+    services: Services, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Sentinels requiring a password (``requirepass``) refuse kassa without it or with a
+    wrong one: ``kassa top`` and the stream job stop at once (retrying cannot help), naming
+    the Sentinels' login settings, never the password; with it, kassa counts through them."""
+    wrong = "not-the-sentinels-password"
+    with started_sentinels(tmp_path / "redis", SecretStr(SENTINEL_PASSWORD)) as shape:
+        url = f"redis://{shape.master.address}/0"
+        settings = fresh_settings(request, tmp_path, services.kafka.bootstrap, url)
+        # the master is found through the Sentinels: a client ignoring them finds no server
+        nowhere = f"redis://127.0.0.1:{free_port()}/0"
+        settings = on_sentinels(settings.model_copy(update={"redis_url": nowhere}), shape)
+        ensure_topics(settings)
+        checkouts = valid_checkouts(20, seed=7, day=DAY)
+        publish_checkouts(settings, checkouts)
+        top = ("top", "--day", DAY.isoformat())
+        for given, command in (
+            (None, top),
+            (wrong, top),
+            (wrong, ("stream", "--idle-timeout", "3")),
+        ):
+            password = None if given is None else SecretStr(given)
+            env = settings_env(settings.model_copy(update={"redis_sentinel_password": password}))
+            result = run_kassa(*command, env=env)
+            assert result.returncode == ACCESS_REFUSED, result.stderr[-2000:]
+            errors = [line for line in result.stderr.splitlines() if "kassa: error:" in line]
+            assert len(errors) == 1, result.stderr[-2000:]
+            assert "Traceback" not in result.stderr
+            assert "the Sentinels refused kassa's login" in errors[0]
+            assert "KASSA_REDIS_SENTINEL_PASSWORD" in errors[0]
+            assert f"KASSA_REDIS_SENTINELS={shape.addresses!r}" in errors[0]
+            assert SENTINEL_PASSWORD not in result.stdout + result.stderr
+            assert wrong not in result.stdout + result.stderr
+
+        allowed = settings.model_copy(
+            update={"redis_sentinel_password": SecretStr(SENTINEL_PASSWORD)}
+        )
+        env = settings_env(allowed)
+        counted = run_kassa("stream", "--idle-timeout", "3", env=env)
+        assert counted.returncode == 0, counted.stderr[-2000:]
+        client = open_redis(allowed)
+        try:
+            assert_exact(client, allowed, checkouts)
+        finally:
+            client.close()
+        ranked = run_kassa(*top, env=env)
+        assert ranked.returncode == 0, ranked.stderr[-2000:]
+        assert f"live ranking by units for {DAY}" in ranked.stdout
