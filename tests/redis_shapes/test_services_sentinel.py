@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from common.schema import Checkout
 from common.settings import Settings
-from services.manager import redis_sentinels
+from services.manager.redis_nodes import redis_sentinels
 from services.process import is_alive, port_in_use
 from services.redis import RedisServer
 from storage.connections import open_redis
