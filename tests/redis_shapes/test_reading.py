@@ -38,7 +38,7 @@ from storage.kafka.topics import ensure_topics
 from tests.api.helpers import QUANTUM, as_rows, call, expected_ranking, get, serving_child
 from tests.conftest import Services, fresh_settings
 from tests.helpers import Figures, free_port, run_kassa, settings_env, truth, wait_until
-from tests.jobs.daily.helpers import expected_of, parquet_figures, seal
+from tests.jobs.daily.helpers import daily_keys, expected_of, parquet_figures, seal
 from tests.jobs.stream.helpers import assert_exact, publish_checkouts, run_once, valid_checkouts
 from tests.redis_shapes.conftest import Sentinels, on_sentinels, started_sentinels
 
@@ -46,8 +46,6 @@ SHAPES = ("cluster", "sentinel")
 PER_DAY = 150
 """Checkouts of each of the two days."""
 TOP = 10
-RUN_FIELDS_THAT_DIFFER = (b"finished_at",)
-"""A run stores the time it staged the keys, its snapshot the time its manifest was written."""
 
 
 @dataclass(frozen=True)
@@ -288,24 +286,14 @@ def test_kassa_stream_rebuild_clears_the_live_days_and_the_stream_job_recounts_t
         client.close()
 
 
-DailyKeys = dict[str, Any]
-
-
-def _daily_keys(client: Client, space: str, days: tuple[date, ...]) -> DailyKeys:
-    """Every daily key of ``days`` (chain and stores) with its value (a run's time left out)."""
-    found: DailyKeys = {}
-    for day in days:
-        for raw in client.scan_iter(match=f"{keys.day_scope(space, 'daily', day)}:*"):
-            key = raw.decode()
-            kind = client.type(key).decode()
-            if kind == "zset":
-                found[key] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "set":
-                found[key] = sorted(client.smembers(key))
-            else:
-                values = client.hgetall(key)
-                found[key] = {f: v for f, v in values.items() if f not in RUN_FIELDS_THAT_DIFFER}
-    return found
+def _daily_keys(client: Client, space: str, days: tuple[date, ...]) -> dict[str, object]:
+    """Every daily key of ``days`` with its value (:func:`daily_keys`, the names left out)."""
+    return {
+        key: value
+        for day in days
+        for key, value in daily_keys(client, space, day).items()
+        if key != "names"
+    }
 
 
 def test_the_scheduler_republishes_deleted_daily_keys_exactly(counted: Counted) -> None:

@@ -258,13 +258,6 @@ def test_two_runs_of_a_day_in_two_processes_take_turns_through_the_redis_lock(
     assert set(_objects(s3_settings)) == _published(final)
 
 
-def _daily_keys(client: redis.Redis, space: str) -> dict[str, object]:
-    found: dict[str, object] = {}
-    for raw in sorted(client.scan_iter(f"{keys.PREFIX}:{space}:*")):
-        found[raw.decode()] = client.dump(raw)
-    return found
-
-
 def test_a_flushed_redis_is_republished_from_the_s3_snapshot(
     s3_settings: Settings, redis_client: redis.Redis
 ) -> None:

@@ -15,6 +15,8 @@ from confluent_kafka.admin import AdminClient
 
 from common.schema import Checkout, Line, encode_checkout, record_timestamp_ms
 from common.settings import Settings
+from storage import keys
+from storage.connections import Client
 from storage.figures import COLUMNS
 from storage.kafka.config import client_config
 from tests.helpers import DATASET, truth
@@ -153,3 +155,29 @@ def delete_records(settings: Settings, partition: int, before: int) -> None:
     futures = admin.delete_records([TopicPartition(settings.topic, partition, before)])
     for future in futures.values():
         assert future.result(timeout=30).low_watermark == before
+
+
+RUN_FIELDS_THAT_DIFFER = ("finished_at",)
+"""A run stores the time it staged the keys, the snapshot the time its manifest was written."""
+
+DailyKeys = dict[str, object]
+
+
+def daily_keys(client: Client, space: str, day: date) -> DailyKeys:
+    """Every daily key of ``day`` (chain and stores) with its value, and the item names: what
+    a republish must restore (a run's time left out, see :data:`RUN_FIELDS_THAT_DIFFER`)."""
+    found: DailyKeys = {}
+    for raw in client.scan_iter(match=f"{keys.day_scope(space, 'daily', day)}*"):
+        key = raw.decode()
+        kind = client.type(key).decode()
+        if kind == "zset":
+            found[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            found[key] = sorted(client.smembers(key))
+        else:
+            values = client.hgetall(key)
+            found[key] = {
+                f: v for f, v in values.items() if f.decode() not in RUN_FIELDS_THAT_DIFFER
+            }
+    found["names"] = client.hgetall(keys.names_key(space))
+    return found

@@ -19,14 +19,10 @@ from services.redis import RedisServer
 from storage import keys, parquet
 from storage.connections import open_redis
 from storage.kafka.topics import admin_client
-from tests.jobs.daily.helpers import checkout, produce, utc
+from tests.jobs.daily.helpers import DailyKeys, checkout, daily_keys, produce, utc
 from tests.jobs.stream.faults import copy_redis_data, redis_url_of, restore_redis_data
 
 DAY, NEXT_DAY = date(2026, 11, 16), date(2026, 11, 17)
-RUN_FIELDS_THAT_DIFFER = ("finished_at",)
-"""A run stores the time it staged the keys, the snapshot the time its manifest was written."""
-
-DailyKeys = dict[str, object]
 
 
 def _traffic(day: date) -> list[Checkout]:
@@ -46,25 +42,6 @@ def _traffic(day: date) -> list[Checkout]:
     return [*sales, refund]
 
 
-def _daily_keys(client: redis.Redis, space: str, day: date) -> DailyKeys:
-    """Every daily key of ``day`` (chain and stores) with its value, and the item names."""
-    found: DailyKeys = {}
-    for raw in client.scan_iter(match=f"{keys.day_scope(space, 'daily', day)}*"):
-        key = raw.decode()
-        kind = client.type(key).decode()
-        if kind == "zset":
-            found[key] = client.zrange(key, 0, -1, withscores=True)
-        elif kind == "set":
-            found[key] = sorted(client.smembers(key))
-        else:
-            values = client.hgetall(key)
-            found[key] = {
-                f: v for f, v in values.items() if f.decode() not in RUN_FIELDS_THAT_DIFFER
-            }
-    found["names"] = client.hgetall(keys.names_key(space))
-    return found
-
-
 def _two_days_finalized(
     settings: Settings, client: redis.Redis
 ) -> tuple[Settings, datetime, dict[date, DailyKeys]]:
@@ -74,7 +51,7 @@ def _two_days_finalized(
     produce(window, _traffic(DAY) + _traffic(NEXT_DAY), partition=0)
     now = utc(2026, 11, 18, 2, 30)
     assert [result.day for result in catch_up(window, now)] == [DAY, NEXT_DAY]
-    written = {day: _daily_keys(client, window.key_space, day) for day in (DAY, NEXT_DAY)}
+    written = {day: daily_keys(client, window.key_space, day) for day in (DAY, NEXT_DAY)}
     return window, now, written
 
 
@@ -101,7 +78,7 @@ def test_a_flushed_redis_gets_every_finalized_day_back_from_the_snapshots_withou
     with caplog.at_level(logging.WARNING, logger="jobs.daily.republish"):
         assert catch_up(window, now + timedelta(minutes=10)) == []
 
-    assert {day: _daily_keys(redis_client, space, day) for day in (DAY, NEXT_DAY)} == written
+    assert {day: daily_keys(redis_client, space, day) for day in (DAY, NEXT_DAY)} == written
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         f"day {day}: missing from Redis (restored from an older copy, or flushed?); "
@@ -134,7 +111,7 @@ def test_redis_restored_to_before_a_restatement_gets_the_newer_revision_back(
     assert [result.day for result in catch_up(window, now)] == [NEXT_DAY, DAY]
     assert client.hget(manifest, "revision") == b"2"
     restated = client.hget(manifest, "run_id")
-    written = {day: _daily_keys(client, space, day) for day in (DAY, NEXT_DAY)}
+    written = {day: daily_keys(client, space, day) for day in (DAY, NEXT_DAY)}
     _delete_topic(window)
 
     restore_redis_data(private_redis, tmp_path / "before-restatement")
@@ -142,7 +119,7 @@ def test_redis_restored_to_before_a_restatement_gets_the_newer_revision_back(
     with caplog.at_level(logging.WARNING, logger="jobs.daily.republish"):
         assert catch_up(window, now + timedelta(minutes=10)) == []
 
-    assert {day: _daily_keys(client, space, day) for day in (DAY, NEXT_DAY)} == written
+    assert {day: daily_keys(client, space, day) for day in (DAY, NEXT_DAY)} == written
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         f"day {DAY}: Redis holds revision 1 (run {first_run.decode()}), the snapshot revision 2 "  # type: ignore[union-attr]
         f"(run {restated.decode()}); republishing it from its Parquet snapshot",  # type: ignore[union-attr]
@@ -186,8 +163,8 @@ def test_a_day_whose_snapshot_lost_a_table_is_left_to_an_operator_and_the_fix_it
     with caplog.at_level(logging.WARNING, logger="jobs.daily.republish"):
         assert catch_up(window, now + timedelta(minutes=10)) == []
 
-    assert _daily_keys(redis_client, space, NEXT_DAY) == written[NEXT_DAY]
-    assert _daily_keys(redis_client, space, DAY) == {"names": written[NEXT_DAY]["names"]}
+    assert daily_keys(redis_client, space, NEXT_DAY) == written[NEXT_DAY]
+    assert daily_keys(redis_client, space, DAY) == {"names": written[NEXT_DAY]["names"]}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert (
@@ -199,7 +176,7 @@ def test_a_day_whose_snapshot_lost_a_table_is_left_to_an_operator_and_the_fix_it
     assert errors[0].endswith("the scheduler leaves this day to an operator")
 
     run_day(window, DAY, now=now + timedelta(minutes=20))
-    again = _daily_keys(redis_client, space, DAY)
+    again = daily_keys(redis_client, space, DAY)
     unit_ranking = keys.day_key(space, "daily", DAY, "units")
     assert again[unit_ranking] == written[DAY][unit_ranking]
     assert parquet.table_path(window.data_dir, "sales_lines", DAY).is_file()
