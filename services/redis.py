@@ -49,7 +49,7 @@ class RedisRefusedError(ServiceError):
         fix: str,
         *,
         what: str = "Redis",
-        login: str = "KASSA_REDIS_URL",
+        login: str = "KASSA_REDIS_URL or KASSA_REDIS_USERNAME/_PASSWORD",
     ) -> None:
         super().__init__(
             f"{what} at {address} answers but refuses the user name and password of "
