@@ -64,7 +64,7 @@ def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
         if not args.yes:
             print("nothing changed: run again with --yes to rebuild")
             return 0
-        cleared = execute_rebuild(store, plan)
+        cleared = execute_rebuild(settings, store, plan)
     finally:
         client.close()
     print(f"rebuilt: {cleared} live keys cleared; 'kassa stream' recounts them now")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from common.settings import ENV_PREFIX
 from services.exceptions import MissingToolError, ServiceError
 
 
@@ -55,7 +56,8 @@ def spawn(command: Sequence[str], log_file: Path, pid_file: Path, *, private: bo
     tied to a ``Popen`` object; its pid goes to ``pid_file``. A ``private`` process creates
     its files for its user only (umask 077): Redis rewrites its configuration file, with the
     passwords in it, as a new file (``CONFIG REWRITE``, which a Sentinel also sends to the
-    master and replicas after a failover).
+    master and replicas after a failover). No process gets kassa's ``KASSA_*`` variables:
+    they hold passwords, and a server reads its own configuration files only.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -64,7 +66,7 @@ def spawn(command: Sequence[str], log_file: Path, pid_file: Path, *, private: bo
         pid = os.posix_spawn(
             command[0],
             list(command),
-            dict(os.environ),
+            {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)},
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o644),

@@ -15,7 +15,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import redis
 from pydantic import SecretStr
@@ -23,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationWrongNumberOfArgsError
 from redis.retry import Retry
 
+from common.settings.redis import DEFAULT_USER
 from services.exceptions import ServiceError
 from services.process import RecordedServer, await_ready, require_tool, spawn
 
@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 # checkout with one HINCRBY per field).
 HASH_MAX_LISTPACK_ENTRIES = 64
 REDIS_INSTALL_HINT = "sudo apt-get install redis-server (Debian/Ubuntu; 'make' does it as root)"
-DEFAULT_USER: Final = "default"
-"""The one Redis user whose password the redis-server kassa starts sets (``requirepass``)."""
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
@@ -49,7 +47,7 @@ class RedisRefusedError(ServiceError):
         fix: str,
         *,
         what: str = "Redis",
-        login: str = "KASSA_REDIS_URL",
+        login: str = "KASSA_REDIS_URL or KASSA_REDIS_USERNAME/_PASSWORD",
     ) -> None:
         super().__init__(
             f"{what} at {address} answers but refuses the user name and password of "

@@ -200,6 +200,26 @@ class SentinelShape:
             return host, port
         return self.nodes[0].host, self.nodes[0].port
 
+    def _check_no_failover_pending(self, master: Address) -> None:
+        """Refuse to restart ``master`` while the Sentinels still name it but another node
+        answers: they are about to fail over to it (within :data:`DOWN_AFTER_MS`), and a
+        master restarted from its append-only file (synced once a second) would make that
+        replica drop writes it had acknowledged, or stand beside it as a second master."""
+        node = next((n for n in self.nodes if (n.host, n.port) == master), None)
+        if node is None or node.info() is not None:
+            return
+        named = any(sentinel.master_address() == master for sentinel in self.sentinels)
+        others = [n for n in self.nodes if n is not node and n.info() is not None]
+        if named and others:
+            msg = (
+                f"the Sentinels name {address_text(master)} the master of "
+                f"{self.master_name!r}, which does not answer, while {others[0].address} "
+                "does: a failover is under way (a master is failed over after "
+                f"{DOWN_AFTER_MS // 1000} s down); run 'kassa services up' again once "
+                "'kassa services status' shows the new master"
+            )
+            raise ServiceError(msg)
+
     def start(self, timeout: float = 60.0) -> tuple[list[NodeStart], list[bool]]:
         """Start every node and Sentinel that does not answer, then wait until the replicas
         are in sync and the Sentinels know them and each other.
@@ -210,6 +230,7 @@ class SentinelShape:
         """
         self.save()
         master = self.current_master()
+        self._check_no_failover_pending(master)
         logger.info("the master of %r is at %s", self.master_name, address_text(master))
         order = sorted(self.nodes, key=lambda node: (node.host, node.port) != master)
         started: dict[str, NodeStart] = {}

@@ -105,7 +105,7 @@ def redis_failures(
     doing: str,
     error: Callable[[Target, str, BaseException], RedisUnavailableError] = RedisUnavailableError,
 ) -> Iterator[None]:
-    """Turn any Redis error in the block into ``error(url, doing, cause)``, or into
+    """Turn any Redis error in the block into ``error(target, doing, cause)``, or into
     :class:`~common.errors.RedisAccessError` when Redis answered but refused kassa (its
     login, its TLS or an ACL rule): retrying cannot help then.
 
@@ -126,9 +126,14 @@ def access_refusal(target: Target, exc: redis.RedisError) -> RedisAccessError | 
     """The :class:`~common.errors.RedisAccessError` ``exc`` means, if Redis refused kassa's
     login, TLS or command; ``None`` for any other failure."""
     if isinstance(target, str):
-        user, ca = _url_user(target), None
+        user, ca, host = _url_user(target), None, "the host of KASSA_REDIS_URL"
     else:
         user, ca = target.redis_user, target.redis_ssl_ca_location
+        host = (
+            "the host the Sentinels name"
+            if target.redis_sentinels
+            else "the host of KASSA_REDIS_URL"
+        )
         if isinstance(exc, MasterNotFoundError) and _SENTINEL_REFUSAL in str(exc):
             return RedisAccessError(
                 target,
@@ -154,8 +159,8 @@ def access_refusal(target: Target, exc: redis.RedisError) -> RedisAccessError | 
         return RedisAccessError(
             target,
             f"refused TLS ({exc})",
-            f"the server's certificate must be signed by a CA in {shown} and name the host of "
-            "KASSA_REDIS_URL; point KASSA_REDIS_SSL_CA_LOCATION at its CA",
+            f"the server's certificate must be signed by a CA in {shown} and name {host}; "
+            "point KASSA_REDIS_SSL_CA_LOCATION at its CA",
         )
     return None
 

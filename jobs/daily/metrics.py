@@ -110,6 +110,12 @@ class DailyMetrics:
             "days of the window finalized incomplete (forced), not yet revisited",
             registry=registry,
         )
+        self.days_refused = Gauge(
+            "kassa_daily_days_refused",
+            "days of the window whose last run the invalid-share guard refused (no ranking, or "
+            "a restatement not published) until a run finalizes them",
+            registry=registry,
+        )
         self.state = "starting"
         self.last_error: str | None = None
         self.last_success_at: datetime | None = None
@@ -166,6 +172,7 @@ class DailyMetrics:
             self.incomplete = counts["missing"] + counts["running"]
             self.days_incomplete.set(self.incomplete)
             self.days_forced.set(sum(1 for status in statuses if status.state == "forced"))
+            self.days_refused.set(sum(1 for status in statuses if status.refusal is not None))
             self.days_overdue.set(
                 sum(
                     1

@@ -21,6 +21,7 @@ from datetime import date
 import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from common.redaction import redis_location
 from common.settings import Settings
 from jobs.stream.exceptions import RebuildRefusedError
 from storage.connections import access_refusal
@@ -105,7 +106,7 @@ def plan_rebuild(settings: Settings, store: LiveStore, day: date | None) -> Rebu
         refusal = access_refusal(settings, exc)
         if refusal is not None:
             raise refusal from exc
-        msg = f"cannot read the watermarks from Redis ({exc}); is KASSA_REDIS_URL up?"
+        msg = f"cannot read the watermarks from {redis_location(settings)} ({exc}); is it up?"
         raise RebuildRefusedError(msg) from exc
     if day is not None and (not state.exists or state.identity not in (None, identity)):
         msg = (
@@ -121,15 +122,18 @@ def plan_rebuild(settings: Settings, store: LiveStore, day: date | None) -> Rebu
     return RebuildPlan(settings.topic, settings.key_space, day, identity, state, parts)
 
 
-def execute_rebuild(store: LiveStore, plan: RebuildPlan) -> int:
+def execute_rebuild(settings: Settings, store: LiveStore, plan: RebuildPlan) -> int:
     """Clear the days and move the watermarks back in one Lua call; return the keys cleared."""
     firsts = {part.partition: part.first for part in plan.partitions}
     try:
         epoch, cleared = store.rebuild(plan.identity, plan.state.epoch, firsts, plan.day)
-    except redis.ResponseError as exc:
-        raise RebuildRefusedError(str(exc)) from exc
     except redis.RedisError as exc:
-        msg = f"cannot rebuild the live figures in Redis ({exc}); is KASSA_REDIS_URL up?"
+        refusal = access_refusal(settings, exc)
+        if refusal is not None:
+            raise refusal from exc
+        if isinstance(exc, redis.ResponseError):
+            raise RebuildRefusedError(str(exc)) from exc
+        msg = f"cannot rebuild the live figures in {redis_location(settings)} ({exc}); is it up?"
         raise RebuildRefusedError(msg) from exc
     logger.info("rebuild: %d live keys cleared, epoch %d", cleared, epoch)
     return cleared

@@ -4,6 +4,7 @@ its replica and three Sentinels (:mod:`services.sentinel`); what ``up`` starts a
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
@@ -34,17 +35,22 @@ def redis_server(settings: Settings) -> RedisServer:
     """The local redis-server at ``KASSA_REDIS_URL``'s host and port.
 
     Secured by ``up --secure`` (:meth:`SecureFiles.redis_made`): TLS only, its ACL users,
-    logged in to as ``admin``. Else with the URL's user name and password (percent-decoded,
-    as redis-py reads them), which it requires.
+    logged in to as ``admin``. Else with kassa's login (``KASSA_REDIS_USERNAME`` and
+    ``KASSA_REDIS_PASSWORD`` or its file, else the URL's, percent-decoded as redis-py reads
+    them), whose password it requires.
     """
     url = urlsplit(settings.redis_url)
+    password = settings.redis_password
+    if password is None and url.password:
+        password = SecretStr(unquote(url.password))
+    username = settings.redis_username or (unquote(url.username) if url.username else None)
     server = RedisServer(
         host=url.hostname or "127.0.0.1",
         port=url.port or 6379,
         home=settings.state_dir / "redis",
         appendfsync=settings.redis_appendfsync,
-        username=unquote(url.username) if url.username else None,
-        password=SecretStr(unquote(url.password)) if url.password else None,
+        username=username,
+        password=password,
     )
     secure = SecureFiles(settings.state_dir / SECURE_FOLDER)
     if not secure.redis_made:
@@ -91,9 +97,24 @@ def redis_sentinels(settings: Settings, *, sentinel: bool = False) -> SentinelSh
     )
     shape = SentinelShape.load(home, first, watching)
     if shape is None and sentinel:
+        _check_ip_address(first.host)
         addresses = _sentinel_addresses(settings, first.host)
         shape = SentinelShape.plan(home, settings.redis_sentinel_master, first, watching, addresses)
     return shape
+
+
+def _check_ip_address(host: str) -> None:
+    """Refuse a host name for the master: Sentinels name masters by IP address, which a
+    name would never match (and Redis 7's refuse names without ``resolve-hostnames``)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        msg = (
+            f"KASSA_REDIS_URL names the host {host!r}; 'kassa services up --sentinel' needs "
+            "its IP address (Sentinels name masters by address): write e.g. "
+            "redis://127.0.0.1:6379/0"
+        )
+        raise ServiceError(msg) from None
 
 
 def _sentinel_addresses(settings: Settings, host: str) -> list[Address]:
@@ -200,7 +221,9 @@ def up_sentinels(settings: Settings, shape: SentinelShape) -> list[ServiceStatus
     rows = [_started_node(n, start) for n, start in enumerate(nodes, start=1)]
     for n, (sentinel, started) in enumerate(zip(shape.sentinels, sentinels, strict=True), start=1):
         row = sentinel_status(n, sentinel)
-        rows.append(dataclasses.replace(row, state="started") if started else row)
+        rows.append(
+            dataclasses.replace(row, state="started") if started and row.state == "running" else row
+        )
     listed = [(sentinel.host, sentinel.port) for sentinel in shape.sentinels]
     if settings.redis_sentinel_addresses != listed:
         hint = (
@@ -213,7 +236,7 @@ def up_sentinels(settings: Settings, shape: SentinelShape) -> list[ServiceStatus
 
 def _started_node(n: int, start: NodeStart) -> ServiceStatus:
     row = redis_status(start.node, redis_node_name(n), replication=True)
-    if not start.started:
+    if not start.started or row.state != "running":
         return row
     how = (
         "as the master" if start.master is None else f"as a replica of {address_text(start.master)}"
@@ -243,14 +266,16 @@ def sentinel_status(n: int, sentinel: RedisSentinel) -> ServiceStatus:
     if not answers:
         return ServiceStatus(name, sentinel.address, "down", role="sentinel")
     pid = sentinel.pid
+    state: State = "running" if pid else "reused"
     if master is None:
         named = f"knows no master {sentinel.master!r}"
+        state = "degraded"  # clients asking it find no master
     else:
         named = f"names {address_text(master)} the master {sentinel.master!r}"
     return ServiceStatus(
         name,
         sentinel.address,
-        "running" if pid else "reused",
+        state,
         pid=pid,
         data_dir=sentinel.home if pid else None,
         detail=named,
@@ -289,6 +314,8 @@ def redis_status(
     if replication:
         role, replicating = _replication(info)
         detail = f"{detail}; {replicating}"
+        if role == "replica" and info.get("master_link_status") != "up":
+            state = "degraded"  # it holds no copy a failover could promote
     return ServiceStatus(
         name,
         redis.address,
@@ -311,12 +338,14 @@ def _replication(info: dict[str, object]) -> tuple[str, str]:
 
 
 def _redis_security(server: RedisServer) -> str:
-    """How kassa logs in to Redis: ``no password``, ``password (KASSA_REDIS_URL)``, or TLS
+    """How kassa logs in to Redis: ``no password``, a password, or TLS
     and its ACL users (secured by ``up --secure``)."""
     if server.tls is not None:
         users = ", ".join(repr(user.name) for user in server.users)
         return f"TLS (CA {server.tls.ca}), ACL users {users}, default user off"
-    return "password (KASSA_REDIS_URL)" if server.password else "no password"
+    return (
+        "password (KASSA_REDIS_URL or KASSA_REDIS_PASSWORD)" if server.password else "no password"
+    )
 
 
 def _own(server: RedisServer) -> Path | None:

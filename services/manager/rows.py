@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 State = Literal["started", "running", "reused", "stopped", "down", "degraded", "refused"]
+"""What a service is doing; ``refused``: it answers but refuses kassa's login; ``degraded``:
+it runs but does not do its part (a cluster with a node down, a replica not in sync with its
+master, a Sentinel that knows no master)."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def test_a_day_over_the_invalid_share_is_not_finalized_until_forced(settings: Se
     assert not parquet.table_path(window.data_dir, "daily_item_sales", DAY).exists()
     assert day_status(window.data_dir, DAY).state == "invalid-share"
     assert _sample(daily, "kassa_daily_runs_total", outcome="invalid_share") == 1
+    assert _sample(daily, "kassa_daily_days_refused") == 1
     assert (
         _sample(daily, "kassa_daily_invalid_records_total", reason="unsupported_version")
         == upgraded
