@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import redis
 from pydantic import SecretStr
@@ -33,6 +34,13 @@ logger = logging.getLogger(__name__)
 # checkout with one HINCRBY per field).
 HASH_MAX_LISTPACK_ENTRIES = 64
 REDIS_INSTALL_HINT = "sudo apt-get install redis-server (Debian/Ubuntu; 'make' does it as root)"
+RESTART_WITH_THE_PASSWORD: Final = (
+    "'kassa services up' started it with another password (or none): restart it with the "
+    "current one by 'kassa services down' then 'kassa services up'"
+)
+"""The fix when a server kassa started refuses the password of today's settings."""
+LOGIN_REFUSED: Final = (redis.AuthenticationError, AuthenticationWrongNumberOfArgsError)
+"""What redis-py raises when a server refuses the user name and password."""
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
@@ -124,20 +132,18 @@ class RedisServer(RecordedServer):
         """``INFO`` of the Redis server at ``host:port``, logged in as kassa would be, or
         ``None`` when nothing answers; :class:`RedisRefusedError` when it answers but refuses
         the login (it names the fix)."""
-        client = redis.Redis(
-            host=self.host,
-            port=self.port,
-            username=self.username or None,
-            password=self.password.get_secret_value() if self.password else None,
+        client = _checking_client(
+            self.host,
+            self.port,
+            self.username,
+            self.password,
+            timeout,
             ssl=self.tls is not None,
             ssl_ca_certs=str(self.tls.ca) if self.tls is not None else None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
         )
         try:
             return client.info()
-        except (redis.AuthenticationError, AuthenticationWrongNumberOfArgsError) as exc:
+        except LOGIN_REFUSED as exc:
             raise RedisRefusedError(self.address, exc, self._login_fix()) from None
         except (redis.ConnectionError, redis.TimeoutError):
             return None
@@ -146,10 +152,7 @@ class RedisServer(RecordedServer):
 
     def _login_fix(self) -> str:
         if self.pid is not None:
-            return (
-                "'kassa services up' started it with another password (or none): restart it "
-                "with the current one by 'kassa services down' then 'kassa services up'"
-            )
+            return RESTART_WITH_THE_PASSWORD
         return (
             "it is not kassa's: put its password in KASSA_REDIS_URL "
             "(redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@... for an ACL user; "
@@ -278,15 +281,8 @@ class RedisSentinel(RecordedServer):
     def client(self, timeout: float = 1.0) -> redis.Redis:
         """A client of this Sentinel, logged in with :attr:`username` and :attr:`password`
         (replies decoded), that does not retry."""
-        return redis.Redis(
-            host=self.host,
-            port=self.port,
-            username=self.username or None,
-            password=self.password.get_secret_value() if self.password else None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+        return _checking_client(
+            self.host, self.port, self.username, self.password, timeout, decode_responses=True
         )
 
     def answers(self, timeout: float = 1.0) -> bool:
@@ -295,7 +291,7 @@ class RedisSentinel(RecordedServer):
         client = self.client(timeout)
         try:
             return bool(client.ping())
-        except (redis.AuthenticationError, AuthenticationWrongNumberOfArgsError) as exc:
+        except LOGIN_REFUSED as exc:
             raise self._refused(exc) from None
         except (redis.ConnectionError, redis.TimeoutError):
             return False
@@ -308,7 +304,7 @@ class RedisSentinel(RecordedServer):
         client = self.client(timeout)
         try:
             found = client.sentinel_get_master_addr_by_name(self.master)
-        except (redis.AuthenticationError, AuthenticationWrongNumberOfArgsError) as exc:
+        except LOGIN_REFUSED as exc:
             raise self._refused(exc) from None
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return None
@@ -320,10 +316,7 @@ class RedisSentinel(RecordedServer):
 
     def _refused(self, cause: BaseException) -> RedisRefusedError:
         if self.pid is not None:
-            fix = (
-                "'kassa services up' started it with another password (or none): restart it "
-                "with the current one by 'kassa services down' then 'kassa services up'"
-            )
+            fix = RESTART_WITH_THE_PASSWORD
         else:
             fix = (
                 "it is not kassa's: set KASSA_REDIS_SENTINEL_PASSWORD (or its _FILE) to its "
@@ -399,3 +392,25 @@ class RedisSentinel(RecordedServer):
         await_ready(pid, self.answers, f"Redis Sentinel at {self.address}", log_file, timeout)
         logger.info("Redis Sentinel answers at %s (pid %d)", self.address, pid)
         return pid
+
+
+def _checking_client(
+    host: str,
+    port: int,
+    username: str | None,
+    password: SecretStr | None,
+    timeout: float,
+    **options: object,
+) -> redis.Redis:
+    """A client that logs in as given and does not retry: what ``up`` and ``status`` ask
+    a server with (``options``: redis-py's TLS or decoding options)."""
+    return redis.Redis(
+        host=host,
+        port=port,
+        username=username or None,
+        password=password.get_secret_value() if password else None,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **options,  # type: ignore[arg-type]
+    )

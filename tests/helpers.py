@@ -174,3 +174,12 @@ def discounts(quantity: int, price: Decimal) -> st.SearchStrategy[Decimal]:
         st.just(Decimal(0)),
         st.decimals(0, whole, places=4, allow_nan=False, allow_infinity=False),
     )
+
+
+def one_error_line(stderr: str) -> str:
+    """The one ``kassa: error:`` line of a command's ``stderr`` (asserting it is one line and
+    no traceback came with it)."""
+    errors = [line for line in stderr.splitlines() if line.startswith("kassa: error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]

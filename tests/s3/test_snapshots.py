@@ -14,7 +14,6 @@ import polars as pl
 import pyarrow.dataset as ds
 import redis
 
-from common.schema import Checkout
 from common.settings import Settings
 from jobs.daily.job import run_day
 from jobs.daily.lock import DayLocks
@@ -26,27 +25,16 @@ from storage.figures import COLUMNS
 from storage.location import ObjectStore, open_store
 from tests.api.helpers import get, serving
 from tests.helpers import KASSA, run_kassa, settings_env, wait_until
-from tests.jobs.daily.helpers import Expected, checkout, expected_of, produce, seal, utc
+from tests.jobs.daily.helpers import (
+    Expected,
+    expected_of,
+    produce_four_store_day,
+    utc,
+)
 
 DAY = date(2026, 11, 20)
 QUIET_SECONDS = 2.0
 """How long the store must stay unchanged before a run waiting on Redis is killed."""
-
-
-def _sales(settings: Settings) -> list[Checkout]:
-    """120 checkouts of :data:`DAY` over 4 stores, produced and sealed (the day is complete)."""
-    sales = [
-        checkout(
-            f"t{n}",
-            utc(2026, 11, 20, 8) + timedelta(minutes=7 * n),
-            [(f"sku{n % 5}", 1 + n % 3, "2.50"), ("milk", 2, "0.99")],
-            store_id=f"s{n % 4}",
-        )
-        for n in range(120)
-    ]
-    produce(settings, sales)
-    seal(settings, utc(2026, 11, 22))
-    return sales
 
 
 def _store(settings: Settings) -> ObjectStore:
@@ -111,7 +99,7 @@ def _hive_rows(settings: Settings, table: parquet.Table) -> int:
 def test_a_day_is_written_rerun_as_revision_2_and_read_back_exact(
     s3_settings: Settings, tmp_path: Path
 ) -> None:
-    sales = _sales(s3_settings)
+    sales = produce_four_store_day(s3_settings)
     expected = expected_of(sales, DAY, s3_settings.zone)
 
     first = run_day(s3_settings, DAY).manifest
@@ -148,7 +136,7 @@ def test_a_run_killed_between_its_objects_and_its_manifest_leaves_revision_1_who
     s3_settings: Settings, redis_client: redis.Redis
 ) -> None:
     settings = s3_settings.model_copy(update={"daily_lock_seconds": 3})
-    sales = _sales(settings)
+    sales = produce_four_store_day(settings)
     first = run_day(settings, DAY).manifest
     before = _objects(settings)
     lock = keys.day_lock_key(settings.key_space, DAY)
@@ -206,7 +194,7 @@ def test_a_run_killed_between_its_objects_and_its_manifest_leaves_revision_1_who
 def test_a_run_whose_redis_lock_expired_under_it_publishes_nothing(
     s3_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    _sales(s3_settings)
+    produce_four_store_day(s3_settings)
     first = run_day(s3_settings, DAY).manifest
     before = _objects(s3_settings)
     lock = keys.day_lock_key(s3_settings.key_space, DAY)
@@ -236,7 +224,7 @@ def test_a_run_whose_redis_lock_expired_under_it_publishes_nothing(
 def test_two_runs_of_a_day_in_two_processes_take_turns_through_the_redis_lock(
     s3_settings: Settings,
 ) -> None:
-    _sales(s3_settings)
+    produce_four_store_day(s3_settings)
     env = settings_env(s3_settings)
     command = [*KASSA, "daily", "run", "--day", str(DAY), "--quiet", "--json"]
     children = [
@@ -261,7 +249,7 @@ def test_two_runs_of_a_day_in_two_processes_take_turns_through_the_redis_lock(
 def test_a_flushed_redis_is_republished_from_the_s3_snapshot(
     s3_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    _sales(s3_settings)
+    produce_four_store_day(s3_settings)
     run_day(s3_settings, DAY)
     space = s3_settings.key_space
     ranking = keys.day_key(space, "daily", DAY, "units")
@@ -278,7 +266,7 @@ def test_a_flushed_redis_is_republished_from_the_s3_snapshot(
 
 
 def test_the_api_and_daily_status_read_the_s3_snapshot(s3_settings: Settings) -> None:
-    _sales(s3_settings)
+    produce_four_store_day(s3_settings)
     manifest = run_day(s3_settings, DAY).manifest
 
     status = run_kassa(

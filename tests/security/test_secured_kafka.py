@@ -23,7 +23,7 @@ from common.settings import Settings
 from services.cluster import KafkaCluster
 from services.security import KASSA_USER, Grant, kassa_grants, make_ca
 from tests.api.helpers import basic, call, serving_child
-from tests.helpers import free_port, repo_root, run_kassa, settings_env, wait_until
+from tests.helpers import free_port, one_error_line, repo_root, run_kassa, settings_env, wait_until
 from tests.jobs.stream.helpers import publish_checkouts, run_once, valid_checkouts
 from tests.pipeline import assert_pipeline_exact
 
@@ -107,7 +107,7 @@ def test_an_oauthbearer_token_from_a_callback_logs_kassa_in(
     result = run_kassa("produce", "synthetic", "--count", "5", "--quiet", env=stranger)
     assert result.returncode == ACCESS_REFUSED, result.stderr
     # a principal without ACLs: it cannot see the topic, so kassa would create it
-    assert f"CREATE on topic {by_token.topic!r}" in _one_error_line(result.stderr)
+    assert f"CREATE on topic {by_token.topic!r}" in one_error_line(result.stderr)
 
 
 def test_the_pipeline_is_exact_on_three_secured_brokers(
@@ -126,20 +126,13 @@ def other_ca(tmp_path: Path) -> Path:
     return certificate
 
 
-def _one_error_line(stderr: str) -> str:
-    errors = [line for line in stderr.splitlines() if line.startswith("kassa: error:")]
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr
-    return errors[0]
-
-
 def test_a_wrong_password_is_one_line_naming_the_user_and_the_setting(
     secure_settings: Settings,
 ) -> None:
     env = settings_env(secure_settings) | {"KASSA_KAFKA_SASL_PASSWORD": "not-the-password-17"}
     result = run_kassa("topics", "describe", env=env)
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "refused the SCRAM-SHA-512 login of user 'kassa'" in line
     assert "KASSA_KAFKA_SASL_PASSWORD" in line
     assert "not-the-password-17" not in result.stderr + result.stdout
@@ -151,7 +144,7 @@ def test_a_broker_certificate_from_an_unknown_ca_is_one_line_naming_the_ca_setti
     env = settings_env(secure_settings) | {"KASSA_KAFKA_SSL_CA_LOCATION": str(other_ca)}
     result = run_kassa("daily", "status", env=env)
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "TLS with Kafka" in line
     assert "certificate verify failed" in line
     assert f"KASSA_KAFKA_SSL_CA_LOCATION={str(other_ca)!r}" in line
@@ -164,7 +157,7 @@ def test_a_certificate_for_another_host_is_refused_in_one_line(
     env = settings_env(secure_settings) | {"KASSA_KAFKA_BOOTSTRAP": f"localhost:{port}"}
     result = run_kassa("stream", "--idle-timeout", "3", env=env)
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "certificate verify failed" in line
     assert "name the host in KASSA_KAFKA_BOOTSTRAP" in line
 
@@ -230,7 +223,7 @@ def test_a_missing_acl_is_one_line_naming_the_operation_and_the_resource(  # noq
     revoke(_grant(secure_settings, resource, operation))
     result = run_kassa(*command, env=settings_env(secure_settings))
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     name = secure_settings.topic if named == "topic" else secure_settings.consumer_group
     assert f"{operation} on {named} {name!r}" in line
     assert "user 'kassa'" in line or "kassa's Kafka user" in line

@@ -18,7 +18,7 @@ import pytest
 from common.settings import Settings
 from services.redis import RedisServer
 from services.security import KASSA_USER, kassa_redis_rules, make_ca
-from tests.helpers import repo_root, run_kassa, settings_env
+from tests.helpers import one_error_line, repo_root, run_kassa, settings_env
 from tests.jobs.stream.helpers import publish_checkouts, valid_checkouts
 from tests.pipeline import assert_pipeline_exact
 from tests.security.conftest import secure_redis_admin
@@ -69,20 +69,13 @@ def test_the_pipeline_is_exact_as_the_kassa_redis_user_over_tls_and_needs_no_oth
     assert _denials(clean_acl_log) == []
 
 
-def _one_error_line(stderr: str) -> str:
-    errors = [line for line in stderr.splitlines() if line.startswith("kassa: error:")]
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr
-    return errors[0]
-
-
 def test_a_wrong_redis_password_is_one_line_naming_the_user_and_the_setting(
     secure_redis_settings: Settings,
 ) -> None:
     env = settings_env(secure_redis_settings) | {"KASSA_REDIS_PASSWORD": "not-the-password-23"}
     result = run_kassa("top", "--day", DAY.isoformat(), env=env)
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert f"refused the login of user {KASSA_USER!r}" in line
     assert "KASSA_REDIS_PASSWORD" in line
     assert "not-the-password-23" not in result.stderr + result.stdout
@@ -96,7 +89,7 @@ def test_a_redis_certificate_from_an_unknown_ca_is_one_line_naming_the_ca_settin
     env = settings_env(secure_redis_settings) | {"KASSA_REDIS_SSL_CA_LOCATION": str(other_ca)}
     result = run_kassa("stream", "--idle-timeout", "3", env=env)
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "refused TLS" in line
     assert "certificate verify failed" in line
     assert f"KASSA_REDIS_SSL_CA_LOCATION={str(other_ca)!r}" in line
@@ -136,7 +129,7 @@ def test_a_missing_redis_permission_is_one_line_naming_the_user_and_the_rules(
     revoke_redis(command)
     result = run_kassa(*run, env=settings_env(secure_redis_settings))
     assert result.returncode == ACCESS_REFUSED, result.stderr
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert f"denied user {KASSA_USER!r}" in line
     assert "docs/security.md" in line
 

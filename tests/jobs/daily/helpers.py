@@ -181,3 +181,19 @@ def daily_keys(client: Client, space: str, day: date) -> DailyKeys:
             }
     found["names"] = client.hgetall(keys.names_key(space))
     return found
+
+
+def produce_four_store_day(settings: Settings) -> list[Checkout]:
+    """120 checkouts of 2026-11-20 over 4 stores, produced and sealed (the day is complete)."""
+    sales = [
+        checkout(
+            f"t{n}",
+            utc(2026, 11, 20, 8) + timedelta(minutes=7 * n),
+            [(f"sku{n % 5}", 1 + n % 3, "2.50"), ("milk", 2, "0.99")],
+            store_id=f"s{n % 4}",
+        )
+        for n in range(120)
+    ]
+    produce(settings, sales)
+    seal(settings, utc(2026, 11, 22))
+    return sales

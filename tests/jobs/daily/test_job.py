@@ -31,6 +31,7 @@ from tests.jobs.daily.helpers import (
     expected_of,
     parquet_figures,
     produce,
+    produce_four_store_day,
     produce_raw,
     seal,
     utc,
@@ -108,17 +109,7 @@ def test_rerun_changes_nothing_and_two_runs_at_once_agree(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     day = date(2026, 11, 20)
-    sales = [
-        checkout(
-            f"t{n}",
-            utc(2026, 11, 20, 8) + timedelta(minutes=7 * n),
-            [(f"sku{n % 5}", 1 + n % 3, "2.50"), ("milk", 2, "0.99")],
-            store_id=f"s{n % 4}",
-        )
-        for n in range(120)
-    ]
-    produce(settings, sales)
-    seal(settings, utc(2026, 11, 22))
+    sales = produce_four_store_day(settings)
 
     run_day(settings, day)
     files = data_files(settings.data_dir)
