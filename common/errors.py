@@ -140,6 +140,11 @@ class TopicNotFoundError(KassaError):
         self.topics = topics
 
 
+def _shown_url(target: str | RedisPlace) -> str:
+    """The URL of ``target`` without its password (:attr:`RedisUnavailableError.url`)."""
+    return redacted(target if isinstance(target, str) else target.redis_url)
+
+
 class RedisUnavailableError(KassaError):
     """Redis could not be reached, read or written.
 
@@ -154,7 +159,7 @@ class RedisUnavailableError(KassaError):
 
     def __init__(self, target: str | RedisPlace, doing: str, cause: object) -> None:
         super().__init__(f"cannot {doing} {redis_location(target)} ({cause}); {self.advice}")
-        self.url = redacted(target if isinstance(target, str) else target.redis_url)
+        self.url = _shown_url(target)
         self.doing = doing
         self.cause = str(cause)
 
@@ -170,6 +175,6 @@ class RedisAccessError(RedisUnavailableError):
 
     def __init__(self, target: str | RedisPlace, refused: str, fix: str) -> None:
         KassaError.__init__(self, f"{redis_location(target)} {refused}; {fix}")
-        self.url = redacted(target if isinstance(target, str) else target.redis_url)
+        self.url = _shown_url(target)
         self.doing = "reach"
         self.cause = refused
